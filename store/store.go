@@ -1,0 +1,150 @@
+// Package store defines terratask's heartbeat-fed store: task log entries,
+// written in batches by runners on each heartbeat tick and at step end, and the
+// task index that list, filter, sort and paging are served from.
+//
+// Temporal stays the source of truth; the store is a projection. The SQLite
+// implementation (package store/sqlite) is the embedded default; a PostgreSQL
+// implementation follows the same interface and the same shared test suite
+// (package store/storetest).
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/terratask/terratask/task"
+)
+
+// ErrNotFound is returned when a task does not exist (or belongs to another org).
+var ErrNotFound = errors.New("not found")
+
+// Task is a row of the task index.
+type Task struct {
+	ID          string
+	Org         string
+	Name        string
+	Description string
+	AgentID     string
+	RunnerID    string
+	Status      task.Status
+	Progress    int
+	Metadata    map[string]any
+	// Step fields mirror the status endpoint's metadata.
+	CurrentStep    task.Step
+	StepsCompleted int
+	TotalSteps     int
+	Result         *task.Result
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+	StartedAt      *time.Time
+	CompletedAt    *time.Time
+	CancelledAt    *time.Time
+	CancelledBy    string
+}
+
+// Transition is a change of a task's state recorded by the task workflow. A
+// transition never moves UpdatedAt or Progress backwards: an older transition
+// arriving late (a retried activity) is ignored.
+type Transition struct {
+	ID             string
+	Status         task.Status
+	Progress       int
+	CurrentStep    task.Step
+	StepsCompleted int
+	TotalSteps     int
+	Result         *task.Result
+	UpdatedAt      time.Time
+	StartedAt      *time.Time
+	CompletedAt    *time.Time
+	CancelledAt    *time.Time
+	CancelledBy    string
+}
+
+// SortField is a column lists may be sorted by.
+type SortField string
+
+// Sort fields.
+const (
+	SortCreatedAt SortField = "created_at"
+	SortUpdatedAt SortField = "updated_at"
+	SortStatus    SortField = "status"
+)
+
+// TaskQuery selects a page of the task index. Org is always applied; empty
+// filters match everything. Results are ordered by Sort then by ID, so pages
+// never repeat or skip a task.
+type TaskQuery struct {
+	Org        string
+	Status     []task.Status
+	AgentID    string
+	RunnerID   string
+	Sort       SortField // default SortCreatedAt
+	Descending bool
+	Limit      int // required, > 0
+	Offset     int
+}
+
+// Level is a log entry's severity.
+type Level string
+
+// Log levels, in increasing severity.
+const (
+	LevelDebug Level = "debug"
+	LevelInfo  Level = "info"
+	LevelWarn  Level = "warn"
+	LevelError Level = "error"
+)
+
+// Levels lists every level.
+var Levels = []Level{LevelDebug, LevelInfo, LevelWarn, LevelError}
+
+// LogEntry is one log line of a task. (TaskID, Attempt, Step, Seq) identifies
+// it: appending the same entry twice stores it once, so a retried flush never
+// duplicates lines.
+type LogEntry struct {
+	TaskID  string
+	Attempt int    // activity attempt that produced the line, from 1
+	Step    string // step name, or "task" for lines of the workflow itself
+	Seq     int64  // position within (TaskID, Attempt, Step), from 1
+	// ID is assigned by the store in insertion order; read-only.
+	ID        int64
+	Timestamp time.Time
+	Level     Level
+	Message   string
+	Metadata  map[string]any
+}
+
+// LogQuery selects a task's log entries, oldest first. Since and Until filter on
+// Timestamp; AfterID is the paging cursor.
+type LogQuery struct {
+	TaskID  string
+	Since   *time.Time // inclusive
+	Until   *time.Time // inclusive
+	Levels  []Level    // empty: all
+	AfterID int64      // cursor: only entries with ID > AfterID
+	Limit   int        // required, > 0
+}
+
+// Store is the heartbeat-fed store.
+type Store interface {
+	// CreateTask inserts a task into the index. Inserting an ID that exists
+	// is a no-op returning nil, so the create path may be retried.
+	CreateTask(ctx context.Context, t Task) error
+	// ApplyTransition updates a task's state. Fields of a transition older
+	// than the row (UpdatedAt before the stored one) are ignored; Progress
+	// never decreases.
+	ApplyTransition(ctx context.Context, tr Transition) error
+	// GetTask returns a task of org, or ErrNotFound.
+	GetTask(ctx context.Context, org, id string) (Task, error)
+	// ListTasks returns a page and the total number of matching tasks.
+	ListTasks(ctx context.Context, q TaskQuery) ([]Task, int, error)
+	// AppendLogs stores entries idempotently (see LogEntry).
+	AppendLogs(ctx context.Context, entries []LogEntry) error
+	// ListLogs returns entries oldest first, in insertion (ID) order: a task's
+	// steps run one after another, so insertion order is time order.
+	ListLogs(ctx context.Context, q LogQuery) ([]LogEntry, error)
+	// Ping checks the store is reachable.
+	Ping(ctx context.Context) error
+	Close() error
+}

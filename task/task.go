@@ -1,0 +1,252 @@
+// Package task defines the terratask task model shared by the HTTP server, the
+// task workflow and the runners: the workflow's type name, its single input and
+// output structs, statuses, steps, task queue names and search attributes.
+//
+// Other Temporal applications import this package to run a terratask task as a
+// child workflow by name:
+//
+//	workflow.ExecuteChildWorkflow(ctx, task.WorkflowType, task.Input{...})
+//
+// The package is a leaf: it imports nothing of terratask and no Temporal code.
+package task
+
+import (
+	"strings"
+	"time"
+)
+
+// WorkflowType is the stable, registered type name of the task workflow.
+const WorkflowType = "terratask.Task"
+
+// ControlPlaneTaskQueue is where the task workflow itself runs, so status
+// queries and cancellation work while a runner is down.
+const ControlPlaneTaskQueue = "terratask-control"
+
+// QueryState is the query type that returns a task's State.
+const QueryState = "state"
+
+// SignalProgress is the signal a runner sends with resource counts while a
+// step runs, so progress moves inside a long plan or apply.
+const SignalProgress = "progress"
+
+// RunnerTaskQueue is the task queue shared by every runner process with this ID.
+func RunnerTaskQueue(runnerID string) string { return "terratask-runner-" + runnerID }
+
+// HostTaskQueue is the queue of one runner host; steps after the first are
+// pinned to it.
+func HostTaskQueue(runnerID, hostID string) string {
+	return RunnerTaskQueue(runnerID) + "@" + hostID
+}
+
+// Search attribute names upserted at each transition.
+const (
+	SearchAttrStatus = "TerrataskStatus"
+	SearchAttrAgent  = "TerrataskAgent"
+	SearchAttrRunner = "TerrataskRunner"
+	SearchAttrOrg    = "TerrataskOrg"
+)
+
+// SearchAttributes lists the custom keyword search attributes terratask needs
+// registered in its namespace.
+var SearchAttributes = []string{SearchAttrStatus, SearchAttrAgent, SearchAttrRunner, SearchAttrOrg}
+
+// Status of a task.
+type Status string
+
+// Task statuses. Completed, Failed and Cancelled are terminal.
+const (
+	StatusPending    Status = "pending"
+	StatusRunning    Status = "running"
+	StatusCancelling Status = "cancelling"
+	StatusCompleted  Status = "completed"
+	StatusFailed     Status = "failed"
+	StatusCancelled  Status = "cancelled"
+)
+
+// Statuses lists every status in lifecycle order.
+var Statuses = []Status{StatusPending, StatusRunning, StatusCancelling, StatusCompleted, StatusFailed, StatusCancelled}
+
+// Terminal reports whether no further transition can happen.
+func (s Status) Terminal() bool {
+	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled
+}
+
+// Valid reports whether s is a known status.
+func (s Status) Valid() bool {
+	for _, v := range Statuses {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Step is one stage of a task's Terraform run.
+type Step string
+
+// Steps in run order. A task runs installing, initializing, planning and then
+// applying or destroying; a plan-only task stops after planning.
+const (
+	StepInstalling   Step = "installing"
+	StepInitializing Step = "initializing"
+	StepPlanning     Step = "planning"
+	StepApplying     Step = "applying"
+	StepDestroying   Step = "destroying"
+)
+
+// Action is what a task does with its configuration.
+type Action string
+
+// Actions a task may take.
+const (
+	ActionApply   Action = "apply"
+	ActionPlan    Action = "plan"
+	ActionDestroy Action = "destroy"
+)
+
+// Steps returns the ordered steps an action runs.
+func (a Action) Steps() []Step {
+	switch a {
+	case ActionPlan:
+		return []Step{StepInstalling, StepInitializing, StepPlanning}
+	case ActionDestroy:
+		return []Step{StepInstalling, StepInitializing, StepPlanning, StepDestroying}
+	default:
+		return []Step{StepInstalling, StepInitializing, StepPlanning, StepApplying}
+	}
+}
+
+// Input is the task workflow's single argument.
+type Input struct {
+	ID          string         `json:"id"`
+	Name        string         `json:"name"`
+	Description string         `json:"description,omitempty"`
+	AgentID     string         `json:"agent_id"`
+	RunnerID    string         `json:"runner_id"`
+	Org         string         `json:"org"`
+	Metadata    map[string]any `json:"metadata,omitempty"`
+	CreatedAt   time.Time      `json:"created_at"`
+	CreatedBy   string         `json:"created_by,omitempty"`
+	Params      Params         `json:"params"`
+	// SealedSecrets holds sensitive_variables and env, encrypted (see package
+	// secret) so they never sit in Temporal history in plain text.
+	SealedSecrets string `json:"sealed_secrets,omitempty"`
+}
+
+// Params are the Terraform parameters of a task (the seed's "parameters").
+type Params struct {
+	Action           Action            `json:"action,omitempty"`
+	Module           string            `json:"module,omitempty"`
+	Source           string            `json:"source,omitempty"`
+	Files            map[string]string `json:"files,omitempty"`
+	Variables        map[string]any    `json:"variables,omitempty"`
+	Workspace        string            `json:"workspace,omitempty"`
+	TerraformVersion string            `json:"terraform_version,omitempty"`
+	Targets          []string          `json:"targets,omitempty"`
+	Replace          []string          `json:"replace,omitempty"`
+	RefreshOnly      bool              `json:"refresh_only,omitempty"`
+	Parallelism      int               `json:"parallelism,omitempty"`
+	Timeout          Duration          `json:"timeout,omitempty"`
+}
+
+// EffectiveAction is the action with its default applied.
+func (p Params) EffectiveAction() Action {
+	if p.Action == "" {
+		return ActionApply
+	}
+	return p.Action
+}
+
+// Secrets are the values that must never reach logs, API output or plain
+// Temporal payloads.
+type Secrets struct {
+	SensitiveVariables map[string]any    `json:"sensitive_variables,omitempty"`
+	Env                map[string]string `json:"env,omitempty"`
+}
+
+// Empty reports whether there is nothing to seal.
+func (s Secrets) Empty() bool { return len(s.SensitiveVariables) == 0 && len(s.Env) == 0 }
+
+// Output is the task workflow's result.
+type Output struct {
+	Status Status `json:"status"`
+	Result Result `json:"result"`
+}
+
+// Result is the seed's task result: outputs on success, an error on failure.
+type Result struct {
+	Output map[string]any `json:"output"`
+	Error  *Error         `json:"error"`
+}
+
+// Error is a task failure in the seed's error shape.
+type Error struct {
+	Code    string         `json:"code"`
+	Message string         `json:"message"`
+	Details map[string]any `json:"details,omitempty"`
+}
+
+// Stable task error codes.
+const (
+	CodeTerraform         = "terraform_error"
+	CodeConfig            = "configuration_error"
+	CodeInstall           = "install_failed"
+	CodeRunnerUnavailable = "runner_unavailable"
+	CodeTimeout           = "timeout"
+	CodeInternal          = "internal"
+)
+
+// Diagnostic is one of Terraform's diagnostics, kept in Error.Details.
+type Diagnostic struct {
+	Severity string `json:"severity"`
+	Summary  string `json:"summary"`
+	Detail   string `json:"detail,omitempty"`
+	Address  string `json:"address,omitempty"`
+	File     string `json:"file,omitempty"`
+	Line     int    `json:"line,omitempty"`
+}
+
+// Progress is what a runner reports while a step runs.
+type Progress struct {
+	Step           Step `json:"step"`
+	PlannedChanges int  `json:"planned_changes"`
+	ChangesDone    int  `json:"changes_done"`
+}
+
+// State is a task's live state, returned by the QueryState query.
+type State struct {
+	ID             string     `json:"id"`
+	Status         Status     `json:"status"`
+	Progress       int        `json:"progress"`
+	CurrentStep    Step       `json:"current_step,omitempty"`
+	StepsCompleted int        `json:"steps_completed"`
+	TotalSteps     int        `json:"total_steps"`
+	PlannedChanges int        `json:"planned_changes"`
+	ChangesDone    int        `json:"changes_done"`
+	Attempt        int        `json:"attempt"`
+	Host           string     `json:"host,omitempty"`
+	WaitingFor     string     `json:"waiting_for,omitempty"`
+	StartedAt      *time.Time `json:"started_at"`
+	UpdatedAt      time.Time  `json:"updated_at"`
+	CompletedAt    *time.Time `json:"completed_at"`
+	CancelledAt    *time.Time `json:"cancelled_at,omitempty"`
+	CancelledBy    string     `json:"cancelled_by,omitempty"`
+	Result         *Result    `json:"result,omitempty"`
+}
+
+// Duration is a time.Duration that reads and writes as a Go duration string
+// ("30m", "1h30m").
+type Duration time.Duration
+
+// MarshalText writes the duration as a string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
