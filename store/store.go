@@ -99,20 +99,21 @@ const (
 // Levels lists every level.
 var Levels = []Level{LevelDebug, LevelInfo, LevelWarn, LevelError}
 
-// LogEntry is one log line of a task. (TaskID, Attempt, Step, Seq) identifies
-// it: appending the same entry twice stores it once, so a retried flush never
-// duplicates lines.
+// LogEntry is one log line of a task. (TaskID, Stream, Seq) identifies it:
+// appending the same entry twice stores it once, so a retried flush never
+// duplicates lines. A stream is one producer's sequence, for example one
+// attempt of one step ("run1/applying/attempt2") or the workflow ("task").
 type LogEntry struct {
-	TaskID  string
-	Attempt int    // activity attempt that produced the line, from 1
-	Step    string // step name, or "task" for lines of the workflow itself
-	Seq     int64  // position within (TaskID, Attempt, Step), from 1
+	TaskID string
+	Stream string
+	Seq    int64 // position within (TaskID, Stream), from 1
 	// ID is assigned by the store in insertion order; read-only.
 	ID        int64
 	Timestamp time.Time
 	Level     Level
 	Message   string
-	Metadata  map[string]any
+	// Metadata carries component, step, attempt and resource address.
+	Metadata map[string]any
 }
 
 // LogQuery selects a task's log entries, oldest first. Since and Until filter on

@@ -1,0 +1,170 @@
+// Package secret seals a task's secrets (sensitive_variables and env) so they
+// travel through Temporal history as ciphertext, and masks their values in
+// anything written out.
+//
+// The server seals with a Box when it starts a task; the runner that executes
+// the task opens it with the same key. `terratask dev` keeps its key in the data
+// dir; a fleet shares one through --secret-key / TERRATASK_SECRET_KEY.
+package secret
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/terratask/terratask/task"
+)
+
+// KeySize is the length of a key in bytes (AES-256).
+const KeySize = 32
+
+// Box seals and opens task secrets with AES-256-GCM.
+type Box struct{ aead cipher.AEAD }
+
+// NewBox returns a Box for a 32-byte key.
+func NewBox(key []byte) (*Box, error) {
+	if len(key) != KeySize {
+		return nil, fmt.Errorf("secret key must be %d bytes, got %d", KeySize, len(key))
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	return &Box{aead: aead}, nil
+}
+
+// ParseKey decodes a base64 (standard or URL) key.
+func ParseKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil && len(b) == KeySize {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("secret key must be %d bytes, base64-encoded", KeySize)
+}
+
+// LoadOrCreateKeyFile reads a base64 key from path, creating it (0600) with a
+// random key when it does not exist.
+func LoadOrCreateKeyFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return ParseKey(string(b))
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("reading secret key: %w", err)
+	}
+	key := make([]byte, KeySize)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating key dir: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("writing secret key: %w", err)
+	}
+	return key, nil
+}
+
+// Seal encrypts secrets; empty secrets seal to "".
+func (b *Box) Seal(s task.Secrets) (string, error) {
+	if s.Empty() {
+		return "", nil
+	}
+	plain, err := json.Marshal(s)
+	if err != nil {
+		return "", fmt.Errorf("encoding secrets: %w", err)
+	}
+	nonce := make([]byte, b.aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	sealed := b.aead.Seal(nonce, nonce, plain, nil)
+	return base64.StdEncoding.EncodeToString(sealed), nil
+}
+
+// ErrOpen is returned when sealed secrets cannot be decrypted (wrong key or
+// tampered data). It never carries the data itself.
+var ErrOpen = errors.New("cannot open task secrets: wrong secret key or corrupt data")
+
+// Open decrypts what Seal produced.
+func (b *Box) Open(sealed string) (task.Secrets, error) {
+	var s task.Secrets
+	if sealed == "" {
+		return s, nil
+	}
+	raw, err := base64.StdEncoding.DecodeString(sealed)
+	if err != nil || len(raw) < b.aead.NonceSize() {
+		return s, ErrOpen
+	}
+	n := b.aead.NonceSize()
+	plain, err := b.aead.Open(nil, raw[:n], raw[n:], nil)
+	if err != nil {
+		return s, ErrOpen
+	}
+	if err := json.Unmarshal(plain, &s); err != nil {
+		return s, ErrOpen
+	}
+	return s, nil
+}
+
+// Mask is the text that replaces a secret value.
+const Mask = "***"
+
+// Masker replaces known secret values in text.
+type Masker struct{ r *strings.Replacer }
+
+// NewMasker masks every string form of the secrets' values. Values shorter
+// than 3 characters are masked too: a leak of a short secret is still a leak.
+func NewMasker(s task.Secrets) *Masker {
+	var vals []string
+	add := func(v string) {
+		if v != "" {
+			vals = append(vals, v)
+		}
+	}
+	for _, v := range s.Env {
+		add(v)
+	}
+	for _, v := range s.SensitiveVariables {
+		switch x := v.(type) {
+		case string:
+			add(x)
+		default:
+			if b, err := json.Marshal(x); err == nil {
+				add(string(b))
+			}
+		}
+	}
+	if len(vals) == 0 {
+		return &Masker{}
+	}
+	// Longest first, so a secret that contains another is masked whole.
+	sort.Slice(vals, func(i, j int) bool { return len(vals[i]) > len(vals[j]) })
+	pairs := make([]string, 0, 2*len(vals))
+	for _, v := range vals {
+		pairs = append(pairs, v, Mask)
+	}
+	return &Masker{r: strings.NewReplacer(pairs...)}
+}
+
+// String returns s with every secret value masked.
+func (m *Masker) String(s string) string {
+	if m == nil || m.r == nil {
+		return s
+	}
+	return m.r.Replace(s)
+}
