@@ -128,6 +128,9 @@ type Input struct {
 	CreatedAt   time.Time      `json:"created_at"`
 	CreatedBy   string         `json:"created_by,omitempty"`
 	Params      Params         `json:"params"`
+	// RunnerWait bounds how long the task waits for its runner to pick it up
+	// before failing with runner_unavailable (0: the workflow's default).
+	RunnerWait Duration `json:"runner_wait,omitempty"`
 	// SealedSecrets holds sensitive_variables and env, encrypted (see package
 	// secret) so they never sit in Temporal history in plain text.
 	SealedSecrets string `json:"sealed_secrets,omitempty"`
@@ -250,3 +253,57 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	*d = Duration(v)
 	return nil
 }
+
+// stepWeight is a step's share of the progress bar: applying dominates, since
+// it is where resources change and progress moves resource by resource.
+func stepWeight(s Step) int {
+	switch s {
+	case StepInstalling:
+		return 1
+	case StepInitializing:
+		return 2
+	case StepPlanning:
+		return 3
+	default:
+		return 14
+	}
+}
+
+// ComputeProgress maps a position in a task's steps to 0..99: stepsCompleted
+// whole steps plus the fraction done/planned of the current step. 100 is kept
+// for a completed task, which the caller sets.
+func ComputeProgress(steps []Step, stepsCompleted, planned, done int) int {
+	total, before := 0, 0
+	for i, s := range steps {
+		total += stepWeight(s)
+		if i < stepsCompleted {
+			before += stepWeight(s)
+		}
+	}
+	if total == 0 {
+		return 0
+	}
+	num := before * 99 * 100 // in hundredths of a weight unit
+	if stepsCompleted < len(steps) && planned > 0 {
+		if done > planned {
+			done = planned
+		}
+		num += stepWeight(steps[stepsCompleted]) * 99 * 100 * done / planned
+	}
+	p := num / (total * 100)
+	if p > 99 {
+		p = 99
+	}
+	return p
+}
+
+// CancelRequest is sent with SignalCancel just before the workflow is
+// cancelled, so the task records who cancelled it.
+type CancelRequest struct {
+	By    string    `json:"by"`
+	At    time.Time `json:"at"`
+	Force bool      `json:"force,omitempty"`
+}
+
+// SignalCancel carries a CancelRequest.
+const SignalCancel = "cancel-request"

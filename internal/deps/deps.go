@@ -16,6 +16,6 @@ import (
 	_ "go.temporal.io/server/temporal"
 	_ "go.temporal.io/server/temporaltest"
 	_ "go.uber.org/zap"
-	_ "modernc.org/sqlite"
 	_ "gopkg.in/yaml.v3"
+	_ "modernc.org/sqlite"
 )

@@ -1,0 +1,64 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/task"
+)
+
+// NameRecord is the control-plane activity that projects a task transition
+// into the store.
+const NameRecord = "terratask.Record"
+
+// Record is one transition of a task as the workflow saw it, with the log
+// lines that describe it.
+type Record struct {
+	// Task is the index row; it is inserted if missing, so a task started by
+	// another Temporal application (as a child workflow) still shows up.
+	Task       store.Task       `json:"task"`
+	Transition store.Transition `json:"transition"`
+	Logs       []store.LogEntry `json:"logs,omitempty"`
+}
+
+// Control holds the control-plane activities. They run on the control-plane
+// worker, next to the workflow, as local activities.
+type Control struct {
+	Store store.Store
+}
+
+// Record writes a transition and its log lines. It is idempotent: replays and
+// retries insert nothing twice and never move a task backwards.
+func (c *Control) Record(ctx context.Context, r Record) error {
+	if err := c.Store.CreateTask(ctx, r.Task); err != nil {
+		return fmt.Errorf("indexing task: %w", err)
+	}
+	if err := c.Store.ApplyTransition(ctx, r.Transition); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("recording transition: %w", err)
+	}
+	if len(r.Logs) > 0 {
+		if err := c.Store.AppendLogs(ctx, r.Logs); err != nil {
+			return fmt.Errorf("writing task logs: %w", err)
+		}
+	}
+	return nil
+}
+
+// TaskRow builds the index row of a task from its workflow input.
+func TaskRow(in task.Input, steps int) store.Task {
+	return store.Task{
+		ID:          in.ID,
+		Org:         in.Org,
+		Name:        in.Name,
+		Description: in.Description,
+		AgentID:     in.AgentID,
+		RunnerID:    in.RunnerID,
+		Status:      task.StatusPending,
+		Metadata:    in.Metadata,
+		TotalSteps:  steps,
+		CreatedAt:   in.CreatedAt,
+		UpdatedAt:   in.CreatedAt,
+	}
+}

@@ -1,0 +1,53 @@
+package activities
+
+import (
+	"github.com/terratask/terratask/task"
+)
+
+// StepInput is the argument of every runner activity.
+type StepInput struct {
+	Task task.Input `json:"task"`
+	// Run counts the times the task's runner block started (from 1); a host
+	// failure restarts the block on another host with Run+1.
+	Run int `json:"run"`
+	// TerraformPath is the binary chosen by Install, passed to later steps.
+	TerraformPath string `json:"terraform_path,omitempty"`
+}
+
+// ClaimOutput tells the workflow which host took the task.
+type ClaimOutput struct {
+	Host      string `json:"host"`
+	HostQueue string `json:"host_queue"`
+}
+
+// InstallOutput is the Terraform binary a host will use for the task.
+type InstallOutput struct {
+	TerraformPath string `json:"terraform_path"`
+	Version       string `json:"version"`
+}
+
+// PlanOutput summarises a saved plan.
+type PlanOutput struct {
+	HasChanges     bool `json:"has_changes"`
+	PlannedChanges int  `json:"planned_changes"`
+	Add            int  `json:"add"`
+	Change         int  `json:"change"`
+	Remove         int  `json:"remove"`
+}
+
+// ApplyOutput is the outcome of applying the saved plan.
+type ApplyOutput struct {
+	ChangesDone int `json:"changes_done"`
+	// Outputs are the root module outputs, sensitive ones redacted.
+	Outputs map[string]any `json:"outputs"`
+}
+
+// Activity names, registered once and used by the workflow.
+const (
+	NameClaim   = "terratask.Claim"
+	NameInstall = "terratask.Install"
+	NameInit    = "terratask.Init"
+	NamePlan    = "terratask.Plan"
+	NameApply   = "terratask.Apply"
+	NameCleanup = "terratask.Cleanup"
+)

@@ -1,0 +1,104 @@
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/terratask/terratask/activities"
+	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/task"
+)
+
+// Typed search attribute keys, upserted at each transition.
+var (
+	saStatus = temporal.NewSearchAttributeKeyKeyword(task.SearchAttrStatus)
+	saAgent  = temporal.NewSearchAttributeKeyKeyword(task.SearchAttrAgent)
+	saRunner = temporal.NewSearchAttributeKeyKeyword(task.SearchAttrRunner)
+	saOrg    = temporal.NewSearchAttributeKeyKeyword(task.SearchAttrOrg)
+)
+
+// SearchAttributes returns a task's search attributes for a status; the server
+// sets them when it starts the workflow, the workflow upserts them.
+func SearchAttributes(in task.Input, status task.Status) temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(
+		saStatus.ValueSet(string(status)),
+		saAgent.ValueSet(in.AgentID),
+		saRunner.ValueSet(in.RunnerID),
+		saOrg.ValueSet(in.Org),
+	)
+}
+
+// line is a log line the workflow writes about itself.
+type line struct {
+	level   store.Level
+	message string
+}
+
+func logLine(level store.Level, msg string) line { return line{level: level, message: msg} }
+
+// transition applies change to the state, then upserts search attributes
+// (when the status moved) and records the new state with its log line.
+func (r *run) transition(ctx workflow.Context, change func(*task.State), l line) {
+	before := r.state.Status
+	change(&r.state)
+	r.setProgress(ctx)
+	if r.state.Status != before || !r.started {
+		r.started = true
+		err := workflow.UpsertTypedSearchAttributes(ctx,
+			saStatus.ValueSet(string(r.state.Status)),
+			saAgent.ValueSet(r.in.AgentID),
+			saRunner.ValueSet(r.in.RunnerID),
+			saOrg.ValueSet(r.in.Org),
+		)
+		if err != nil {
+			workflow.GetLogger(ctx).Warn("upserting search attributes", "error", err)
+		}
+	}
+	r.logSeq++
+	meta := map[string]any{"component": "workflow", "status": string(r.state.Status)}
+	if r.state.CurrentStep != "" {
+		meta["step"] = string(r.state.CurrentStep)
+	}
+	rec := activities.Record{
+		Task: activities.TaskRow(r.in, len(r.steps)),
+		Transition: store.Transition{
+			ID:             r.in.ID,
+			Status:         r.state.Status,
+			Progress:       r.state.Progress,
+			CurrentStep:    r.state.CurrentStep,
+			StepsCompleted: r.state.StepsCompleted,
+			TotalSteps:     r.state.TotalSteps,
+			Result:         r.state.Result,
+			UpdatedAt:      r.state.UpdatedAt,
+			StartedAt:      r.state.StartedAt,
+			CompletedAt:    r.state.CompletedAt,
+			CancelledAt:    r.state.CancelledAt,
+			CancelledBy:    r.state.CancelledBy,
+		},
+		Logs: []store.LogEntry{{
+			TaskID:    r.in.ID,
+			Stream:    "task",
+			Seq:       r.logSeq,
+			Timestamp: r.state.UpdatedAt,
+			Level:     l.level,
+			Message:   l.message,
+			Metadata:  meta,
+		}},
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    10 * time.Second,
+		ScheduleToCloseTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    100 * time.Millisecond,
+			BackoffCoefficient: 2,
+			MaximumInterval:    10 * time.Second,
+		},
+	})
+	// The store is a projection: a failure to record is logged, never fails
+	// the task (the local activity retries until its schedule ends).
+	if err := workflow.ExecuteLocalActivity(lctx, activities.NameRecord, rec).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("recording transition", "error", err)
+	}
+}

@@ -1,0 +1,366 @@
+// Package workflows holds the terratask task workflow, registered under the
+// stable type name task.WorkflowType.
+//
+// The workflow runs on the control-plane task queue. It claims a host of the
+// task's runner through the runner's shared queue, then runs the remaining
+// steps (installing, initializing, planning, applying or destroying) on that
+// host's own queue. If the host disappears, the block restarts on another host
+// of the same runner. Every transition is recorded in the store (a local
+// activity), upserted into search attributes, and answered by the state query.
+//
+// Other Temporal applications run it as a child workflow by name:
+//
+//	var out task.Output
+//	err := workflow.ExecuteChildWorkflow(ctx, task.WorkflowType, in).Get(ctx, &out)
+//
+// A completed task returns task.Output. A failed task returns a non-retryable
+// ApplicationError whose type is the task error code and whose details hold
+// the task.Error; a cancelled task returns a CanceledError.
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/terratask/terratask/activities"
+	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/task"
+)
+
+// Register registers the task workflow under its stable name.
+func Register(r worker.WorkflowRegistry) {
+	r.RegisterWorkflowWithOptions(Task, workflow.RegisterOptions{Name: task.WorkflowType})
+}
+
+// Tunables of the workflow. They are constants of this workflow version:
+// changing one changes timer and activity commands and needs GetVersion.
+const (
+	// maxRuns bounds how often the runner block restarts on another host.
+	maxRuns = 5
+	// hostScheduleToStart is how long a step waits for its pinned host
+	// before the block moves to another host.
+	hostScheduleToStart = 2 * time.Minute
+	// stepHeartbeatTimeout is how long a silent step counts as alive.
+	stepHeartbeatTimeout = 20 * time.Second
+	// defaultRunnerWait is how long a task waits for a runner when its input
+	// says nothing.
+	defaultRunnerWait = 24 * time.Hour
+	// defaultTimeout bounds a task's steps when its input says nothing.
+	defaultTimeout = 24 * time.Hour
+)
+
+// nonRetryable are the activity error types that retrying cannot fix.
+var nonRetryable = []string{task.CodeConfig, task.CodeTerraform, task.CodeInstall}
+
+// Task is the task workflow.
+func Task(ctx workflow.Context, in task.Input) (task.Output, error) {
+	r := newRun(ctx, in)
+	if err := workflow.SetQueryHandler(ctx, task.QueryState, func() (task.State, error) {
+		return r.state, nil
+	}); err != nil {
+		return task.Output{}, err
+	}
+	r.listen(ctx)
+	r.transition(ctx, func(s *task.State) {}, logLine(store.LevelInfo, "task accepted; waiting for runner "+in.RunnerID))
+
+	out, err := r.execute(ctx)
+	return r.finish(ctx, out, err)
+}
+
+// run is the workflow's in-memory state.
+type run struct {
+	in      task.Input
+	steps   []task.Step
+	state   task.State
+	logSeq  int64
+	cancel  *task.CancelRequest
+	started bool
+}
+
+func newRun(ctx workflow.Context, in task.Input) *run {
+	steps := in.Params.EffectiveAction().Steps()
+	return &run{
+		in:    in,
+		steps: steps,
+		state: task.State{
+			ID:         in.ID,
+			Status:     task.StatusPending,
+			TotalSteps: len(steps),
+			UpdatedAt:  workflow.Now(ctx).UTC(),
+			WaitingFor: "runner " + in.RunnerID,
+		},
+	}
+}
+
+// listen handles progress and cancel-request signals for the whole run.
+func (r *run) listen(ctx workflow.Context) {
+	progress := workflow.GetSignalChannel(ctx, task.SignalProgress)
+	cancels := workflow.GetSignalChannel(ctx, task.SignalCancel)
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		for {
+			sel := workflow.NewSelector(gctx)
+			sel.AddReceive(progress, func(c workflow.ReceiveChannel, _ bool) {
+				var p task.Progress
+				c.Receive(gctx, &p)
+				r.onProgress(gctx, p)
+			})
+			sel.AddReceive(cancels, func(c workflow.ReceiveChannel, _ bool) {
+				var req task.CancelRequest
+				c.Receive(gctx, &req)
+				if r.cancel == nil {
+					r.cancel = &req
+				}
+			})
+			sel.Select(gctx)
+			if gctx.Err() != nil {
+				return
+			}
+		}
+	})
+}
+
+func (r *run) onProgress(ctx workflow.Context, p task.Progress) {
+	if r.state.Status.Terminal() || p.Step != r.state.CurrentStep {
+		return
+	}
+	if p.PlannedChanges > r.state.PlannedChanges {
+		r.state.PlannedChanges = p.PlannedChanges
+	}
+	if p.ChangesDone > r.state.ChangesDone {
+		r.state.ChangesDone = p.ChangesDone
+	}
+	r.setProgress(ctx)
+}
+
+func (r *run) setProgress(ctx workflow.Context) {
+	var p int
+	if r.state.Status == task.StatusCompleted {
+		p = 100
+	} else {
+		done := 0
+		if r.state.CurrentStep == task.StepApplying || r.state.CurrentStep == task.StepDestroying {
+			done = r.state.ChangesDone
+		}
+		p = task.ComputeProgress(r.steps, r.state.StepsCompleted, r.state.PlannedChanges, done)
+	}
+	if p > r.state.Progress {
+		r.state.Progress = p
+	}
+	r.state.UpdatedAt = workflow.Now(ctx).UTC()
+}
+
+// execute runs the runner block, restarting it on another host when the
+// pinned host is lost.
+func (r *run) execute(ctx workflow.Context) (task.Output, error) {
+	var lastErr error
+	for runNo := 1; runNo <= maxRuns; runNo++ {
+		out, err := r.runBlock(ctx, runNo)
+		if err == nil || !hostLost(err) {
+			return out, err
+		}
+		lastErr = err
+		r.transition(ctx, func(s *task.State) {
+			s.StepsCompleted = 0
+			s.ChangesDone = 0
+		}, logLine(store.LevelWarn, fmt.Sprintf("runner host %s was lost; restarting on another host of runner %s", r.state.Host, r.in.RunnerID)))
+	}
+	return task.Output{}, taskError(task.CodeRunnerUnavailable,
+		fmt.Sprintf("runner %s lost the task %d times", r.in.RunnerID, maxRuns), lastErr)
+}
+
+// runBlock claims a host and runs every step on it.
+func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
+	in := activities.StepInput{Task: r.in, Run: runNo}
+	r.state.Attempt = runNo
+
+	wait := time.Duration(r.in.RunnerWait)
+	if wait <= 0 {
+		wait = defaultRunnerWait
+	}
+	claimCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              task.RunnerTaskQueue(r.in.RunnerID),
+		ScheduleToStartTimeout: wait,
+		StartToCloseTimeout:    time.Minute,
+		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 5},
+	})
+	var claim activities.ClaimOutput
+	if err := workflow.ExecuteActivity(claimCtx, activities.NameClaim, in).Get(ctx, &claim); err != nil {
+		var te *temporal.TimeoutError
+		if errors.As(err, &te) {
+			return task.Output{}, taskError(task.CodeRunnerUnavailable,
+				fmt.Sprintf("no runner %q picked the task up within %s", r.in.RunnerID, wait), nil)
+		}
+		return task.Output{}, err
+	}
+	r.transition(ctx, func(s *task.State) {
+		s.Status = task.StatusRunning
+		s.Host = claim.Host
+		s.WaitingFor = ""
+		if s.StartedAt == nil {
+			now := workflow.Now(ctx).UTC()
+			s.StartedAt = &now
+		}
+	}, logLine(store.LevelInfo, fmt.Sprintf("picked up by runner %s on host %s", r.in.RunnerID, claim.Host)))
+
+	timeout := time.Duration(r.in.Params.Timeout)
+	if timeout <= 0 {
+		timeout = defaultTimeout
+	}
+	hostCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              claim.HostQueue,
+		ScheduleToStartTimeout: hostScheduleToStart,
+		StartToCloseTimeout:    timeout,
+		HeartbeatTimeout:       stepHeartbeatTimeout,
+		WaitForCancellation:    true,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        30 * time.Second,
+			MaximumAttempts:        5,
+			NonRetryableErrorTypes: nonRetryable,
+		},
+	})
+
+	var out task.Output
+	for i, step := range r.steps {
+		r.transition(ctx, func(s *task.State) {
+			s.CurrentStep = step
+			s.StepsCompleted = i
+		}, logLine(store.LevelInfo, "step "+string(step)+" started"))
+		switch step {
+		case task.StepInstalling:
+			var inst activities.InstallOutput
+			if err := workflow.ExecuteActivity(hostCtx, activities.NameInstall, in).Get(ctx, &inst); err != nil {
+				return out, err
+			}
+			in.TerraformPath = inst.TerraformPath
+		case task.StepInitializing:
+			if err := workflow.ExecuteActivity(hostCtx, activities.NameInit, in).Get(ctx, nil); err != nil {
+				return out, err
+			}
+		case task.StepPlanning:
+			var plan activities.PlanOutput
+			if err := workflow.ExecuteActivity(hostCtx, activities.NamePlan, in).Get(ctx, &plan); err != nil {
+				return out, err
+			}
+			r.state.PlannedChanges = plan.PlannedChanges
+		case task.StepApplying, task.StepDestroying:
+			var applied activities.ApplyOutput
+			if err := workflow.ExecuteActivity(hostCtx, activities.NameApply, in).Get(ctx, &applied); err != nil {
+				return out, err
+			}
+			r.state.ChangesDone = applied.ChangesDone
+			out.Result.Output = applied.Outputs
+		}
+	}
+	if out.Result.Output == nil {
+		out.Result.Output = map[string]any{}
+	}
+	// The work dir is the host's to clean; a failure here loses nothing.
+	cleanCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              claim.HostQueue,
+		ScheduleToStartTimeout: time.Minute,
+		StartToCloseTimeout:    time.Minute,
+		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 2},
+	})
+	_ = workflow.ExecuteActivity(cleanCtx, activities.NameCleanup, in).Get(ctx, nil)
+	return out, nil
+}
+
+// hostLost reports whether an error means the pinned host went away, so the
+// block should restart elsewhere.
+func hostLost(err error) bool {
+	var te *temporal.TimeoutError
+	if !errors.As(err, &te) {
+		return false
+	}
+	switch te.TimeoutType() {
+	case enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, enumspb.TIMEOUT_TYPE_HEARTBEAT:
+		return true
+	}
+	return false
+}
+
+// finish records the terminal state and returns the workflow's result.
+func (r *run) finish(ctx workflow.Context, out task.Output, err error) (task.Output, error) {
+	// After a cancel, ctx is done: terminal bookkeeping runs disconnected.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	now := workflow.Now(dctx).UTC()
+	switch {
+	case err == nil:
+		out.Status = task.StatusCompleted
+		r.transition(dctx, func(s *task.State) {
+			s.Status = task.StatusCompleted
+			s.StepsCompleted = len(r.steps)
+			s.CurrentStep = ""
+			s.CompletedAt = &now
+			s.Result = &out.Result
+		}, logLine(store.LevelInfo, "task completed"))
+		return out, nil
+	case temporal.IsCanceledError(err) || ctx.Err() != nil:
+		by := "temporal"
+		if r.cancel != nil && r.cancel.By != "" {
+			by = r.cancel.By
+		}
+		r.transition(dctx, func(s *task.State) {
+			s.Status = task.StatusCancelled
+			s.CompletedAt = &now
+			s.CancelledAt = &now
+			s.CancelledBy = by
+			s.Result = &task.Result{Output: map[string]any{}, Error: &task.Error{
+				Code: "cancelled", Message: "task cancelled by " + by,
+				Details: map[string]any{"step": string(r.state.CurrentStep)},
+			}}
+		}, logLine(store.LevelWarn, fmt.Sprintf("task cancelled by %s during step %s", by, stepOrPending(r.state.CurrentStep))))
+		return task.Output{Status: task.StatusCancelled, Result: *r.state.Result}, temporal.NewCanceledError(by)
+	default:
+		te := toTaskError(err)
+		r.transition(dctx, func(s *task.State) {
+			s.Status = task.StatusFailed
+			s.CompletedAt = &now
+			s.Result = &task.Result{Output: map[string]any{}, Error: &te}
+		}, logLine(store.LevelError, "task failed: "+te.Message))
+		return task.Output{Status: task.StatusFailed, Result: *r.state.Result},
+			temporal.NewNonRetryableApplicationError(te.Message, te.Code, nil, te)
+	}
+}
+
+func stepOrPending(s task.Step) string {
+	if s == "" {
+		return "pending"
+	}
+	return string(s)
+}
+
+// taskError builds an application error carrying a task.Error.
+func taskError(code, msg string, cause error) error {
+	return temporal.NewNonRetryableApplicationError(msg, code, cause, task.Error{Code: code, Message: msg})
+}
+
+// toTaskError extracts the task.Error an activity failed with, or wraps an
+// unexpected failure as an internal error.
+func toTaskError(err error) task.Error {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		var te task.Error
+		if appErr.HasDetails() && appErr.Details(&te) == nil && te.Code != "" {
+			return te
+		}
+		code := appErr.Type()
+		if code == "" {
+			code = task.CodeInternal
+		}
+		return task.Error{Code: code, Message: appErr.Message()}
+	}
+	var timeoutErr *temporal.TimeoutError
+	if errors.As(err, &timeoutErr) {
+		return task.Error{Code: task.CodeTimeout, Message: "a step did not finish in time: " + timeoutErr.Error()}
+	}
+	return task.Error{Code: task.CodeInternal, Message: err.Error()}
+}

@@ -1,0 +1,325 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/terratask/terratask/activities"
+	"github.com/terratask/terratask/task"
+)
+
+// recorder keeps what the workflow recorded through its Record activity.
+type recorder struct {
+	mu      sync.Mutex
+	records []activities.Record
+}
+
+func (r *recorder) Record(_ context.Context, rec activities.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.records = append(r.records, rec)
+	return nil
+}
+
+func (r *recorder) statuses() []task.Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []task.Status
+	for _, rec := range r.records {
+		if len(out) == 0 || out[len(out)-1] != rec.Transition.Status {
+			out = append(out, rec.Transition.Status)
+		}
+	}
+	return out
+}
+
+func (r *recorder) last() activities.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.records[len(r.records)-1]
+}
+
+// stub activities: the real ones run Terraform and are tested in package
+// activities and end to end; here each is replaced per test with OnActivity.
+func stubClaim(context.Context, activities.StepInput) (activities.ClaimOutput, error) {
+	return activities.ClaimOutput{}, nil
+}
+func stubInstall(context.Context, activities.StepInput) (activities.InstallOutput, error) {
+	return activities.InstallOutput{}, nil
+}
+func stubInit(context.Context, activities.StepInput) error { return nil }
+func stubPlan(context.Context, activities.StepInput) (activities.PlanOutput, error) {
+	return activities.PlanOutput{}, nil
+}
+func stubApply(context.Context, activities.StepInput) (activities.ApplyOutput, error) {
+	return activities.ApplyOutput{}, nil
+}
+func stubCleanup(context.Context, activities.StepInput) error { return nil }
+
+type fixture struct {
+	env   *testsuite.TestWorkflowEnvironment
+	rec   *recorder
+	calls []string
+	mu    sync.Mutex
+}
+
+func newFixture(t *testing.T) *fixture {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	f := &fixture{env: env, rec: &recorder{}}
+	Register(env)
+	env.RegisterActivityWithOptions(f.rec.Record, activity.RegisterOptions{Name: activities.NameRecord})
+	for name, fn := range map[string]any{
+		activities.NameClaim: stubClaim, activities.NameInstall: stubInstall, activities.NameInit: stubInit,
+		activities.NamePlan: stubPlan, activities.NameApply: stubApply, activities.NameCleanup: stubCleanup,
+	} {
+		env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
+	}
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.calls = append(f.calls, info.ActivityType.Name)
+	})
+	return f
+}
+
+// happy mocks every runner activity with a successful result.
+func (f *fixture) happy() {
+	f.env.OnActivity(activities.NameClaim, mock.Anything, mock.Anything).Return(
+		activities.ClaimOutput{Host: "h1", HostQueue: task.HostTaskQueue("local", "h1")}, nil)
+	f.env.OnActivity(activities.NameInstall, mock.Anything, mock.Anything).Return(
+		activities.InstallOutput{TerraformPath: "/usr/local/bin/terraform", Version: "1.11.4"}, nil)
+	f.env.OnActivity(activities.NameInit, mock.Anything, mock.Anything).Return(nil)
+	f.env.OnActivity(activities.NamePlan, mock.Anything, mock.Anything).Return(
+		activities.PlanOutput{HasChanges: true, PlannedChanges: 5, Add: 5}, nil)
+	f.env.OnActivity(activities.NameApply, mock.Anything, mock.Anything).Return(
+		activities.ApplyOutput{ChangesDone: 5, Outputs: map[string]any{"url": "https://x", "token": "(sensitive)"}}, nil)
+	f.env.OnActivity(activities.NameCleanup, mock.Anything, mock.Anything).Return(nil)
+}
+
+func (f *fixture) activityCalls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, c := range f.calls {
+		if c != activities.NameRecord {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func input(action task.Action) task.Input {
+	return task.Input{
+		ID: "task-abc", Name: "deploy", AgentID: "agent-1", RunnerID: "local", Org: "default",
+		CreatedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		Params:    task.Params{Action: action},
+	}
+}
+
+func TestApplyRunsEveryStepInOrder(t *testing.T) {
+	f := newFixture(t)
+	f.happy()
+	f.env.ExecuteWorkflow(task.WorkflowType, input(""))
+	require.True(t, f.env.IsWorkflowCompleted())
+	require.NoError(t, f.env.GetWorkflowError())
+
+	var out task.Output
+	require.NoError(t, f.env.GetWorkflowResult(&out))
+	require.Equal(t, task.StatusCompleted, out.Status)
+	require.Equal(t, "https://x", out.Result.Output["url"])
+	require.Nil(t, out.Result.Error)
+
+	require.Equal(t, []string{activities.NameClaim, activities.NameInstall, activities.NameInit,
+		activities.NamePlan, activities.NameApply, activities.NameCleanup}, f.activityCalls())
+	require.Equal(t, []task.Status{task.StatusPending, task.StatusRunning, task.StatusCompleted}, f.rec.statuses())
+
+	prev := -1
+	for _, rec := range f.rec.records {
+		require.GreaterOrEqual(t, rec.Transition.Progress, prev, "progress never decreases")
+		prev = rec.Transition.Progress
+		if rec.Transition.Status != task.StatusCompleted {
+			require.Less(t, rec.Transition.Progress, 100)
+		}
+		require.Len(t, rec.Logs, 1)
+	}
+	last := f.rec.last()
+	require.Equal(t, 100, last.Transition.Progress)
+	require.Equal(t, 4, last.Transition.StepsCompleted)
+	require.NotNil(t, last.Transition.StartedAt)
+	require.NotNil(t, last.Transition.CompletedAt)
+	// Log sequence numbers of the workflow's own stream are gapless.
+	for i, rec := range f.rec.records {
+		require.Equal(t, int64(i+1), rec.Logs[0].Seq)
+	}
+}
+
+func TestPlanOnlyHasThreeSteps(t *testing.T) {
+	f := newFixture(t)
+	f.happy()
+	f.env.ExecuteWorkflow(task.WorkflowType, input(task.ActionPlan))
+	require.NoError(t, f.env.GetWorkflowError())
+	require.Equal(t, []string{activities.NameClaim, activities.NameInstall, activities.NameInit,
+		activities.NamePlan, activities.NameCleanup}, f.activityCalls())
+	last := f.rec.last()
+	require.Equal(t, 3, last.Transition.TotalSteps)
+	require.Equal(t, 3, last.Transition.StepsCompleted)
+	require.Equal(t, 100, last.Transition.Progress)
+}
+
+func TestDestroyEndsWithDestroyingStep(t *testing.T) {
+	f := newFixture(t)
+	f.happy()
+	var steps []task.Step
+	f.env.ExecuteWorkflow(task.WorkflowType, input(task.ActionDestroy))
+	require.NoError(t, f.env.GetWorkflowError())
+	for _, rec := range f.rec.records {
+		if s := rec.Transition.CurrentStep; s != "" && (len(steps) == 0 || steps[len(steps)-1] != s) {
+			steps = append(steps, s)
+		}
+	}
+	require.Equal(t, []task.Step{task.StepInstalling, task.StepInitializing, task.StepPlanning, task.StepDestroying}, steps)
+}
+
+func TestStateQueryDuringApply(t *testing.T) {
+	f := newFixture(t)
+	f.env.OnActivity(activities.NameApply, mock.Anything, mock.Anything).After(time.Minute).Return(
+		activities.ApplyOutput{ChangesDone: 5}, nil).Once()
+	f.env.RegisterDelayedCallback(func() {
+		f.env.SignalWorkflow(task.SignalProgress, task.Progress{Step: task.StepApplying, PlannedChanges: 5, ChangesDone: 2})
+	}, 20*time.Second)
+	var mid task.State
+	f.env.RegisterDelayedCallback(func() {
+		v, err := f.env.QueryWorkflow(task.QueryState)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&mid))
+	}, 30*time.Second)
+	f.happy()
+	f.env.ExecuteWorkflow(task.WorkflowType, input(""))
+	require.NoError(t, f.env.GetWorkflowError())
+
+	require.Equal(t, task.StatusRunning, mid.Status)
+	require.Equal(t, task.StepApplying, mid.CurrentStep)
+	require.Equal(t, 3, mid.StepsCompleted)
+	require.Equal(t, 4, mid.TotalSteps)
+	require.Equal(t, 2, mid.ChangesDone)
+	require.Equal(t, 5, mid.PlannedChanges)
+	require.Equal(t, "h1", mid.Host)
+	require.NotNil(t, mid.StartedAt)
+	// 6 of 20 weight units done, plus 2/5 of applying's 14.
+	require.Equal(t, task.ComputeProgress(task.ActionApply.Steps(), 3, 5, 2), mid.Progress)
+	require.Greater(t, mid.Progress, task.ComputeProgress(task.ActionApply.Steps(), 3, 5, 0))
+
+	v, err := f.env.QueryWorkflow(task.QueryState)
+	require.NoError(t, err)
+	var end task.State
+	require.NoError(t, v.Get(&end))
+	require.Equal(t, task.StatusCompleted, end.Status)
+	require.Equal(t, 100, end.Progress)
+}
+
+func TestTerraformFailureMapsToResultError(t *testing.T) {
+	f := newFixture(t)
+	diag := task.Error{Code: task.CodeTerraform, Message: "Unsupported argument", Details: map[string]any{
+		"diagnostics": []task.Diagnostic{{Severity: "error", Summary: "Unsupported argument", File: "main.tf", Line: 3}},
+	}}
+	f.env.OnActivity(activities.NamePlan, mock.Anything, mock.Anything).Return(activities.PlanOutput{},
+		temporal.NewNonRetryableApplicationError(diag.Message, diag.Code, nil, diag)).Once()
+	f.happy()
+	f.env.ExecuteWorkflow(task.WorkflowType, input(""))
+
+	err := f.env.GetWorkflowError()
+	var appErr *temporal.ApplicationError
+	require.True(t, errors.As(err, &appErr), "got %v", err)
+	require.Equal(t, task.CodeTerraform, appErr.Type())
+	var got task.Error
+	require.NoError(t, appErr.Details(&got))
+	require.Equal(t, "Unsupported argument", got.Message)
+
+	last := f.rec.last()
+	require.Equal(t, task.StatusFailed, last.Transition.Status)
+	require.NotNil(t, last.Transition.Result.Error)
+	require.Equal(t, task.CodeTerraform, last.Transition.Result.Error.Code)
+	require.Contains(t, last.Transition.Result.Error.Details, "diagnostics")
+	require.Less(t, last.Transition.Progress, 100)
+	require.NotContains(t, f.activityCalls(), activities.NameApply)
+	require.Equal(t, 1, countCalls(f.activityCalls(), activities.NamePlan), "a terraform error is not retried")
+}
+
+func TestRunnerNeverPicksUp(t *testing.T) {
+	f := newFixture(t)
+	f.env.OnActivity(activities.NameClaim, mock.Anything, mock.Anything).Return(activities.ClaimOutput{},
+		temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil))
+	f.env.ExecuteWorkflow(task.WorkflowType, input(""))
+	var appErr *temporal.ApplicationError
+	require.True(t, errors.As(f.env.GetWorkflowError(), &appErr))
+	require.Equal(t, task.CodeRunnerUnavailable, appErr.Type())
+	require.Equal(t, []task.Status{task.StatusPending, task.StatusFailed}, f.rec.statuses())
+}
+
+func TestLostHostRestartsBlock(t *testing.T) {
+	f := newFixture(t)
+	f.env.OnActivity(activities.NameInit, mock.Anything, mock.Anything).Return(
+		temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)).Once()
+	var runs []int
+	f.env.OnActivity(activities.NameClaim, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.StepInput) (activities.ClaimOutput, error) {
+			runs = append(runs, in.Run)
+			return activities.ClaimOutput{Host: "h", HostQueue: "q"}, nil
+		})
+	f.happy()
+	f.env.ExecuteWorkflow(task.WorkflowType, input(""))
+	require.NoError(t, f.env.GetWorkflowError())
+	require.Equal(t, []int{1, 2}, runs)
+	require.Equal(t, task.StatusCompleted, f.rec.last().Transition.Status)
+}
+
+func TestCancelDuringApplyRecordsWho(t *testing.T) {
+	f := newFixture(t)
+	f.env.OnActivity(activities.NameApply, mock.Anything, mock.Anything).After(time.Hour).Return(
+		activities.ApplyOutput{}, nil).Once()
+	f.env.RegisterDelayedCallback(func() {
+		f.env.SignalWorkflow(task.SignalCancel, task.CancelRequest{By: "ops-key"})
+		f.env.CancelWorkflow()
+	}, time.Minute)
+	f.happy()
+	f.env.ExecuteWorkflow(task.WorkflowType, input(""))
+	require.True(t, temporal.IsCanceledError(f.env.GetWorkflowError()), "got %v", f.env.GetWorkflowError())
+	last := f.rec.last()
+	require.Equal(t, task.StatusCancelled, last.Transition.Status)
+	require.Equal(t, "ops-key", last.Transition.CancelledBy)
+	require.NotNil(t, last.Transition.CancelledAt)
+	require.Contains(t, last.Logs[0].Message, "applying")
+}
+
+func TestCancelPendingTask(t *testing.T) {
+	f := newFixture(t)
+	f.env.OnActivity(activities.NameClaim, mock.Anything, mock.Anything).After(24*time.Hour).Return(
+		activities.ClaimOutput{}, nil)
+	f.env.RegisterDelayedCallback(f.env.CancelWorkflow, time.Minute)
+	f.env.ExecuteWorkflow(task.WorkflowType, input(""))
+	require.True(t, temporal.IsCanceledError(f.env.GetWorkflowError()))
+	require.Equal(t, []task.Status{task.StatusPending, task.StatusCancelled}, f.rec.statuses())
+	require.Equal(t, "temporal", f.rec.last().Transition.CancelledBy)
+}
+
+func countCalls(calls []string, name string) int {
+	n := 0
+	for _, c := range calls {
+		if c == name {
+			n++
+		}
+	}
+	return n
+}
