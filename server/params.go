@@ -1,0 +1,368 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/terratask/terratask/task"
+)
+
+// createRequest is the body of POST /api/v1/tasks.
+type createRequest struct {
+	Name        string
+	Description string
+	AgentID     string
+	RunnerID    string
+	Metadata    map[string]any
+	Params      task.Params
+	Secrets     task.Secrets
+}
+
+// fieldError is a 400 naming the offending field.
+type fieldError struct {
+	Field   string
+	Message string
+}
+
+func (e *fieldError) Error() string { return e.Field + ": " + e.Message }
+
+func errField(field, format string, args ...any) *fieldError {
+	return &fieldError{Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// Limits on create bodies.
+const (
+	maxNameLen        = 256
+	maxDescriptionLen = 4096
+	maxIDLen          = 128
+	maxFiles          = 100
+	maxFilesBytes     = 1 << 20
+	maxSourceLen      = 2048
+	maxListItems      = 1000
+)
+
+var (
+	idPattern        = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]*$`)
+	modulePattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
+	workspacePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,89}$`)
+	versionPattern   = regexp.MustCompile(`^\d+\.\d+\.\d+(-[A-Za-z0-9.]+)?$`)
+	varNamePattern   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]{0,127}$`)
+	envNamePattern   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+	filePattern      = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}\.(tf|tf\.json|tfvars|tfvars\.json|tpl|json|sh|txt|yaml|yml)$`)
+	addressPattern   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.\[\]"\-:/]{0,511}$`)
+)
+
+// reservedParams are the parameters terratask interprets; any other key of
+// "parameters" is a Terraform input variable.
+var reservedParams = map[string]bool{
+	"action": true, "module": true, "source": true, "files": true, "variables": true,
+	"sensitive_variables": true, "env": true, "workspace": true, "terraform_version": true,
+	"targets": true, "replace": true, "refresh_only": true, "parallelism": true, "timeout": true,
+}
+
+// topLevelFields are the fields of a create body.
+var topLevelFields = map[string]bool{
+	"name": true, "description": true, "agent_id": true, "runner_id": true, "metadata": true, "parameters": true,
+}
+
+// parseCreate decodes and validates a create body. Errors are *fieldError
+// with messages that never echo a parameter's value (it may be a secret).
+func parseCreate(body []byte) (*createRequest, error) {
+	var raw map[string]json.RawMessage
+	if err := decodeStrict(body, &raw); err != nil {
+		return nil, errField("body", "request body must be a JSON object: %s", jsonProblem(err))
+	}
+	if raw == nil {
+		return nil, errField("body", "request body must be a JSON object")
+	}
+	for _, k := range sortedKeys(raw) {
+		if !topLevelFields[k] {
+			return nil, errField(k, "unknown field %q (allowed: name, description, agent_id, runner_id, metadata, parameters)", k)
+		}
+	}
+	req := &createRequest{}
+	var err error
+	if req.Name, err = requiredString(raw, "name", maxNameLen); err != nil {
+		return nil, err
+	}
+	if req.Description, err = optionalString(raw, "description", maxDescriptionLen); err != nil {
+		return nil, err
+	}
+	if req.AgentID, err = requiredID(raw, "agent_id"); err != nil {
+		return nil, err
+	}
+	if req.RunnerID, err = requiredID(raw, "runner_id"); err != nil {
+		return nil, err
+	}
+	if m, ok := raw["metadata"]; ok && !isNull(m) {
+		if err := decodeStrict(m, &req.Metadata); err != nil || req.Metadata == nil {
+			return nil, errField("metadata", "must be a JSON object")
+		}
+	}
+	if p, ok := raw["parameters"]; ok && !isNull(p) {
+		var params map[string]json.RawMessage
+		if err := decodeStrict(p, &params); err != nil || params == nil {
+			return nil, errField("parameters", "must be a JSON object")
+		}
+		if err := parseParams(params, req); err != nil {
+			return nil, err
+		}
+	}
+	return req, nil
+}
+
+func parseParams(params map[string]json.RawMessage, req *createRequest) error {
+	p := &req.Params
+	field := func(k string) string { return "parameters." + k }
+	for _, k := range sortedKeys(params) {
+		v := params[k]
+		if isNull(v) {
+			continue
+		}
+		switch k {
+		case "action":
+			var s string
+			if json.Unmarshal(v, &s) != nil {
+				return errField(field(k), "must be a string: apply, plan or destroy")
+			}
+			switch task.Action(s) {
+			case task.ActionApply, task.ActionPlan, task.ActionDestroy:
+				p.Action = task.Action(s)
+			default:
+				return errField(field(k), "must be apply, plan or destroy")
+			}
+		case "module":
+			if json.Unmarshal(v, &p.Module) != nil || !modulePattern.MatchString(p.Module) {
+				return errField(field(k), "must be a module name of the runner's catalog (letters, digits, _ and -)")
+			}
+		case "source":
+			if json.Unmarshal(v, &p.Source) != nil || p.Source == "" || len(p.Source) > maxSourceLen || strings.ContainsAny(p.Source, "\x00\n\r") {
+				return errField(field(k), "must be a Terraform module source address of at most %d characters", maxSourceLen)
+			}
+		case "files":
+			if err := decodeStrict(v, &p.Files); err != nil || p.Files == nil {
+				return errField(field(k), "must be an object of file name to file content strings")
+			}
+			if len(p.Files) > maxFiles {
+				return errField(field(k), "at most %d files", maxFiles)
+			}
+			total := 0
+			for _, name := range sortedKeys(p.Files) {
+				if !filePattern.MatchString(name) || strings.Contains(name, "..") {
+					return errField(field(k)+"."+name, "file names must be plain names like main.tf (no directories, no leading dot; extensions .tf, .tf.json, .tfvars, .tpl, .json, .sh, .txt, .yaml)")
+				}
+				total += len(p.Files[name])
+			}
+			if total > maxFilesBytes {
+				return errField(field(k), "files may hold at most %d bytes in all", maxFilesBytes)
+			}
+		case "variables":
+			var vars map[string]any
+			if err := decodeStrict(v, &vars); err != nil || vars == nil {
+				return errField(field(k), "must be an object of variable name to value")
+			}
+			for _, name := range sortedKeys(vars) {
+				if !varNamePattern.MatchString(name) {
+					return errField(field(k)+"."+name, "is not a valid Terraform variable name")
+				}
+				if err := setVariable(p, name, vars[name], field(k)); err != nil {
+					return err
+				}
+			}
+		case "sensitive_variables":
+			if err := decodeStrict(v, &req.Secrets.SensitiveVariables); err != nil || req.Secrets.SensitiveVariables == nil {
+				return errField(field(k), "must be an object of variable name to value")
+			}
+			for _, name := range sortedKeys(req.Secrets.SensitiveVariables) {
+				if !varNamePattern.MatchString(name) {
+					return errField(field(k)+"."+name, "is not a valid Terraform variable name")
+				}
+			}
+		case "env":
+			if err := decodeStrict(v, &req.Secrets.Env); err != nil || req.Secrets.Env == nil {
+				return errField(field(k), "must be an object of environment variable name to string value")
+			}
+			for _, name := range sortedKeys(req.Secrets.Env) {
+				if !envNamePattern.MatchString(name) {
+					return errField(field(k)+"."+name, "is not a valid environment variable name")
+				}
+				if strings.HasPrefix(name, "TF_") && !strings.HasPrefix(name, "TF_VAR_") {
+					return errField(field(k)+"."+name, "TF_ variables other than TF_VAR_ are set by the runner")
+				}
+			}
+		case "workspace":
+			if json.Unmarshal(v, &p.Workspace) != nil || !workspacePattern.MatchString(p.Workspace) {
+				return errField(field(k), "must be 1-90 characters of letters, digits, ., _ and -, starting with a letter or digit")
+			}
+		case "terraform_version":
+			if json.Unmarshal(v, &p.TerraformVersion) != nil || !versionPattern.MatchString(p.TerraformVersion) {
+				return errField(field(k), "must be an exact version such as 1.11.4")
+			}
+		case "targets", "replace":
+			var addrs []string
+			if json.Unmarshal(v, &addrs) != nil || len(addrs) > maxListItems {
+				return errField(field(k), "must be an array of at most %d resource addresses", maxListItems)
+			}
+			for _, a := range addrs {
+				if !addressPattern.MatchString(a) {
+					return errField(field(k), "%q is not a resource address", a)
+				}
+			}
+			if k == "targets" {
+				p.Targets = addrs
+			} else {
+				p.Replace = addrs
+			}
+		case "refresh_only":
+			if json.Unmarshal(v, &p.RefreshOnly) != nil {
+				return errField(field(k), "must be a boolean")
+			}
+		case "parallelism":
+			var n float64
+			if json.Unmarshal(v, &n) != nil || n != float64(int(n)) || n < 1 || n > 256 {
+				return errField(field(k), "must be an integer from 1 to 256")
+			}
+			p.Parallelism = int(n)
+		case "timeout":
+			var s string
+			if json.Unmarshal(v, &s) != nil {
+				return errField(field(k), "must be a duration string such as \"30m\"")
+			}
+			d, err := time.ParseDuration(s)
+			if err != nil || d < time.Second || d > 72*time.Hour {
+				return errField(field(k), "must be a duration from 1s to 72h, such as \"30m\"")
+			}
+			p.Timeout = task.Duration(d)
+		default:
+			if !varNamePattern.MatchString(k) {
+				return errField(field(k), "is neither a known parameter nor a valid Terraform variable name")
+			}
+			var val any
+			if err := json.Unmarshal(v, &val); err != nil {
+				return errField(field(k), "is not valid JSON")
+			}
+			if err := setVariable(p, k, val, "parameters"); err != nil {
+				return err
+			}
+		}
+	}
+	sources := 0
+	for _, set := range []bool{p.Module != "", p.Source != "", p.Files != nil} {
+		if set {
+			sources++
+		}
+	}
+	if sources > 1 {
+		return errField("parameters", "give at most one of module, source and files")
+	}
+	for name := range req.Secrets.SensitiveVariables {
+		if _, dup := p.Variables[name]; dup {
+			return errField("parameters.sensitive_variables."+name, "is also given as a plain variable")
+		}
+	}
+	return nil
+}
+
+func setVariable(p *task.Params, name string, val any, field string) error {
+	if p.Variables == nil {
+		p.Variables = map[string]any{}
+	}
+	if _, dup := p.Variables[name]; dup {
+		return errField(field+"."+name, "variable %q is given twice (in variables and as a parameter)", name)
+	}
+	p.Variables[name] = val
+	return nil
+}
+
+func requiredString(raw map[string]json.RawMessage, k string, max int) (string, error) {
+	v, ok := raw[k]
+	if !ok || isNull(v) {
+		return "", errField(k, "is required")
+	}
+	var s string
+	if json.Unmarshal(v, &s) != nil {
+		return "", errField(k, "must be a string")
+	}
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", errField(k, "must not be empty")
+	}
+	if len(s) > max {
+		return "", errField(k, "must be at most %d bytes", max)
+	}
+	return s, nil
+}
+
+func optionalString(raw map[string]json.RawMessage, k string, max int) (string, error) {
+	if v, ok := raw[k]; !ok || isNull(v) {
+		return "", nil
+	}
+	var s string
+	if json.Unmarshal(raw[k], &s) != nil {
+		return "", errField(k, "must be a string")
+	}
+	if len(s) > max {
+		return "", errField(k, "must be at most %d bytes", max)
+	}
+	return s, nil
+}
+
+func requiredID(raw map[string]json.RawMessage, k string) (string, error) {
+	s, err := requiredString(raw, k, maxIDLen)
+	if err != nil {
+		return "", err
+	}
+	if !idPattern.MatchString(s) {
+		return "", errField(k, "must be letters, digits and . _ : @ -, starting with a letter or digit")
+	}
+	return s, nil
+}
+
+// validID reports whether s is a valid agent or runner ID (for path params).
+func validID(s string) bool { return len(s) <= maxIDLen && idPattern.MatchString(s) }
+
+func isNull(v json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(v), []byte("null")) }
+
+// decodeStrict decodes exactly one JSON value.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("unexpected data after the JSON value")
+	}
+	if _, err := dec.Token(); err == nil {
+		return fmt.Errorf("unexpected data after the JSON value")
+	}
+	return nil
+}
+
+// jsonProblem describes a decode error without echoing input.
+func jsonProblem(err error) string {
+	switch e := err.(type) {
+	case *json.SyntaxError:
+		return fmt.Sprintf("malformed JSON at byte %d", e.Offset)
+	case *json.UnmarshalTypeError:
+		return fmt.Sprintf("wrong type at byte %d", e.Offset)
+	}
+	if err.Error() == "EOF" {
+		return "empty body"
+	}
+	return "malformed JSON"
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,194 @@
+// Package server is terratask's HTTP API: a gin router that maps the Tasks API
+// onto Temporal (create to StartWorkflow, cancel to workflow cancellation,
+// status to the workflow's state query) and onto the store (lists and logs).
+//
+// The server never imports the runner's activities: it speaks to tasks only
+// through Temporal and the store.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.temporal.io/sdk/client"
+	"go.uber.org/zap"
+
+	"github.com/terratask/terratask/auth"
+	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/store"
+)
+
+// Options configure the API.
+type Options struct {
+	Temporal client.Client
+	Store    store.Store
+	Keys     *auth.Keyring
+	Secrets  *secret.Box
+	Logger   *zap.Logger
+	// MaxBodyBytes bounds request bodies (default 2 MiB).
+	MaxBodyBytes int64
+	// RunnerWait is how long a task waits for its runner before failing
+	// with runner_unavailable (default 24h).
+	RunnerWait time.Duration
+	// QueryTimeout bounds a live state query before the store answers
+	// instead (default 2s).
+	QueryTimeout time.Duration
+}
+
+// Server is the HTTP API.
+type Server struct {
+	opts   Options
+	router *gin.Engine
+}
+
+// Context keys.
+const (
+	ctxRequestID = "request_id"
+	ctxPrincipal = "principal"
+)
+
+// New builds the router.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 2 << 20
+	}
+	if opts.RunnerWait <= 0 {
+		opts.RunnerWait = 24 * time.Hour
+	}
+	if opts.QueryTimeout <= 0 {
+		opts.QueryTimeout = 2 * time.Second
+	}
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	s := &Server{opts: opts, router: r}
+
+	r.Use(s.requestID, s.accessLog, s.recover)
+	r.NoRoute(func(c *gin.Context) {
+		fail(c, http.StatusNotFound, codeNotFound, "no route "+c.Request.Method+" "+c.Request.URL.Path, nil)
+	})
+	r.NoMethod(func(c *gin.Context) {
+		fail(c, http.StatusMethodNotAllowed, codeMethodNotAllowed, "method "+c.Request.Method+" is not allowed on "+c.Request.URL.Path, nil)
+	})
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", s.ready)
+
+	api := r.Group("/api/v1", s.authenticate)
+	api.GET("/tasks", s.listTasks)
+	api.POST("/tasks", s.createTask)
+	api.GET("/tasks/agent/:agentId", s.listTasks)
+	api.GET("/tasks/runner/:runnerId", s.listTasks)
+	api.GET("/tasks/:taskId", s.getTask)
+	api.GET("/tasks/:taskId/status", s.getStatus)
+	api.GET("/tasks/:taskId/logs", s.getLogs)
+	api.PUT("/tasks/:taskId/cancel", s.cancelTask)
+	return s
+}
+
+// Handler returns the http.Handler of the API.
+func (s *Server) Handler() http.Handler { return s.router }
+
+func (s *Server) requestID(c *gin.Context) {
+	id := c.GetHeader("X-Request-ID")
+	if id == "" || len(id) > 128 || !idPattern.MatchString(id) {
+		b := make([]byte, 12)
+		_, _ = rand.Read(b)
+		id = hex.EncodeToString(b)
+	}
+	c.Set(ctxRequestID, id)
+	c.Header("X-Request-ID", id)
+	c.Next()
+}
+
+func (s *Server) accessLog(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	fields := []zap.Field{
+		zap.String("request_id", c.GetString(ctxRequestID)),
+		zap.String("method", c.Request.Method),
+		zap.String("path", c.Request.URL.Path),
+		zap.Int("status", c.Writer.Status()),
+		zap.Duration("duration", time.Since(start)),
+	}
+	if p, ok := c.Get(ctxPrincipal); ok {
+		fields = append(fields, zap.String("key", p.(auth.Principal).Name))
+	}
+	s.opts.Logger.Info("http request", fields...)
+}
+
+func (s *Server) recover(c *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.opts.Logger.Error("panic serving request", zap.String("request_id", c.GetString(ctxRequestID)), zap.Any("panic", v), zap.Stack("stack"))
+			internal(c)
+		}
+	}()
+	c.Next()
+}
+
+func (s *Server) authenticate(c *gin.Context) {
+	h := c.GetHeader("Authorization")
+	scheme, key, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if h == "" {
+		fail(c, http.StatusUnauthorized, codeUnauthorized, "missing API key: send Authorization: UserKey <key>", nil)
+		return
+	}
+	if !ok || !(strings.EqualFold(scheme, "UserKey") || strings.EqualFold(scheme, "Bearer")) {
+		fail(c, http.StatusUnauthorized, codeUnauthorized, "Authorization must be \"UserKey <key>\" or \"Bearer <key>\"", nil)
+		return
+	}
+	p, ok := s.opts.Keys.Authenticate(strings.TrimSpace(key))
+	if !ok {
+		fail(c, http.StatusUnauthorized, codeUnauthorized, "invalid API key", nil)
+		return
+	}
+	c.Set(ctxPrincipal, p)
+	c.Next()
+}
+
+func principal(c *gin.Context) auth.Principal { return c.MustGet(ctxPrincipal).(auth.Principal) }
+
+// allow checks the caller's role; it writes the 403 and returns false when
+// the role forbids the action.
+func allow(c *gin.Context, a auth.Action) bool {
+	p := principal(c)
+	if !p.Role.Allows(a) {
+		fail(c, http.StatusForbidden, codeForbidden, "key "+p.Name+" with role "+string(p.Role)+" may not do this", nil)
+		return false
+	}
+	return true
+}
+
+func (s *Server) ready(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
+	defer cancel()
+	checks := gin.H{}
+	ok := true
+	if err := s.opts.Store.Ping(ctx); err != nil {
+		checks["store"] = "unreachable"
+		ok = false
+	} else {
+		checks["store"] = "ok"
+	}
+	if _, err := s.opts.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		checks["temporal"] = "unreachable"
+		ok = false
+	} else {
+		checks["temporal"] = "ok"
+	}
+	if !ok {
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "checks": checks})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ok", "checks": checks})
+}

@@ -1,0 +1,265 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.uber.org/zap"
+
+	"github.com/terratask/terratask/auth"
+	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/task"
+	"github.com/terratask/terratask/workflows"
+)
+
+// newTaskID returns "task-" and 26 characters of base32 (130 random bits).
+func newTaskID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return "task-" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+}
+
+func (s *Server) createTask(c *gin.Context) {
+	if !allow(c, auth.ActionCreate) {
+		return
+	}
+	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
+		fail(c, http.StatusUnsupportedMediaType, codeUnsupportedMedia, "Content-Type must be application/json", nil)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			fail(c, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("request body exceeds %d bytes", s.opts.MaxBodyBytes), nil)
+			return
+		}
+		badRequest(c, "body", "could not read the request body")
+		return
+	}
+	req, err := parseCreate(body)
+	if err != nil {
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			badRequest(c, fe.Field, fe.Message)
+			return
+		}
+		badRequest(c, "body", "invalid request body")
+		return
+	}
+	p := principal(c)
+	if !p.CanSeeAgent(req.AgentID) {
+		fail(c, http.StatusForbidden, codeForbidden, "key "+p.Name+" may only create tasks for agent "+p.Agent, map[string]any{"field": "agent_id"})
+		return
+	}
+	sealed, err := s.opts.Secrets.Seal(req.Secrets)
+	if err != nil {
+		s.opts.Logger.Error("sealing secrets", zap.Error(err))
+		internal(c)
+		return
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	in := task.Input{
+		ID: newTaskID(), Name: req.Name, Description: req.Description, AgentID: req.AgentID,
+		RunnerID: req.RunnerID, Org: p.Org, Metadata: req.Metadata, CreatedAt: now, CreatedBy: p.Name,
+		Params: req.Params, RunnerWait: task.Duration(s.opts.RunnerWait), SealedSecrets: sealed,
+	}
+	if in.Params.Workspace == "" {
+		in.Params.Workspace = in.ID
+	}
+	_, err = s.opts.Temporal.ExecuteWorkflow(c.Request.Context(), client.StartWorkflowOptions{
+		ID:                       in.ID,
+		TaskQueue:                task.ControlPlaneTaskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		TypedSearchAttributes:    workflows.SearchAttributes(in, task.StatusPending),
+	}, task.WorkflowType, in)
+	if err != nil {
+		s.opts.Logger.Error("starting task workflow", zap.String("task_id", in.ID), zap.Error(err))
+		fail(c, http.StatusServiceUnavailable, codeUnavailable, "could not start the task: the workflow engine is unavailable", nil)
+		return
+	}
+	row := store.Task{
+		ID: in.ID, Org: in.Org, Name: in.Name, Description: in.Description, AgentID: in.AgentID,
+		RunnerID: in.RunnerID, Status: task.StatusPending, Metadata: in.Metadata,
+		TotalSteps: len(in.Params.EffectiveAction().Steps()), CreatedAt: now, UpdatedAt: now,
+	}
+	// The workflow indexes the task too; this insert only makes it listable
+	// at once, so a failure is logged, not returned.
+	if err := s.opts.Store.CreateTask(c.Request.Context(), row); err != nil {
+		s.opts.Logger.Warn("indexing new task", zap.String("task_id", in.ID), zap.Error(err))
+	}
+	c.JSON(http.StatusOK, viewOf(row, false))
+}
+
+// loadTask returns the caller's task, writing the 404 when it is missing, of
+// another org, or of an agent the caller's key is not bound to.
+func (s *Server) loadTask(c *gin.Context) (store.Task, bool) {
+	id := c.Param("taskId")
+	p := principal(c)
+	if !validID(id) {
+		notFound(c, id)
+		return store.Task{}, false
+	}
+	t, err := s.opts.Store.GetTask(c.Request.Context(), p.Org, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !p.CanSeeAgent(t.AgentID)) {
+		notFound(c, id)
+		return store.Task{}, false
+	}
+	if err != nil {
+		s.opts.Logger.Error("reading task", zap.String("task_id", id), zap.Error(err))
+		internal(c)
+		return store.Task{}, false
+	}
+	return t, true
+}
+
+// liveState queries the running workflow; ok is false when the workflow is
+// closed or nobody answers in time, and the store's row stands.
+func (s *Server) liveState(ctx context.Context, id string) (task.State, bool) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
+	defer cancel()
+	v, err := s.opts.Temporal.QueryWorkflow(ctx, id, "", task.QueryState)
+	if err != nil {
+		var nf *serviceerror.NotFound
+		if !errors.As(err, &nf) {
+			s.opts.Logger.Debug("state query failed; answering from the store", zap.String("task_id", id), zap.Error(err))
+		}
+		return task.State{}, false
+	}
+	var st task.State
+	if err := v.Get(&st); err != nil {
+		return task.State{}, false
+	}
+	return st, true
+}
+
+// fresh returns the task with the live workflow state laid over it while the
+// task is not terminal in the store.
+func (s *Server) fresh(c *gin.Context, t store.Task) store.Task {
+	if t.Status.Terminal() {
+		return t
+	}
+	if st, ok := s.liveState(c.Request.Context(), t.ID); ok {
+		overlay(&t, st)
+	}
+	return t
+}
+
+func (s *Server) getTask(c *gin.Context) {
+	t, ok := s.loadTask(c)
+	if !ok {
+		return
+	}
+	c.JSON(http.StatusOK, viewOf(s.fresh(c, t), true))
+}
+
+func (s *Server) getStatus(c *gin.Context) {
+	t, ok := s.loadTask(c)
+	if !ok {
+		return
+	}
+	meta := map[string]any{
+		"current_step":    string(t.CurrentStep),
+		"steps_completed": t.StepsCompleted,
+		"total_steps":     t.TotalSteps,
+	}
+	if !t.Status.Terminal() {
+		if st, ok := s.liveState(c.Request.Context(), t.ID); ok {
+			overlay(&t, st)
+			meta["current_step"] = string(st.CurrentStep)
+			meta["steps_completed"] = st.StepsCompleted
+			meta["total_steps"] = st.TotalSteps
+			meta["planned_changes"] = st.PlannedChanges
+			meta["changes_done"] = st.ChangesDone
+			meta["attempt"] = st.Attempt
+			if st.Host != "" {
+				meta["host"] = st.Host
+			}
+			if st.WaitingFor != "" {
+				meta["waiting_for"] = st.WaitingFor
+			}
+		}
+	}
+	if t.Status.Terminal() {
+		meta["current_step"] = ""
+	}
+	c.JSON(http.StatusOK, statusView{
+		ID: t.ID, Status: t.Status, Progress: t.Progress, StartedAt: tsPtr(t.StartedAt),
+		UpdatedAt: ts(t.UpdatedAt), Metadata: meta,
+	})
+}
+
+func (s *Server) cancelTask(c *gin.Context) {
+	if !allow(c, auth.ActionCancel) {
+		return
+	}
+	t, ok := s.loadTask(c)
+	if !ok {
+		return
+	}
+	t = s.fresh(c, t)
+	if t.Status.Terminal() {
+		fail(c, http.StatusConflict, codeConflict, "task is already "+string(t.Status),
+			map[string]any{"taskId": t.ID, "status": string(t.Status)})
+		return
+	}
+	by := principal(c).Name
+	ctx := c.Request.Context()
+	req := task.CancelRequest{By: by, At: time.Now().UTC()}
+	if err := s.opts.Temporal.SignalWorkflow(ctx, t.ID, "", task.SignalCancel, req); err != nil && !isNotFound(err) {
+		s.opts.Logger.Error("signalling cancel", zap.String("task_id", t.ID), zap.Error(err))
+		fail(c, http.StatusServiceUnavailable, codeUnavailable, "could not cancel the task: the workflow engine is unavailable", nil)
+		return
+	}
+	if err := s.opts.Temporal.CancelWorkflow(ctx, t.ID, ""); err != nil && !isNotFound(err) {
+		s.opts.Logger.Error("cancelling workflow", zap.String("task_id", t.ID), zap.Error(err))
+		fail(c, http.StatusServiceUnavailable, codeUnavailable, "could not cancel the task: the workflow engine is unavailable", nil)
+		return
+	}
+	// Give a quick stop a moment to finish, so the reply is usually the
+	// final "cancelled"; otherwise it truthfully says "cancelling".
+	view := cancelView{ID: t.ID, Status: task.StatusCancelling, CancelledAt: tsPtr(&req.At), CancelledBy: by}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if st, ok := s.liveState(ctx, t.ID); ok {
+			if st.Status == task.StatusCancelled || st.Status.Terminal() {
+				view.Status = st.Status
+				if st.CancelledAt != nil {
+					view.CancelledAt = tsPtr(st.CancelledAt)
+					view.CancelledBy = st.CancelledBy
+				}
+				break
+			}
+		} else if row, err := s.opts.Store.GetTask(ctx, t.Org, t.ID); err == nil && row.Status.Terminal() {
+			view.Status = row.Status
+			if row.CancelledAt != nil {
+				view.CancelledAt = tsPtr(row.CancelledAt)
+				view.CancelledBy = row.CancelledBy
+			}
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.JSON(http.StatusOK, view)
+}
+
+func isNotFound(err error) bool {
+	var nf *serviceerror.NotFound
+	return errors.As(err, &nf)
+}
