@@ -82,7 +82,11 @@ func parseCreate(body []byte) (*createRequest, error) {
 	}
 	for _, k := range sortedKeys(raw) {
 		if !topLevelFields[k] {
-			return nil, errField(k, "unknown field %q (allowed: name, description, agent_id, runner_id, metadata, parameters)", k)
+			name := k
+			if name == "" {
+				name = `""`
+			}
+			return nil, errField(name, "unknown field %q (allowed: name, description, agent_id, runner_id, metadata, parameters)", k)
 		}
 	}
 	req := &createRequest{}

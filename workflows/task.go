@@ -81,6 +81,10 @@ type run struct {
 	logSeq  int64
 	cancel  *task.CancelRequest
 	started bool
+	// hostQueue and stepIn name the host and input of the latest block,
+	// for the final cleanup.
+	hostQueue string
+	stepIn    activities.StepInput
 }
 
 func newRun(ctx workflow.Context, in task.Input) *run {
@@ -227,6 +231,8 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 		},
 	})
 
+	r.hostQueue = claim.HostQueue
+	r.stepIn = in
 	var out task.Output
 	for i, step := range r.steps {
 		r.transition(ctx, func(s *task.State) {
@@ -240,6 +246,7 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 				return out, err
 			}
 			in.TerraformPath = inst.TerraformPath
+			r.stepIn = in
 		case task.StepInitializing:
 			if err := workflow.ExecuteActivity(hostCtx, activities.NameInit, in).Get(ctx, nil); err != nil {
 				return out, err
@@ -262,15 +269,25 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 	if out.Result.Output == nil {
 		out.Result.Output = map[string]any{}
 	}
-	// The work dir is the host's to clean; a failure here loses nothing.
-	cleanCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:              claim.HostQueue,
-		ScheduleToStartTimeout: time.Minute,
+	return out, nil
+}
+
+// cleanup removes the task's work dir on its host, whatever the outcome: the
+// dir holds the configuration and, until apply, a plan with variable values.
+// It is best effort: a host that is gone has nothing left to clean.
+func (r *run) cleanup(ctx workflow.Context) {
+	if r.hostQueue == "" {
+		return
+	}
+	cctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              r.hostQueue,
+		ScheduleToStartTimeout: 30 * time.Second,
 		StartToCloseTimeout:    time.Minute,
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 2},
 	})
-	_ = workflow.ExecuteActivity(cleanCtx, activities.NameCleanup, in).Get(ctx, nil)
-	return out, nil
+	if err := workflow.ExecuteActivity(cctx, activities.NameCleanup, r.stepIn).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("cleaning the task's work dir", "error", err)
+	}
 }
 
 // hostLost reports whether an error means the pinned host went away, so the
@@ -291,6 +308,7 @@ func hostLost(err error) bool {
 func (r *run) finish(ctx workflow.Context, out task.Output, err error) (task.Output, error) {
 	// After a cancel, ctx is done: terminal bookkeeping runs disconnected.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	defer r.cleanup(dctx)
 	now := workflow.Now(dctx).UTC()
 	switch {
 	case err == nil:

@@ -1,0 +1,47 @@
+# terratask: `make run` starts everything on embedded defaults; `make test`
+# runs every test with real parts (Temporal, terraform, SQLite).
+GO        ?= go
+BIN       := bin/terratask
+PKGS      := ./...
+# Test packages run in parallel (-p); each end-to-end package starts its own
+# Temporal server, so two at a time suits a 2-core CI machine.
+TEST_FLAGS ?= -p 2 -timeout 25m
+FUZZ_TIME ?= 10s
+
+.PHONY: all build run test test-short fuzz bench lint vet fmt clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/terratask
+
+run: build
+	./$(BIN) dev
+
+test:
+	@command -v terraform >/dev/null 2>&1 || { echo "terraform is not on PATH: the tests run the real terraform binary (see README, Testing)"; exit 1; }
+	TF_CLI_CONFIG_FILE=/dev/null $(GO) test $(TEST_FLAGS) $(PKGS)
+
+test-short:
+	TF_CLI_CONFIG_FILE=/dev/null $(GO) test -short $(PKGS)
+
+# Each fuzz target for FUZZ_TIME; `make test` already runs their seed corpora.
+fuzz:
+	$(GO) test ./server -run '^$$' -fuzz FuzzParseCreate -fuzztime $(FUZZ_TIME)
+	$(GO) test ./server -run '^$$' -fuzz FuzzParseListQuery -fuzztime $(FUZZ_TIME)
+	$(GO) test ./server -run '^$$' -fuzz FuzzParseLogQuery -fuzztime $(FUZZ_TIME)
+
+bench:
+	TF_CLI_CONFIG_FILE=/dev/null $(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -w .
+
+lint: vet
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+clean:
+	rm -rf bin

@@ -1,0 +1,31 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"os"
+)
+
+// Cleanup removes the task's work dir, keeping its workspace state. It first
+// re-sends any log lines still only in the dir's spools; if that fails it
+// keeps the dir and returns a retryable error, so no line is lost. It is
+// idempotent.
+func (r *Runner) Cleanup(ctx context.Context, in StepInput) (err error) {
+	s, err := r.begin(ctx, in, stepCleanup, false)
+	defer func() { err = s.finish(ctx, err) }()
+	if err != nil {
+		return err
+	}
+	s.stopLeftovers()
+	p := s.paths
+	if _, err := os.Stat(p.work); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if _, err := recoverSpools(ctx, r.Logs, p.private, r.spoolBusy); err != nil {
+		return transientError("re-sending spooled logs before cleanup", err)
+	}
+	if err := os.RemoveAll(p.work); err != nil {
+		return transientError("removing the work dir", err)
+	}
+	return nil
+}

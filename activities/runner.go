@@ -1,0 +1,218 @@
+// Package activities holds terratask's Temporal activities: the runner steps
+// that install Terraform and run init, plan and apply for a task (methods of
+// Runner), and the control-plane activity that records transitions (Control).
+package activities
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/terratask/terratask/internal/tfinstall"
+	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/task"
+)
+
+// LogSink receives a task's log entries. Appending is idempotent on (TaskID,
+// Stream, Seq), so entries may be sent again after a crash. store.Store
+// satisfies it.
+type LogSink interface {
+	AppendLogs(ctx context.Context, entries []store.LogEntry) error
+}
+
+// Runner executes the Terraform steps of tasks on one runner host. Its
+// methods are the runner activities; its fields are their dependencies.
+//
+// Layout under DataDir:
+//
+//	work/<task-id>/            a task's work dir (0700), removed by Cleanup
+//	work/<task-id>/config/     the Terraform configuration Terraform runs in
+//	work/<task-id>/.terratask/ private: var file, saved plan, log spool
+//	state/<org>/<workspace>/   local state, kept across tasks
+//	plugin-cache/              Terraform's shared provider cache
+//	terraform/<version>/       Terraform binaries installed by the runner
+//	terraform.rc               the generated Terraform CLI config
+type Runner struct {
+	RunnerID string
+	// HostID is this host's stable ID; later steps of a task run on
+	// task.HostTaskQueue(RunnerID, HostID).
+	HostID  string
+	DataDir string
+	// ModulesDir is the module catalog: a task's `module` names a
+	// subdirectory of it.
+	ModulesDir string
+	// DefaultModule is the module used when a task names no module, source
+	// or files; "" means such a task fails with a configuration_error.
+	DefaultModule string
+	// SourceRoots are the directories a local-path `source` must lie in.
+	SourceRoots []string
+	Logs        LogSink
+	Secrets     *secret.Box
+	// Progress, when set, is called at a heartbeat tick when resource counts
+	// changed (the worker wires it to the task workflow's progress signal).
+	Progress func(ctx context.Context, workflowID, runID string, p task.Progress) error
+	Logger   *zap.Logger
+	// HeartbeatEvery is the tick of heartbeats, log flushes and progress
+	// reports; default 2s.
+	HeartbeatEvery time.Duration
+
+	// StopGrace is how long Terraform may take to stop after SIGINT before
+	// it is killed; default 30s.
+	StopGrace time.Duration
+	// LockTimeout is how long plan and apply wait for the state lock;
+	// default 1m.
+	LockTimeout time.Duration
+	// CLIConfigFile is the Terraform CLI config to use (for example one with
+	// a provider mirror); "" means a generated DataDir/terraform.rc.
+	CLIConfigFile string
+	// DisableDownload stops Install from downloading Terraform releases.
+	DisableDownload bool
+
+	once  sync.Once
+	state *runnerState
+}
+
+// runnerState is the in-process state shared by a Runner's activities.
+type runnerState struct {
+	installer *tfinstall.Installer
+	// initSlot serialises terraform init in this process (the file lock
+	// does it between processes).
+	initSlot chan struct{}
+
+	mu sync.Mutex
+	// execs are the exec markers of steps running in this process, so
+	// leftover cleanup never touches a live step's processes.
+	execs map[string]bool
+	// spools are the log spools of steps running in this process, which
+	// recovery leaves to their own books.
+	spools map[string]bool
+}
+
+func (r *Runner) st() *runnerState {
+	r.once.Do(func() {
+		r.state = &runnerState{
+			installer: tfinstall.New(tfinstall.Options{
+				Dir:             filepath.Join(r.dataDir(), "terraform"),
+				DisableDownload: r.DisableDownload,
+			}),
+			initSlot: make(chan struct{}, 1),
+			execs:    map[string]bool{},
+			spools:   map[string]bool{},
+		}
+	})
+	return r.state
+}
+
+func (r *Runner) logger() *zap.Logger {
+	if r.Logger == nil {
+		return zap.NewNop()
+	}
+	return r.Logger
+}
+
+func (r *Runner) heartbeatEvery() time.Duration {
+	if r.HeartbeatEvery > 0 {
+		return r.HeartbeatEvery
+	}
+	return 2 * time.Second
+}
+
+func (r *Runner) stopGrace() time.Duration {
+	if r.StopGrace > 0 {
+		return r.StopGrace
+	}
+	return 30 * time.Second
+}
+
+func (r *Runner) lockTimeout() string {
+	d := r.LockTimeout
+	if d <= 0 {
+		d = time.Minute
+	}
+	return fmt.Sprintf("%ds", int(d.Round(time.Second)/time.Second))
+}
+
+func (r *Runner) dataDir() string {
+	d, err := filepath.Abs(r.DataDir)
+	if err != nil {
+		return filepath.Clean(r.DataDir)
+	}
+	return d
+}
+
+func (r *Runner) pluginCacheDir() string { return filepath.Join(r.dataDir(), "plugin-cache") }
+
+// nameRe is what a task ID, org or workspace must look like to become one
+// path component: it cannot be empty, ".", ".." or contain a separator.
+var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// taskPaths are the paths of one task's work dir.
+type taskPaths struct {
+	work     string // DataDir/work/<task-id>
+	private  string // work/.terratask: var file, plan, log spool
+	config   string // work/config: where Terraform runs
+	varFile  string
+	planFile string
+}
+
+func (r *Runner) paths(taskID string) (taskPaths, error) {
+	if !nameRe.MatchString(taskID) {
+		return taskPaths{}, configErrorf("invalid task id %q", taskID)
+	}
+	work := filepath.Join(r.dataDir(), "work", taskID)
+	priv := filepath.Join(work, ".terratask")
+	return taskPaths{
+		work:     work,
+		private:  priv,
+		config:   filepath.Join(work, "config"),
+		varFile:  filepath.Join(priv, "vars.tfvars.json"),
+		planFile: filepath.Join(priv, "plan.tfplan"),
+	}, nil
+}
+
+// stateDir is the directory of the local state of (org, workspace).
+func (r *Runner) stateDir(in task.Input) (string, error) {
+	org := in.Org
+	if org == "" {
+		org = "default"
+	}
+	ws := in.Params.Workspace
+	if ws == "" {
+		ws = in.ID
+	}
+	if !nameRe.MatchString(org) {
+		return "", configErrorf("invalid org %q: use letters, digits, '.', '_' and '-'", org)
+	}
+	if !nameRe.MatchString(ws) {
+		return "", configErrorf("invalid workspace %q: use letters, digits, '.', '_' and '-' (at most 128)", ws)
+	}
+	return filepath.Join(r.dataDir(), "state", org, ws), nil
+}
+
+// cliConfig returns the Terraform CLI config file, writing the generated one
+// when the runner has none configured.
+func (r *Runner) cliConfig() (string, error) {
+	if r.CLIConfigFile != "" {
+		return r.CLIConfigFile, nil
+	}
+	path := filepath.Join(r.dataDir(), "terraform.rc")
+	want := []byte("# Generated by terratask; set the runner's CLI config to replace it.\ndisable_checkpoint = true\n")
+	if b, err := os.ReadFile(path); err == nil && string(b) == string(want) {
+		return path, nil
+	}
+	if err := os.MkdirAll(r.dataDir(), 0o700); err != nil {
+		return "", err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, want, 0o600); err != nil {
+		return "", err
+	}
+	return path, os.Rename(tmp, path)
+}

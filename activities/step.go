@@ -1,0 +1,281 @@
+package activities
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.uber.org/zap"
+
+	"github.com/terratask/terratask/internal/procgroup"
+	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/task"
+)
+
+// flushTimeout bounds a flush made after the activity's context is done.
+const flushTimeout = 30 * time.Second
+
+// stepRun is one activity execution: its log stream, its secrets and the
+// heartbeat loop that flushes logs and reports progress while it runs.
+type stepRun struct {
+	r       *Runner
+	in      StepInput
+	step    task.Step
+	paths   taskPaths
+	hasDir  bool // paths are valid and the private dir exists
+	secrets task.Secrets
+	masker  *secret.Masker
+	book    *logBook
+	ui      *uiTracker
+	// textDiags reads diagnostics from stderr when there is no -json.
+	textDiags *textDiagnostics
+	// execID marks every process this step starts (see terraform.go).
+	execID string
+
+	stopTick chan struct{}
+	tickDone chan struct{}
+
+	// procs follows the processes of the step's Terraform commands.
+	procs *procgroup.Tracker
+
+	flushing atomic.Bool    // a tick's flush is in flight
+	flushes  sync.WaitGroup // tick flushes
+
+	mu       sync.Mutex
+	reported task.Progress
+}
+
+// begin starts a step: it opens the task's secrets, sets up the log stream
+// (re-sending what earlier streams of the task left in their spools) and
+// starts the heartbeat loop. It always returns a stepRun, which the caller
+// must finish, even with an error.
+func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool bool) (*stepRun, error) {
+	info := activity.GetInfo(ctx)
+	attempt := int(info.Attempt)
+	if attempt < 1 {
+		attempt = 1
+	}
+	run := in.Run
+	if run < 1 {
+		run = 1
+	}
+	s := &stepRun{r: r, in: in, step: step, ui: newUITracker(), execID: newExecID(),
+		masker: secret.NewMasker(task.Secrets{})}
+	s.procs = procgroup.NewTracker(envExecID, s.execID)
+	s.textDiags = &textDiagnostics{tr: s.ui}
+	s.reported.Step = step
+	stream := fmt.Sprintf("run%d/%s/attempt%d", run, step, attempt)
+	base := map[string]any{"step": string(step), "attempt": attempt, "run": run}
+	log := r.logger().With(zap.String("task", in.Task.ID), zap.String("stream", stream))
+
+	var errs []error
+	secrets, err := r.openSecrets(in.Task)
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		s.secrets = secrets
+		s.masker = secret.NewMasker(secrets)
+	}
+
+	spoolDir := ""
+	paths, perr := r.paths(in.Task.ID)
+	if perr != nil {
+		errs = append(errs, perr)
+	} else {
+		s.paths = paths
+		if spool {
+			if err := mkdirPrivate(paths.work, paths.private); err != nil {
+				log.Warn("cannot create the task's work dir; logs are kept in memory only", zap.Error(err))
+			} else {
+				s.hasDir = true
+				spoolDir = paths.private
+			}
+		} else if fi, err := os.Stat(paths.private); err == nil && fi.IsDir() {
+			s.hasDir = true
+		}
+	}
+	if r.Logs == nil {
+		errs = append(errs, internalErrorf("runner has no log sink"))
+		s.book = newLogBook(discardSink{}, in.Task.ID, stream, "", s.masker, base, log)
+	} else {
+		s.book = newLogBook(r.Logs, in.Task.ID, stream, spoolDir, s.masker, base, log)
+	}
+
+	if s.book.spoolFn != "" {
+		r.st().mu.Lock()
+		r.st().spools[s.book.spoolFn] = true
+		r.st().mu.Unlock()
+	}
+	if s.hasDir && r.Logs != nil {
+		if n, err := recoverSpools(ctx, r.Logs, paths.private, r.spoolBusy); err != nil {
+			log.Warn("re-sending spooled logs failed; will retry at the next step", zap.Error(err))
+		} else if n > 0 {
+			log.Info("re-sent spooled log entries of earlier steps", zap.Int("entries", n))
+		}
+	}
+
+	r.st().mu.Lock()
+	r.st().execs[s.execID] = true
+	r.st().mu.Unlock()
+
+	s.stopTick, s.tickDone = make(chan struct{}), make(chan struct{})
+	go s.tickLoop(ctx)
+
+	if len(errs) > 0 {
+		return s, errs[0]
+	}
+	return s, nil
+}
+
+func (r *Runner) openSecrets(in task.Input) (task.Secrets, error) {
+	if in.SealedSecrets == "" {
+		return task.Secrets{}, nil
+	}
+	if r.Secrets == nil {
+		return task.Secrets{}, configErrorf("the task has secrets but this runner has no secret key")
+	}
+	s, err := r.Secrets.Open(in.SealedSecrets)
+	if err != nil {
+		return task.Secrets{}, configErrorf("cannot open the task's secrets: this runner's secret key does not match the server's")
+	}
+	return s, nil
+}
+
+func mkdirPrivate(dirs ...string) error {
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func newExecID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// tickLoop heartbeats, flushes logs, records process groups and reports
+// progress every HeartbeatEvery until the step finishes.
+func (s *stepRun) tickLoop(ctx context.Context) {
+	defer close(s.tickDone)
+	t := time.NewTicker(s.r.heartbeatEvery())
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopTick:
+			return
+		case <-t.C:
+			s.tick(ctx)
+		}
+	}
+}
+
+func (s *stepRun) tick(ctx context.Context) {
+	p := s.progress()
+	activity.RecordHeartbeat(ctx, p)
+
+	s.procs.Scan()
+
+	// A slow store must not delay heartbeats: the flush runs beside the
+	// loop, one at a time; finish waits for it.
+	if s.flushing.CompareAndSwap(false, true) {
+		s.flushes.Add(1)
+		go func() {
+			defer s.flushes.Done()
+			defer s.flushing.Store(false)
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
+			defer cancel()
+			if err := s.book.flush(fctx); err != nil {
+				s.r.logger().Warn("flushing task logs failed; will retry", zap.String("task", s.in.Task.ID), zap.Error(err))
+			}
+		}()
+	}
+
+	s.mu.Lock()
+	changed := p != s.reported
+	s.mu.Unlock()
+	if !changed || s.r.Progress == nil || ctx.Err() != nil {
+		return
+	}
+	info := activity.GetInfo(ctx)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.r.Progress(pctx, info.WorkflowExecution.ID, info.WorkflowExecution.RunID, p); err != nil {
+		// Sent again at the next tick.
+		s.r.logger().Debug("reporting progress failed", zap.String("task", s.in.Task.ID), zap.Error(err))
+		return
+	}
+	s.mu.Lock()
+	s.reported = p
+	s.mu.Unlock()
+}
+
+func (s *stepRun) progress() task.Progress {
+	planned, done := s.ui.counts()
+	return task.Progress{Step: s.step, PlannedChanges: planned, ChangesDone: done}
+}
+
+// finish ends a step: it stops the heartbeat loop, makes sure no process of
+// the step survives, records the outcome, flushes the logs with a context of
+// its own (ctx may be cancelled) and turns err into the activity's error. A
+// step that failed because ctx was cancelled returns ctx.Err() unchanged.
+func (s *stepRun) finish(ctx context.Context, err error) error {
+	close(s.stopTick)
+	<-s.tickDone
+	s.flushes.Wait()
+	s.stopProcesses()
+
+	s.r.st().mu.Lock()
+	delete(s.r.st().execs, s.execID)
+	s.r.st().mu.Unlock()
+
+	var out error
+	switch {
+	case err == nil:
+		// Done, even if a cancel arrived meanwhile: the result is true.
+	case ctx.Err() != nil:
+		s.book.runner(store.LevelWarn, "step %s cancelled: %v", s.step, context.Cause(ctx))
+		out = ctx.Err()
+	case err != nil:
+		out = toApplicationError(err, s.step, s.masker)
+		s.book.runner(store.LevelError, "step %s failed: %s", s.step, firstLine(err.Error()))
+	}
+
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
+	defer cancel()
+	if ferr := s.book.close(fctx); ferr != nil {
+		// The spool keeps the lines; the next step or Cleanup re-sends them.
+		s.r.logger().Warn("flushing task logs at step end failed", zap.String("task", s.in.Task.ID), zap.Error(ferr))
+	}
+	if s.book.spoolFn != "" {
+		s.r.st().mu.Lock()
+		delete(s.r.st().spools, s.book.spoolFn)
+		s.r.st().mu.Unlock()
+	}
+	return out
+}
+
+// spoolBusy reports whether a book of this process has the spool open.
+func (r *Runner) spoolBusy(path string) bool {
+	r.st().mu.Lock()
+	defer r.st().mu.Unlock()
+	return r.st().spools[path]
+}
+
+// discardSink stands in for a missing sink so a misconfigured runner still
+// fails cleanly.
+type discardSink struct{}
+
+func (discardSink) AppendLogs(context.Context, []store.LogEntry) error { return nil }

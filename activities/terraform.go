@@ -1,0 +1,251 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/terraform-exec/tfexec"
+
+	"github.com/terratask/terratask/internal/filelock"
+	"github.com/terratask/terratask/internal/procgroup"
+	"github.com/terratask/terratask/internal/tfinstall"
+	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/task"
+)
+
+// Environment variables that mark the processes of a step, so the runner
+// finds them (and their orphaned descendants) through /proc.
+const (
+	envTaskID = "TERRATASK_TASK_ID"
+	envExecID = "TERRATASK_EXEC_ID"
+)
+
+// leftoverGrace is how long a process left behind gets between SIGTERM and
+// SIGKILL.
+const leftoverGrace = 2 * time.Second
+
+// envNameRe is a portable environment variable name.
+var envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// runnerOwnedEnv are variables the runner sets itself; neither the host's
+// environment nor a task's env may override them.
+var runnerOwnedEnv = map[string]bool{
+	"TF_CLI_CONFIG_FILE":  true,
+	"TF_PLUGIN_CACHE_DIR": true,
+	"TF_DATA_DIR":         true,
+	"CHECKPOINT_DISABLE":  true,
+}
+
+// checkTaskEnv rejects env names the runner cannot pass: those terraform-exec
+// manages (TF_VAR_*, TF_LOG, TF_CLI_ARGS...), the runner's own and invalid
+// names. Names are not secret; values never appear in errors.
+func checkTaskEnv(env map[string]string) error {
+	for k := range env {
+		switch {
+		case !envNameRe.MatchString(k):
+			return configErrorf("env: %q is not a valid environment variable name", k)
+		case strings.HasPrefix(k, "TERRATASK_") || runnerOwnedEnv[k]:
+			return configErrorf("env: %s is set by the runner and cannot be overridden", k)
+		case len(tfexec.ProhibitedEnv(map[string]string{k: ""})) > 0:
+			return configErrorf("env: %s cannot be set through env; pass Terraform variables in variables or sensitive_variables", k)
+		}
+	}
+	return nil
+}
+
+// terraformEnv is the whole environment of a Terraform process: the host's
+// environment (so cloud credentials of the runner host reach providers)
+// without the runner's own settings and secrets (TERRATASK_*, TEMPORAL_*)
+// and without what the runner or terraform-exec control, then the runner's
+// settings, the task's env and the step's markers. TF_IN_AUTOMATION is set by
+// terraform-exec, which forbids setting TF_INPUT; it passes -input=false to
+// every command instead.
+func (s *stepRun) terraformEnv() (map[string]string, error) {
+	cliConfig, err := s.r.cliConfig()
+	if err != nil {
+		return nil, transientError("writing the Terraform CLI config", err)
+	}
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || strings.HasPrefix(k, "TERRATASK_") || strings.HasPrefix(k, "TEMPORAL_") || runnerOwnedEnv[k] {
+			continue
+		}
+		env[k] = v
+	}
+	env = tfexec.CleanEnv(env)
+	env["TF_CLI_CONFIG_FILE"] = cliConfig
+	env["TF_PLUGIN_CACHE_DIR"] = s.r.pluginCacheDir()
+	env["CHECKPOINT_DISABLE"] = "1"
+	for k, v := range s.secrets.Env {
+		env[k] = v
+	}
+	env[envTaskID] = s.in.Task.ID
+	env[envExecID] = s.execID
+	return env, nil
+}
+
+// terraform returns a terraform-exec handle for dir whose stderr feeds the
+// step's log. Every process it starts carries the step's marker.
+func (s *stepRun) terraform(dir, execPath string) (*tfexec.Terraform, error) {
+	if err := os.MkdirAll(s.r.pluginCacheDir(), 0o755); err != nil {
+		return nil, transientError("creating the plugin cache", err)
+	}
+	tf, err := tfexec.NewTerraform(dir, execPath)
+	if err != nil {
+		return nil, internalErrorf("preparing terraform: %v", err)
+	}
+	env, err := s.terraformEnv()
+	if err != nil {
+		return nil, err
+	}
+	if err := tf.SetEnv(env); err != nil {
+		return nil, configErrorf("env: %v", err)
+	}
+	if err := tf.SetWaitDelay(s.r.stopGrace()); err != nil {
+		return nil, internalErrorf("preparing terraform: %v", err)
+	}
+	tf.SetStderr(&lineWriter{fn: func(line string) { stderrLine(s.book, s.textDiags, line) }})
+	return tf, nil
+}
+
+// uiWriter is the stdout of a -json command.
+func (s *stepRun) uiWriter() *lineWriter {
+	return &lineWriter{fn: func(line string) { uiLine(s.book, s.ui, line) }}
+}
+
+// stopProcesses ends whatever the step's Terraform commands left running.
+// Terraform stops its provisioner shells on SIGINT, but a shell's children
+// are re-parented and would survive; they still carry the step's marker, or
+// sit in a process group a marked process had.
+func (s *stepRun) stopProcesses() {
+	if n := s.procs.Stop(leftoverGrace); n > 0 {
+		s.book.runner(store.LevelWarn, "stopped %d process(es) that Terraform left running", n)
+	}
+}
+
+// stopLeftovers ends processes of this task that no step in this process
+// owns: what a crashed runner process left behind on this host.
+func (s *stepRun) stopLeftovers() {
+	if n := s.r.stopTaskProcesses(s.in.Task.ID, true); n > 0 {
+		s.book.runner(store.LevelWarn, "stopped %d process(es) left running by an earlier attempt of this task", n)
+	}
+}
+
+// StopTaskProcesses ends every process this host runs for a task (Terraform
+// and everything it started), SIGTERM then SIGKILL: the last resort of a
+// forced cancel. It returns how many processes it found. (A function, not a
+// Runner method: every exported Runner method is registered as an activity.)
+func StopTaskProcesses(taskID string) int {
+	return stopMarked(taskID, nil)
+}
+
+func (r *Runner) stopTaskProcesses(taskID string, onlyOrphans bool) int {
+	if !onlyOrphans {
+		return stopMarked(taskID, nil)
+	}
+	st := r.st()
+	return stopMarked(taskID, func(exec string) bool {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.execs[exec]
+	})
+}
+
+// stopMarked ends the processes marked with taskID whose exec marker live
+// does not claim.
+func stopMarked(taskID string, live func(exec string) bool) int {
+	procs, err := procgroup.Find(func(p procgroup.Proc) bool {
+		env, err := procgroup.Environ(p.PID)
+		if err != nil {
+			return false
+		}
+		var mine bool
+		var exec string
+		for _, kv := range env {
+			if kv == envTaskID+"="+taskID {
+				mine = true
+			} else if v, ok := strings.CutPrefix(kv, envExecID+"="); ok {
+				exec = v
+			}
+		}
+		return mine && (live == nil || !live(exec))
+	})
+	if err != nil || len(procs) == 0 {
+		return 0
+	}
+	procgroup.Terminate(procs, leftoverGrace)
+	return len(procs)
+}
+
+// terraformPath is the binary chosen by Install, or, when a step runs
+// without it, the one Install would choose.
+func (s *stepRun) terraformPath(ctx context.Context) (string, error) {
+	if p := s.in.TerraformPath; p != "" {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return p, nil
+		}
+	}
+	res, err := s.r.install(ctx, s.in.Task.Params.TerraformVersion)
+	if err != nil {
+		return "", err
+	}
+	return res.Path, nil
+}
+
+func (r *Runner) install(ctx context.Context, want string) (tfinstall.Result, error) {
+	res, err := r.st().installer.Ensure(ctx, want)
+	var ie *tfinstall.InstallError
+	switch {
+	case err == nil:
+		return res, nil
+	case ctx.Err() != nil:
+		return res, ctx.Err()
+	case errors.Is(err, tfinstall.ErrInvalidVersion):
+		return res, configErrorf("%v", err)
+	case errors.As(err, &ie):
+		return res, &stepError{code: task.CodeInstall, msg: err.Error(), cause: err}
+	default:
+		return res, transientError("installing terraform", err)
+	}
+}
+
+// lockInit serialises terraform init on this runner. Terraform's plugin
+// cache is not safe for concurrent writers, and every init of the runner
+// shares DataDir/plugin-cache; a channel orders the goroutines of this
+// process and a file lock orders the processes sharing the data dir. Init
+// is short once providers are cached, so the wait is too.
+func (s *stepRun) lockInit(ctx context.Context) (func(), error) {
+	slot := s.r.st().initSlot
+	select {
+	case slot <- struct{}{}:
+	default:
+		s.book.runner(store.LevelInfo, "waiting for another terraform init on this runner (shared plugin cache)")
+		select {
+		case slot <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	path := s.r.pluginCacheDir() + ".lock"
+	lock, err := filelock.TryAcquire(path)
+	if err == nil && lock == nil {
+		s.book.runner(store.LevelInfo, "waiting for a terraform init of another process on this runner (shared plugin cache)")
+		lock, err = filelock.Acquire(ctx, path)
+	}
+	if err != nil {
+		<-slot
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, transientError("locking the plugin cache", err)
+	}
+	return func() {
+		lock.Release()
+		<-slot
+	}, nil
+}

@@ -1,0 +1,7 @@
+variable "needed" {
+  type = string
+}
+
+resource "terraform_data" "uses" {
+  input = var.needed
+}

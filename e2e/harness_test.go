@@ -1,0 +1,347 @@
+// Package e2e drives the real terratask binary: `terratask dev` processes with
+// an embedded Temporal server, the real terraform binary and SQLite, spoken to
+// over real HTTP.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	binPath string
+	shared  *devProc
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "terratask-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binPath = filepath.Join(dir, "terratask")
+	build := exec.Command("go", "build", "-o", binPath, "../cmd/terratask")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building terratask:", err)
+		return 1
+	}
+	if _, err := exec.LookPath("terraform"); err != nil {
+		fmt.Fprintln(os.Stderr, "terraform is not on PATH; the end-to-end tests need the real binary")
+		return 1
+	}
+	dataDir, err := os.MkdirTemp("", "terratask-e2e-shared")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dataDir)
+	shared, err = startDev(dataDir, "e2e-admin-key")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting shared terratask dev:", err)
+		return 1
+	}
+	code := m.Run()
+	if err := shared.stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping shared terratask dev:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
+// devProc is a running `terratask dev` process.
+type devProc struct {
+	cmd      *exec.Cmd
+	dataDir  string
+	key      string
+	api      string // http://host:port
+	temporal string
+	ui       string
+	output   *syncBuffer
+	done     chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startDev starts `terratask dev` on free ports and waits for its banner.
+func startDev(dataDir, key string, extra ...string) (*devProc, error) {
+	args := append([]string{"dev", "--data-dir", dataDir, "--http-address", "127.0.0.1:0",
+		"--temporal-address", "127.0.0.1:0", "--ui-address", "127.0.0.1:0", "--log-level", "warn"}, extra...)
+	cmd := exec.Command(binPath, args...)
+	cmd.Env = append(os.Environ(), "TERRATASK_API_KEY="+key, "TF_CLI_CONFIG_FILE=/dev/null")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	logs := &syncBuffer{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &devProc{cmd: cmd, dataDir: dataDir, key: key, output: logs, done: make(chan error, 1)}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		signalled := false
+		for sc.Scan() {
+			line := sc.Text()
+			logs.Write([]byte(line + "\n"))
+			field := func(prefix string) string {
+				return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), prefix))
+			}
+			switch t := strings.TrimSpace(line); {
+			case strings.HasPrefix(t, "API:"):
+				p.api = strings.TrimSuffix(field("API:"), "/api/v1/tasks")
+			case strings.HasPrefix(t, "Temporal UI:"):
+				p.ui = field("Temporal UI:")
+			case strings.HasPrefix(t, "Temporal:"):
+				p.temporal = strings.Fields(field("Temporal:"))[0]
+			case strings.HasPrefix(t, "Admin key:") && !signalled:
+				signalled = true
+				close(ready)
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	go func() { p.done <- cmd.Wait() }()
+	select {
+	case <-ready:
+		return p, nil
+	case err := <-p.done:
+		return nil, fmt.Errorf("terratask dev exited early: %v\n%s", err, logs.String())
+	case <-time.After(3 * time.Minute):
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("terratask dev did not start in time\n%s", logs.String())
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *devProc) stop() error {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			return fmt.Errorf("terratask dev exited with %v\n%s", err, p.output.String())
+		}
+		return nil
+	case <-time.After(60 * time.Second):
+		_ = p.cmd.Process.Kill()
+		return fmt.Errorf("terratask dev did not stop within 60s of SIGTERM\n%s", p.output.String())
+	}
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *devProc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// request sends an authenticated request and decodes a JSON reply into out.
+func (p *devProc) request(t testing.TB, method, path string, body any, out any) (int, http.Header) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, p.api+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "UserKey "+p.key)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: decoding %q: %v", method, path, raw, err)
+		}
+	}
+	return resp.StatusCode, resp.Header
+}
+
+// Task is the seed's Task Object as a client sees it.
+type Task struct {
+	ID          string         `json:"id"`
+	Name        string         `json:"name"`
+	Description string         `json:"description"`
+	Status      string         `json:"status"`
+	Progress    int            `json:"progress"`
+	CreatedAt   string         `json:"created_at"`
+	UpdatedAt   string         `json:"updated_at"`
+	StartedAt   *string        `json:"started_at"`
+	CompletedAt *string        `json:"completed_at"`
+	AgentID     string         `json:"agent_id"`
+	RunnerID    string         `json:"runner_id"`
+	Metadata    map[string]any `json:"metadata"`
+	Result      *struct {
+		Output map[string]any `json:"output"`
+		Error  *struct {
+			Code    string         `json:"code"`
+			Message string         `json:"message"`
+			Details map[string]any `json:"details"`
+		} `json:"error"`
+	} `json:"result"`
+	CancelledAt *string `json:"cancelled_at"`
+	CancelledBy string  `json:"cancelled_by"`
+}
+
+// Status is the body of the status route.
+type Status struct {
+	ID        string  `json:"id"`
+	Status    string  `json:"status"`
+	Progress  int     `json:"progress"`
+	StartedAt *string `json:"started_at"`
+	UpdatedAt string  `json:"updated_at"`
+	Metadata  struct {
+		CurrentStep    string `json:"current_step"`
+		StepsCompleted int    `json:"steps_completed"`
+		TotalSteps     int    `json:"total_steps"`
+		PlannedChanges int    `json:"planned_changes"`
+		ChangesDone    int    `json:"changes_done"`
+	} `json:"metadata"`
+}
+
+// LogEntry is one entry of the logs route.
+type LogEntry struct {
+	Timestamp string         `json:"timestamp"`
+	Level     string         `json:"level"`
+	Message   string         `json:"message"`
+	Metadata  map[string]any `json:"metadata"`
+}
+
+func (p *devProc) create(t testing.TB, body map[string]any) Task {
+	t.Helper()
+	var tk Task
+	code, _ := p.request(t, http.MethodPost, "/api/v1/tasks", body, &tk)
+	if code != http.StatusOK {
+		t.Fatalf("create: status %d: %+v", code, tk)
+	}
+	if !strings.HasPrefix(tk.ID, "task-") || tk.Status != "pending" {
+		t.Fatalf("create returned %+v", tk)
+	}
+	return tk
+}
+
+// waitStatus polls the status route until the task is terminal (or until
+// done returns true), recording every status seen.
+func (p *devProc) waitStatus(t testing.TB, id string, timeout time.Duration, done func(Status) bool) []Status {
+	t.Helper()
+	var seen []Status
+	deadline := time.Now().Add(timeout)
+	for {
+		var st Status
+		code, _ := p.request(t, http.MethodGet, "/api/v1/tasks/"+id+"/status", nil, &st)
+		if code != http.StatusOK {
+			t.Fatalf("status of %s: %d", id, code)
+		}
+		seen = append(seen, st)
+		if done(st) {
+			return seen
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s still %s after %s; last %+v\n%s", id, st.Status, timeout, st, p.output.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func terminal(s Status) bool {
+	return s.Status == "completed" || s.Status == "failed" || s.Status == "cancelled"
+}
+
+func (p *devProc) logs(t testing.TB, id, query string) []LogEntry {
+	t.Helper()
+	var out struct {
+		TaskID string     `json:"task_id"`
+		Logs   []LogEntry `json:"logs"`
+	}
+	code, _ := p.request(t, http.MethodGet, "/api/v1/tasks/"+id+"/logs"+query, nil, &out)
+	if code != http.StatusOK || out.TaskID != id {
+		t.Fatalf("logs of %s: %d %+v", id, code, out)
+	}
+	return out.Logs
+}
+
+func (p *devProc) get(t testing.TB, id string) Task {
+	t.Helper()
+	var tk Task
+	if code, _ := p.request(t, http.MethodGet, "/api/v1/tasks/"+id, nil, &tk); code != http.StatusOK {
+		t.Fatalf("get %s: %d", id, code)
+	}
+	return tk
+}
+
+// waitCtx is a context for polling with a bound.
+func waitCtx(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitStatusFast polls the status route every 10 ms until the task is
+// terminal, for benchmarks.
+func (p *devProc) waitStatusFast(t testing.TB, id string, timeout time.Duration) Status {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var st Status
+		if code, _ := p.request(t, http.MethodGet, "/api/v1/tasks/"+id+"/status", nil, &st); code != http.StatusOK {
+			t.Fatalf("status of %s: %d", id, code)
+		}
+		if terminal(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s not done after %s", id, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

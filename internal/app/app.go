@@ -1,0 +1,165 @@
+// Package app assembles terratask's processes from its parts: `terratask dev`
+// (everything in one process on an embedded Temporal server), `terratask
+// server` (API and control-plane worker against an existing Temporal) and
+// `terratask runner` (Terraform execution for one runner ID). Each Run
+// function blocks until its context ends, then shuts down cleanly.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.uber.org/zap"
+
+	"github.com/terratask/terratask/activities"
+	"github.com/terratask/terratask/auth"
+	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/server"
+	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/store/sqlite"
+	"github.com/terratask/terratask/worker"
+)
+
+// closer undoes one build step; closers run in reverse order at shutdown.
+type closer struct {
+	name string
+	fn   func() error
+}
+
+type stack struct {
+	logger  *zap.Logger
+	closers []closer
+}
+
+func (s *stack) push(name string, fn func() error) { s.closers = append(s.closers, closer{name, fn}) }
+
+func (s *stack) closeAll() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		c := s.closers[i]
+		if err := c.fn(); err != nil {
+			s.logger.Warn("shutdown step failed", zap.String("step", c.name), zap.Error(err))
+		}
+	}
+	s.closers = nil
+}
+
+// openStore opens the store named by a URL or path: a plain path or
+// sqlite://PATH is SQLite.
+func openStore(ctx context.Context, dsn string) (store.Store, error) {
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return nil, errors.New("the PostgreSQL store is not available in this build; use a SQLite path")
+	default:
+		path := strings.TrimPrefix(dsn, "sqlite://")
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("creating store dir: %w", err)
+		}
+		return sqlite.Open(ctx, path)
+	}
+}
+
+// dialTemporal connects an SDK client, retrying until ctx ends so a process
+// may start before its Temporal server.
+func dialTemporal(ctx context.Context, opts client.Options) (client.Client, error) {
+	for {
+		c, err := client.DialContext(ctx, opts)
+		if err == nil {
+			return c, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connecting to Temporal at %s: %w", opts.HostPort, err)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// zapAdapter lets the Temporal SDK log through zap.
+type zapAdapter struct{ l *zap.SugaredLogger }
+
+func newSDKLogger(l *zap.Logger) sdklog.Logger {
+	return zapAdapter{l.WithOptions(zap.IncreaseLevel(zap.WarnLevel)).Sugar().Named("temporal-sdk")}
+}
+func (z zapAdapter) Debug(msg string, kv ...any) { z.l.Debugw(msg, kv...) }
+func (z zapAdapter) Info(msg string, kv ...any)  { z.l.Infow(msg, kv...) }
+func (z zapAdapter) Warn(msg string, kv ...any)  { z.l.Warnw(msg, kv...) }
+func (z zapAdapter) Error(msg string, kv ...any) { z.l.Errorw(msg, kv...) }
+
+// hostID returns this host's stable ID for a runner data dir: the hostname
+// and a random suffix kept in DIR/host-id, so a restarted process takes back
+// the tasks pinned to it.
+func hostID(dir string) (string, error) {
+	path := filepath.Join(dir, "host-id")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	name, _ := os.Hostname()
+	name = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return '-'
+	}, name)
+	if name == "" {
+		name = "host"
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	id := name + "-" + hex.EncodeToString(b)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("writing host id: %w", err)
+	}
+	return id, nil
+}
+
+// startRunner builds and starts the workers of one runner.
+func startRunner(c client.Client, r *activities.Runner, stopTimeout time.Duration) ([]sdkworker.Worker, error) {
+	ws := worker.NewRunner(c, r, sdkworker.Options{WorkerStopTimeout: stopTimeout})
+	if err := worker.StartAll(ws); err != nil {
+		return nil, err
+	}
+	return ws, nil
+}
+
+// serveHTTP listens on addr and serves h until Shutdown.
+func serveHTTP(addr string, h http.Handler, logger *zap.Logger) (*http.Server, string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("http server stopped", zap.Error(err))
+		}
+	}()
+	return srv, ln.Addr().String(), nil
+}
+
+func shutdownHTTP(srv *http.Server) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(ctx)
+}
+
+// newAPI builds the HTTP API.
+func newAPI(c client.Client, st store.Store, keys *auth.Keyring, box *secret.Box, logger *zap.Logger, runnerWait time.Duration) *server.Server {
+	return server.New(server.Options{
+		Temporal: c, Store: st, Keys: keys, Secrets: box, Logger: logger.Named("http"), RunnerWait: runnerWait,
+	})
+}

@@ -1,0 +1,209 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.uber.org/zap"
+
+	"github.com/terratask/terratask/activities"
+	"github.com/terratask/terratask/auth"
+	"github.com/terratask/terratask/devserver"
+	"github.com/terratask/terratask/modules"
+	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/task"
+	"github.com/terratask/terratask/worker"
+)
+
+// DevOptions configure `terratask dev`.
+type DevOptions struct {
+	DataDir      string   // default ./.terratask
+	HTTPAddress  string   // default 127.0.0.1:8080
+	TemporalAddr string   // embedded frontend, default 127.0.0.1:7233
+	UIAddress    string   // default 127.0.0.1:8233; "" disables the UI
+	Namespace    string   // default "default"
+	Runners      []string // default ["local"]
+	ModulesDir   string   // runner module catalog; default DATA/modules
+	RunnerWait   time.Duration
+	// APIKey is the admin key (TERRATASK_API_KEY); empty: DATA/api-key, created when missing.
+	APIKey string
+	// StopTimeout is how long in-flight steps get at shutdown before their
+	// Terraform is interrupted (they resume after a restart).
+	StopTimeout time.Duration
+	Logger      *zap.Logger
+	// Out receives the banner (URLs and key); default os.Stdout.
+	Out io.Writer
+	// Ready, when set, is called with the addresses once everything serves.
+	Ready func(DevAddresses)
+}
+
+// DevAddresses are where a running dev instance listens.
+type DevAddresses struct {
+	HTTP     string
+	Temporal string
+	UI       string
+	APIKey   string
+}
+
+func (o *DevOptions) defaults() {
+	if o.DataDir == "" {
+		o.DataDir = ".terratask"
+	}
+	if o.HTTPAddress == "" {
+		o.HTTPAddress = "127.0.0.1:8080"
+	}
+	if o.TemporalAddr == "" {
+		o.TemporalAddr = "127.0.0.1:7233"
+	}
+	if o.Namespace == "" {
+		o.Namespace = "default"
+	}
+	if len(o.Runners) == 0 {
+		o.Runners = []string{"local"}
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Out == nil {
+		o.Out = os.Stdout
+	}
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = 5 * time.Second
+	}
+}
+
+// RunDev runs everything in one process until ctx ends.
+func RunDev(ctx context.Context, o DevOptions) error {
+	o.defaults()
+	log := o.Logger
+	s := &stack{logger: log}
+	defer s.closeAll()
+
+	dataDir, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("creating data dir: %w", err)
+	}
+
+	ts, err := devserver.Start(ctx, devserver.Options{
+		DBFile:           filepath.Join(dataDir, "temporal.db"),
+		FrontendAddress:  o.TemporalAddr,
+		UIAddress:        o.UIAddress,
+		Namespace:        o.Namespace,
+		SearchAttributes: task.SearchAttributes,
+		Logger:           log.Named("temporal"),
+	})
+	if err != nil {
+		return fmt.Errorf("starting embedded Temporal: %w", err)
+	}
+	s.push("temporal", ts.Stop)
+
+	st, err := openStore(ctx, filepath.Join(dataDir, "terratask.db"))
+	if err != nil {
+		return fmt.Errorf("opening store: %w", err)
+	}
+	s.push("store", st.Close)
+
+	key, err := secret.LoadOrCreateKeyFile(filepath.Join(dataDir, "secret.key"))
+	if err != nil {
+		return err
+	}
+	box, err := secret.NewBox(key)
+	if err != nil {
+		return err
+	}
+	apiKey, created, err := auth.LoadOrCreateDevKey(o.APIKey, filepath.Join(dataDir, "api-key"))
+	if err != nil {
+		return err
+	}
+	keys, err := auth.NewKeyring([]auth.Key{{Name: "dev-admin", Org: "default", Role: auth.RoleAdmin, Hash: auth.HashKey(apiKey)}})
+	if err != nil {
+		return err
+	}
+
+	c, err := dialTemporal(ctx, client.Options{HostPort: ts.FrontendAddress(), Namespace: ts.Namespace(), Logger: newSDKLogger(log)})
+	if err != nil {
+		return err
+	}
+	s.push("temporal client", func() error { c.Close(); return nil })
+
+	cp := worker.NewControlPlane(c, st)
+	if err := cp.Start(); err != nil {
+		return fmt.Errorf("starting control-plane worker: %w", err)
+	}
+	s.push("control-plane worker", func() error { cp.Stop(); return nil })
+
+	modulesDir := o.ModulesDir
+	if modulesDir == "" {
+		modulesDir = filepath.Join(dataDir, "modules")
+	}
+	demoDir := filepath.Join(dataDir, "demo-module")
+	if err := modules.WriteDemo(demoDir); err != nil {
+		return fmt.Errorf("writing the demo module: %w", err)
+	}
+	if err := os.MkdirAll(modulesDir, 0o700); err != nil {
+		return err
+	}
+	for _, id := range o.Runners {
+		runnerDir := filepath.Join(dataDir, "runners", id)
+		host, err := hostID(runnerDir)
+		if err != nil {
+			return err
+		}
+		r := &activities.Runner{
+			RunnerID: id, HostID: host, DataDir: runnerDir, ModulesDir: modulesDir,
+			DefaultModule: demoDir, SourceRoots: []string{modulesDir, demoDir},
+			Logs: st, Secrets: box, Logger: log.Named("runner").With(zap.String("runner", id)),
+		}
+		ws, err := startRunner(c, r, o.StopTimeout)
+		if err != nil {
+			return fmt.Errorf("starting runner %s: %w", id, err)
+		}
+		s.push("runner "+id, func() error { worker.StopAll(ws); return nil })
+	}
+
+	api := newAPI(c, st, keys, box, log, o.RunnerWait)
+	srv, httpAddr, err := serveHTTP(o.HTTPAddress, api.Handler(), log)
+	if err != nil {
+		return err
+	}
+	s.push("http", func() error { return shutdownHTTP(srv) })
+
+	addrs := DevAddresses{HTTP: httpAddr, Temporal: ts.FrontendAddress(), UI: ts.UIURL(), APIKey: apiKey}
+	printBanner(o.Out, addrs, dataDir, o.Runners, created, o.APIKey != "")
+	log.Info("terratask dev ready", zap.String("http", httpAddr), zap.String("temporal", ts.FrontendAddress()), zap.String("ui", ts.UIURL()))
+	if o.Ready != nil {
+		o.Ready(addrs)
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	return nil
+}
+
+func printBanner(w io.Writer, a DevAddresses, dataDir string, runners []string, created, fromEnv bool) {
+	keyNote := "stored in " + filepath.Join(dataDir, "api-key")
+	if created {
+		keyNote = "new, " + keyNote
+	}
+	if fromEnv {
+		keyNote = "from TERRATASK_API_KEY"
+	}
+	fmt.Fprintf(w, "terratask dev is running\n")
+	fmt.Fprintf(w, "  API:          http://%s/api/v1/tasks\n", a.HTTP)
+	if a.UI != "" {
+		fmt.Fprintf(w, "  Temporal UI:  %s\n", a.UI)
+	}
+	fmt.Fprintf(w, "  Temporal:     %s (namespace default)\n", a.Temporal)
+	fmt.Fprintf(w, "  Runners:      %v\n", runners)
+	fmt.Fprintf(w, "  Data dir:     %s\n", dataDir)
+	fmt.Fprintf(w, "  Admin key:    %s (%s)\n\n", a.APIKey, keyNote)
+	fmt.Fprintf(w, "  export TERRATASK_API_KEY=%s\n", a.APIKey)
+	fmt.Fprintf(w, "  curl -H \"Authorization: UserKey $TERRATASK_API_KEY\" http://%s/api/v1/tasks\n", a.HTTP)
+}

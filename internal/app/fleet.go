@@ -1,0 +1,275 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.uber.org/zap"
+
+	"github.com/terratask/terratask/activities"
+	"github.com/terratask/terratask/auth"
+	"github.com/terratask/terratask/internal/temporalutil"
+	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/task"
+	"github.com/terratask/terratask/worker"
+)
+
+// TemporalOptions say how to reach an existing Temporal cluster.
+type TemporalOptions struct {
+	Address   string // host:port, default 127.0.0.1:7233
+	Namespace string // default "default"
+	TLSCA     string // CA bundle file to verify the server
+	TLSCert   string // client certificate file (mTLS)
+	TLSKey    string // client key file (mTLS)
+	TLSServer string // server name to verify, when it differs from the address
+	APIKey    string // Temporal Cloud API key
+}
+
+func (t TemporalOptions) clientOptions(log *zap.Logger) (client.Options, error) {
+	o := client.Options{HostPort: t.Address, Namespace: t.Namespace, Logger: newSDKLogger(log)}
+	if o.HostPort == "" {
+		o.HostPort = "127.0.0.1:7233"
+	}
+	if o.Namespace == "" {
+		o.Namespace = "default"
+	}
+	if t.TLSCA != "" || t.TLSCert != "" || t.APIKey != "" {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.TLSServer}
+		if t.TLSCA != "" {
+			pem, err := os.ReadFile(t.TLSCA)
+			if err != nil {
+				return o, fmt.Errorf("reading Temporal CA: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return o, errors.New("the Temporal CA file holds no PEM certificate")
+			}
+			cfg.RootCAs = pool
+		}
+		if (t.TLSCert == "") != (t.TLSKey == "") {
+			return o, errors.New("give both --temporal-tls-cert and --temporal-tls-key, or neither")
+		}
+		if t.TLSCert != "" {
+			pair, err := tls.LoadX509KeyPair(t.TLSCert, t.TLSKey)
+			if err != nil {
+				return o, fmt.Errorf("loading Temporal client certificate: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{pair}
+		}
+		o.ConnectionOptions.TLS = cfg
+	}
+	if t.APIKey != "" {
+		o.Credentials = client.NewAPIKeyStaticCredentials(t.APIKey)
+	}
+	return o, nil
+}
+
+// ServerOptions configure `terratask server`.
+type ServerOptions struct {
+	Temporal     TemporalOptions
+	HTTPAddress  string // default 127.0.0.1:8080
+	Store        string // SQLite path or sqlite://PATH
+	KeysFile     string // required
+	SecretKey    string // base64 32-byte key shared with the runners
+	RunnerWait   time.Duration
+	Logger       *zap.Logger
+	Reload       <-chan os.Signal // SIGHUP: reload the keys file
+	Ready        func(httpAddr string)
+	SkipRegister bool // do not try to register search attributes
+}
+
+// RunServer runs the API and the control-plane worker until ctx ends.
+func RunServer(ctx context.Context, o ServerOptions) error {
+	log := o.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if o.KeysFile == "" {
+		return errors.New("--api-keys-file is required")
+	}
+	if o.Store == "" {
+		return errors.New("--store is required")
+	}
+	if o.HTTPAddress == "" {
+		o.HTTPAddress = "127.0.0.1:8080"
+	}
+	box, err := boxFrom(o.SecretKey)
+	if err != nil {
+		return err
+	}
+	keyList, err := auth.LoadFile(o.KeysFile)
+	if err != nil {
+		return err
+	}
+	keys, err := auth.NewKeyring(keyList)
+	if err != nil {
+		return err
+	}
+	s := &stack{logger: log}
+	defer s.closeAll()
+
+	st, err := openStore(ctx, o.Store)
+	if err != nil {
+		return fmt.Errorf("opening store: %w", err)
+	}
+	s.push("store", st.Close)
+	copts, err := o.Temporal.clientOptions(log)
+	if err != nil {
+		return err
+	}
+	c, err := dialTemporal(ctx, copts)
+	if err != nil {
+		return err
+	}
+	s.push("temporal client", func() error { c.Close(); return nil })
+	if !o.SkipRegister {
+		if err := temporalutil.EnsureSearchAttributes(ctx, c, copts.Namespace, task.SearchAttributes); err != nil {
+			return fmt.Errorf("registering search attributes: %w", err)
+		}
+	}
+	cp := worker.NewControlPlane(c, st)
+	if err := cp.Start(); err != nil {
+		return fmt.Errorf("starting control-plane worker: %w", err)
+	}
+	s.push("control-plane worker", func() error { cp.Stop(); return nil })
+
+	api := newAPI(c, st, keys, box, log, o.RunnerWait)
+	srv, addr, err := serveHTTP(o.HTTPAddress, api.Handler(), log)
+	if err != nil {
+		return err
+	}
+	s.push("http", func() error { return shutdownHTTP(srv) })
+	log.Info("terratask server ready", zap.String("http", addr), zap.String("temporal", copts.HostPort))
+	if o.Ready != nil {
+		o.Ready(addr)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-o.Reload:
+				list, err := auth.LoadFile(o.KeysFile)
+				if err == nil {
+					err = keys.Replace(list)
+				}
+				if err != nil {
+					log.Error("reloading keys file; keeping the old keys", zap.Error(err))
+				} else {
+					log.Info("keys file reloaded", zap.Int("keys", len(list)))
+				}
+			}
+		}
+	}()
+	<-ctx.Done()
+	return nil
+}
+
+// RunnerOptions configure `terratask runner`.
+type RunnerOptions struct {
+	Temporal    TemporalOptions
+	ID          string
+	DataDir     string // default ./.terratask-runner
+	Store       string // where logs are written
+	SecretKey   string
+	ModulesDir  string
+	SourceRoots []string
+	// DefaultModule is used by tasks that name no module, source or files.
+	DefaultModule string
+	// Grace is how long in-flight steps may finish at SIGTERM before they
+	// are interrupted and handed back to another host (default 30s).
+	Grace  time.Duration
+	Logger *zap.Logger
+	Ready  func()
+}
+
+// RunRunner runs one runner host until ctx ends.
+func RunRunner(ctx context.Context, o RunnerOptions) error {
+	log := o.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if o.ID == "" {
+		return errors.New("--id is required")
+	}
+	if o.Store == "" {
+		return errors.New("--store is required")
+	}
+	if o.DataDir == "" {
+		o.DataDir = ".terratask-runner"
+	}
+	if o.Grace <= 0 {
+		o.Grace = 30 * time.Second
+	}
+	box, err := boxFrom(o.SecretKey)
+	if err != nil {
+		return err
+	}
+	dataDir, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return err
+	}
+	s := &stack{logger: log}
+	defer s.closeAll()
+	st, err := openStore(ctx, o.Store)
+	if err != nil {
+		return fmt.Errorf("opening store: %w", err)
+	}
+	s.push("store", st.Close)
+	copts, err := o.Temporal.clientOptions(log)
+	if err != nil {
+		return err
+	}
+	c, err := dialTemporal(ctx, copts)
+	if err != nil {
+		return err
+	}
+	s.push("temporal client", func() error { c.Close(); return nil })
+	host, err := hostID(dataDir)
+	if err != nil {
+		return err
+	}
+	roots := o.SourceRoots
+	if o.ModulesDir != "" {
+		roots = append(roots, o.ModulesDir)
+	}
+	r := &activities.Runner{
+		RunnerID: o.ID, HostID: host, DataDir: dataDir, ModulesDir: o.ModulesDir,
+		DefaultModule: o.DefaultModule, SourceRoots: roots, Logs: st, Secrets: box,
+		Logger: log.Named("runner").With(zap.String("runner", o.ID)),
+	}
+	ws, err := startRunner(c, r, o.Grace)
+	if err != nil {
+		return err
+	}
+	s.push("runner workers", func() error { worker.StopAll(ws); return nil })
+	log.Info("terratask runner ready", zap.String("id", o.ID), zap.String("host", host))
+	if o.Ready != nil {
+		o.Ready()
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func boxFrom(key string) (*secret.Box, error) {
+	if key == "" {
+		return nil, errors.New("a secret key is required (TERRATASK_SECRET_KEY or --secret-key-file): the same base64 32-byte key on servers and runners (generate one with `terratask keys secret`)")
+	}
+	raw, err := secret.ParseKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return secret.NewBox(raw)
+}

@@ -1,0 +1,242 @@
+// Package procgroup finds and stops the processes a command left behind.
+//
+// Terraform runs provisioners (local-exec) as child shells; when Terraform is
+// interrupted it kills the shell but not the shell's own children, which are
+// re-parented and keep running. A Tracker marks a command tree with an
+// environment variable (inherited by every descendant that does not scrub its
+// environment) and remembers the process groups of marked processes (which
+// catches descendants that do scrub it but stay in the group), so Stop can end
+// whatever is left once the command itself has exited.
+//
+// The package reads /proc, so it works on Linux only; elsewhere List returns
+// an error and nothing is found.
+package procgroup
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Proc is a process as seen in /proc/<pid>/stat.
+type Proc struct {
+	PID, PPID, PGID int
+	// State is the one-letter state; 'Z' (zombie) and 'X' (dead) processes
+	// have exited already.
+	State byte
+}
+
+// Alive reports whether the process has not exited yet.
+func (p Proc) Alive() bool { return p.State != 'Z' && p.State != 'X' }
+
+// List returns every process visible in /proc.
+func List() ([]Proc, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("listing processes: %w", err)
+	}
+	procs := make([]Proc, 0, len(ents))
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 0 {
+			continue
+		}
+		p, err := Stat(pid)
+		if err != nil {
+			continue // exited meanwhile
+		}
+		procs = append(procs, p)
+	}
+	return procs, nil
+}
+
+// Stat reads one process's /proc/<pid>/stat.
+func Stat(pid int) (Proc, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return Proc{}, err
+	}
+	// "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses,
+	// so the fields start after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return Proc{}, errors.New("malformed stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 3 || len(f[0]) != 1 {
+		return Proc{}, errors.New("malformed stat")
+	}
+	ppid, err1 := strconv.Atoi(f[1])
+	pgid, err2 := strconv.Atoi(f[2])
+	if err1 != nil || err2 != nil {
+		return Proc{}, errors.New("malformed stat")
+	}
+	return Proc{PID: pid, PPID: ppid, PGID: pgid, State: f[0][0]}, nil
+}
+
+// Environ returns the environment a process started with ("KEY=value"
+// entries). It fails for processes of other users unless privileged.
+func Environ(pid int) ([]string, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return nil, err
+	}
+	var env []string
+	for _, kv := range bytes.Split(b, []byte{0}) {
+		if len(kv) > 0 {
+			env = append(env, string(kv))
+		}
+	}
+	return env, nil
+}
+
+// HasEnv reports whether the process started with exactly key=value.
+func HasEnv(pid int, key, value string) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return false
+	}
+	want := []byte(key + "=" + value)
+	for _, kv := range bytes.Split(b, []byte{0}) {
+		if bytes.Equal(kv, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// Find returns the live processes, other than this one, for which match
+// returns true.
+func Find(match func(Proc) bool) ([]Proc, error) {
+	all, err := List()
+	if err != nil {
+		return nil, err
+	}
+	self := os.Getpid()
+	var out []Proc
+	for _, p := range all {
+		if p.PID == self || p.PID == 1 || !p.Alive() {
+			continue
+		}
+		if match(p) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// Tracker follows one command tree marked by the environment variable
+// Key=Value. It is safe for concurrent use.
+type Tracker struct {
+	Key, Value string
+
+	mu     sync.Mutex
+	groups map[int]bool
+}
+
+// NewTracker returns a Tracker for processes started with key=value in their
+// environment.
+func NewTracker(key, value string) *Tracker {
+	return &Tracker{Key: key, Value: value, groups: map[int]bool{}}
+}
+
+// Scan records the process groups of the marked processes alive now. Call it
+// while the command runs, so a descendant that scrubs its environment is still
+// found through its group.
+func (t *Tracker) Scan() {
+	marked, err := Find(func(p Proc) bool { return HasEnv(p.PID, t.Key, t.Value) })
+	if err != nil {
+		return
+	}
+	own := syscall.Getpgrp()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range marked {
+		if p.PGID > 1 && p.PGID != own {
+			t.groups[p.PGID] = true
+		}
+	}
+}
+
+// Members returns the live processes that carry the marker or belong to a
+// recorded group, recording the groups of marked ones.
+func (t *Tracker) Members() []Proc {
+	own := syscall.Getpgrp()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	procs, err := Find(func(p Proc) bool {
+		if t.groups[p.PGID] {
+			return true
+		}
+		if HasEnv(p.PID, t.Key, t.Value) {
+			if p.PGID > 1 && p.PGID != own {
+				t.groups[p.PGID] = true
+			}
+			return true
+		}
+		return false
+	})
+	if err != nil {
+		return nil
+	}
+	return procs
+}
+
+// Stop ends every member: SIGTERM first, SIGKILL for those still alive after
+// grace. It returns how many processes it found.
+func (t *Tracker) Stop(grace time.Duration) int {
+	members := t.Members()
+	if len(members) == 0 {
+		return 0
+	}
+	Terminate(members, grace)
+	return len(members)
+}
+
+// Terminate sends SIGTERM to procs, waits up to grace for them to exit, then
+// sends SIGKILL to the rest and waits briefly for the kernel to reap them.
+func Terminate(procs []Proc, grace time.Duration) {
+	signalAll(procs, syscall.SIGTERM)
+	left := waitGone(procs, grace)
+	if len(left) == 0 {
+		return
+	}
+	signalAll(left, syscall.SIGKILL)
+	waitGone(left, 2*time.Second)
+}
+
+func signalAll(procs []Proc, sig syscall.Signal) {
+	self := os.Getpid()
+	for _, p := range procs {
+		if p.PID > 1 && p.PID != self {
+			_ = syscall.Kill(p.PID, sig)
+		}
+	}
+}
+
+// waitGone polls until none of procs is alive or d has passed, and returns
+// the ones still alive. A pid counts as gone once it no longer exists, is a
+// zombie, or now belongs to another process group (reused).
+func waitGone(procs []Proc, d time.Duration) []Proc {
+	deadline := time.Now().Add(d)
+	for {
+		var left []Proc
+		for _, p := range procs {
+			now, err := Stat(p.PID)
+			if err == nil && now.Alive() && now.PGID == p.PGID {
+				left = append(left, p)
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(25 * time.Millisecond)
+		procs = left
+	}
+}
