@@ -50,4 +50,6 @@ const (
 	NamePlan    = "terratask.Plan"
 	NameApply   = "terratask.Apply"
 	NameCleanup = "terratask.Cleanup"
+	// NameForceStop kills every process of a task on its host (force cancel).
+	NameForceStop = "terratask.ForceStop"
 )

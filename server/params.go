@@ -63,6 +63,7 @@ var reservedParams = map[string]bool{
 	"action": true, "module": true, "source": true, "files": true, "variables": true,
 	"sensitive_variables": true, "env": true, "workspace": true, "terraform_version": true,
 	"targets": true, "replace": true, "refresh_only": true, "parallelism": true, "timeout": true,
+	"runner_timeout": true,
 }
 
 // topLevelFields are the fields of a create body.
@@ -232,7 +233,7 @@ func parseParams(params map[string]json.RawMessage, req *createRequest) error {
 				return errField(field(k), "must be an integer from 1 to 256")
 			}
 			p.Parallelism = int(n)
-		case "timeout":
+		case "timeout", "runner_timeout":
 			var s string
 			if json.Unmarshal(v, &s) != nil {
 				return errField(field(k), "must be a duration string such as \"30m\"")
@@ -241,7 +242,11 @@ func parseParams(params map[string]json.RawMessage, req *createRequest) error {
 			if err != nil || d < time.Second || d > 72*time.Hour {
 				return errField(field(k), "must be a duration from 1s to 72h, such as \"30m\"")
 			}
-			p.Timeout = task.Duration(d)
+			if k == "timeout" {
+				p.Timeout = task.Duration(d)
+			} else {
+				p.RunnerTimeout = task.Duration(d)
+			}
 		default:
 			if !varNamePattern.MatchString(k) {
 				return errField(field(k), "is neither a known parameter nor a valid Terraform variable name")

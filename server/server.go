@@ -38,6 +38,12 @@ type Options struct {
 	// QueryTimeout bounds a live state query before the store answers
 	// instead (default 2s).
 	QueryTimeout time.Duration
+	// CancelWait is how long a cancel request waits for the task to reach
+	// cancelled before it answers "cancelling" (default 3s).
+	CancelWait time.Duration
+	// ForceCoolOff is how long after a plain cancel a force cancel is
+	// allowed (default 10s).
+	ForceCoolOff time.Duration
 }
 
 // Server is the HTTP API.
@@ -65,6 +71,12 @@ func New(opts Options) *Server {
 	}
 	if opts.QueryTimeout <= 0 {
 		opts.QueryTimeout = 2 * time.Second
+	}
+	if opts.CancelWait <= 0 {
+		opts.CancelWait = 3 * time.Second
+	}
+	if opts.ForceCoolOff <= 0 {
+		opts.ForceCoolOff = 10 * time.Second
 	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()

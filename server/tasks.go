@@ -203,7 +203,25 @@ func (s *Server) getStatus(c *gin.Context) {
 }
 
 func (s *Server) cancelTask(c *gin.Context) {
+	force := false
+	for k, vs := range c.Request.URL.Query() {
+		if k != "force" || len(vs) != 1 {
+			badRequest(c, k, "the only query parameter of cancel is force=true|false, given once")
+			return
+		}
+		switch vs[0] {
+		case "true", "1":
+			force = true
+		case "false", "0", "":
+		default:
+			badRequest(c, "force", "force must be true or false")
+			return
+		}
+	}
 	if !allow(c, auth.ActionCancel) {
+		return
+	}
+	if force && !allow(c, auth.ActionForceCancel) {
 		return
 	}
 	t, ok := s.loadTask(c)
@@ -218,45 +236,63 @@ func (s *Server) cancelTask(c *gin.Context) {
 	}
 	by := principal(c).Name
 	ctx := c.Request.Context()
-	req := task.CancelRequest{By: by, At: time.Now().UTC()}
+	req := task.CancelRequest{By: by, At: time.Now().UTC(), Force: force}
+	if force {
+		if t.Status != task.StatusCancelling || t.CancelledAt == nil {
+			fail(c, http.StatusConflict, codeConflict, "force cancel needs a plain cancel first",
+				map[string]any{"taskId": t.ID, "status": string(t.Status)})
+			return
+		}
+		if wait := t.CancelledAt.Add(s.opts.ForceCoolOff).Sub(time.Now()); wait > 0 {
+			fail(c, http.StatusConflict, codeConflict,
+				fmt.Sprintf("force cancel is allowed %s after the plain cancel; retry in %s", s.opts.ForceCoolOff, wait.Round(time.Second)),
+				map[string]any{"taskId": t.ID, "status": string(t.Status), "retry_after_seconds": int(wait.Seconds()) + 1})
+			return
+		}
+		req.At = *t.CancelledAt
+	}
 	if err := s.opts.Temporal.SignalWorkflow(ctx, t.ID, "", task.SignalCancel, req); err != nil && !isNotFound(err) {
 		s.opts.Logger.Error("signalling cancel", zap.String("task_id", t.ID), zap.Error(err))
 		fail(c, http.StatusServiceUnavailable, codeUnavailable, "could not cancel the task: the workflow engine is unavailable", nil)
 		return
 	}
-	if err := s.opts.Temporal.CancelWorkflow(ctx, t.ID, ""); err != nil && !isNotFound(err) {
-		s.opts.Logger.Error("cancelling workflow", zap.String("task_id", t.ID), zap.Error(err))
-		fail(c, http.StatusServiceUnavailable, codeUnavailable, "could not cancel the task: the workflow engine is unavailable", nil)
-		return
+	if !force {
+		if err := s.opts.Temporal.CancelWorkflow(ctx, t.ID, ""); err != nil && !isNotFound(err) {
+			s.opts.Logger.Error("cancelling workflow", zap.String("task_id", t.ID), zap.Error(err))
+			fail(c, http.StatusServiceUnavailable, codeUnavailable, "could not cancel the task: the workflow engine is unavailable", nil)
+			return
+		}
 	}
-	// Give a quick stop a moment to finish, so the reply is usually the
-	// final "cancelled"; otherwise it truthfully says "cancelling".
-	view := cancelView{ID: t.ID, Status: task.StatusCancelling, CancelledAt: tsPtr(&req.At), CancelledBy: by}
-	deadline := time.Now().Add(2 * time.Second)
+	c.JSON(http.StatusOK, s.awaitCancel(ctx, t, req))
+}
+
+// awaitCancel gives a quick stop a moment to finish, so the reply is usually
+// the final "cancelled"; otherwise it truthfully says "cancelling".
+func (s *Server) awaitCancel(ctx context.Context, t store.Task, req task.CancelRequest) cancelView {
+	view := cancelView{ID: t.ID, Status: task.StatusCancelling, CancelledAt: tsPtr(&req.At), CancelledBy: req.By}
+	if t.CancelledAt != nil {
+		view.CancelledAt, view.CancelledBy = tsPtr(t.CancelledAt), t.CancelledBy
+	}
+	deadline := time.Now().Add(s.opts.CancelWait)
 	for {
-		if st, ok := s.liveState(ctx, t.ID); ok {
-			if st.Status == task.StatusCancelled || st.Status.Terminal() {
-				view.Status = st.Status
-				if st.CancelledAt != nil {
-					view.CancelledAt = tsPtr(st.CancelledAt)
-					view.CancelledBy = st.CancelledBy
-				}
-				break
+		st, live := s.liveState(ctx, t.ID)
+		if !live {
+			if row, err := s.opts.Store.GetTask(ctx, t.Org, t.ID); err == nil {
+				st = task.State{Status: row.Status, CancelledAt: row.CancelledAt, CancelledBy: row.CancelledBy}
 			}
-		} else if row, err := s.opts.Store.GetTask(ctx, t.Org, t.ID); err == nil && row.Status.Terminal() {
-			view.Status = row.Status
-			if row.CancelledAt != nil {
-				view.CancelledAt = tsPtr(row.CancelledAt)
-				view.CancelledBy = row.CancelledBy
-			}
-			break
+		}
+		if st.CancelledAt != nil {
+			view.CancelledAt, view.CancelledBy = tsPtr(st.CancelledAt), st.CancelledBy
+		}
+		if st.Status.Terminal() {
+			view.Status = st.Status
+			return view
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			break
+			return view
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	c.JSON(http.StatusOK, view)
 }
 
 func isNotFound(err error) bool {

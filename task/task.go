@@ -150,6 +150,9 @@ type Params struct {
 	RefreshOnly      bool              `json:"refresh_only,omitempty"`
 	Parallelism      int               `json:"parallelism,omitempty"`
 	Timeout          Duration          `json:"timeout,omitempty"`
+	// RunnerTimeout overrides the server's wait for a runner to pick the
+	// task up (runner_unavailable after it).
+	RunnerTimeout Duration `json:"runner_timeout,omitempty"`
 }
 
 // EffectiveAction is the action with its default applied.

@@ -7,6 +7,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
@@ -36,6 +37,15 @@ func NewRunner(c client.Client, r *activities.Runner, opts sdkworker.Options) []
 			return c.SignalWorkflow(ctx, workflowID, runID, task.SignalProgress, p)
 		}
 	}
+	// Heartbeats reach the server at least every second, so a cancel
+	// reaches Terraform within about a heartbeat tick (the SDK otherwise
+	// throttles them to 80% of the heartbeat timeout).
+	if opts.MaxHeartbeatThrottleInterval == 0 || opts.MaxHeartbeatThrottleInterval > time.Second {
+		opts.MaxHeartbeatThrottleInterval = time.Second
+	}
+	if opts.DefaultHeartbeatThrottleInterval == 0 || opts.DefaultHeartbeatThrottleInterval > time.Second {
+		opts.DefaultHeartbeatThrottleInterval = time.Second
+	}
 	shared := sdkworker.New(c, task.RunnerTaskQueue(r.RunnerID), opts)
 	shared.RegisterActivityWithOptions(r.Claim, activity.RegisterOptions{Name: activities.NameClaim})
 
@@ -49,7 +59,13 @@ func NewRunner(c client.Client, r *activities.Runner, opts sdkworker.Options) []
 	} {
 		host.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}
+	host.RegisterActivityWithOptions(forceStop, activity.RegisterOptions{Name: activities.NameForceStop})
 	return []sdkworker.Worker{shared, host}
+}
+
+// forceStop kills every process of a task on this host (force cancel).
+func forceStop(_ context.Context, in activities.StepInput) (int, error) {
+	return activities.StopTaskProcesses(in.Task.ID), nil
 }
 
 // StartAll starts workers, stopping those already started when one fails.

@@ -53,6 +53,8 @@ const (
 	defaultRunnerWait = 24 * time.Hour
 	// defaultTimeout bounds a task's steps when its input says nothing.
 	defaultTimeout = 24 * time.Hour
+	// stopGrace is what a step gets beyond the task's timeout to stop.
+	stopGrace = 2 * time.Minute
 )
 
 // nonRetryable are the activity error types that retrying cannot fix.
@@ -66,10 +68,25 @@ func Task(ctx workflow.Context, in task.Input) (task.Output, error) {
 	}); err != nil {
 		return task.Output{}, err
 	}
-	r.listen(ctx)
+	// Signals are handled to the end, even after a cancel: a force-cancel
+	// arrives while the cancelled steps are still stopping.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	r.listen(dctx)
 	r.transition(ctx, func(s *task.State) {}, logLine(store.LevelInfo, "task accepted; waiting for runner "+in.RunnerID))
 
-	out, err := r.execute(ctx)
+	// runCtx ends on a cancel of the workflow or when the task's timeout
+	// fires; either way the running step stops gracefully.
+	runCtx, stopRun := workflow.WithCancel(ctx)
+	if timeout := time.Duration(in.Params.Timeout); timeout > 0 {
+		workflow.Go(runCtx, func(g workflow.Context) {
+			if err := workflow.NewTimer(g, timeout).Get(g, nil); err == nil {
+				r.timedOut = true
+				stopRun()
+			}
+		})
+	}
+	out, err := r.execute(runCtx)
+	stopRun()
 	return r.finish(ctx, out, err)
 }
 
@@ -85,6 +102,8 @@ type run struct {
 	// for the final cleanup.
 	hostQueue string
 	stepIn    activities.StepInput
+	// timedOut is set when the task's timeout ended the run.
+	timedOut bool
 }
 
 func newRun(ctx workflow.Context, in task.Input) *run {
@@ -117,16 +136,46 @@ func (r *run) listen(ctx workflow.Context) {
 			sel.AddReceive(cancels, func(c workflow.ReceiveChannel, _ bool) {
 				var req task.CancelRequest
 				c.Receive(gctx, &req)
-				if r.cancel == nil {
-					r.cancel = &req
-				}
+				r.onCancelRequest(gctx, req)
 			})
 			sel.Select(gctx)
-			if gctx.Err() != nil {
-				return
-			}
 		}
 	})
+}
+
+// onCancelRequest records who cancels; the cancel itself arrives as the
+// workflow's cancellation. A force request also stops the task's processes
+// on its host at once.
+func (r *run) onCancelRequest(ctx workflow.Context, req task.CancelRequest) {
+	if r.state.Status.Terminal() {
+		return
+	}
+	if r.cancel == nil {
+		r.cancel = &req
+		r.transition(ctx, func(s *task.State) {
+			s.Status = task.StatusCancelling
+			s.CancelledBy = req.By
+			at := req.At.UTC()
+			s.CancelledAt = &at
+		}, logLine(store.LevelWarn, fmt.Sprintf("cancel requested by %s during step %s; stopping Terraform gracefully", req.By, stepOrPending(r.state.CurrentStep))))
+	}
+	if req.Force && r.hostQueue != "" {
+		fctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			TaskQueue:              r.hostQueue,
+			ScheduleToStartTimeout: 30 * time.Second,
+			StartToCloseTimeout:    time.Minute,
+			RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 3},
+		})
+		var killed int
+		err := workflow.ExecuteActivity(fctx, activities.NameForceStop, r.stepIn).Get(ctx, &killed)
+		msg := fmt.Sprintf("force cancel by %s: stopped %d process(es) of the task", req.By, killed)
+		level := store.LevelWarn
+		if err != nil {
+			msg = fmt.Sprintf("force cancel by %s could not reach host %s: %v", req.By, r.state.Host, err)
+			level = store.LevelError
+		}
+		r.transition(ctx, func(s *task.State) {}, logLine(level, msg))
+	}
 }
 
 func (r *run) onProgress(ctx workflow.Context, p task.Progress) {
@@ -183,7 +232,10 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 	in := activities.StepInput{Task: r.in, Run: runNo}
 	r.state.Attempt = runNo
 
-	wait := time.Duration(r.in.RunnerWait)
+	wait := time.Duration(r.in.Params.RunnerTimeout)
+	if wait <= 0 {
+		wait = time.Duration(r.in.RunnerWait)
+	}
 	if wait <= 0 {
 		wait = defaultRunnerWait
 	}
@@ -212,8 +264,10 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 		}
 	}, logLine(store.LevelInfo, fmt.Sprintf("picked up by runner %s on host %s", r.in.RunnerID, claim.Host)))
 
-	timeout := time.Duration(r.in.Params.Timeout)
-	if timeout <= 0 {
+	// The task's timeout is enforced by a timer that stops the run
+	// gracefully; a step's own bound only catches a host that hangs.
+	timeout := time.Duration(r.in.Params.Timeout) + stopGrace
+	if r.in.Params.Timeout <= 0 {
 		timeout = defaultTimeout
 	}
 	hostCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -321,15 +375,31 @@ func (r *run) finish(ctx workflow.Context, out task.Output, err error) (task.Out
 			s.Result = &out.Result
 		}, logLine(store.LevelInfo, "task completed"))
 		return out, nil
+	case r.timedOut:
+		te := task.Error{Code: task.CodeTimeout,
+			Message: fmt.Sprintf("the task did not finish within its timeout of %s", time.Duration(r.in.Params.Timeout)),
+			Details: map[string]any{"step": string(r.state.CurrentStep), "timeout": time.Duration(r.in.Params.Timeout).String()}}
+		r.transition(dctx, func(s *task.State) {
+			s.Status = task.StatusFailed
+			s.CompletedAt = &now
+			s.Result = &task.Result{Output: map[string]any{}, Error: &te}
+		}, logLine(store.LevelError, fmt.Sprintf("task timed out after %s during step %s", time.Duration(r.in.Params.Timeout), stepOrPending(r.state.CurrentStep))))
+		return task.Output{Status: task.StatusFailed, Result: *r.state.Result},
+			temporal.NewNonRetryableApplicationError(te.Message, te.Code, nil, te)
 	case temporal.IsCanceledError(err) || ctx.Err() != nil:
-		by := "temporal"
-		if r.cancel != nil && r.cancel.By != "" {
-			by = r.cancel.By
+		by, at := "temporal", now
+		if r.cancel != nil {
+			if r.cancel.By != "" {
+				by = r.cancel.By
+			}
+			if !r.cancel.At.IsZero() {
+				at = r.cancel.At.UTC()
+			}
 		}
 		r.transition(dctx, func(s *task.State) {
 			s.Status = task.StatusCancelled
 			s.CompletedAt = &now
-			s.CancelledAt = &now
+			s.CancelledAt = &at
 			s.CancelledBy = by
 			s.Result = &task.Result{Output: map[string]any{}, Error: &task.Error{
 				Code: "cancelled", Message: "task cancelled by " + by,

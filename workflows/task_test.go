@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -66,6 +67,7 @@ func stubApply(context.Context, activities.StepInput) (activities.ApplyOutput, e
 	return activities.ApplyOutput{}, nil
 }
 func stubCleanup(context.Context, activities.StepInput) error { return nil }
+func stubForceStop(context.Context, activities.StepInput) (int, error) { return 0, nil }
 
 type fixture struct {
 	env   *testsuite.TestWorkflowEnvironment
@@ -83,6 +85,7 @@ func newFixture(t *testing.T) *fixture {
 	for name, fn := range map[string]any{
 		activities.NameClaim: stubClaim, activities.NameInstall: stubInstall, activities.NameInit: stubInit,
 		activities.NamePlan: stubPlan, activities.NameApply: stubApply, activities.NameCleanup: stubCleanup,
+		activities.NameForceStop: stubForceStop,
 	} {
 		env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}
@@ -289,18 +292,71 @@ func TestCancelDuringApplyRecordsWho(t *testing.T) {
 	f := newFixture(t)
 	f.env.OnActivity(activities.NameApply, mock.Anything, mock.Anything).After(time.Hour).Return(
 		activities.ApplyOutput{}, nil).Once()
+	f.happy()
+	requested := time.Date(2026, 1, 1, 0, 1, 0, 0, time.UTC)
 	f.env.RegisterDelayedCallback(func() {
-		f.env.SignalWorkflow(task.SignalCancel, task.CancelRequest{By: "ops-key"})
+		f.env.SignalWorkflow(task.SignalCancel, task.CancelRequest{By: "ops-key", At: requested})
 		f.env.CancelWorkflow()
 	}, time.Minute)
-	f.happy()
 	f.env.ExecuteWorkflow(task.WorkflowType, input(""))
 	require.True(t, temporal.IsCanceledError(f.env.GetWorkflowError()), "got %v", f.env.GetWorkflowError())
+	require.Equal(t, []task.Status{task.StatusPending, task.StatusRunning, task.StatusCancelling, task.StatusCancelled}, f.rec.statuses())
 	last := f.rec.last()
 	require.Equal(t, task.StatusCancelled, last.Transition.Status)
 	require.Equal(t, "ops-key", last.Transition.CancelledBy)
-	require.NotNil(t, last.Transition.CancelledAt)
+	require.Equal(t, requested, *last.Transition.CancelledAt)
+	require.Equal(t, "cancelled", last.Transition.Result.Error.Code)
 	require.Contains(t, last.Logs[0].Message, "applying")
+	require.Less(t, last.Transition.Progress, 100)
+	require.Contains(t, f.activityCalls(), activities.NameCleanup, "the work dir is cleaned after a cancel too")
+}
+
+func TestForceCancelStopsProcessesOnHost(t *testing.T) {
+	f := newFixture(t)
+	f.env.OnActivity(activities.NameApply, mock.Anything, mock.Anything).After(time.Hour).Return(
+		activities.ApplyOutput{}, nil).Once()
+	var forcedOn []string
+	f.env.OnActivity(activities.NameForceStop, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, in activities.StepInput) (int, error) {
+			forcedOn = append(forcedOn, in.Task.ID)
+			return 3, nil
+		})
+	f.happy()
+	// The apply ignores the graceful stop for a while (a stuck provider);
+	// the force request arrives while it still runs.
+	f.env.RegisterDelayedCallback(func() {
+		f.env.SignalWorkflow(task.SignalCancel, task.CancelRequest{By: "ops"})
+		f.env.SignalWorkflow(task.SignalCancel, task.CancelRequest{By: "admin", Force: true})
+	}, time.Minute)
+	f.env.RegisterDelayedCallback(f.env.CancelWorkflow, 2*time.Minute)
+	f.env.ExecuteWorkflow(task.WorkflowType, input(""))
+	require.True(t, temporal.IsCanceledError(f.env.GetWorkflowError()))
+	require.Equal(t, []string{"task-abc"}, forcedOn)
+	var sawForce bool
+	for _, rec := range f.rec.records {
+		if strings.Contains(rec.Logs[0].Message, "force cancel by admin: stopped 3 process(es)") {
+			sawForce = true
+		}
+	}
+	require.True(t, sawForce)
+	require.Equal(t, "ops", f.rec.last().Transition.CancelledBy, "the first cancel is the one recorded")
+}
+
+func TestTimeoutEndsTaskWithTimeoutCode(t *testing.T) {
+	f := newFixture(t)
+	f.env.OnActivity(activities.NameApply, mock.Anything, mock.Anything).After(time.Hour).Return(
+		activities.ApplyOutput{}, nil).Once()
+	f.happy()
+	in := input("")
+	in.Params.Timeout = task.Duration(10 * time.Minute)
+	f.env.ExecuteWorkflow(task.WorkflowType, in)
+	var appErr *temporal.ApplicationError
+	require.True(t, errors.As(f.env.GetWorkflowError(), &appErr), "got %v", f.env.GetWorkflowError())
+	require.Equal(t, task.CodeTimeout, appErr.Type())
+	last := f.rec.last()
+	require.Equal(t, task.StatusFailed, last.Transition.Status)
+	require.Equal(t, task.CodeTimeout, last.Transition.Result.Error.Code)
+	require.Equal(t, "applying", last.Transition.Result.Error.Details["step"])
 }
 
 func TestCancelPendingTask(t *testing.T) {

@@ -1,0 +1,134 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// processesWith lists live processes whose command line contains marker.
+func processesWith(marker string) []string {
+	var found []string
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "cmdline"))
+		if err != nil {
+			continue
+		}
+		cmd := strings.ReplaceAll(string(b), "\x00", " ")
+		if strings.Contains(cmd, marker) {
+			found = append(found, filepath.Base(d)+": "+cmd)
+		}
+	}
+	return found
+}
+
+func TestCancelDuringApplyStopsEverything(t *testing.T) {
+	t.Parallel()
+	marker := fmt.Sprintf("tt-cancel-marker-%d", time.Now().UnixNano())
+	ws := "cancel-" + marker[len(marker)-8:]
+	tk := shared.create(t, map[string]any{
+		"name": "hang", "agent_id": "agent-e2e", "runner_id": "local",
+		"parameters": map[string]any{"files": fixture(t, "hang"), "marker": marker, "workspace": ws},
+	})
+	shared.waitStatus(t, tk.ID, 2*time.Minute, func(s Status) bool {
+		return s.Metadata.CurrentStep == "applying" && len(processesWith(marker)) > 0
+	})
+	start := time.Now()
+	var reply struct {
+		ID          string  `json:"id"`
+		Status      string  `json:"status"`
+		CancelledAt *string `json:"cancelled_at"`
+		CancelledBy string  `json:"cancelled_by"`
+	}
+	code, _ := shared.request(t, http.MethodPut, "/api/v1/tasks/"+tk.ID+"/cancel", nil, &reply)
+	if code != 200 || reply.ID != tk.ID || (reply.Status != "cancelled" && reply.Status != "cancelling") ||
+		reply.CancelledAt == nil || reply.CancelledBy != "dev-admin" {
+		t.Fatalf("cancel reply %d %+v", code, reply)
+	}
+	seen := shared.waitStatus(t, tk.ID, time.Minute, terminal)
+	if last := seen[len(seen)-1]; last.Status != "cancelled" {
+		t.Fatalf("ended %+v", last)
+	}
+	t.Logf("cancel request to cancelled: %s", time.Since(start).Round(10*time.Millisecond))
+	if left := processesWith(marker); len(left) > 0 {
+		t.Fatalf("processes left after cancel: %v", left)
+	}
+	got := shared.get(t, tk.ID)
+	if got.CancelledAt == nil || got.CancelledBy != "dev-admin" || got.Result.Error == nil || got.Result.Error.Code != "cancelled" {
+		t.Fatalf("cancelled task %+v", got)
+	}
+	var where bool
+	for _, l := range shared.logs(t, tk.ID, "?level=warn") {
+		if strings.Contains(l.Message, "cancelled by dev-admin during step applying") {
+			where = true
+		}
+	}
+	if !where {
+		t.Fatal("logs do not say where the task stopped")
+	}
+	// A second cancel is a conflict that reports the status.
+	var e struct {
+		Error struct {
+			Code    string         `json:"code"`
+			Details map[string]any `json:"details"`
+		} `json:"error"`
+	}
+	if code, _ := shared.request(t, http.MethodPut, "/api/v1/tasks/"+tk.ID+"/cancel", nil, &e); code != 409 || e.Error.Details["status"] != "cancelled" {
+		t.Fatalf("second cancel: %d %+v", code, e)
+	}
+	// The state lock was released: the next task on the workspace runs.
+	next := shared.create(t, map[string]any{
+		"name": "after-cancel", "agent_id": "agent-e2e", "runner_id": "local",
+		"parameters": map[string]any{"files": fixture(t, "workspace"), "workspace": ws},
+	})
+	if s := shared.waitStatus(t, next.ID, 2*time.Minute, terminal); s[len(s)-1].Status != "completed" {
+		t.Fatalf("task after cancel ended %+v: %v", s[len(s)-1], shared.logs(t, next.ID, "?level=error"))
+	}
+}
+
+func TestCancelPendingTaskWhoseRunnerNeverCame(t *testing.T) {
+	t.Parallel()
+	tk := shared.create(t, map[string]any{"name": "orphan", "agent_id": "agent-e2e", "runner_id": "nobody-home"})
+	time.Sleep(500 * time.Millisecond)
+	if st := shared.waitStatus(t, tk.ID, time.Second, func(Status) bool { return true }); st[0].Status != "pending" {
+		t.Fatalf("want pending, got %+v", st[0])
+	}
+	var reply struct {
+		Status string `json:"status"`
+	}
+	start := time.Now()
+	if code, _ := shared.request(t, http.MethodPut, "/api/v1/tasks/"+tk.ID+"/cancel", nil, &reply); code != 200 || reply.Status != "cancelled" {
+		t.Fatalf("cancel of a pending task: %d %+v (after %s)", code, reply, time.Since(start))
+	}
+}
+
+func TestRunnerUnavailableAndTimeout(t *testing.T) {
+	t.Parallel()
+	idle := shared.create(t, map[string]any{
+		"name": "no-runner", "agent_id": "agent-e2e", "runner_id": "never-online",
+		"parameters": map[string]any{"runner_timeout": "2s"},
+	})
+	marker := fmt.Sprintf("tt-timeout-marker-%d", time.Now().UnixNano())
+	slow := shared.create(t, map[string]any{
+		"name": "too-slow", "agent_id": "agent-e2e", "runner_id": "local",
+		"parameters": map[string]any{"files": fixture(t, "hang"), "marker": marker, "timeout": "5s"},
+	})
+	for id, code := range map[string]string{idle.ID: "runner_unavailable", slow.ID: "timeout"} {
+		s := shared.waitStatus(t, id, time.Minute, terminal)
+		if s[len(s)-1].Status != "failed" {
+			t.Fatalf("%s ended %+v", id, s[len(s)-1])
+		}
+		got := shared.get(t, id)
+		if got.Result.Error == nil || got.Result.Error.Code != code {
+			t.Fatalf("%s: want code %s, got %+v", id, code, got.Result.Error)
+		}
+	}
+	if left := processesWith(marker); len(left) > 0 {
+		t.Fatalf("processes left after timeout: %v", left)
+	}
+}
