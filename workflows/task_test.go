@@ -66,7 +66,7 @@ func stubPlan(context.Context, activities.StepInput) (activities.PlanOutput, err
 func stubApply(context.Context, activities.StepInput) (activities.ApplyOutput, error) {
 	return activities.ApplyOutput{}, nil
 }
-func stubCleanup(context.Context, activities.StepInput) error { return nil }
+func stubCleanup(context.Context, activities.StepInput) error          { return nil }
 func stubForceStop(context.Context, activities.StepInput) (int, error) { return 0, nil }
 
 type fixture struct {
