@@ -70,7 +70,8 @@ func (s *Server) createTask(c *gin.Context) {
 		internal(c)
 		return
 	}
-	now := time.Now().UTC().Truncate(time.Second)
+	// Full precision: the workspace queue orders tasks by creation time.
+	now := time.Now().UTC()
 	in := task.Input{
 		ID: newTaskID(), Name: req.Name, Description: req.Description, AgentID: req.AgentID,
 		RunnerID: req.RunnerID, Org: p.Org, Metadata: req.Metadata, CreatedAt: now, CreatedBy: p.Name,
@@ -98,6 +99,12 @@ func (s *Server) createTask(c *gin.Context) {
 	}
 	// The workflow indexes the task too; this insert only makes it listable
 	// at once, so a failure is logged, not returned.
+	if in.SharesWorkspace() {
+		// Queue the task on its workspace now, so tasks created one after
+		// another run in that order (the workflow queues itself too, which
+		// is idempotent, in case this fails).
+		s.enqueueWorkspace(c.Request.Context(), in)
+	}
 	if err := s.opts.Store.CreateTask(c.Request.Context(), row); err != nil {
 		s.opts.Logger.Warn("indexing new task", zap.String("task_id", in.ID), zap.Error(err))
 	}
@@ -298,4 +305,15 @@ func (s *Server) awaitCancel(ctx context.Context, t store.Task, req task.CancelR
 func isNotFound(err error) bool {
 	var nf *serviceerror.NotFound
 	return errors.As(err, &nf)
+}
+
+// enqueueWorkspace puts a new task in its workspace's queue.
+func (s *Server) enqueueWorkspace(ctx context.Context, in task.Input) {
+	id := task.WorkspaceQueueID(in.Org, in.Params.Workspace)
+	req := task.WorkspaceRequest{TaskID: in.ID, CreatedAt: in.CreatedAt}
+	_, err := s.opts.Temporal.SignalWithStartWorkflow(ctx, id, task.SignalWorkspaceAcquire, req,
+		client.StartWorkflowOptions{ID: id, TaskQueue: task.ControlPlaneTaskQueue}, task.WorkspaceWorkflowType, struct{}{})
+	if err != nil {
+		s.opts.Logger.Warn("queueing task on its workspace", zap.String("task_id", in.ID), zap.Error(err))
+	}
 }
