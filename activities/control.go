@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
@@ -23,10 +27,42 @@ type Record struct {
 	Logs       []store.LogEntry `json:"logs,omitempty"`
 }
 
+// Names of the other control-plane (local) activities.
+const (
+	NameAcquireWorkspace = "terratask.AcquireWorkspace"
+	NameTaskOpen         = "terratask.TaskOpen"
+)
+
 // Control holds the control-plane activities. They run on the control-plane
 // worker, next to the workflow, as local activities.
 type Control struct {
-	Store store.Store
+	Store    store.Store
+	Temporal client.Client
+}
+
+// AcquireWorkspace queues a task on its workspace: it signals the workspace's
+// queue workflow, starting it when it is not running.
+func (c *Control) AcquireWorkspace(ctx context.Context, queueID string, req task.WorkspaceRequest) error {
+	_, err := c.Temporal.SignalWithStartWorkflow(ctx, queueID, task.SignalWorkspaceAcquire, req,
+		client.StartWorkflowOptions{ID: queueID, TaskQueue: task.ControlPlaneTaskQueue},
+		task.WorkspaceWorkflowType, struct{}{})
+	if err != nil {
+		return fmt.Errorf("queueing on workspace: %w", err)
+	}
+	return nil
+}
+
+// TaskOpen reports whether a task's workflow is still running.
+func (c *Control) TaskOpen(ctx context.Context, taskID string) (bool, error) {
+	d, err := c.Temporal.DescribeWorkflowExecution(ctx, taskID, "")
+	if err != nil {
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return false, nil
+		}
+		return false, err
+	}
+	return d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
 }
 
 // Record writes a transition and its log lines. It is idempotent: replays and

@@ -246,6 +246,7 @@ type Status struct {
 		TotalSteps     int    `json:"total_steps"`
 		PlannedChanges int    `json:"planned_changes"`
 		ChangesDone    int    `json:"changes_done"`
+		WaitingFor     string `json:"waiting_for"`
 	} `json:"metadata"`
 }
 

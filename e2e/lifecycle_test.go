@@ -132,3 +132,42 @@ func TestRunnerUnavailableAndTimeout(t *testing.T) {
 		t.Fatalf("processes left after timeout: %v", left)
 	}
 }
+
+func TestWorkspaceQueueRunsTasksInOrder(t *testing.T) {
+	t.Parallel()
+	ws := fmt.Sprintf("queue-%d", time.Now().UnixNano())
+	mk := func(name string) Task {
+		return shared.create(t, map[string]any{
+			"name": name, "agent_id": "agent-e2e", "runner_id": "local",
+			"parameters": map[string]any{"files": fixture(t, "slow"), "workspace": ws, "step_seconds": 1},
+		})
+	}
+	a := mk("first")
+	b := mk("second")
+	c := mk("third")
+	// b waits for the workspace, pending, and says so.
+	st := shared.waitStatus(t, b.ID, time.Minute, func(s Status) bool { return s.Metadata.WaitingFor != "" })
+	if last := st[len(st)-1]; last.Status != "pending" || !strings.Contains(last.Metadata.WaitingFor, "workspace "+ws) {
+		t.Fatalf("queued task %+v", last)
+	}
+	var reply struct {
+		Status string `json:"status"`
+	}
+	if code, _ := shared.request(t, http.MethodPut, "/api/v1/tasks/"+b.ID+"/cancel", nil, &reply); code != 200 || reply.Status != "cancelled" {
+		t.Fatalf("cancel of a queued task: %d %+v", code, reply)
+	}
+	for _, id := range []string{a.ID, c.ID} {
+		if s := shared.waitStatus(t, id, 2*time.Minute, terminal); s[len(s)-1].Status != "completed" {
+			t.Fatalf("%s ended %+v", id, s[len(s)-1])
+		}
+	}
+	ga, gb, gc := shared.get(t, a.ID), shared.get(t, b.ID), shared.get(t, c.ID)
+	if gb.Status != "cancelled" || gb.StartedAt != nil {
+		t.Fatalf("cancelled queued task %+v", gb)
+	}
+	aDone, _ := time.Parse(time.RFC3339, *ga.CompletedAt)
+	cStart, _ := time.Parse(time.RFC3339, *gc.StartedAt)
+	if cStart.Before(aDone) {
+		t.Fatalf("third task started at %s, before the first completed at %s", cStart, aDone)
+	}
+}

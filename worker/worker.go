@@ -23,8 +23,10 @@ import (
 func NewControlPlane(c client.Client, st store.Store) sdkworker.Worker {
 	w := sdkworker.New(c, task.ControlPlaneTaskQueue, sdkworker.Options{})
 	workflows.Register(w)
-	ctl := &activities.Control{Store: st}
+	ctl := &activities.Control{Store: st, Temporal: c}
 	w.RegisterActivityWithOptions(ctl.Record, activity.RegisterOptions{Name: activities.NameRecord})
+	w.RegisterActivityWithOptions(ctl.AcquireWorkspace, activity.RegisterOptions{Name: activities.NameAcquireWorkspace})
+	w.RegisterActivityWithOptions(ctl.TaskOpen, activity.RegisterOptions{Name: activities.NameTaskOpen})
 	return w
 }
 

@@ -36,6 +36,7 @@ import (
 // Register registers the task workflow under its stable name.
 func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(Task, workflow.RegisterOptions{Name: task.WorkflowType})
+	r.RegisterWorkflowWithOptions(WorkspaceQueue, workflow.RegisterOptions{Name: task.WorkspaceWorkflowType})
 }
 
 // Tunables of the workflow. They are constants of this workflow version:
@@ -77,17 +78,74 @@ func Task(ctx workflow.Context, in task.Input) (task.Output, error) {
 	// runCtx ends on a cancel of the workflow or when the task's timeout
 	// fires; either way the running step stops gracefully.
 	runCtx, stopRun := workflow.WithCancel(ctx)
-	if timeout := time.Duration(in.Params.Timeout); timeout > 0 {
-		workflow.Go(runCtx, func(g workflow.Context) {
-			if err := workflow.NewTimer(g, timeout).Get(g, nil); err == nil {
-				r.timedOut = true
-				stopRun()
-			}
-		})
+	r.stopRun = stopRun
+	var out task.Output
+	err := r.queueOnWorkspace(runCtx)
+	if err == nil {
+		out, err = r.execute(runCtx)
 	}
-	out, err := r.execute(runCtx)
 	stopRun()
 	return r.finish(ctx, out, err)
+}
+
+// queueOnWorkspace waits for the task's turn on a shared workspace: tasks of
+// one (org, workspace) run one at a time, in creation order.
+func (r *run) queueOnWorkspace(ctx workflow.Context) error {
+	if !r.in.SharesWorkspace() {
+		return nil
+	}
+	r.queueID = task.WorkspaceQueueID(r.in.Org, r.in.Params.Workspace)
+	r.transition(ctx, func(s *task.State) {
+		s.WaitingFor = "workspace " + r.in.Params.Workspace
+	}, logLine(store.LevelInfo, "waiting for workspace "+r.in.Params.Workspace+": tasks on it run one at a time, in creation order"))
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    10 * time.Second,
+		ScheduleToCloseTimeout: 5 * time.Minute,
+	})
+	req := task.WorkspaceRequest{TaskID: r.in.ID, CreatedAt: r.in.CreatedAt}
+	if err := workflow.ExecuteLocalActivity(lctx, activities.NameAcquireWorkspace, r.queueID, req).Get(ctx, nil); err != nil {
+		return err
+	}
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(workflow.GetSignalChannel(ctx, task.SignalWorkspaceGranted), func(c workflow.ReceiveChannel, _ bool) {
+		c.Receive(ctx, nil)
+	})
+	sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
+	sel.Select(ctx)
+	if ctx.Err() != nil {
+		return temporal.NewCanceledError()
+	}
+	r.transition(ctx, func(s *task.State) {
+		s.WaitingFor = "runner " + r.in.RunnerID
+	}, logLine(store.LevelInfo, "workspace "+r.in.Params.Workspace+" is this task's; waiting for runner "+r.in.RunnerID))
+	return nil
+}
+
+// releaseWorkspace hands the workspace to the next task in the queue.
+func (r *run) releaseWorkspace(ctx workflow.Context) {
+	if r.queueID == "" {
+		return
+	}
+	req := task.WorkspaceRequest{TaskID: r.in.ID, CreatedAt: r.in.CreatedAt}
+	if err := workflow.SignalExternalWorkflow(ctx, r.queueID, "", task.SignalWorkspaceRelease, req).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("releasing the workspace", "error", err)
+	}
+}
+
+// startTimeout arms the task's timeout once it runs: the time spent waiting
+// for its workspace or runner does not count.
+func (r *run) startTimeout(ctx workflow.Context) {
+	timeout := time.Duration(r.in.Params.Timeout)
+	if timeout <= 0 || r.timerArmed {
+		return
+	}
+	r.timerArmed = true
+	workflow.Go(ctx, func(g workflow.Context) {
+		if err := workflow.NewTimer(g, timeout).Get(g, nil); err == nil {
+			r.timedOut = true
+			r.stopRun()
+		}
+	})
 }
 
 // run is the workflow's in-memory state.
@@ -103,7 +161,11 @@ type run struct {
 	hostQueue string
 	stepIn    activities.StepInput
 	// timedOut is set when the task's timeout ended the run.
-	timedOut bool
+	timedOut   bool
+	timerArmed bool
+	stopRun    workflow.CancelFunc
+	// queueID is the workspace queue the task holds or waits in.
+	queueID string
 }
 
 func newRun(ctx workflow.Context, in task.Input) *run {
@@ -263,6 +325,7 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 			s.StartedAt = &now
 		}
 	}, logLine(store.LevelInfo, fmt.Sprintf("picked up by runner %s on host %s", r.in.RunnerID, claim.Host)))
+	r.startTimeout(ctx)
 
 	// The task's timeout is enforced by a timer that stops the run
 	// gracefully; a step's own bound only catches a host that hangs.
@@ -362,6 +425,7 @@ func hostLost(err error) bool {
 func (r *run) finish(ctx workflow.Context, out task.Output, err error) (task.Output, error) {
 	// After a cancel, ctx is done: terminal bookkeeping runs disconnected.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	defer r.releaseWorkspace(dctx)
 	defer r.cleanup(dctx)
 	now := workflow.Now(dctx).UTC()
 	switch {
