@@ -74,6 +74,11 @@ type Runner struct {
 	CLIConfigFile string
 	// DisableDownload stops Install from downloading Terraform releases.
 	DisableDownload bool
+	// StateDir holds local state per (org, workspace) when the module has
+	// no backend of its own (default DataDir/state). Hosts of one runner ID
+	// that share it (a shared volume) share state, so a task resumed on
+	// another host sees what the first one applied.
+	StateDir string
 
 	once  sync.Once
 	state *runnerState
@@ -193,7 +198,11 @@ func (r *Runner) stateDir(in task.Input) (string, error) {
 	if !nameRe.MatchString(ws) {
 		return "", configErrorf("invalid workspace %q: use letters, digits, '.', '_' and '-' (at most 128)", ws)
 	}
-	return filepath.Join(r.dataDir(), "state", org, ws), nil
+	root := r.StateDir
+	if root == "" {
+		root = filepath.Join(r.dataDir(), "state")
+	}
+	return filepath.Join(root, org, ws), nil
 }
 
 // cliConfig returns the Terraform CLI config file, writing the generated one

@@ -247,6 +247,8 @@ type Status struct {
 		PlannedChanges int    `json:"planned_changes"`
 		ChangesDone    int    `json:"changes_done"`
 		WaitingFor     string `json:"waiting_for"`
+		Host           string `json:"host"`
+		Attempt        int    `json:"attempt"`
 	} `json:"metadata"`
 }
 

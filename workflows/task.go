@@ -45,10 +45,12 @@ const (
 	// maxRuns bounds how often the runner block restarts on another host.
 	maxRuns = 5
 	// hostScheduleToStart is how long a step waits for its pinned host
-	// before the block moves to another host.
-	hostScheduleToStart = 2 * time.Minute
-	// stepHeartbeatTimeout is how long a silent step counts as alive.
-	stepHeartbeatTimeout = 20 * time.Second
+	// before the block moves to another host. A live host polls its queue
+	// all the time, so this is short; a restarted host is back well within it.
+	hostScheduleToStart = 15 * time.Second
+	// stepHeartbeatTimeout is how long a silent step counts as alive
+	// (runners heartbeat every 2 s).
+	stepHeartbeatTimeout = 10 * time.Second
 	// defaultRunnerWait is how long a task waits for a runner when its input
 	// says nothing.
 	defaultRunnerWait = 24 * time.Hour

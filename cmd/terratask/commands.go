@@ -90,6 +90,7 @@ func runRunner(args []string, stderr io.Writer) error {
 	secretFile := fs.String("secret-key-file", "", "file holding the base64 32-byte key that opens task secrets (or set TERRATASK_SECRET_KEY)")
 	fs.StringVar(&o.ModulesDir, "modules-dir", "", "module catalog for the module parameter")
 	fs.StringVar(&o.DefaultModule, "default-module", "", "module directory used when a task names no module, source or files")
+	fs.StringVar(&o.StateDir, "state-dir", "", "local Terraform state per (org, workspace) for modules without a backend (default DATA-DIR/state); share it between hosts of one runner ID")
 	fs.Var(&roots, "source-root", "directory under which local source paths are allowed (repeatable)")
 	fs.DurationVar(&o.Grace, "grace", 0, "at SIGTERM, how long running steps may finish before they are handed back (default 30s)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")

@@ -28,6 +28,7 @@ import (
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/server"
 	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/store/postgres"
 	"github.com/terratask/terratask/store/sqlite"
 	"github.com/terratask/terratask/worker"
 )
@@ -59,8 +60,8 @@ func (s *stack) closeAll() {
 // sqlite://PATH is SQLite.
 func openStore(ctx context.Context, dsn string) (store.Store, error) {
 	switch {
-	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return nil, errors.New("the PostgreSQL store is not available in this build; use a SQLite path")
+	case isPostgres(dsn):
+		return postgres.Open(ctx, dsn)
 	default:
 		path := strings.TrimPrefix(dsn, "sqlite://")
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -68,6 +69,23 @@ func openStore(ctx context.Context, dsn string) (store.Store, error) {
 		}
 		return sqlite.Open(ctx, path)
 	}
+}
+
+func isPostgres(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// Migrate applies the store's migrations: PostgreSQL and SQLite both migrate
+// at open, so opening is enough.
+func Migrate(ctx context.Context, dsn string) error {
+	if isPostgres(dsn) {
+		return postgres.Migrate(ctx, dsn)
+	}
+	st, err := openStore(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	return st.Close()
 }
 
 // dialTemporal connects an SDK client, retrying until ctx ends so a process

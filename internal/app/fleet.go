@@ -188,6 +188,9 @@ type RunnerOptions struct {
 	SourceRoots []string
 	// DefaultModule is used by tasks that name no module, source or files.
 	DefaultModule string
+	// StateDir holds local Terraform state (default DATA-DIR/state); hosts
+	// sharing a runner ID should share it (a shared volume).
+	StateDir string
 	// Grace is how long in-flight steps may finish at SIGTERM before they
 	// are interrupted and handed back to another host (default 30s).
 	Grace  time.Duration
@@ -247,7 +250,7 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	}
 	r := &activities.Runner{
 		RunnerID: o.ID, HostID: host, DataDir: dataDir, ModulesDir: o.ModulesDir,
-		DefaultModule: o.DefaultModule, SourceRoots: roots, Logs: st, Secrets: box,
+		DefaultModule: o.DefaultModule, SourceRoots: roots, Logs: st, Secrets: box, StateDir: o.StateDir,
 		Logger: log.Named("runner").With(zap.String("runner", o.ID)),
 	}
 	ws, err := startRunner(c, r, o.Grace)

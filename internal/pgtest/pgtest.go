@@ -313,7 +313,8 @@ func startLocal(bin string) (c *Cluster, err error) {
 	}
 	// Not testing.TB.TempDir: the cluster outlives the first test, and the
 	// postgres user must be able to reach the directory.
-	root, err := os.MkdirTemp("", "terratask-pgtest-")
+	removeStale()
+	root, err := os.MkdirTemp("", rootPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -322,6 +323,9 @@ func startLocal(bin string) (c *Cluster, err error) {
 			os.RemoveAll(root)
 		}
 	}()
+	if err := os.WriteFile(filepath.Join(root, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return nil, err
+	}
 	if su.switchTo {
 		if err := os.Chown(root, su.uid, su.gid); err != nil {
 			return nil, fmt.Errorf("chown %s to postgres: %w", root, err)
@@ -365,6 +369,30 @@ func startLocal(bin string) (c *Cluster, err error) {
 
 // errPortTaken reports that the server could not bind its port.
 var errPortTaken = errors.New("port taken")
+
+// A cluster's files are in a directory named rootPrefix* in the temporary
+// directory, with the PID of the test binary that made it in ownerFile.
+const (
+	rootPrefix = "terratask-pgtest-"
+	ownerFile  = "owner.pid"
+)
+
+// removeStale removes the files of clusters whose test binary died without
+// stopping them (the cluster itself died with it).
+func removeStale() {
+	roots, _ := filepath.Glob(filepath.Join(os.TempDir(), rootPrefix+"*"))
+	for _, root := range roots {
+		b, err := os.ReadFile(filepath.Join(root, ownerFile))
+		if err != nil {
+			continue // being created, or not ours
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || processAlive(pid) {
+			continue
+		}
+		_ = os.RemoveAll(root)
+	}
+}
 
 // freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
 func freePort() (int, error) {

@@ -1,6 +1,9 @@
 package pgtest
 
-import "syscall"
+import (
+	"errors"
+	"syscall"
+)
 
 // canSwitchUser reports whether sysProcAttr can run a command as another user.
 const canSwitchUser = true
@@ -17,4 +20,10 @@ func sysProcAttr(su serverUser, server bool) *syscall.SysProcAttr {
 		attr.Pdeathsig = syscall.SIGQUIT
 	}
 	return attr
+}
+
+// processAlive reports whether a process with the PID exists.
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
