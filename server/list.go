@@ -110,23 +110,38 @@ func single(q url.Values, k string) (string, bool) {
 	return vs[0], true
 }
 
+// query parses the request's query string; a malformed one (a bad percent
+// escape, a semicolon) is a 400 rather than silently dropped parameters.
+func query(c *gin.Context) (url.Values, bool) {
+	q, err := url.ParseQuery(c.Request.URL.RawQuery)
+	if err != nil {
+		badParameter(c, "query", "query: the query string is malformed")
+		return nil, false
+	}
+	return q, true
+}
+
 func (s *Server) listTasks(c *gin.Context) {
-	lq, err := parseListQuery(c.Request.URL.Query())
+	q, ok := query(c)
+	if !ok {
+		return
+	}
+	lq, err := parseListQuery(q)
 	if err != nil {
 		var fe *fieldError
 		errors.As(err, &fe)
-		badRequest(c, fe.Field, fe.Field+" "+fe.Message)
+		badParameter(c, fe.Field, fe.Error())
 		return
 	}
 	// Path forms: /tasks/agent/{agentId} and /tasks/runner/{runnerId}.
 	for param, dst := range map[string]*string{"agentId": &lq.AgentID, "runnerId": &lq.RunnerID} {
 		if v := c.Param(param); v != "" {
 			if !validID(v) {
-				badRequest(c, param, param+" is not a valid ID")
+				badParameter(c, param, param+": is not a valid ID")
 				return
 			}
 			if *dst != "" && *dst != v {
-				badRequest(c, param, "the path and the query name different IDs")
+				badParameter(c, param, param+": the path and the query name different IDs")
 				return
 			}
 			*dst = v
@@ -137,7 +152,7 @@ func (s *Server) listTasks(c *gin.Context) {
 	if p.Agent != "" {
 		if lq.AgentID != "" && lq.AgentID != p.Agent {
 			c.Header("X-Total-Count", "0")
-			c.JSON(http.StatusOK, []taskView{})
+			c.Data(http.StatusOK, "application/json; charset=utf-8", []byte("[]"))
 			return
 		}
 		lq.AgentID = p.Agent
@@ -148,13 +163,23 @@ func (s *Server) listTasks(c *gin.Context) {
 		internal(c)
 		return
 	}
-	out := make([]taskView, 0, len(tasks))
-	for _, t := range tasks {
-		out = append(out, viewOf(t, false))
-	}
 	c.Header("X-Total-Count", strconv.Itoa(total))
 	if link := pageLinks(c.Request.URL, lq, total); link != "" {
 		c.Header("Link", link)
+	}
+	// The seed answers /tasks with Task Objects (no result) and the agent
+	// and runner routes with task summaries.
+	if c.Param("agentId") != "" || c.Param("runnerId") != "" {
+		out := make([]summaryView, 0, len(tasks))
+		for _, t := range tasks {
+			out = append(out, summaryOf(t))
+		}
+		c.JSON(http.StatusOK, out)
+		return
+	}
+	out := make([]taskView, 0, len(tasks))
+	for _, t := range tasks {
+		out = append(out, viewOf(t, false))
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -243,11 +268,15 @@ func parseLogQuery(q url.Values) (store.LogQuery, error) {
 }
 
 func (s *Server) getLogs(c *gin.Context) {
-	lq, err := parseLogQuery(c.Request.URL.Query())
+	q, ok := query(c)
+	if !ok {
+		return
+	}
+	lq, err := parseLogQuery(q)
 	if err != nil {
 		var fe *fieldError
 		errors.As(err, &fe)
-		badRequest(c, fe.Field, fe.Field+" "+fe.Message)
+		badParameter(c, fe.Field, fe.Error())
 		return
 	}
 	t, ok := s.loadTask(c)

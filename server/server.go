@@ -30,6 +30,11 @@ type Options struct {
 	Keys     *auth.Keyring
 	Secrets  *secret.Box
 	Logger   *zap.Logger
+	// IDKey keys the task IDs derived from an Idempotency-Key (see
+	// DeriveIDKey). It must be the same on every replica and across
+	// restarts; empty, a random per-process key is used, so an
+	// Idempotency-Key only holds within one process.
+	IDKey []byte
 	// MaxBodyBytes bounds request bodies (default 2 MiB).
 	MaxBodyBytes int64
 	// RunnerWait is how long a task waits for its runner before failing
@@ -78,6 +83,10 @@ func New(opts Options) *Server {
 	if opts.ForceCoolOff <= 0 {
 		opts.ForceCoolOff = 10 * time.Second
 	}
+	if len(opts.IDKey) == 0 {
+		opts.IDKey = make([]byte, 32)
+		_, _ = rand.Read(opts.IDKey)
+	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
@@ -94,6 +103,9 @@ func New(opts Options) *Server {
 	})
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.ready)
+	// The API's description is public: it holds no data, and clients
+	// fetch it before they have a key.
+	r.GET(openAPIPath, serveOpenAPI)
 
 	api := r.Group("/api/v1", s.authenticate)
 	api.GET("/tasks", s.listTasks)
@@ -151,21 +163,27 @@ func (s *Server) recover(c *gin.Context) {
 func (s *Server) authenticate(c *gin.Context) {
 	h := c.GetHeader("Authorization")
 	scheme, key, ok := strings.Cut(strings.TrimSpace(h), " ")
-	if h == "" {
-		fail(c, http.StatusUnauthorized, codeUnauthorized, "missing API key: send Authorization: UserKey <key>", nil)
+	switch {
+	case h == "":
+		unauthorized(c, "missing API key: send Authorization: UserKey <key>")
 		return
-	}
-	if !ok || !(strings.EqualFold(scheme, "UserKey") || strings.EqualFold(scheme, "Bearer")) {
-		fail(c, http.StatusUnauthorized, codeUnauthorized, "Authorization must be \"UserKey <key>\" or \"Bearer <key>\"", nil)
+	case !ok || !(strings.EqualFold(scheme, "UserKey") || strings.EqualFold(scheme, "Bearer")):
+		unauthorized(c, "Authorization must be \"UserKey <key>\" or \"Bearer <key>\"")
 		return
 	}
 	p, ok := s.opts.Keys.Authenticate(strings.TrimSpace(key))
 	if !ok {
-		fail(c, http.StatusUnauthorized, codeUnauthorized, "invalid API key", nil)
+		unauthorized(c, "invalid API key")
 		return
 	}
 	c.Set(ctxPrincipal, p)
 	c.Next()
+}
+
+// unauthorized is the 401, with the schemes the API takes.
+func unauthorized(c *gin.Context, msg string) {
+	c.Header("WWW-Authenticate", `UserKey realm="terratask", Bearer realm="terratask"`)
+	fail(c, http.StatusUnauthorized, codeUnauthorized, msg, nil)
 }
 
 func principal(c *gin.Context) auth.Principal { return c.MustGet(ctxPrincipal).(auth.Principal) }
@@ -186,17 +204,27 @@ func (s *Server) ready(c *gin.Context) {
 	defer cancel()
 	checks := gin.H{}
 	ok := true
-	if err := s.opts.Store.Ping(ctx); err != nil {
+	switch {
+	case s.opts.Store == nil:
+		checks["store"] = "not configured"
+		ok = false
+	case s.opts.Store.Ping(ctx) != nil:
 		checks["store"] = "unreachable"
 		ok = false
-	} else {
+	default:
 		checks["store"] = "ok"
 	}
-	if _, err := s.opts.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
-		checks["temporal"] = "unreachable"
+	switch {
+	case s.opts.Temporal == nil:
+		checks["temporal"] = "not configured"
 		ok = false
-	} else {
-		checks["temporal"] = "ok"
+	default:
+		if _, err := s.opts.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+			checks["temporal"] = "unreachable"
+			ok = false
+		} else {
+			checks["temporal"] = "ok"
+		}
 	}
 	if !ok {
 		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "checks": checks})

@@ -36,38 +36,39 @@ func (s *Server) createTask(c *gin.Context) {
 		return
 	}
 	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
-		fail(c, http.StatusUnsupportedMediaType, codeUnsupportedMedia, "Content-Type must be application/json", nil)
+		fail(c, http.StatusUnsupportedMediaType, codeUnsupportedMedia, "Content-Type must be application/json",
+			map[string]any{detailHeader: "Content-Type"})
+		return
+	}
+	idemKey, err := idempotencyKey(c.Request.Header)
+	if err != nil {
+		badHeader(c, HeaderIdempotencyKey, err.Error())
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			fail(c, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("request body exceeds %d bytes", s.opts.MaxBodyBytes), nil)
+			fail(c, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("request body exceeds %d bytes", s.opts.MaxBodyBytes),
+				map[string]any{"limit_bytes": s.opts.MaxBodyBytes})
 			return
 		}
-		badRequest(c, "body", "could not read the request body")
+		badField(c, "body", "could not read the request body")
 		return
 	}
 	req, err := parseCreate(body)
 	if err != nil {
 		var fe *fieldError
 		if errors.As(err, &fe) {
-			badRequest(c, fe.Field, fe.Message)
+			badField(c, fe.Field, fe.Error())
 			return
 		}
-		badRequest(c, "body", "invalid request body")
+		badField(c, "body", "invalid request body")
 		return
 	}
 	p := principal(c)
 	if !p.CanSeeAgent(req.AgentID) {
-		fail(c, http.StatusForbidden, codeForbidden, "key "+p.Name+" may only create tasks for agent "+p.Agent, map[string]any{"field": "agent_id"})
-		return
-	}
-	sealed, err := s.opts.Secrets.Seal(req.Secrets)
-	if err != nil {
-		s.opts.Logger.Error("sealing secrets", zap.Error(err))
-		internal(c)
+		fail(c, http.StatusForbidden, codeForbidden, "key "+p.Name+" may only create tasks for agent "+p.Agent, map[string]any{detailField: "agent_id"})
 		return
 	}
 	// Full precision: the workspace queue orders tasks by creation time.
@@ -75,36 +76,59 @@ func (s *Server) createTask(c *gin.Context) {
 	in := task.Input{
 		ID: newTaskID(), Name: req.Name, Description: req.Description, AgentID: req.AgentID,
 		RunnerID: req.RunnerID, Org: p.Org, Metadata: req.Metadata, CreatedAt: now, CreatedBy: p.Name,
-		Params: req.Params, RunnerWait: task.Duration(s.opts.RunnerWait), SealedSecrets: sealed,
+		Params: req.Params, RunnerWait: task.Duration(s.opts.RunnerWait),
+	}
+	opts := client.StartWorkflowOptions{
+		TaskQueue:                task.ControlPlaneTaskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		// A taken ID must be an error, not the other run handed back.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+	}
+	var digest string
+	if idemKey != "" {
+		in.ID = idempotentTaskID(s.opts.IDKey, p.Org, idemKey)
+		digest = requestDigest(s.opts.IDKey, body)
+		opts.Memo = memoOf(digest, now)
+		// A task the store knows is past its start: compare, never restart.
+		if _, err := s.opts.Store.GetTask(c.Request.Context(), p.Org, in.ID); err == nil {
+			s.replay(c, pendingRow(in), digest)
+			return
+		}
 	}
 	if in.Params.Workspace == "" {
 		in.Params.Workspace = in.ID
 	}
-	_, err = s.opts.Temporal.ExecuteWorkflow(c.Request.Context(), client.StartWorkflowOptions{
-		ID:                       in.ID,
-		TaskQueue:                task.ControlPlaneTaskQueue,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		TypedSearchAttributes:    workflows.SearchAttributes(in, task.StatusPending),
-	}, task.WorkflowType, in)
-	if err != nil {
-		s.opts.Logger.Error("starting task workflow", zap.String("task_id", in.ID), zap.Error(err))
-		fail(c, http.StatusServiceUnavailable, codeUnavailable, "could not start the task: the workflow engine is unavailable", nil)
+	if !req.Secrets.Empty() && s.opts.Secrets == nil {
+		s.opts.Logger.Error("a task has secrets but the server has no secret box")
+		internal(c)
 		return
 	}
-	row := store.Task{
-		ID: in.ID, Org: in.Org, Name: in.Name, Description: in.Description, AgentID: in.AgentID,
-		RunnerID: in.RunnerID, Status: task.StatusPending, Metadata: in.Metadata,
-		TotalSteps: len(in.Params.EffectiveAction().Steps()), CreatedAt: now, UpdatedAt: now,
+	if in.SealedSecrets, err = s.opts.Secrets.Seal(req.Secrets); err != nil {
+		s.opts.Logger.Error("sealing secrets", zap.Error(err))
+		internal(c)
+		return
 	}
-	// The workflow indexes the task too; this insert only makes it listable
-	// at once, so a failure is logged, not returned.
+	opts.ID = in.ID
+	opts.TypedSearchAttributes = workflows.SearchAttributes(in, task.StatusPending)
+	if _, err = s.opts.Temporal.ExecuteWorkflow(c.Request.Context(), opts, task.WorkflowType, in); err != nil {
+		if idemKey != "" && isAlreadyStarted(err) {
+			s.replay(c, pendingRow(in), digest)
+			return
+		}
+		s.opts.Logger.Error("starting task workflow", zap.String("task_id", in.ID), zap.Error(err))
+		unavailable(c, "start the task")
+		return
+	}
+	row := pendingRow(in)
 	if in.SharesWorkspace() {
 		// Queue the task on its workspace now, so tasks created one after
 		// another run in that order (the workflow queues itself too, which
 		// is idempotent, in case this fails).
 		s.enqueueWorkspace(c.Request.Context(), in)
 	}
+	// The workflow indexes the task too; this insert only makes it listable
+	// at once, so a failure is logged, not returned.
 	if err := s.opts.Store.CreateTask(c.Request.Context(), row); err != nil {
 		s.opts.Logger.Warn("indexing new task", zap.String("task_id", in.ID), zap.Error(err))
 	}
@@ -136,6 +160,9 @@ func (s *Server) loadTask(c *gin.Context) (store.Task, bool) {
 // liveState queries the running workflow; ok is false when the workflow is
 // closed or nobody answers in time, and the store's row stands.
 func (s *Server) liveState(ctx context.Context, id string) (task.State, bool) {
+	if s.opts.Temporal == nil {
+		return task.State{}, false
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
 	defer cancel()
 	v, err := s.opts.Temporal.QueryWorkflow(ctx, id, "", task.QueryState)
@@ -210,10 +237,14 @@ func (s *Server) getStatus(c *gin.Context) {
 }
 
 func (s *Server) cancelTask(c *gin.Context) {
+	q, ok := query(c)
+	if !ok {
+		return
+	}
 	force := false
-	for k, vs := range c.Request.URL.Query() {
+	for k, vs := range q {
 		if k != "force" || len(vs) != 1 {
-			badRequest(c, k, "the only query parameter of cancel is force=true|false, given once")
+			badParameter(c, k, "the only query parameter of cancel is force=true|false, given once")
 			return
 		}
 		switch vs[0] {
@@ -221,18 +252,19 @@ func (s *Server) cancelTask(c *gin.Context) {
 			force = true
 		case "false", "0", "":
 		default:
-			badRequest(c, "force", "force must be true or false")
+			badParameter(c, "force", "force must be true or false")
 			return
 		}
+	}
+	// The task first: a task the key may not see is a 404 whatever its role.
+	t, ok := s.loadTask(c)
+	if !ok {
+		return
 	}
 	if !allow(c, auth.ActionCancel) {
 		return
 	}
 	if force && !allow(c, auth.ActionForceCancel) {
-		return
-	}
-	t, ok := s.loadTask(c)
-	if !ok {
 		return
 	}
 	t = s.fresh(c, t)
@@ -260,13 +292,17 @@ func (s *Server) cancelTask(c *gin.Context) {
 	}
 	if err := s.opts.Temporal.SignalWorkflow(ctx, t.ID, "", task.SignalCancel, req); err != nil && !isNotFound(err) {
 		s.opts.Logger.Error("signalling cancel", zap.String("task_id", t.ID), zap.Error(err))
-		fail(c, http.StatusServiceUnavailable, codeUnavailable, "could not cancel the task: the workflow engine is unavailable", nil)
+		unavailable(c, "cancel the task")
 		return
 	}
 	if !force {
+		// Let the workflow take the signal before the cancellation: a query
+		// answers only after the pending workflow task, so the task records
+		// who cancelled it even when both would land in one workflow task.
+		s.liveState(ctx, t.ID)
 		if err := s.opts.Temporal.CancelWorkflow(ctx, t.ID, ""); err != nil && !isNotFound(err) {
 			s.opts.Logger.Error("cancelling workflow", zap.String("task_id", t.ID), zap.Error(err))
-			fail(c, http.StatusServiceUnavailable, codeUnavailable, "could not cancel the task: the workflow engine is unavailable", nil)
+			unavailable(c, "cancel the task")
 			return
 		}
 	}

@@ -60,6 +60,21 @@ func viewOf(t store.Task, withResult bool) taskView {
 	return v
 }
 
+// summaryView is an entry of the agent and runner lists: the seed shows
+// these six fields there.
+type summaryView struct {
+	ID        string      `json:"id"`
+	Name      string      `json:"name"`
+	Status    task.Status `json:"status"`
+	Progress  int         `json:"progress"`
+	CreatedAt string      `json:"created_at"`
+	UpdatedAt string      `json:"updated_at"`
+}
+
+func summaryOf(t store.Task) summaryView {
+	return summaryView{ID: t.ID, Name: t.Name, Status: t.Status, Progress: t.Progress, CreatedAt: ts(t.CreatedAt), UpdatedAt: ts(t.UpdatedAt)}
+}
+
 // overlay applies a live workflow state to a stored task: the query is
 // fresher than the projection while the workflow runs.
 func overlay(t *store.Task, st task.State) {

@@ -26,11 +26,19 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.ModulesDir, "modules-dir", "", "module catalog for the module parameter (default DATA-DIR/modules)")
 	fs.DurationVar(&o.RunnerWait, "runner-wait", 0, "how long a task waits for its runner before failing with runner_unavailable (default 24h)")
 	fs.DurationVar(&o.StopTimeout, "stop-timeout", 0, "grace for running steps at shutdown (default 5s)")
+	fs.StringVar(&o.KeysFile, "api-keys-file", "", "optional API keys file (YAML or JSON, hashes only) whose keys are added next to the admin key; reloaded on SIGHUP")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	o.Runners = runners.vals
+	if o.KeysFile != "" {
+		// Only then does SIGHUP mean "reload" rather than its default.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		o.Reload = hup
+	}
 	// The admin key comes from TERRATASK_API_KEY only: never a flag, so it
 	// stays off command lines.
 	o.APIKey = os.Getenv("TERRATASK_API_KEY")

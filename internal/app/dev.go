@@ -32,6 +32,10 @@ type DevOptions struct {
 	RunnerWait   time.Duration
 	// APIKey is the admin key (TERRATASK_API_KEY); empty: DATA/api-key, created when missing.
 	APIKey string
+	// KeysFile optionally adds the keys of a keys file (YAML or JSON,
+	// hashes only) next to the admin key; reloaded when Reload delivers.
+	KeysFile string
+	Reload   <-chan os.Signal
 	// StopTimeout is how long in-flight steps get at shutdown before their
 	// Terraform is interrupted (they resume after a restart).
 	StopTimeout time.Duration
@@ -123,9 +127,16 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	if err != nil {
 		return err
 	}
-	keys, err := auth.NewKeyring([]auth.Key{{Name: "dev-admin", Org: "default", Role: auth.RoleAdmin, Hash: auth.HashKey(apiKey)}})
+	devKey := auth.Key{Name: "dev-admin", Org: "default", Role: auth.RoleAdmin, Hash: auth.HashKey(apiKey)}
+	keys, err := auth.NewKeyring([]auth.Key{devKey})
 	if err != nil {
 		return err
+	}
+	if o.KeysFile != "" {
+		if _, err := auth.Reload(o.KeysFile, keys, devKey); err != nil {
+			return err
+		}
+		go auth.WatchReload(ctx, o.Reload, o.KeysFile, keys, log, devKey)
 	}
 
 	c, err := dialTemporal(ctx, client.Options{HostPort: ts.FrontendAddress(), Namespace: ts.Namespace(), Logger: newSDKLogger(log)})
@@ -169,7 +180,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 		s.push("runner "+id, func() error { worker.StopAll(ws); return nil })
 	}
 
-	api := newAPI(c, st, keys, box, log, o.RunnerWait)
+	api := newAPI(c, st, keys, box, key, log, o.RunnerWait)
 	srv, httpAddr, err := serveHTTP(o.HTTPAddress, api.Handler(), log)
 	if err != nil {
 		return err

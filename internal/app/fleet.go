@@ -141,7 +141,11 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	}
 	s.push("control-plane worker", func() error { cp.Stop(); return nil })
 
-	api := newAPI(c, st, keys, box, log, o.RunnerWait)
+	rawKey, err := secret.ParseKey(o.SecretKey)
+	if err != nil {
+		return err
+	}
+	api := newAPI(c, st, keys, box, rawKey, log, o.RunnerWait)
 	srv, addr, err := serveHTTP(o.HTTPAddress, api.Handler(), log)
 	if err != nil {
 		return err
@@ -156,22 +160,7 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-o.Reload:
-				list, err := auth.LoadFile(o.KeysFile)
-				if err == nil {
-					err = keys.Replace(list)
-				}
-				if err != nil {
-					log.Error("reloading keys file; keeping the old keys", zap.Error(err))
-				} else {
-					log.Info("keys file reloaded", zap.Int("keys", len(list)))
-				}
-			}
-		}
+		auth.WatchReload(ctx, o.Reload, o.KeysFile, keys, log)
 	}()
 	<-ctx.Done()
 	return nil
