@@ -1,0 +1,285 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The seed's create example, byte for byte, with runner_id "local" (the
+// dev runner) for "runner-789".
+const seedCreateBody = `{
+    "name": "Deploy Application",
+    "description": "Deploy application to production environment",
+    "agent_id": "agent-456",
+    "runner_id": "local",
+    "metadata": {
+      "environment": "production",
+      "version": "1.2.0",
+      "priority": "high"
+    },
+    "parameters": {
+      "app_name": "my-app",
+      "deploy_strategy": "rolling"
+    }
+  }`
+
+// Field sets of the seed's examples.
+var (
+	seedTaskFields    = []string{"id", "name", "description", "status", "progress", "created_at", "updated_at", "started_at", "completed_at", "agent_id", "runner_id", "metadata"}
+	seedDetailFields  = append(append([]string{}, seedTaskFields...), "result")
+	seedSummaryFields = []string{"id", "name", "status", "progress", "created_at", "updated_at"}
+	seedStatusFields  = []string{"id", "status", "progress", "started_at", "updated_at", "metadata"}
+	seedCancelFields  = []string{"id", "status", "cancelled_at", "cancelled_by"}
+	// DESIGN: a cancelled task also carries cancelled_at and cancelled_by.
+	cancelledFields = []string{"cancelled_at", "cancelled_by"}
+	statuses        = map[string]bool{"pending": true, "running": true, "cancelling": true, "completed": true, "failed": true, "cancelled": true}
+)
+
+// checkTask checks a Task Object of the seed, field by field.
+func checkTask(t *testing.T, what string, m map[string]any, fields []string) {
+	t.Helper()
+	fieldSet(t, what, m, fields, cancelledFields...)
+	for _, k := range []string{"id", "name", "description", "agent_id", "runner_id"} {
+		if _, ok := m[k]; ok {
+			isString(t, what+"."+k, m[k])
+		}
+	}
+	if s := isString(t, what+".status", m["status"]); !statuses[s] {
+		t.Errorf("%s: status %q", what, s)
+	}
+	if p := isInt(t, what+".progress", m["progress"]); p < 0 || p > 100 {
+		t.Errorf("%s: progress %d", what, p)
+	}
+	rfc3339(t, what+".created_at", m["created_at"])
+	rfc3339(t, what+".updated_at", m["updated_at"])
+	for _, k := range []string{"started_at", "completed_at"} {
+		if _, ok := m[k]; ok {
+			nullOrTime(t, what+"."+k, m[k])
+		}
+	}
+	if _, ok := m["metadata"]; ok {
+		isObject(t, what+".metadata", m["metadata"])
+	}
+	if _, ok := m["cancelled_at"]; ok {
+		rfc3339(t, what+".cancelled_at", m["cancelled_at"])
+		isString(t, what+".cancelled_by", m["cancelled_by"])
+	}
+	if r, ok := m["result"]; ok {
+		res := isObject(t, what+".result", r)
+		fieldSet(t, what+".result", res, []string{"output", "error"})
+		isObject(t, what+".result.output", res["output"])
+		if res["error"] != nil {
+			e := isObject(t, what+".result.error", res["error"])
+			fieldSet(t, what+".result.error", e, []string{"code", "message"}, "details")
+		}
+	}
+}
+
+// TestSeedConformance replays every curl example of the seed against the
+// shared `terratask dev` and checks each answer's status and shape field by
+// field against the seed's example.
+func TestSeedConformance(t *testing.T) {
+	t.Parallel()
+	key := shared.key
+
+	// POST /api/v1/tasks, the seed's body.
+	r := shared.call(t, http.MethodPost, "/api/v1/tasks", key, []byte(seedCreateBody))
+	if r.code != http.StatusOK {
+		t.Fatalf("create: %d %s", r.code, r.body)
+	}
+	created := r.object(t)
+	checkTask(t, "create", created, seedTaskFields)
+	if _, ok := created["cancelled_at"]; ok {
+		t.Error("create: cancelled_at on a new task")
+	}
+	id := created["id"].(string)
+	want := map[string]any{
+		"name": "Deploy Application", "description": "Deploy application to production environment",
+		"status": "pending", "agent_id": "agent-456", "runner_id": "local", "started_at": nil, "completed_at": nil,
+	}
+	for k, v := range want {
+		if created[k] != v {
+			t.Errorf("create: %s is %v, want %v", k, created[k], v)
+		}
+	}
+	if isInt(t, "progress", created["progress"]) != 0 || created["created_at"] != created["updated_at"] {
+		t.Errorf("create: %v", created)
+	}
+	var sent map[string]any
+	_ = json.Unmarshal([]byte(seedCreateBody), &sent)
+	if !reflect.DeepEqual(created["metadata"], sent["metadata"]) {
+		t.Errorf("create: metadata %v, want %v", created["metadata"], sent["metadata"])
+	}
+
+	// GET /api/v1/tasks: a bare array of Task Objects without result.
+	r = shared.call(t, http.MethodGet, "/api/v1/tasks", key, nil)
+	if r.code != http.StatusOK || r.header.Get("X-Total-Count") == "" {
+		t.Fatalf("list: %d %v", r.code, r.header)
+	}
+	list := r.array(t)
+	if len(list) == 0 || len(list) > 50 {
+		t.Fatalf("list: %d tasks (default limit 50)", len(list))
+	}
+	for _, m := range list {
+		checkTask(t, "list", m, seedTaskFields)
+	}
+	found := false
+	r = shared.call(t, http.MethodGet, "/api/v1/tasks?agent=agent-456&limit=1000", key, nil)
+	for _, m := range r.array(t) {
+		if m["id"] == id {
+			found = true
+			fieldSet(t, "list entry", m, seedTaskFields)
+		}
+	}
+	if !found {
+		t.Fatalf("list misses %s", id)
+	}
+
+	// GET /api/v1/tasks/{taskId}: the Task Object with result.
+	r = shared.call(t, http.MethodGet, "/api/v1/tasks/"+id, key, nil)
+	if r.code != http.StatusOK {
+		t.Fatalf("get: %d %s", r.code, r.body)
+	}
+	checkTask(t, "get", r.object(t), seedDetailFields)
+
+	// GET /api/v1/tasks/{taskId}/status.
+	checkStatus := func() map[string]any {
+		r := shared.call(t, http.MethodGet, "/api/v1/tasks/"+id+"/status", key, nil)
+		if r.code != http.StatusOK {
+			t.Fatalf("status: %d %s", r.code, r.body)
+		}
+		m := r.object(t)
+		fieldSet(t, "status", m, seedStatusFields)
+		if m["id"] != id || !statuses[isString(t, "status.status", m["status"])] {
+			t.Fatalf("status %v", m)
+		}
+		isInt(t, "status.progress", m["progress"])
+		nullOrTime(t, "status.started_at", m["started_at"])
+		rfc3339(t, "status.updated_at", m["updated_at"])
+		meta := isObject(t, "status.metadata", m["metadata"])
+		isString(t, "status.metadata.current_step", meta["current_step"])
+		isInt(t, "status.metadata.steps_completed", meta["steps_completed"])
+		if isInt(t, "status.metadata.total_steps", meta["total_steps"]) != 4 {
+			t.Errorf("total_steps %v", meta["total_steps"])
+		}
+		return m
+	}
+	checkStatus()
+	shared.waitStatus(t, id, 2*time.Minute, terminal)
+	if final := checkStatus(); final["status"] != "completed" || isInt(t, "progress", final["progress"]) != 100 {
+		t.Fatalf("seed task ended %v\n%s", final, shared.output.String())
+	}
+	r = shared.call(t, http.MethodGet, "/api/v1/tasks/"+id, key, nil)
+	done := r.object(t)
+	checkTask(t, "get completed", done, seedDetailFields)
+	rfc3339(t, "started_at", done["started_at"])
+	rfc3339(t, "completed_at", done["completed_at"])
+	if res := done["result"].(map[string]any); res["error"] != nil || res["output"].(map[string]any)["app_name"] != "my-app" {
+		t.Errorf("result %v", res)
+	}
+
+	// GET /api/v1/tasks/{taskId}/logs.
+	r = shared.call(t, http.MethodGet, "/api/v1/tasks/"+id+"/logs", key, nil)
+	if r.code != http.StatusOK {
+		t.Fatalf("logs: %d %s", r.code, r.body)
+	}
+	logs := r.object(t)
+	fieldSet(t, "logs", logs, []string{"task_id", "logs"})
+	entries, ok := logs["logs"].([]any)
+	if logs["task_id"] != id || !ok || len(entries) == 0 {
+		t.Fatalf("logs %v", logs)
+	}
+	for i, e := range entries {
+		m := isObject(t, "log entry", e)
+		fieldSet(t, "log entry", m, []string{"timestamp", "level", "message", "metadata"})
+		rfc3339(t, "log timestamp", m["timestamp"])
+		if l := isString(t, "level", m["level"]); l != "debug" && l != "info" && l != "warn" && l != "error" {
+			t.Fatalf("entry %d level %q", i, l)
+		}
+		isString(t, "message", m["message"])
+		isObject(t, "log metadata", m["metadata"])
+	}
+
+	// GET /api/v1/tasks/agent/{agentId} and /runner/{runnerId}: summaries.
+	for _, path := range []string{"/api/v1/tasks/agent/agent-456", "/api/v1/tasks/runner/local"} {
+		r = shared.call(t, http.MethodGet, path, key, nil)
+		if r.code != http.StatusOK || r.header.Get("X-Total-Count") == "" {
+			t.Fatalf("%s: %d", path, r.code)
+		}
+		page := r.array(t)
+		if len(page) == 0 {
+			t.Fatalf("%s: empty", path)
+		}
+		for _, m := range page {
+			checkTask(t, path, m, seedSummaryFields)
+			fieldSet(t, path, m, seedSummaryFields)
+		}
+	}
+
+	// PUT /api/v1/tasks/{taskId}/cancel, on a task that is still pending.
+	r = shared.call(t, http.MethodPost, "/api/v1/tasks", key, parkedBody("to cancel", "agent-456"))
+	if r.code != http.StatusOK {
+		t.Fatalf("create: %d %s", r.code, r.body)
+	}
+	victim := r.object(t)["id"].(string)
+	r = shared.call(t, http.MethodPut, "/api/v1/tasks/"+victim+"/cancel", key, nil)
+	if r.code != http.StatusOK {
+		t.Fatalf("cancel: %d %s", r.code, r.body)
+	}
+	c := r.object(t)
+	fieldSet(t, "cancel", c, seedCancelFields)
+	if c["id"] != victim || (c["status"] != "cancelled" && c["status"] != "cancelling") || c["cancelled_by"] != "dev-admin" {
+		t.Fatalf("cancel %v", c)
+	}
+	rfc3339(t, "cancelled_at", c["cancelled_at"])
+	shared.waitStatus(t, victim, time.Minute, terminal)
+	r = shared.call(t, http.MethodGet, "/api/v1/tasks/"+victim, key, nil)
+	cancelled := r.object(t)
+	checkTask(t, "cancelled task", cancelled, append(append([]string{}, seedDetailFields...), cancelledFields...))
+	if cancelled["status"] != "cancelled" || cancelled["started_at"] != nil {
+		t.Fatalf("cancelled task %v", cancelled)
+	}
+	// Cancelling it again is a conflict.
+	r = shared.call(t, http.MethodPut, "/api/v1/tasks/"+victim+"/cancel", key, nil)
+	if code, _, details := r.errorOf(t); r.code != http.StatusConflict || code != "conflict" || details["status"] != "cancelled" {
+		t.Fatalf("second cancel: %d %s", r.code, r.body)
+	}
+
+	// The seed's "Common Errors" example, exactly.
+	r = shared.call(t, http.MethodGet, "/api/v1/tasks/task-123", key, nil)
+	if r.code != http.StatusNotFound || string(r.body) != `{"error":{"code":"not_found","message":"Task not found","details":{"taskId":"task-123"}}}` {
+		t.Fatalf("not found: %d %s", r.code, r.body)
+	}
+}
+
+// TestSeedListQueryParameters exercises the seed's list parameters on the
+// real server: every one is accepted, and a bad value is a 400 naming it.
+func TestSeedListQueryParameters(t *testing.T) {
+	t.Parallel()
+	for _, q := range []string{"status=completed", "agent=agent-456", "runner=local", "limit=5", "page=2", "sort=updated_at", "order=asc",
+		"status=running,failed&agent=agent-456&runner=local&limit=10&page=1&sort=status&order=desc"} {
+		for _, base := range []string{"/api/v1/tasks", "/api/v1/tasks/agent/agent-456", "/api/v1/tasks/runner/local"} {
+			if r := shared.call(t, http.MethodGet, base+"?"+q, shared.key, nil); r.code != http.StatusOK {
+				t.Errorf("%s?%s: %d %s", base, q, r.code, r.body)
+			}
+		}
+	}
+	for q, param := range map[string]string{"status=nope": "status", "limit=0": "limit", "page=x": "page", "sort=name": "sort", "order=sideways": "order", "agent=a%20b": "agent"} {
+		r := shared.call(t, http.MethodGet, "/api/v1/tasks?"+q, shared.key, nil)
+		if code, _, details := r.errorOf(t); r.code != 400 || code != "bad_request" || details["parameter"] != param {
+			t.Errorf("%s: %d %s", q, r.code, r.body)
+		}
+	}
+	// Paging headers: X-Total-Count and Link next/prev.
+	r := shared.call(t, http.MethodGet, "/api/v1/tasks?limit=1&page=2", shared.key, nil)
+	if r.code != 200 || r.header.Get("X-Total-Count") == "" {
+		t.Fatalf("%d %v", r.code, r.header)
+	}
+	if link := r.header.Get("Link"); !strings.Contains(link, `rel="prev"`) {
+		t.Errorf("page 2: Link %q has no prev", link)
+	}
+}

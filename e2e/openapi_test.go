@@ -1,0 +1,120 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestOpenAPIRoutesAnswer fetches the OpenAPI document from the real server
+// (no key needed) and calls every documented path and method: none may be
+// unknown to the server (404 from no route, or 405).
+func TestOpenAPIRoutesAnswer(t *testing.T) {
+	t.Parallel()
+	r := shared.call(t, http.MethodGet, "/api/v1/openapi.json", "", nil)
+	if r.code != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") {
+		t.Fatalf("openapi.json: %d %v", r.code, r.header)
+	}
+	var doc struct {
+		OpenAPI string                                `json:"openapi"`
+		Paths   map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(r.body, &doc); err != nil || !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("document: %v %q", err, doc.OpenAPI)
+	}
+	// A live task for the {taskId} routes.
+	created := shared.call(t, http.MethodPost, "/api/v1/tasks", shared.key, parkedBody("openapi", "agent-openapi"))
+	if created.code != 200 {
+		t.Fatalf("create: %d %s", created.code, created.body)
+	}
+	taskID := created.object(t)["id"].(string)
+	values := map[string]string{"taskId": taskID, "agentId": "agent-openapi", "runnerId": "local"}
+	param := regexp.MustCompile(`\{([A-Za-z]+)\}`)
+	calls := 0
+	for path, item := range doc.Paths {
+		for method := range item {
+			if method == "parameters" {
+				continue
+			}
+			url := param.ReplaceAllStringFunc(path, func(m string) string {
+				v, ok := values[strings.Trim(m, "{}")]
+				if !ok {
+					t.Fatalf("%s: no value for %s", path, m)
+				}
+				return v
+			})
+			var body []byte
+			if method == "post" {
+				body = parkedBody("openapi create", "agent-openapi")
+			}
+			r := shared.call(t, strings.ToUpper(method), url, shared.key, body)
+			calls++
+			if r.code == http.StatusMethodNotAllowed || (r.code == http.StatusNotFound) {
+				t.Errorf("%s %s (%s): %d %s", strings.ToUpper(method), path, url, r.code, r.body)
+			}
+			if r.code >= 300 && method != "put" {
+				t.Errorf("%s %s: %d %s", strings.ToUpper(method), url, r.code, r.body)
+			}
+			if method == "post" && r.code == 200 {
+				shared.call(t, http.MethodPut, "/api/v1/tasks/"+r.object(t)["id"].(string)+"/cancel", shared.key, nil)
+			}
+		}
+	}
+	if calls < 11 {
+		t.Fatalf("only %d documented operations", calls)
+	}
+}
+
+// TestHealthAndReadiness checks /healthz and /readyz on the real binary:
+// public, 200 while Temporal and the store answer.
+func TestHealthAndReadiness(t *testing.T) {
+	t.Parallel()
+	r := shared.call(t, http.MethodGet, "/healthz", "", nil)
+	if r.code != 200 || r.object(t)["status"] != "ok" {
+		t.Fatalf("healthz: %d %s", r.code, r.body)
+	}
+	r = shared.call(t, http.MethodGet, "/readyz", "", nil)
+	if r.code != 200 {
+		t.Fatalf("readyz: %d %s", r.code, r.body)
+	}
+	m := r.object(t)
+	checks, _ := m["checks"].(map[string]any)
+	if m["status"] != "ok" || checks["store"] != "ok" || checks["temporal"] != "ok" {
+		t.Fatalf("readyz: %s", r.body)
+	}
+	// Both carry a request ID, echoed when the client sends one.
+	r = shared.call(t, http.MethodGet, "/readyz", "", nil, "X-Request-ID", "e2e-ready-1")
+	if r.header.Get("X-Request-ID") != "e2e-ready-1" {
+		t.Fatalf("X-Request-ID %q", r.header.Get("X-Request-ID"))
+	}
+	if r = shared.call(t, http.MethodGet, "/healthz", "", nil); len(r.header.Get("X-Request-ID")) < 8 {
+		t.Fatalf("no generated X-Request-ID: %v", r.header)
+	}
+}
+
+// TestErrorsOnTheWire checks the transport-level errors of the real server:
+// each is the seed's error body.
+func TestErrorsOnTheWire(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		method, path string
+		body         []byte
+		header       []string
+		status       int
+		code         string
+	}{
+		{"GET", "/api/v1/nope", nil, nil, 404, "not_found"},
+		{"DELETE", "/api/v1/tasks", nil, nil, 405, "method_not_allowed"},
+		{"POST", "/api/v1/tasks", []byte(`{"name":`), nil, 400, "bad_request"},
+		{"POST", "/api/v1/tasks", []byte(`{}`), []string{"Content-Type", "text/plain"}, 415, "unsupported_media_type"},
+		{"POST", "/api/v1/tasks", []byte(`{"name":"` + strings.Repeat("x", 3<<20) + `"}`), nil, 413, "payload_too_large"},
+		{"GET", "/api/v1/tasks", nil, []string{"Authorization", "Basic x"}, 401, "unauthorized"},
+	} {
+		r := shared.call(t, c.method, c.path, shared.key, c.body, c.header...)
+		if code, _, _ := r.errorOf(t); r.code != c.status || code != c.code {
+			t.Errorf("%s %s: %d %s, want %d %s", c.method, c.path, r.code, r.body, c.status, c.code)
+		}
+	}
+}
