@@ -30,6 +30,7 @@ fuzz:
 	$(GO) test ./server -run '^$$' -fuzz FuzzParseCreate -fuzztime $(FUZZ_TIME)
 	$(GO) test ./server -run '^$$' -fuzz FuzzParseListQuery -fuzztime $(FUZZ_TIME)
 	$(GO) test ./server -run '^$$' -fuzz FuzzParseLogQuery -fuzztime $(FUZZ_TIME)
+	$(GO) test ./server -run '^$$' -fuzz FuzzIdempotencyKey -fuzztime $(FUZZ_TIME)
 
 bench:
 	TF_CLI_CONFIG_FILE=/dev/null $(GO) test -run '^$$' -bench . -benchmem $(PKGS)

@@ -171,3 +171,41 @@ func TestWorkspaceQueueRunsTasksInOrder(t *testing.T) {
 		t.Fatalf("third task started at %s, before the first completed at %s", cStart, aDone)
 	}
 }
+
+func TestRunnersReportLiveness(t *testing.T) {
+	t.Parallel()
+	type runner struct {
+		ID       string         `json:"id"`
+		Status   string         `json:"status"`
+		LastSeen *string        `json:"last_seen"`
+		Workers  int            `json:"workers"`
+		Hosts    []any          `json:"hosts"`
+		Tasks    map[string]int `json:"tasks"`
+	}
+	var local runner
+	if code, _ := shared.request(t, http.MethodGet, "/api/v1/runners/local", nil, &local); code != 200 {
+		t.Fatalf("runner local: %d", code)
+	}
+	if local.Status != "online" || local.Workers < 1 || local.LastSeen == nil || len(local.Hosts) < 1 {
+		t.Fatalf("the dev runner is not online: %+v", local)
+	}
+	var ghost runner
+	if code, _ := shared.request(t, http.MethodGet, "/api/v1/runners/ghost-runner-x", nil, &ghost); code != 200 || ghost.Status != "offline" || ghost.Workers != 0 {
+		t.Fatalf("unserved runner: %d %+v", code, ghost)
+	}
+	// A task waiting for a runner that never comes shows on the list.
+	shared.create(t, map[string]any{"name": "waits", "agent_id": "agent-e2e", "runner_id": "runner-down"})
+	var all []runner
+	if code, h := shared.request(t, http.MethodGet, "/api/v1/runners", nil, &all); code != 200 || h.Get("X-Total-Count") == "" {
+		t.Fatalf("runners list: %d", code)
+	}
+	var down *runner
+	for i := range all {
+		if all[i].ID == "runner-down" {
+			down = &all[i]
+		}
+	}
+	if down == nil || down.Status != "offline" || down.Tasks["pending"] < 1 {
+		t.Fatalf("runner-down in the list: %+v (all %+v)", down, all)
+	}
+}

@@ -116,6 +116,8 @@ func New(opts Options) *Server {
 	api.GET("/tasks/:taskId/status", s.getStatus)
 	api.GET("/tasks/:taskId/logs", s.getLogs)
 	api.PUT("/tasks/:taskId/cancel", s.cancelTask)
+	api.GET("/runners", s.listRunners)
+	api.GET("/runners/:runnerId", s.getRunner)
 	return s
 }
 

@@ -85,6 +85,13 @@ type TaskQuery struct {
 	Offset     int
 }
 
+// RunnerStat is the number of an org's tasks of one runner in one status.
+type RunnerStat struct {
+	RunnerID string
+	Status   task.Status
+	Tasks    int
+}
+
 // Level is a log entry's severity.
 type Level string
 
@@ -145,6 +152,9 @@ type Store interface {
 	// ListLogs returns entries oldest first, in insertion (ID) order: a task's
 	// steps run one after another, so insertion order is time order.
 	ListLogs(ctx context.Context, q LogQuery) ([]LogEntry, error)
+	// RunnerStats counts the org's tasks per runner and status, for the
+	// runners routes (which runners exist, and what waits for them).
+	RunnerStats(ctx context.Context, org string) ([]RunnerStat, error)
 	// Ping checks the store is reachable.
 	Ping(ctx context.Context) error
 	Close() error

@@ -7,6 +7,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -47,6 +48,10 @@ func NewRunner(c client.Client, r *activities.Runner, opts sdkworker.Options) []
 	}
 	if opts.DefaultHeartbeatThrottleInterval == 0 || opts.DefaultHeartbeatThrottleInterval > time.Second {
 		opts.DefaultHeartbeatThrottleInterval = time.Second
+	}
+	if opts.Identity == "" {
+		// The runners routes list hosts by this identity.
+		opts.Identity = fmt.Sprintf("%s@%s/pid-%d", r.RunnerID, r.HostID, os.Getpid())
 	}
 	shared := sdkworker.New(c, task.RunnerTaskQueue(r.RunnerID), opts)
 	shared.RegisterActivityWithOptions(r.Claim, activity.RegisterOptions{Name: activities.NameClaim})

@@ -453,6 +453,15 @@ func (r *run) finish(ctx workflow.Context, out task.Output, err error) (task.Out
 		return task.Output{Status: task.StatusFailed, Result: *r.state.Result},
 			temporal.NewNonRetryableApplicationError(te.Message, te.Code, nil, te)
 	case temporal.IsCanceledError(err) || ctx.Err() != nil:
+		// A cancel request signal may land in the same workflow task as the
+		// cancellation, before the listener has read it: take it here so the
+		// task names who cancelled it.
+		if r.cancel == nil {
+			var req task.CancelRequest
+			if workflow.GetSignalChannel(ctx, task.SignalCancel).ReceiveAsync(&req) {
+				r.cancel = &req
+			}
+		}
 		by, at := "temporal", now
 		if r.cancel != nil {
 			if r.cancel.By != "" {

@@ -87,6 +87,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("RoundTrip", h.testLogsRoundTrip)
 		t.Run("Validation", h.testLogsValidation)
 	})
+	t.Run("RunnerStats", h.testRunnerStats)
 	t.Run("Concurrency", h.testConcurrency)
 	t.Run("Ping", func(t *testing.T) {
 		if err := h.open(t).Ping(t.Context()); err != nil {
