@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/internal/app"
@@ -28,7 +31,8 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&o.StopTimeout, "stop-timeout", 0, "grace for running steps at shutdown (default 5s)")
 	fs.StringVar(&o.KeysFile, "api-keys-file", "", "optional API keys file (YAML or JSON, hashes only) whose keys are added next to the admin key; reloaded on SIGHUP")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	if err := parse(fs, args); err != nil {
+	addConfigFlags(fs)
+	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
 	o.Runners = runners.vals
@@ -53,19 +57,20 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	return app.RunDev(ctx, o)
 }
 
-func runServer(args []string, stderr io.Writer) error {
+func runServer(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("server", "Run the HTTP API and the control-plane worker against an existing Temporal cluster.\nAny number of replicas may run behind a load balancer; they keep no state of their own.", stderr)
 	var o app.ServerOptions
 	temporalFlags(fs, &o.Temporal)
 	fs.StringVar(&o.HTTPAddress, "http-address", "127.0.0.1:8080", "listen address of the HTTP API")
-	fs.StringVar(&o.Store, "store", "", "store: a SQLite file path (sqlite://PATH)")
-	fs.StringVar(&o.KeysFile, "api-keys-file", "", "API keys file (YAML or JSON, hashes only); reloaded on SIGHUP")
+	fs.StringVar(&o.Store, "store", "", "store (required): postgres://USER@HOST:PORT/DB?sslmode=... (password in PGPASSWORD or\nTERRATASK_STORE), or a SQLite file path (sqlite://PATH) for a single host")
+	fs.StringVar(&o.KeysFile, "api-keys-file", "", "API keys file (YAML or JSON, hashes only; required); reloaded on SIGHUP")
 	secretFile := fs.String("secret-key-file", "", "file holding the base64 32-byte key that seals task secrets (or set TERRATASK_SECRET_KEY)")
 	fs.DurationVar(&o.RunnerWait, "runner-wait", 0, "how long a task waits for its runner before failing with runner_unavailable (default 24h)")
 	fs.BoolVar(&o.SkipRegister, "skip-search-attributes", false, "do not register search attributes (when the key may not)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	addConfigFlags(fs)
 	var err error
-	if err = parse(fs, args); err != nil {
+	if err = parse(fs, args, stdout); err != nil {
 		return err
 	}
 	if o.SecretKey, err = secretKey(*secretFile); err != nil {
@@ -87,14 +92,14 @@ func runServer(args []string, stderr io.Writer) error {
 	return app.RunServer(ctx, o)
 }
 
-func runRunner(args []string, stderr io.Writer) error {
+func runRunner(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("runner", "Run a runner host that executes Terraform for tasks whose runner_id is --id.\nMany processes on many hosts may share one ID.", stderr)
 	var o app.RunnerOptions
 	var roots listFlag
 	temporalFlags(fs, &o.Temporal)
 	fs.StringVar(&o.ID, "id", "", "runner ID (required)")
 	fs.StringVar(&o.DataDir, "data-dir", ".terratask-runner", "work dirs, local state, plugin cache and Terraform installs")
-	fs.StringVar(&o.Store, "store", "", "store where the runner writes task logs: a SQLite file path")
+	fs.StringVar(&o.Store, "store", "", "store where the runner writes task logs (required): the servers' postgres://... DSN,\nor a SQLite file path")
 	secretFile := fs.String("secret-key-file", "", "file holding the base64 32-byte key that opens task secrets (or set TERRATASK_SECRET_KEY)")
 	fs.StringVar(&o.ModulesDir, "modules-dir", "", "module catalog for the module parameter")
 	fs.StringVar(&o.DefaultModule, "default-module", "", "module directory used when a task names no module, source or files")
@@ -102,7 +107,8 @@ func runRunner(args []string, stderr io.Writer) error {
 	fs.Var(&roots, "source-root", "directory under which local source paths are allowed (repeatable)")
 	fs.DurationVar(&o.Grace, "grace", 0, "at SIGTERM, how long running steps may finish before they are handed back (default 30s)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	if err := parse(fs, args); err != nil {
+	addConfigFlags(fs)
+	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
 	o.SourceRoots = roots.vals
@@ -122,6 +128,31 @@ func runRunner(args []string, stderr io.Writer) error {
 	return app.RunRunner(ctx, o)
 }
 
+func runMigrate(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("migrate", "Apply the store's schema migrations and exit: PostgreSQL (postgres://...) or a SQLite\nfile path. Safe to run again and from several processes at once; servers and runners\nalso migrate when they open the store, so this is for migrating ahead of a rollout.", stderr)
+	dsn := fs.String("store", "", "store to migrate (required): postgres://USER@HOST:PORT/DB?sslmode=... or a SQLite file path")
+	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
+	addConfigFlags(fs)
+	if err := parse(fs, args, stdout); err != nil {
+		return err
+	}
+	if *dsn == "" {
+		return usageError{errors.New("--store is required (or TERRATASK_STORE)")}
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if *timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
+	}
+	if err := app.Migrate(ctx, *dsn); err != nil {
+		return fmt.Errorf("migrating %s: %w", redactDSN(*dsn), err)
+	}
+	fmt.Fprintf(stdout, "store migrated: %s\n", redactDSN(*dsn))
+	return nil
+}
+
 const keysUsage = `Usage:
   terratask keys new --name NAME --org ORG --role viewer|operator|admin [--agent AGENT]
       print a new raw key (give it to its user) and its keys-file entry (store that)
@@ -137,6 +168,10 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "new":
 		fs := newFlags("keys new", "Create an API key.", stderr)
+		fs.Usage = func() {
+			fmt.Fprint(stderr, "Usage: terratask keys new [flags]\n\nCreate an API key.\n\nFlags:\n")
+			fs.PrintDefaults()
+		}
 		name := fs.String("name", "", "key name (shown as cancelled_by)")
 		org := fs.String("org", "default", "org the key belongs to")
 		role := fs.String("role", "operator", "viewer, operator or admin")

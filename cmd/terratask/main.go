@@ -5,8 +5,12 @@
 //	terratask runner   a runner that executes Terraform for one runner ID
 //	terratask keys     create API keys and their hashes, and secret keys
 //
-// Every flag can also be set by an environment variable: --http-address is
-// TERRATASK_HTTP_ADDRESS. A flag on the command line wins.
+//	terratask migrate  apply the store's schema migrations and exit
+//
+// Every flag can also be set by an environment variable (--http-address is
+// TERRATASK_HTTP_ADDRESS) and by a YAML config file (--config FILE or
+// TERRATASK_CONFIG; key http-address). Precedence: flag > environment >
+// config file > default.
 package main
 
 import (
@@ -39,11 +43,14 @@ Commands:
             control-plane worker, local runners and the HTTP API
   server    run the HTTP API and control-plane worker against a Temporal cluster
   runner    run a runner that executes Terraform for tasks of one runner ID
+  migrate   apply the store's schema migrations (PostgreSQL or SQLite) and exit
   keys      create API keys (keys new), hash a key (keys hash), create a secret key (keys secret)
   version   print the version
 
 Run "terratask <command> -h" for the flags of a command. Every flag may also be
-set through the environment: --http-address is TERRATASK_HTTP_ADDRESS.
+set through the environment (--http-address is TERRATASK_HTTP_ADDRESS) or a YAML
+config file (--config FILE or TERRATASK_CONFIG; key http-address). Precedence:
+flag > environment > config file > default.
 `
 
 func main() {
@@ -61,9 +68,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "dev":
 		err = runDev(rest, stdout, stderr)
 	case "server":
-		err = runServer(rest, stderr)
+		err = runServer(rest, stdout, stderr)
 	case "runner":
-		err = runRunner(rest, stderr)
+		err = runRunner(rest, stdout, stderr)
+	case "migrate":
+		err = runMigrate(rest, stdout, stderr)
 	case "keys":
 		err = runKeys(rest, stdout, stderr)
 	case "version", "--version":
@@ -74,7 +83,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "terratask: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
-	if errors.Is(err, flag.ErrHelp) {
+	if errors.Is(err, flag.ErrHelp) || errors.Is(err, errChecked) {
 		return 0
 	}
 	if err != nil {
@@ -96,36 +105,10 @@ func newFlags(name, summary string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("terratask "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: terratask %s [flags]\n\n%s\n\nFlags (each also read from TERRATASK_<NAME>, e.g. --data-dir is TERRATASK_DATA_DIR):\n", name, summary)
+		fmt.Fprintf(stderr, "Usage: terratask %s [flags]\n\n%s\n\nFlags (each also read from TERRATASK_<NAME>, e.g. --data-dir is TERRATASK_DATA_DIR, and from\nthe --config file's key of the same name; precedence: flag > environment > file > default):\n", name, summary)
 		fs.PrintDefaults()
 	}
 	return fs
-}
-
-// parse parses args, then fills every flag not given on the command line
-// from its TERRATASK_ environment variable.
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || err != nil {
-			return
-		}
-		env := "TERRATASK_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(env); ok {
-			if e := f.Value.Set(v); e != nil {
-				err = usageError{fmt.Errorf("%s: %v", env, e)}
-			}
-		}
-	})
-	return err
 }
 
 // listFlag is a repeatable flag; from the environment it takes a comma list.
