@@ -17,6 +17,7 @@ func (r *Runner) Cleanup(ctx context.Context, in StepInput) (err error) {
 		return err
 	}
 	s.stopLeftovers()
+	r.forgetTerraform(in.Task.ID)
 	p := s.paths
 	if _, err := os.Stat(p.work); errors.Is(err, os.ErrNotExist) {
 		return nil

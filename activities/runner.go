@@ -6,6 +6,7 @@ package activities
 import (
 	"context"
 	"fmt"
+	"github.com/hashicorp/terraform-exec/tfexec"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -98,7 +99,21 @@ type runnerState struct {
 	// spools are the log spools of steps running in this process, which
 	// recovery leaves to their own books.
 	spools map[string]bool
+	// tfs keeps a task's terraform-exec handle across its steps: the handle
+	// caches `terraform version`, which it would otherwise run again before
+	// every command (about 100 ms each). Keyed by task ID; Cleanup drops it.
+	tfs map[string]*cachedTF
 }
+
+// cachedTF is a terraform-exec handle for one task's dir and binary.
+type cachedTF struct {
+	dir, execPath string
+	tf            *tfexec.Terraform
+}
+
+// maxCachedTF bounds the handle cache; tasks that moved to another host
+// never reach Cleanup here.
+const maxCachedTF = 1024
 
 func (r *Runner) st() *runnerState {
 	r.once.Do(func() {

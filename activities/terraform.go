@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"regexp"
 	"strings"
@@ -95,10 +96,11 @@ func (s *stepRun) terraform(dir, execPath string) (*tfexec.Terraform, error) {
 	if err := os.MkdirAll(s.r.pluginCacheDir(), 0o755); err != nil {
 		return nil, transientError("creating the plugin cache", err)
 	}
-	tf, err := tfexec.NewTerraform(dir, execPath)
+	tf, err := s.r.terraformHandle(s.in.Task.ID, dir, execPath)
 	if err != nil {
 		return nil, internalErrorf("preparing terraform: %v", err)
 	}
+	tf.SetStdout(io.Discard)
 	env, err := s.terraformEnv()
 	if err != nil {
 		return nil, err
@@ -248,4 +250,33 @@ func (s *stepRun) lockInit(ctx context.Context) (func(), error) {
 		lock.Release()
 		<-slot
 	}, nil
+}
+
+// terraformHandle returns the task's terraform-exec handle for dir and
+// binary, reusing the one of an earlier step (a task's steps run one after
+// another, so a handle is never used by two commands at once).
+func (r *Runner) terraformHandle(taskID, dir, execPath string) (*tfexec.Terraform, error) {
+	st := r.st()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if c, ok := st.tfs[taskID]; ok && c.dir == dir && c.execPath == execPath {
+		return c.tf, nil
+	}
+	tf, err := tfexec.NewTerraform(dir, execPath)
+	if err != nil {
+		return nil, err
+	}
+	if st.tfs == nil || len(st.tfs) >= maxCachedTF {
+		st.tfs = map[string]*cachedTF{}
+	}
+	st.tfs[taskID] = &cachedTF{dir: dir, execPath: execPath, tf: tf}
+	return tf, nil
+}
+
+// forgetTerraform drops a task's cached handle.
+func (r *Runner) forgetTerraform(taskID string) {
+	st := r.st()
+	st.mu.Lock()
+	delete(st.tfs, taskID)
+	st.mu.Unlock()
 }
