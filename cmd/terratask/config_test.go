@@ -224,8 +224,8 @@ func TestConfigFileErrors(t *testing.T) {
 
 func TestHelpMentionsConfig(t *testing.T) {
 	cleanEnv(t)
-	for _, cmd := range []string{"dev", "server", "runner", "migrate"} {
-		code, _, errOut := runCLI(t, cmd, "-h")
+	for _, cmd := range []string{"dev", "server", "runner", "migrate", "namespace create"} {
+		code, _, errOut := runCLI(t, append(strings.Fields(cmd), "-h")...)
 		if code != 0 {
 			t.Errorf("%s -h: exit %d", cmd, code)
 		}

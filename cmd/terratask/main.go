@@ -6,6 +6,7 @@
 //	terratask keys     create API keys and their hashes, and secret keys
 //
 //	terratask migrate  apply the store's schema migrations and exit
+//	terratask namespace create  register the Temporal namespace (self-hosted clusters)
 //
 // Every flag can also be set by an environment variable (--http-address is
 // TERRATASK_HTTP_ADDRESS) and by a YAML config file (--config FILE or
@@ -44,6 +45,7 @@ Commands:
   server    run the HTTP API and control-plane worker against a Temporal cluster
   runner    run a runner that executes Terraform for tasks of one runner ID
   migrate   apply the store's schema migrations (PostgreSQL or SQLite) and exit
+  namespace create the Temporal namespace on a self-hosted cluster (namespace create)
   keys      create API keys (keys new), hash a key (keys hash), create a secret key (keys secret)
   version   print the version
 
@@ -73,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runRunner(rest, stdout, stderr)
 	case "migrate":
 		err = runMigrate(rest, stdout, stderr)
+	case "namespace":
+		err = runNamespace(rest, stdout, stderr)
 	case "keys":
 		err = runKeys(rest, stdout, stderr)
 	case "version", "--version":
