@@ -1,0 +1,572 @@
+// Package fleet runs terratask scaled out, all on loopback: a real Temporal
+// server (built from go.temporal.io/server) on a throwaway PostgreSQL, the
+// store on PostgreSQL, two `terratask server` replicas and two `terratask
+// runner` processes of one runner ID sharing a state directory. One runner is
+// SIGKILLed while tasks are applying; every task must still complete, on
+// both replicas' lists alike, with its logs whole and the shared state read
+// by the surviving host.
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/terratask/terratask/auth"
+	"github.com/terratask/terratask/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+const (
+	numTasks = 50
+	runnerID = "fleet"
+	adminKey = "fleet-admin-key-3c9e"
+)
+
+// TestFleetScaleOut is the multi-process test of the "Scale out" issue.
+func TestFleetScaleOut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Temporal cluster node, PostgreSQL and six processes; skipped with -short")
+	}
+	if _, err := exec.LookPath("terraform"); err != nil {
+		t.Fatal("terraform is not on PATH; the fleet test runs the real binary")
+	}
+	pgtest.Start(t) // skips (or fails under CI) when PostgreSQL is missing
+
+	mod := findTemporalModule(t)
+	bins := temporalBinDir(t, mod) // may build them: before the clock starts
+	began := time.Now()
+	dir := t.TempDir()
+
+	// terratask, built once.
+	binPath := filepath.Join(dir, "terratask")
+	if out, err := exec.Command("go", "build", "-o", binPath, "github.com/terratask/terratask/cmd/terratask").CombinedOutput(); err != nil {
+		t.Fatalf("building terratask: %v\n%s", err, out)
+	}
+
+	ts := startTemporal(t, mod, bins, filepath.Join(dir, "temporal"))
+	t.Logf("Temporal %s on PostgreSQL ready at %s after %s", mod.version, ts.address, time.Since(began).Round(100*time.Millisecond))
+
+	// Shared configuration: the store, the keys file and the secret key.
+	storeDSN := pgtest.NewDatabase(t)
+	keysPath := filepath.Join(dir, "keys.yaml")
+	keys := fmt.Sprintf("keys:\n  - name: fleet-admin\n    org: default\n    role: admin\n    hash: %s\n", auth.HashKey(adminKey))
+	if err := os.WriteFile(keysPath, []byte(keys), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secretPath := filepath.Join(dir, "secret.key")
+	var sk [32]byte
+	_, _ = rand.Read(sk[:])
+	if err := os.WriteFile(secretPath, []byte(base64.StdEncoding.EncodeToString(sk[:])), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"TF_CLI_CONFIG_FILE=/dev/null", "TERRATASK_SECRET_KEY="}
+
+	// Two API replicas, one after the other (the first migrates the store
+	// and registers the search attributes; the second finds them done).
+	var replicas []*apiClient
+	for i := range 2 {
+		p := startProc(t, fmt.Sprintf("server-%d", i+1), filepath.Join(dir, fmt.Sprintf("server-%d.log", i+1)), env, binPath,
+			"server", "--temporal-address", ts.address, "--store", storeDSN, "--api-keys-file", keysPath,
+			"--secret-key-file", secretPath, "--http-address", "127.0.0.1:0", "--log-level", "info")
+		ready := waitLogLine(t, p, "terratask server ready", 2*time.Minute)
+		replicas = append(replicas, &apiClient{base: "http://" + ready["http"].(string), key: adminKey, proc: p})
+	}
+
+	// Two runner processes of one ID, sharing the state directory.
+	state := filepath.Join(dir, "state")
+	runners := map[string]*proc{} // by host ID
+	var hostIDs []string
+	for i := range 2 {
+		p := startProc(t, fmt.Sprintf("runner-%d", i+1), filepath.Join(dir, fmt.Sprintf("runner-%d.log", i+1)), env, binPath,
+			"runner", "--id", runnerID, "--temporal-address", ts.address, "--store", storeDSN,
+			"--secret-key-file", secretPath, "--data-dir", filepath.Join(dir, fmt.Sprintf("runner-%d", i+1)),
+			"--state-dir", state, "--log-level", "info")
+		ready := waitLogLine(t, p, "terratask runner ready", 2*time.Minute)
+		host, _ := ready["host"].(string)
+		if host == "" || runners[host] != nil {
+			t.Fatalf("runner %d reported host %q", i+1, host)
+		}
+		runners[host] = p
+		hostIDs = append(hostIDs, host)
+	}
+	t.Logf("fleet up (2 servers, 2 runners of %q) after %s", runnerID, time.Since(began).Round(100*time.Millisecond))
+	dumpLogs := func() string {
+		var b strings.Builder
+		for _, p := range append([]*proc{ts.proc, replicas[0].proc, replicas[1].proc}, runners[hostIDs[0]], runners[hostIDs[1]]) {
+			b.WriteString(p.tail())
+			b.WriteString("\n")
+		}
+		return b.String()
+	}
+	failf := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf(format+"\n%s", append(args, dumpLogs())...)
+	}
+
+	// 50 tasks, alternately through each replica, a little apart so that at
+	// any moment some are applying and some are done.
+	files := fixture(t, "fleet")
+	body := func(i int, extra map[string]any) map[string]any {
+		params := map[string]any{"files": files, "parallelism": 1, "sleep_seconds": 2}
+		for k, v := range extra {
+			params[k] = v
+		}
+		return map[string]any{
+			"name": fmt.Sprintf("fleet-%02d", i), "agent_id": "agent-fleet", "runner_id": runnerID,
+			"metadata": map[string]any{"n": fmt.Sprint(i)}, "parameters": params,
+		}
+	}
+	ids := make([]string, 0, numTasks)
+	for i := range numTasks {
+		tk, err := replicas[i%2].create(body(i, nil))
+		if err != nil {
+			failf("creating task %d through replica %d: %v", i, i%2+1, err)
+		}
+		ids = append(ids, tk.ID)
+		time.Sleep(150 * time.Millisecond)
+	}
+	t.Logf("%d tasks created after %s", numTasks, time.Since(began).Round(100*time.Millisecond))
+
+	// Kill a runner host while it is applying: the host with the most
+	// applies in flight, preferably one that has also completed a task
+	// (whose state the other host must then read).
+	lastHost := map[string]string{} // task -> last host seen
+	var victim string
+	killDeadline := time.Now().Add(3 * time.Minute)
+	for victim == "" {
+		applying := map[string]int{}
+		completed := map[string]int{}
+		for i, id := range ids {
+			st, err := replicas[i%2].status(id)
+			if err != nil {
+				failf("status of %s: %v", id, err)
+			}
+			if st.Metadata.Host != "" {
+				lastHost[id] = st.Metadata.Host
+			}
+			switch {
+			case st.Status == "running" && st.Metadata.CurrentStep == "applying" && st.Metadata.Host != "":
+				applying[st.Metadata.Host]++
+			case st.Status == "completed" && lastHost[id] != "":
+				completed[lastHost[id]]++
+			}
+		}
+		best := ""
+		for _, h := range hostIDs {
+			if applying[h] > 0 && (best == "" || applying[h] > applying[best]) {
+				best = h
+			}
+		}
+		if best != "" && (completed[best] > 0 || time.Now().After(killDeadline.Add(-2*time.Minute))) {
+			victim = best
+			t.Logf("killing host %s with %d task(s) applying and %d completed (other host: %d applying, %d completed)",
+				victim, applying[victim], completed[victim], applying[other(hostIDs, victim)], completed[other(hostIDs, victim)])
+			break
+		}
+		if time.Now().After(killDeadline) {
+			failf("no host was applying a task; applying %v, completed %v", applying, completed)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	killedAt := time.Now()
+	runners[victim].kill()
+	survivor := other(hostIDs, victim)
+
+	// Every task completes.
+	waitDeadline := time.Now().Add(5 * time.Minute)
+	for {
+		pending := 0
+		for i, id := range ids {
+			st, err := replicas[(i+1)%2].status(id)
+			if err != nil {
+				failf("status of %s: %v", id, err)
+			}
+			switch st.Status {
+			case "completed":
+				if st.Progress != 100 {
+					failf("task %s completed at progress %d", id, st.Progress)
+				}
+			case "failed", "cancelled":
+				tk, _ := replicas[0].get(id)
+				failf("task %s ended %s: %+v", id, st.Status, tk.Result)
+			default:
+				pending++
+			}
+		}
+		if pending == 0 {
+			break
+		}
+		if time.Now().After(waitDeadline) {
+			failf("%d task(s) still not completed %s after the kill", pending, time.Since(killedAt).Round(time.Second))
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("all %d tasks completed %s after the kill (%s since start)", numTasks, time.Since(killedAt).Round(100*time.Millisecond), time.Since(began).Round(100*time.Millisecond))
+
+	// Logs: none lost, none doubled; which hosts ran each task.
+	pickedUp := regexp.MustCompile(`^picked up by runner ` + runnerID + ` on host (\S+)`)
+	var resumed, doneOnVictim []string
+	for i, id := range ids {
+		logs, err := replicas[i%2].logs(id)
+		if err != nil {
+			failf("logs of %s: %v", id, err)
+		}
+		seen := map[string]bool{}
+		hosts := map[string]bool{}
+		complete := false
+		for _, l := range logs {
+			meta, _ := json.Marshal(l.Metadata)
+			k := l.Timestamp + "\x00" + l.Message + "\x00" + string(meta)
+			if seen[k] && !repeatedByTerraform(l) {
+				failf("task %s: duplicated log entry %+v\n%s", id, l, messages(logs))
+			}
+			seen[k] = true
+			if m := pickedUp.FindStringSubmatch(l.Message); m != nil {
+				hosts[m[1]] = true
+			}
+			if strings.Contains(l.Message, "Apply complete") || strings.HasPrefix(l.Message, "applying complete") {
+				complete = true
+			}
+		}
+		if !complete {
+			failf("task %s: no \"Apply complete\" nor \"applying complete\" line in %d log entries:\n%s", id, len(logs), messages(logs))
+		}
+		if len(hosts) == 0 {
+			failf("task %s: no \"picked up by\" line:\n%s", id, messages(logs))
+		}
+		for h := range hosts {
+			if runners[h] == nil {
+				failf("task %s picked up by unknown host %s", id, h)
+			}
+		}
+		switch {
+		case hosts[victim] && hosts[survivor]:
+			resumed = append(resumed, id)
+		case hosts[victim]:
+			doneOnVictim = append(doneOnVictim, id)
+		}
+		tk, err := replicas[(i+1)%2].get(id)
+		if err != nil {
+			failf("get %s: %v", id, err)
+		}
+		if tk.Status != "completed" || tk.Result == nil || tk.Result.Error != nil || fmt.Sprint(tk.Result.Output["steps"]) != "3" {
+			failf("task %s: %+v", id, tk)
+		}
+	}
+	t.Logf("tasks that moved from the killed host to the survivor: %d; completed on the killed host before the kill: %d", len(resumed), len(doneOnVictim))
+	if len(resumed) == 0 {
+		failf("no task was picked up by both hosts: the kill did not interrupt any task")
+	}
+
+	// The shared state: a plan of a workspace applied (wholly or in part) on
+	// the killed host, run now on the survivor, plans no change.
+	checkWorkspaces := []string{resumed[0]}
+	if len(doneOnVictim) > 0 {
+		checkWorkspaces = append(checkWorkspaces, doneOnVictim[0])
+	}
+	for j, ws := range checkWorkspaces {
+		tk, err := replicas[j%2].create(body(100+j, map[string]any{"action": "plan", "workspace": ws}))
+		if err != nil {
+			failf("creating the plan of workspace %s: %v", ws, err)
+		}
+		ids = append(ids, tk.ID)
+		st := waitTerminal(t, replicas[(j+1)%2], tk.ID, 2*time.Minute, failf)
+		logs, err := replicas[j%2].logs(tk.ID)
+		if err != nil {
+			failf("logs of %s: %v", tk.ID, err)
+		}
+		onSurvivor := false
+		for _, l := range logs {
+			if m := pickedUp.FindStringSubmatch(l.Message); m != nil {
+				onSurvivor = m[1] == survivor
+			}
+		}
+		if st.Status != "completed" || st.Metadata.PlannedChanges != 0 || !onSurvivor ||
+			!strings.Contains(messages(logs), "Plan: 0 to add, 0 to change, 0 to destroy.") {
+			failf("plan of workspace %s (applied on the killed host) on the survivor: %+v\n%s", ws, st, messages(logs))
+		}
+	}
+
+	// Both replicas list the same tasks with the same statuses.
+	listDeadline := time.Now().Add(time.Minute)
+	for {
+		a, errA := replicas[0].list()
+		b, errB := replicas[1].list()
+		if errA != nil || errB != nil {
+			failf("lists: %v, %v", errA, errB)
+		}
+		diff := compareLists(ids, a, b)
+		if diff == "" {
+			break
+		}
+		if time.Now().After(listDeadline) {
+			failf("the replicas' lists disagree: %s", diff)
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("fleet test done in %s (after the binaries were built)", time.Since(began).Round(100*time.Millisecond))
+}
+
+// repeatedByTerraform reports entries Terraform itself writes several times
+// in one instant: an interrupted apply (here: a step cancelled when its
+// heartbeat failed, before the host moves) ends with one "Error: execution
+// halted" diagnostic per halted node, microseconds apart, identical at the
+// API's millisecond precision. Seen with terraform 1.11 on SIGINT.
+func repeatedByTerraform(l LogEntry) bool {
+	return l.Message == "Error: execution halted" && l.Metadata["component"] == "terraform" && l.Metadata["type"] == "diagnostic"
+}
+
+func other(hosts []string, h string) string {
+	if hosts[0] == h {
+		return hosts[1]
+	}
+	return hosts[0]
+}
+
+// compareLists says how the two lists differ from each other or from want
+// (all completed); "" when they agree.
+func compareLists(want []string, a, b []Task) string {
+	sum := func(ts []Task) map[string]string {
+		m := map[string]string{}
+		for _, t := range ts {
+			m[t.ID] = t.Status
+		}
+		return m
+	}
+	ma, mb := sum(a), sum(b)
+	if len(a) != len(ma) || len(b) != len(mb) {
+		return fmt.Sprintf("a list repeats a task (%d/%d entries, %d/%d IDs)", len(a), len(b), len(ma), len(mb))
+	}
+	var diffs []string
+	for _, id := range want {
+		if ma[id] != "completed" || mb[id] != "completed" {
+			diffs = append(diffs, fmt.Sprintf("%s: %q vs %q", id, ma[id], mb[id]))
+		}
+	}
+	if len(ma) != len(want) || len(mb) != len(want) {
+		diffs = append(diffs, fmt.Sprintf("%d and %d tasks listed, want %d", len(ma), len(mb), len(want)))
+	}
+	sort.Strings(diffs)
+	return strings.Join(diffs, "; ")
+}
+
+func fixture(t *testing.T, name string) map[string]string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("testdata", name, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[e.Name()] = string(b)
+	}
+	return files
+}
+
+// waitLogLine waits for a JSON log line whose msg is msg and returns its
+// fields.
+func waitLogLine(t *testing.T, p *proc, msg string, timeout time.Duration) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, line := range strings.Split(p.output(), "\n") {
+			if !strings.Contains(line, msg) {
+				continue
+			}
+			var fields map[string]any
+			if err := json.Unmarshal([]byte(line), &fields); err == nil && fields["msg"] == msg {
+				return fields
+			}
+		}
+		if p.exited() {
+			t.Fatalf("%s exited before %q: %v\n%s", p.name, msg, p.err(), p.tail())
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no %q within %s\n%s", p.name, msg, timeout, p.tail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func waitTerminal(t *testing.T, c *apiClient, id string, timeout time.Duration, failf func(string, ...any)) Status {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := c.status(id)
+		if err != nil {
+			failf("status of %s: %v", id, err)
+		}
+		if st.Status == "completed" || st.Status == "failed" || st.Status == "cancelled" {
+			return st
+		}
+		if time.Now().After(deadline) {
+			failf("task %s still %s after %s", id, st.Status, timeout)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func messages(logs []LogEntry) string {
+	var b strings.Builder
+	for _, l := range logs {
+		fmt.Fprintf(&b, "%s %s %s %v\n", l.Timestamp, l.Level, l.Message, l.Metadata)
+	}
+	return b.String()
+}
+
+// apiClient speaks to one replica's API.
+type apiClient struct {
+	base string
+	key  string
+	proc *proc
+}
+
+var httpClient = &http.Client{Timeout: 30 * time.Second}
+
+func (c *apiClient) do(method, path string, body, out any) (int, http.Header, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "UserKey "+c.key)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, resp.Header, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return resp.StatusCode, resp.Header, fmt.Errorf("%s %s: status %d: %s", method, path, resp.StatusCode, raw)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return resp.StatusCode, resp.Header, fmt.Errorf("%s %s: decoding %q: %w", method, path, raw, err)
+		}
+	}
+	return resp.StatusCode, resp.Header, nil
+}
+
+func (c *apiClient) create(body map[string]any) (Task, error) {
+	var tk Task
+	_, _, err := c.do(http.MethodPost, "/api/v1/tasks", body, &tk)
+	if err == nil && (!strings.HasPrefix(tk.ID, "task-") || tk.Status != "pending") {
+		err = fmt.Errorf("create returned %+v", tk)
+	}
+	return tk, err
+}
+
+func (c *apiClient) status(id string) (Status, error) {
+	var st Status
+	_, _, err := c.do(http.MethodGet, "/api/v1/tasks/"+id+"/status", nil, &st)
+	return st, err
+}
+
+func (c *apiClient) get(id string) (Task, error) {
+	var tk Task
+	_, _, err := c.do(http.MethodGet, "/api/v1/tasks/"+id, nil, &tk)
+	return tk, err
+}
+
+// logs returns all of a task's log entries, following the cursor.
+func (c *apiClient) logs(id string) ([]LogEntry, error) {
+	var all []LogEntry
+	cursor := ""
+	for {
+		var out struct {
+			TaskID string     `json:"task_id"`
+			Logs   []LogEntry `json:"logs"`
+		}
+		path := "/api/v1/tasks/" + id + "/logs?limit=10000"
+		if cursor != "" {
+			path += "&cursor=" + cursor
+		}
+		_, h, err := c.do(http.MethodGet, path, nil, &out)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, out.Logs...)
+		if cursor = h.Get("X-Next-Cursor"); cursor == "" {
+			return all, nil
+		}
+	}
+}
+
+func (c *apiClient) list() ([]Task, error) {
+	var ts []Task
+	_, _, err := c.do(http.MethodGet, "/api/v1/tasks?limit=1000&sort=created_at&order=asc", nil, &ts)
+	return ts, err
+}
+
+// Task is the Task Object as a client sees it.
+type Task struct {
+	ID       string         `json:"id"`
+	Name     string         `json:"name"`
+	Status   string         `json:"status"`
+	Progress int            `json:"progress"`
+	RunnerID string         `json:"runner_id"`
+	Metadata map[string]any `json:"metadata"`
+	Result   *struct {
+		Output map[string]any `json:"output"`
+		Error  *struct {
+			Code    string         `json:"code"`
+			Message string         `json:"message"`
+			Details map[string]any `json:"details"`
+		} `json:"error"`
+	} `json:"result"`
+}
+
+// Status is the body of the status route.
+type Status struct {
+	ID       string `json:"id"`
+	Status   string `json:"status"`
+	Progress int    `json:"progress"`
+	Metadata struct {
+		CurrentStep    string `json:"current_step"`
+		PlannedChanges int    `json:"planned_changes"`
+		ChangesDone    int    `json:"changes_done"`
+		Host           string `json:"host"`
+	} `json:"metadata"`
+}
+
+// LogEntry is one entry of the logs route.
+type LogEntry struct {
+	Timestamp string         `json:"timestamp"`
+	Level     string         `json:"level"`
+	Message   string         `json:"message"`
+	Metadata  map[string]any `json:"metadata"`
+}
