@@ -32,8 +32,11 @@ fuzz:
 	$(GO) test ./server -run '^$$' -fuzz FuzzParseLogQuery -fuzztime $(FUZZ_TIME)
 	$(GO) test ./server -run '^$$' -fuzz FuzzIdempotencyKey -fuzztime $(FUZZ_TIME)
 
+# terratask against bare Terraform and bare Temporal (bench/README.md): one
+# table, results added to bench/RESULTS.md and bench/results.json.
+# BENCH_QUICK=1 runs the 2-3 minute smoke version; BENCH_FLAGS passes flags.
 bench:
-	TF_CLI_CONFIG_FILE=/dev/null $(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	TF_CLI_CONFIG_FILE=/dev/null $(GO) run ./cmd/terratask-bench $(if $(filter 1 true yes,$(BENCH_QUICK)),-quick) $(BENCH_FLAGS)
 
 vet:
 	$(GO) vet $(PKGS)
