@@ -19,6 +19,7 @@ if [ -x "$dir/server" ] && [ -x "$dir/sql" ]; then
 fi
 mkdir -p "$(dirname "$dir")"
 tmp=$(mktemp -d "$dir.tmp-XXXXXX")
+chmod 755 "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 echo "building the Temporal server $version (cmd/server, cmd/tools/sql) into $dir" >&2
 start=$(date +%s)

@@ -73,6 +73,9 @@ func temporalBinDir(t *testing.T, mod temporalModule) string {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	t.Logf("building the Temporal server %s into %s (a few minutes; cached for later runs)", mod.version, dir)
 	cmd := exec.Command("go", "install",
