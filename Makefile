@@ -4,8 +4,10 @@ GO        ?= go
 BIN       := bin/terratask
 PKGS      := ./...
 # Test packages run in parallel (-p); each end-to-end package starts its own
-# Temporal server, so two at a time suits a 2-core CI machine.
-TEST_FLAGS ?= -p 2 -timeout 25m
+# Temporal server, so two at a time suits a 2-core CI machine. -count=1: the
+# end-to-end tests use binaries (terraform, Temporal) that go test's result
+# cache cannot see, so results are never reused.
+TEST_FLAGS ?= -p 2 -count=1 -timeout 25m
 FUZZ_TIME ?= 10s
 
 .PHONY: all build run test test-short fuzz bench lint vet fmt clean
