@@ -58,10 +58,10 @@ func TestPackageAndOwner(t *testing.T) {
 	}
 	stack := []string{"modernc.org/sqlite/lib.Xsqlite3VdbeExec", "database/sql.(*DB).ExecContext",
 		"go.temporal.io/server/common/persistence/sql.(*store).Write", "runtime.goexit"}
-	if got := ownerOf(stack); got != "Temporal server: persistence (SQLite)" {
-		t.Errorf("ownerOf = %q", got)
+	if got, fn := ownerOf(stack); got != "Temporal server: persistence (SQLite)" || fn != "sql.(*store).Write" {
+		t.Errorf("ownerOf = %q, %q", got, fn)
 	}
-	if got := ownerOf([]string{"runtime.scanblock", "runtime.gcBgMarkWorker", "runtime.goexit"}); got != "Go runtime: background GC" {
+	if got, _ := ownerOf([]string{"runtime.scanblock", "runtime.gcBgMarkWorker", "runtime.goexit"}); got != "Go runtime: background GC" {
 		t.Errorf("ownerOf(GC) = %q", got)
 	}
 	p, err := parsePerfScript(strings.NewReader("terratask 1 \n\t 1 runtime.mallocgc\n\t 2 github.com/terratask/terratask/store/sqlite.(*Store).AppendLogs\n\nterraform 2 \n\t 3 main.main\n\n"))

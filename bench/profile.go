@@ -28,6 +28,8 @@ type ProfileResult struct {
 	// of terratask's code, the Temporal SDK or a Temporal service; samples
 	// with none go to the Go runtime, the kernel or a library.
 	ByOwner []Share `json:"by_owner"`
+	// ByFunction is the same attribution by the owner frame's function.
+	ByFunction []Share `json:"by_function"`
 	// ByPackage is self time by the leaf frame's module or std package.
 	ByPackage []Share `json:"by_package"`
 }
@@ -101,7 +103,7 @@ func (r *runner) profile(ctx context.Context) error {
 // parsePerfScript reads `perf script -F comm,tid,ip,sym` output: a header
 // line per sample, then its stack, leaf first, one frame a line.
 func parsePerfScript(rd io.Reader) (*ProfileResult, error) {
-	owners, pkgs := map[string]int{}, map[string]int{}
+	owners, funcs, pkgs := map[string]int{}, map[string]int{}, map[string]int{}
 	samples := 0
 	var stack []string
 	mine := false
@@ -111,7 +113,9 @@ func parsePerfScript(rd io.Reader) (*ProfileResult, error) {
 			return
 		}
 		samples++
-		owners[ownerOf(stack)]++
+		owner, fn := ownerOf(stack)
+		owners[owner]++
+		funcs[fn]++
 		pkgs[packageGroup(stack[0])]++
 		stack = stack[:0]
 	}
@@ -148,7 +152,8 @@ func parsePerfScript(rd io.Reader) (*ProfileResult, error) {
 	if samples == 0 {
 		return nil, fmt.Errorf("perf recorded no samples of terratask dev")
 	}
-	return &ProfileResult{Samples: samples, ByOwner: shares(owners, samples, 0), ByPackage: shares(pkgs, samples, 14)}, nil
+	return &ProfileResult{Samples: samples, ByOwner: shares(owners, samples, 0), ByFunction: shares(funcs, samples, 15),
+		ByPackage: shares(pkgs, samples, 14)}, nil
 }
 
 func shares(m map[string]int, total, top int) []Share {
@@ -209,9 +214,27 @@ func packageGroup(sym string) string {
 // ownerOf attributes a stack (leaf first) to the nearest frame of an
 // application part: terratask's packages, the Temporal SDK or a Temporal
 // server service. Libraries (SQLite, gRPC, protobuf, JSON) are charged to
-// their caller.
-func ownerOf(stack []string) string {
+// their caller. It also returns the owner frame's function (the owner when
+// there is none).
+func ownerOf(stack []string) (string, string) {
 	for _, sym := range stack {
+		if o := frameOwner(sym); o != "" {
+			return o, shortSym(sym)
+		}
+	}
+	o := fallbackOwner(stack)
+	return o, o
+}
+
+// shortSym drops the module path of a symbol:
+// "github.com/x/y/store/sqlite.(*Store).Get" is "sqlite.(*Store).Get".
+func shortSym(sym string) string {
+	return sym[strings.LastIndexByte(symbolPackage(sym), '/')+1:]
+}
+
+// frameOwner is the application part a frame belongs to, or "".
+func frameOwner(sym string) string {
+	{
 		pkg := symbolPackage(sym)
 		switch {
 		case strings.HasPrefix(pkg, "github.com/terratask/terratask/"):
@@ -234,6 +257,11 @@ func ownerOf(stack []string) string {
 			return "Temporal UI server"
 		}
 	}
+	return ""
+}
+
+// fallbackOwner names a stack without an application frame.
+func fallbackOwner(stack []string) string {
 	for _, sym := range stack {
 		if strings.HasPrefix(sym, "runtime.gcBgMarkWorker") {
 			return "Go runtime: background GC"

@@ -217,6 +217,12 @@ func Details(res *Results) string {
 			}
 		}
 		b.WriteString(strings.Join(ss, ", "))
+		b.WriteString(". By owner function: ")
+		ss = nil
+		for _, s := range p.ByFunction {
+			ss = append(ss, fmt.Sprintf("%s %.0f%%", s.Name, s.Pct))
+		}
+		b.WriteString(strings.Join(ss, ", "))
 		b.WriteString(". Self time by package: ")
 		ss = nil
 		for _, s := range p.ByPackage {

@@ -194,7 +194,9 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 			return nil, err
 		}
 		work = d
-		if !cfg.Keep {
+		if cfg.Keep {
+			r.logf("work dir %s (kept)", d)
+		} else {
 			defer os.RemoveAll(d)
 		}
 	}
