@@ -18,6 +18,7 @@ import (
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/internal/temporalutil"
 	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 	"github.com/terratask/terratask/worker"
 )
@@ -116,20 +117,10 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	s := &stack{logger: log}
 	defer s.closeAll()
 
-	st, err := openStore(ctx, o.Store)
-	if err != nil {
-		return fmt.Errorf("opening store: %w", err)
-	}
-	s.push("store", st.Close)
-	copts, err := o.Temporal.clientOptions(log)
+	st, c, copts, err := s.connect(ctx, o.Store, o.Temporal, log)
 	if err != nil {
 		return err
 	}
-	c, err := dialTemporal(ctx, copts)
-	if err != nil {
-		return err
-	}
-	s.push("temporal client", func() error { c.Close(); return nil })
 	if !o.SkipRegister {
 		if err := temporalutil.EnsureSearchAttributes(ctx, c, copts.Namespace, task.SearchAttributes); err != nil {
 			return fmt.Errorf("registering search attributes: %w", err)
@@ -215,20 +206,10 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	}
 	s := &stack{logger: log}
 	defer s.closeAll()
-	st, err := openStore(ctx, o.Store)
-	if err != nil {
-		return fmt.Errorf("opening store: %w", err)
-	}
-	s.push("store", st.Close)
-	copts, err := o.Temporal.clientOptions(log)
+	st, c, _, err := s.connect(ctx, o.Store, o.Temporal, log)
 	if err != nil {
 		return err
 	}
-	c, err := dialTemporal(ctx, copts)
-	if err != nil {
-		return err
-	}
-	s.push("temporal client", func() error { c.Close(); return nil })
 	host, err := hostID(dataDir)
 	if err != nil {
 		return err
@@ -264,4 +245,24 @@ func boxFrom(key string) (*secret.Box, error) {
 		return nil, err
 	}
 	return secret.NewBox(raw)
+}
+
+// connect opens the store and dials Temporal, pushing both onto the stack so
+// shutdown closes them.
+func (s *stack) connect(ctx context.Context, dsn string, t TemporalOptions, log *zap.Logger) (store.Store, client.Client, client.Options, error) {
+	st, err := openStore(ctx, dsn)
+	if err != nil {
+		return nil, nil, client.Options{}, fmt.Errorf("opening store: %w", err)
+	}
+	s.push("store", st.Close)
+	copts, err := t.clientOptions(log)
+	if err != nil {
+		return nil, nil, copts, err
+	}
+	c, err := dialTemporal(ctx, copts)
+	if err != nil {
+		return nil, nil, copts, err
+	}
+	s.push("temporal client", func() error { c.Close(); return nil })
+	return st, c, copts, nil
 }
