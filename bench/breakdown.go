@@ -131,8 +131,10 @@ func (r *runner) breakdown(ctx context.Context) error {
 	r.dev, r.c = dev, NewClient(dev.API, r.key, 4)
 	defer func() { r.dev, r.c = saved, savedC }()
 
-	if _, _, err := r.taskOnce(ctx, ResourcesFixture(1), "bench-breakdown"); err != nil {
-		return fmt.Errorf("warm-up: %w", err)
+	for range 3 {
+		if _, _, err := r.taskOnce(ctx, ResourcesFixture(1), "bench-breakdown"); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
 	}
 	for _, bf := range r.breakdownFixtures() {
 		b, err := r.breakdownOne(ctx, bf, logPath)
@@ -217,6 +219,9 @@ func (r *runner) breakdownOne(ctx context.Context, bf breakdownFixture, logPath 
 	b.DevCPUMS, b.DevCPUSlowPollMS = Median(cpuFast), Median(cpuSlow)
 	b.Polls, b.PollsSlow = Median(pollsFast), Median(pollsSlow)
 	b.ServerMS, b.ServerSlowPollMS = Median(srvFast), Median(srvSlow)
+	if b.Polls > b.PollsSlow {
+		b.CPUPerPollMS = (b.DevCPUMS - b.DevCPUSlowPollMS) / (b.Polls - b.PollsSlow)
+	}
 	b.Segments = medianSegments(timelines)
 	for _, sub := range sortedKeys(counts) {
 		b.Commands = append(b.Commands, CommandStat{Name: sub, Count: float64(counts[sub]) / float64(len(timelines)), P50MS: Median(durs[sub])})

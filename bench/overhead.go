@@ -48,16 +48,18 @@ func (r *runner) logTail(ctx context.Context, id string) string {
 	return s
 }
 
-// overheadAll runs item 1 for every fixture, after a warm-up task and bare
-// run (the first task of a process finds terraform on PATH, the first
-// terraform run warms the page cache).
+// overheadAll runs item 1 for every fixture, after three warm-up tasks and
+// bare runs (the first task of a process finds terraform on PATH, the first
+// terraform runs warm the page cache, a new process's caches are cold).
 func (r *runner) overheadAll(ctx context.Context) error {
 	warm := ResourcesFixture(1)
-	if _, _, err := r.taskOnce(ctx, warm, "bench-warmup"); err != nil {
-		return fmt.Errorf("warm-up task: %w", err)
-	}
-	if _, err := r.bare.Run(ctx, warm); err != nil {
-		return fmt.Errorf("warm-up bare run: %w", err)
+	for range 3 {
+		if _, _, err := r.taskOnce(ctx, warm, "bench-warmup"); err != nil {
+			return fmt.Errorf("warm-up task: %w", err)
+		}
+		if _, err := r.bare.Run(ctx, warm); err != nil {
+			return fmt.Errorf("warm-up bare run: %w", err)
+		}
 	}
 	type fixtureRun struct {
 		f    Fixture

@@ -182,6 +182,10 @@ func Details(res *Results) string {
 		}
 		b.WriteString("\n")
 	}
+	if a := res.API; a != nil && a.StartTaskWF.N > 0 {
+		fmt.Fprintf(&b, "Create, decomposed: POST /tasks %s, StartWorkflow as terratask makes it (its input, ID policy and search attributes) %s, a trivial StartWorkflow %s (p50 / p99).\n\n",
+			pp(a.Create), pp(a.StartTaskWF), pp(a.StartWF))
+	}
 	if m := res.Memory; m != nil && m.HWMMiB > 0 {
 		fmt.Fprintf(&b, "Memory: VmHWM (peak RSS since start) after the throughput runs: %.0f MiB.\n\n", m.HWMMiB)
 	}
@@ -203,8 +207,8 @@ func Details(res *Results) string {
 				}
 			}
 			b.WriteString(strings.Join(cs, ", "))
-			fmt.Fprintf(&b, ". Polling every %s: %.0f status requests, %s of dev's own CPU, %s from accepted to completed; every %s: %.0f, %s, %s.\n",
-				dur(bd.PollMS), bd.Polls, dur(bd.DevCPUMS), dur(bd.ServerMS), dur(bd.SlowPollMS), bd.PollsSlow, dur(bd.DevCPUSlowPollMS), dur(bd.ServerSlowPollMS))
+			fmt.Fprintf(&b, ". Polling every %s: %.0f status requests, %s of dev's own CPU, %s from accepted to completed; every %s: %.0f, %s, %s (%s of CPU per status request of a running task).\n",
+				dur(bd.PollMS), bd.Polls, dur(bd.DevCPUMS), dur(bd.ServerMS), dur(bd.SlowPollMS), bd.PollsSlow, dur(bd.DevCPUSlowPollMS), dur(bd.ServerSlowPollMS), dur(bd.CPUPerPollMS))
 		}
 		b.WriteString("\n")
 	}

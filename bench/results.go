@@ -126,11 +126,14 @@ type Phase struct {
 
 // APIResult is item 3.
 type APIResult struct {
-	Seeded       int            `json:"seeded_tasks"`
-	SeededLogs   int            `json:"seeded_logs"`
-	SeedSeconds  float64        `json:"seed_s"`
-	Create       Dist           `json:"create"`
-	StartWF      Dist           `json:"start_workflow"`
+	Seeded      int     `json:"seeded_tasks"`
+	SeededLogs  int     `json:"seeded_logs"`
+	SeedSeconds float64 `json:"seed_s"`
+	Create      Dist    `json:"create"`
+	StartWF     Dist    `json:"start_workflow"`
+	// StartTaskWF is StartWorkflow with terratask's own input, options and
+	// search attributes (a diagnostic).
+	StartTaskWF  Dist           `json:"start_workflow_task_input"`
 	Floor        Dist           `json:"floor"`
 	Reads        []ReadLatency  `json:"reads"`
 	RPS          float64        `json:"get_rps"`
@@ -186,6 +189,8 @@ type BreakdownResult struct {
 	PollsSlow        float64 `json:"polls_per_task_slow_poll"`
 	ServerMS         float64 `json:"accepted_to_completed_ms"`
 	ServerSlowPollMS float64 `json:"accepted_to_completed_slow_poll_ms"`
+	// CPUPerPollMS is dev's CPU per status request of a running task.
+	CPUPerPollMS float64 `json:"dev_cpu_per_status_request_ms"`
 }
 
 // Segment is the time between two consecutive events of a task.
