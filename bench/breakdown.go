@@ -11,6 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
 )
 
 // wrapperScript is a `terraform` that records each command (start, end,
@@ -159,6 +162,7 @@ func (r *runner) breakdownOne(ctx context.Context, bf breakdownFixture, logPath 
 	const slowPoll = 250 * time.Millisecond
 	var cpuFast, cpuSlow, pollsFast, pollsSlow, srvFast, srvSlow []float64
 	pid := r.dev.PID()
+	lastID := ""
 	for range bf.runs {
 		// The same task polled slowly: what the 10 ms polling costs.
 		c0, _ := ProcCPU(pid)
@@ -183,6 +187,7 @@ func (r *runner) breakdownOne(ctx context.Context, bf breakdownFixture, logPath 
 		if err != nil {
 			return nil, err
 		}
+		lastID = id
 		seen := start.Add(took)
 		c1, _ = ProcCPU(pid)
 		pollsFast = append(pollsFast, float64(r.c.Requests.Load()-q0-1))
@@ -223,6 +228,9 @@ func (r *runner) breakdownOne(ctx context.Context, bf breakdownFixture, logPath 
 		b.CPUPerPollMS = (b.DevCPUMS - b.DevCPUSlowPollMS) / (b.Polls - b.PollsSlow)
 	}
 	b.Segments = medianSegments(timelines)
+	if lastID != "" {
+		b.History, b.HistoryEvents = r.historyOf(ctx, lastID)
+	}
 	for _, sub := range sortedKeys(counts) {
 		b.Commands = append(b.Commands, CommandStat{Name: sub, Count: float64(counts[sub]) / float64(len(timelines)), P50MS: Median(durs[sub])})
 	}
@@ -312,4 +320,33 @@ func medianSegments(tls [][]event) []Segment {
 		out = append(out, Segment{From: k.from, To: k.to, P50MS: Median(durs[k]), Kind: kind})
 	}
 	return out
+}
+
+// historyOf counts the events of a task's workflow history by type: what
+// one task costs Temporal.
+func (r *runner) historyOf(ctx context.Context, id string) (map[string]int, int) {
+	tc, err := client.Dial(client.Options{HostPort: r.dev.Temporal, Namespace: "default", Logger: nopLogger{}})
+	if err != nil {
+		r.res.Notes = append(r.res.Notes, fmt.Sprintf("history of %s: %v", id, err))
+		return nil, 0
+	}
+	defer tc.Close()
+	// The client saw "completed"; the workflow still cleans up after that.
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	_ = tc.GetWorkflow(wctx, id, "").Get(wctx, nil)
+	it := tc.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	counts := map[string]int{}
+	n := 0
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			r.res.Notes = append(r.res.Notes, fmt.Sprintf("history of %s: %v", id, err))
+			return nil, 0
+		}
+		n++
+		name := strings.TrimPrefix(ev.GetEventType().String(), "EVENT_TYPE_")
+		counts[strings.ToLower(name)]++
+	}
+	return counts, n
 }

@@ -209,6 +209,14 @@ func Details(res *Results) string {
 			b.WriteString(strings.Join(cs, ", "))
 			fmt.Fprintf(&b, ". Polling every %s: %.0f status requests, %s of dev's own CPU, %s from accepted to completed; every %s: %.0f, %s, %s (%s of CPU per status request of a running task).\n",
 				dur(bd.PollMS), bd.Polls, dur(bd.DevCPUMS), dur(bd.ServerMS), dur(bd.SlowPollMS), bd.PollsSlow, dur(bd.DevCPUSlowPollMS), dur(bd.ServerSlowPollMS), dur(bd.CPUPerPollMS))
+			if bd.HistoryEvents > 0 {
+				fmt.Fprintf(&b, "  Its workflow history: %d events (", bd.HistoryEvents)
+				var hs []string
+				for _, k := range sortedKeys(bd.History) {
+					hs = append(hs, fmt.Sprintf("%s %d", k, bd.History[k]))
+				}
+				b.WriteString(strings.Join(hs, ", ") + ").\n")
+			}
 		}
 		b.WriteString("\n")
 	}

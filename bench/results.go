@@ -189,6 +189,10 @@ type BreakdownResult struct {
 	PollsSlow        float64 `json:"polls_per_task_slow_poll"`
 	ServerMS         float64 `json:"accepted_to_completed_ms"`
 	ServerSlowPollMS float64 `json:"accepted_to_completed_slow_poll_ms"`
+	// History counts the last traced task's workflow history events by
+	// type; HistoryEvents is their total.
+	History       map[string]int `json:"history_events_by_type,omitempty"`
+	HistoryEvents int            `json:"history_events"`
 	// CPUPerPollMS is dev's CPU per status request of a running task.
 	CPUPerPollMS float64 `json:"dev_cpu_per_status_request_ms"`
 }
