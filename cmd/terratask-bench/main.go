@@ -125,6 +125,10 @@ func run(args []string) int {
 	fmt.Print(bench.Table(res.Rows))
 	fmt.Println()
 	fmt.Print(bench.Details(res))
+	if ctx.Err() != nil {
+		fmt.Fprintln(os.Stderr, "terratask-bench: interrupted; no results written")
+		return 1
+	}
 	if !*noWrite {
 		if werr := bench.WriteResults(outDir, res); werr != nil {
 			fmt.Fprintln(os.Stderr, "terratask-bench: writing results:", werr)
