@@ -17,20 +17,6 @@ import (
 	"github.com/terratask/terratask/task"
 )
 
-// taskColumns is the column list every task query selects, in scanTask's order.
-const taskColumns = `id, org, name, description, agent_id, runner_id, status, progress, metadata,
-	current_step, steps_completed, total_steps, result,
-	created_at, updated_at, started_at, completed_at, cancelled_at, cancelled_by`
-
-// taskColumnsOf is taskColumns qualified by a table alias.
-func taskColumnsOf(alias string) string {
-	cols := strings.Split(taskColumns, ",")
-	for i, c := range cols {
-		cols[i] = alias + "." + strings.TrimSpace(c)
-	}
-	return strings.Join(cols, ", ")
-}
-
 // taskRow is a task as bound to the statements that insert it.
 type taskRow struct {
 	id, org, name, description, agentID, runnerID, status string
@@ -94,7 +80,7 @@ func rowOf(t store.Task) (taskRow, error) {
 	return r, nil
 }
 
-const insertTaskSQL = `INSERT INTO tasks (` + taskColumns + `)
+const insertTaskSQL = `INSERT INTO tasks (` + store.TaskColumns + `)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
 	ON CONFLICT (id) DO NOTHING`
 
@@ -116,7 +102,7 @@ func (s *Store) CreateTask(ctx context.Context, t store.Task) error {
 
 // insertTasksSQL inserts the rows of column arrays. The JSON columns travel
 // as text and are cast here.
-const insertTasksSQL = `INSERT INTO tasks (` + taskColumns + `)
+const insertTasksSQL = `INSERT INTO tasks (` + store.TaskColumns + `)
 	SELECT id, org, name, description, agent_id, runner_id, status, progress, metadata::json,
 		current_step, steps_completed, total_steps, result::json,
 		created_at, updated_at, started_at, completed_at, cancelled_at, cancelled_by
@@ -296,7 +282,7 @@ func (s *Store) ApplyTransition(ctx context.Context, tr store.Transition) error 
 	return nil
 }
 
-const getTaskSQL = `SELECT ` + taskColumns + ` FROM tasks WHERE id = $1 AND org = $2`
+const getTaskSQL = `SELECT ` + store.TaskColumns + ` FROM tasks WHERE id = $1 AND org = $2`
 
 // GetTask returns the task id of org, or an error wrapping store.ErrNotFound
 // when there is none (a task of another org is not found either).
@@ -388,7 +374,7 @@ func listTasksSQL(q store.TaskQuery) (string, []any, error) {
 	if q.Offset < deferredJoinFactor*q.Limit {
 		// The rows come straight from an index walk.
 		page = `SELECT c.total, t.* FROM (` + total + `) AS c
-LEFT JOIN LATERAL (SELECT ` + taskColumns + ` FROM tasks WHERE ` + where.String() + order + `) AS t ON true
+LEFT JOIN LATERAL (SELECT ` + store.TaskColumns + ` FROM tasks WHERE ` + where.String() + order + `) AS t ON true
 ORDER BY t.` + col + ` ` + dir + `, t.id ` + dir
 	} else {
 		// The inner query walks an index to the page's IDs without reading
@@ -396,7 +382,7 @@ ORDER BY t.` + col + ` ` + dir + `, t.id ` + dir
 		// only the page's rows.
 		page = `SELECT c.total, t.* FROM (` + total + `) AS c
 LEFT JOIN (SELECT id FROM tasks WHERE ` + where.String() + order + `) AS p ON true
-LEFT JOIN LATERAL (SELECT ` + taskColumns + ` FROM tasks WHERE id = p.id LIMIT 1) AS t ON true
+LEFT JOIN LATERAL (SELECT ` + store.TaskColumns + ` FROM tasks WHERE id = p.id LIMIT 1) AS t ON true
 ORDER BY t.` + col + ` ` + dir + `, t.id ` + dir
 	}
 	return page, args, nil
@@ -436,7 +422,7 @@ func (s *Store) ListTasks(ctx context.Context, q store.TaskQuery) ([]store.Task,
 	return tasks, int(total), nil
 }
 
-// scanTask reads a row of taskColumns, preceded by a total when total is not
+// scanTask reads a row of store.TaskColumns, preceded by a total when total is not
 // nil. A row whose id is NULL (an outer join's empty side) only sets the
 // total, and comes back as the zero Task.
 func scanTask(rows pgx.Rows, total *int64) (store.Task, error) {

@@ -12,23 +12,9 @@ import (
 	"github.com/terratask/terratask/task"
 )
 
-// taskColumns is the column list every task query selects, in scanTask's order.
-const taskColumns = `id, org, name, description, agent_id, runner_id, status, progress, metadata,
-	current_step, steps_completed, total_steps, result,
-	created_at, updated_at, started_at, completed_at, cancelled_at, cancelled_by`
-
-// taskColumnsOf is taskColumns qualified by a table alias.
-func taskColumnsOf(alias string) string {
-	cols := strings.Split(taskColumns, ",")
-	for i, c := range cols {
-		cols[i] = alias + "." + strings.TrimSpace(c)
-	}
-	return strings.Join(cols, ", ")
-}
-
 // insertTasks inserts tasks; an existing ID is skipped.
 var insertTasks = multiInsert{
-	head:  `INSERT INTO tasks (` + taskColumns + `)`,
+	head:  `INSERT INTO tasks (` + store.TaskColumns + `)`,
 	width: 19,
 	tail:  ` ON CONFLICT (id) DO NOTHING`,
 	sizes: []int{16, 4, 1},
@@ -177,7 +163,7 @@ func (s *Store) ApplyTransition(ctx context.Context, tr store.Transition) error 
 	return nil
 }
 
-const getTaskSQL = `SELECT ` + taskColumns + ` FROM tasks WHERE id = ? AND org = ?`
+const getTaskSQL = `SELECT ` + store.TaskColumns + ` FROM tasks WHERE id = ? AND org = ?`
 
 // GetTask returns the task id of org, or an error wrapping store.ErrNotFound
 // when there is none (a task of another org is not found either).
@@ -249,7 +235,7 @@ func listTasksSQL(q store.TaskQuery) (page, count string, args []any, err error)
 	// The subquery walks an index to the page's rowids, so rows skipped by
 	// the offset are never read from the table; the join then reads only
 	// the page's rows, in the subquery's order.
-	page = `SELECT ` + taskColumnsOf("t") + ` FROM (SELECT rowid AS rid, ` + col + ` AS k, id FROM tasks WHERE ` +
+	page = `SELECT ` + store.TaskColumnsOf("t") + ` FROM (SELECT rowid AS rid, ` + col + ` AS k, id FROM tasks WHERE ` +
 		where.String() + ` ORDER BY ` + col + ` ` + dir + `, id ` + dir + ` LIMIT ? OFFSET ?) AS p` +
 		` CROSS JOIN tasks AS t ON t.rowid = p.rid ORDER BY p.k ` + dir + `, p.id ` + dir
 	// task_counts has the filter columns of tasks, so the same condition
@@ -318,7 +304,7 @@ func (s *Store) ListTasks(ctx context.Context, q store.TaskQuery) ([]store.Task,
 // scanner is a *sql.Row or *sql.Rows.
 type scanner interface{ Scan(dest ...any) error }
 
-// scanTask reads a row of taskColumns.
+// scanTask reads a row of store.TaskColumns.
 func scanTask(sc scanner) (store.Task, error) {
 	var (
 		t                                 store.Task
