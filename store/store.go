@@ -155,6 +155,8 @@ type Store interface {
 	// RunnerStats counts the org's tasks per runner and status, for the
 	// runners routes (which runners exist, and what waits for them).
 	RunnerStats(ctx context.Context, org string) ([]RunnerStat, error)
+	// StateStore keeps the Terraform state the server's HTTP backend serves.
+	StateStore
 	// Ping checks the store is reachable.
 	Ping(ctx context.Context) error
 	Close() error

@@ -30,6 +30,8 @@
 //     is never replaced by a non-terminal one;
 //   - ListTasks: the total is returned with every page, including a page
 //     past the end; Limit <= 0 and an unknown Sort are errors;
+//   - state: Data round-trips byte for byte (including empty and non-UTF-8
+//     bytes); an empty lock ID is an error for LockState;
 //   - AppendLogs: an entry repeated inside one slice is stored once (the
 //     first); ListLogs: Limit <= 0 is an error; an unknown level matches
 //     nothing.
@@ -86,6 +88,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("AfterIDPaging", h.testLogsPaging)
 		t.Run("RoundTrip", h.testLogsRoundTrip)
 		t.Run("Validation", h.testLogsValidation)
+	})
+	t.Run("State", func(t *testing.T) {
+		t.Run("Versions", h.testStateVersions)
+		t.Run("Locks", h.testStateLocks)
+		t.Run("Isolation", h.testStateIsolation)
+		t.Run("Concurrency", h.testStateConcurrency)
 	})
 	t.Run("RunnerStats", h.testRunnerStats)
 	t.Run("Concurrency", h.testConcurrency)

@@ -1,0 +1,202 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/terratask/terratask/store"
+)
+
+// stateColumns is the column list of state versions without data.
+const stateColumns = `org, workspace, version, serial, lineage, md5, size, task_id, created_at`
+
+func scanStateVersion(row interface{ Scan(...any) error }, withData bool) (store.StateVersion, error) {
+	var v store.StateVersion
+	var created int64
+	dest := []any{&v.Org, &v.Workspace, &v.Version, &v.Serial, &v.Lineage, &v.MD5, &v.Size, &v.TaskID, &created}
+	if withData {
+		dest = append(dest, &v.Data)
+	}
+	if err := row.Scan(dest...); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return v, store.ErrNotFound
+		}
+		return v, err
+	}
+	v.CreatedAt = goTime(created)
+	return v, nil
+}
+
+// heldLock reads the workspace's lock inside tx; nil when unlocked.
+func heldLock(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, org, ws string) (*store.StateLock, error) {
+	l := store.StateLock{Org: org, Workspace: ws}
+	var created int64
+	err := q.QueryRowContext(ctx, `SELECT lock_id, task_id, info, created_at FROM state_locks WHERE org = ? AND workspace = ?`, org, ws).
+		Scan(&l.ID, &l.TaskID, &l.Info, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	l.CreatedAt = goTime(created)
+	return &l, nil
+}
+
+// PutState implements store.StateStore in one write transaction.
+func (s *Store) PutState(ctx context.Context, v store.StateVersion, lockID string) (store.StateVersion, error) {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		held, err := heldLock(ctx, tx, v.Org, v.Workspace)
+		if err != nil {
+			return err
+		}
+		if err := store.CheckLock(held, lockID); err != nil {
+			return err
+		}
+		latest, err := scanStateVersion(tx.QueryRowContext(ctx, `SELECT `+stateColumns+` FROM state_versions
+			WHERE org = ? AND workspace = ? ORDER BY version DESC LIMIT 1`, v.Org, v.Workspace), false)
+		switch {
+		case err == nil && latest.MD5 == v.MD5:
+			v = latest
+			return nil
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		v.Version = latest.Version + 1
+		v.CreatedAt = time.Now().UTC().Truncate(time.Microsecond)
+		_, err = tx.ExecContext(ctx, `INSERT INTO state_versions (`+stateColumns+`, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			v.Org, v.Workspace, v.Version, v.Serial, v.Lineage, v.MD5, v.Size, v.TaskID, dbTime(v.CreatedAt), v.Data)
+		v.Data = nil
+		return err
+	})
+	if err != nil {
+		return store.StateVersion{}, stateErr("put state", err)
+	}
+	return v, nil
+}
+
+// GetState implements store.StateStore.
+func (s *Store) GetState(ctx context.Context, org, workspace string) (store.StateVersion, error) {
+	v, err := scanStateVersion(s.r.QueryRowContext(ctx, `SELECT `+stateColumns+`, data FROM state_versions
+		WHERE org = ? AND workspace = ? ORDER BY version DESC LIMIT 1`, org, workspace), true)
+	return v, stateErr("get state", err)
+}
+
+// GetStateVersion implements store.StateStore.
+func (s *Store) GetStateVersion(ctx context.Context, org, workspace string, version int64) (store.StateVersion, error) {
+	v, err := scanStateVersion(s.r.QueryRowContext(ctx, `SELECT `+stateColumns+`, data FROM state_versions
+		WHERE org = ? AND workspace = ? AND version = ?`, org, workspace, version), true)
+	return v, stateErr("get state version", err)
+}
+
+// ListStateVersions implements store.StateStore. Versions are numbered from
+// 1 without gaps, so the latest version number is the total.
+func (s *Store) ListStateVersions(ctx context.Context, org, workspace string, limit, offset int) ([]store.StateVersion, int, error) {
+	if limit <= 0 {
+		return nil, 0, fmt.Errorf("sqlite store: list state versions: limit must be positive, got %d", limit)
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT `+stateColumns+`, (SELECT max(version) FROM state_versions WHERE org = ?1 AND workspace = ?2)
+		FROM state_versions WHERE org = ?1 AND workspace = ?2 ORDER BY version DESC LIMIT ?3 OFFSET ?4`, org, workspace, limit, max(offset, 0))
+	if err != nil {
+		return nil, 0, stateErr("list state versions", err)
+	}
+	defer rows.Close()
+	var out []store.StateVersion
+	var total int
+	for rows.Next() {
+		var v store.StateVersion
+		var created int64
+		if err := rows.Scan(&v.Org, &v.Workspace, &v.Version, &v.Serial, &v.Lineage, &v.MD5, &v.Size, &v.TaskID, &created, &total); err != nil {
+			return nil, 0, stateErr("list state versions", err)
+		}
+		v.CreatedAt = goTime(created)
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, stateErr("list state versions", err)
+	}
+	if out == nil {
+		// A page past the end still reports the total.
+		var n sql.NullInt64
+		if err := s.r.QueryRowContext(ctx, `SELECT max(version) FROM state_versions WHERE org = ? AND workspace = ?`, org, workspace).Scan(&n); err != nil {
+			return nil, 0, stateErr("list state versions", err)
+		}
+		total = int(n.Int64)
+	}
+	return out, total, nil
+}
+
+// LockState implements store.StateStore.
+func (s *Store) LockState(ctx context.Context, l store.StateLock) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		held, err := heldLock(ctx, tx, l.Org, l.Workspace)
+		if err != nil {
+			return err
+		}
+		write, err := store.CheckRelock(held, l)
+		if err != nil || !write {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO state_locks (org, workspace, lock_id, task_id, info, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			l.Org, l.Workspace, l.ID, l.TaskID, nonNil(l.Info), dbTime(time.Now()))
+		return err
+	})
+	return stateErr("lock state", err)
+}
+
+// UnlockState implements store.StateStore.
+func (s *Store) UnlockState(ctx context.Context, org, workspace, id string) (store.StateLock, error) {
+	var released store.StateLock
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		held, err := heldLock(ctx, tx, org, workspace)
+		if err != nil {
+			return err
+		}
+		del, err := store.CheckUnlock(held, id)
+		if err != nil || !del {
+			return err
+		}
+		released = *held
+		_, err = tx.ExecContext(ctx, `DELETE FROM state_locks WHERE org = ? AND workspace = ?`, org, workspace)
+		return err
+	})
+	if err != nil {
+		return store.StateLock{}, stateErr("unlock state", err)
+	}
+	return released, nil
+}
+
+// GetStateLock implements store.StateStore.
+func (s *Store) GetStateLock(ctx context.Context, org, workspace string) (store.StateLock, error) {
+	held, err := heldLock(ctx, s.r, org, workspace)
+	if err != nil {
+		return store.StateLock{}, stateErr("get state lock", err)
+	}
+	if held == nil {
+		return store.StateLock{}, store.ErrNotFound
+	}
+	return *held, nil
+}
+
+// stateErr wraps err for a state operation, leaving ErrNotFound and
+// *store.LockedError as they are for errors.Is and errors.As.
+func stateErr(op string, err error) error {
+	var locked *store.LockedError
+	if err == nil || errors.Is(err, store.ErrNotFound) || errors.As(err, &locked) {
+		return err
+	}
+	return fmt.Errorf("sqlite store: %s: %w", op, err)
+}
+
+// nonNil is b, or an empty slice for nil (the column is NOT NULL).
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}

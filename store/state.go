@@ -1,0 +1,132 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// StateVersion is one stored version of the Terraform state of a workspace
+// (org, workspace). Versions are numbered 1, 2, ... per workspace; every
+// accepted write of a different state is a new version, and none is ever
+// overwritten.
+type StateVersion struct {
+	Org       string
+	Workspace string
+	// Version is assigned by the store.
+	Version int64
+	// Serial and Lineage are Terraform's, read from the state document.
+	Serial  int64
+	Lineage string
+	// MD5 is the hex MD5 of the state document (not of Data, which the
+	// server seals), so a repeated write of the same document is recognised.
+	MD5  string
+	Size int64
+	// TaskID is the task whose credential wrote the version ("" for a key).
+	TaskID string
+	// CreatedAt is assigned by the store.
+	CreatedAt time.Time
+	// Data is the stored bytes. The store keeps them as given; lists leave
+	// it nil.
+	Data []byte
+}
+
+// StateLock is the lock of a workspace's state: Terraform's lock, held by
+// one lock ID at a time.
+type StateLock struct {
+	Org       string
+	Workspace string
+	// ID is Terraform's lock ID.
+	ID string
+	// TaskID is the task whose credential took the lock ("" for a key).
+	TaskID string
+	// Info is Terraform's lock info document, as sent.
+	Info []byte
+	// CreatedAt is assigned by the store.
+	CreatedAt time.Time
+}
+
+// LockedError is returned when a state operation names a lock that is not
+// the one held. Held is the lock that is held; a zero Held (ID "") means no
+// lock is held, though the operation named one.
+type LockedError struct{ Held StateLock }
+
+func (e *LockedError) Error() string {
+	if e.Held.ID == "" {
+		return "the state is not locked"
+	}
+	return fmt.Sprintf("the state is locked by lock %s", e.Held.ID)
+}
+
+// StateStore keeps Terraform state per (org, workspace): its versions and its
+// lock. Every operation on one workspace is atomic with respect to the others
+// on it, in every process sharing the store.
+type StateStore interface {
+	// PutState stores v as the workspace's next version. lockID must name
+	// the held lock, or be "" when no lock is held; otherwise it returns a
+	// *LockedError and stores nothing. When v.MD5 equals the latest
+	// version's, nothing is stored and the latest version is returned (a
+	// retried write). It returns the stored version without Data.
+	PutState(ctx context.Context, v StateVersion, lockID string) (StateVersion, error)
+	// GetState returns the latest version, with Data, or ErrNotFound.
+	GetState(ctx context.Context, org, workspace string) (StateVersion, error)
+	// GetStateVersion returns one version, with Data, or ErrNotFound.
+	GetStateVersion(ctx context.Context, org, workspace string, version int64) (StateVersion, error)
+	// ListStateVersions returns versions newest first, without Data, and
+	// the number of versions of the workspace. Limit <= 0 is an error.
+	ListStateVersions(ctx context.Context, org, workspace string, limit, offset int) ([]StateVersion, int, error)
+	// LockState takes the workspace's lock for l.ID. Taking a lock already
+	// held under the same ID succeeds (a retried request); a lock held under
+	// another ID is a *LockedError.
+	LockState(ctx context.Context, l StateLock) error
+	// UnlockState releases the lock held under id and returns it. Releasing
+	// when no lock is held succeeds (returning a zero lock); a lock held
+	// under another ID is a *LockedError. An empty id releases whatever lock
+	// is held (a forced unlock).
+	UnlockState(ctx context.Context, org, workspace, id string) (StateLock, error)
+	// GetStateLock returns the held lock, or ErrNotFound.
+	GetStateLock(ctx context.Context, org, workspace string) (StateLock, error)
+}
+
+// CheckLock decides whether an operation naming lockID may write to a
+// workspace whose held lock is held (nil when unlocked): lockID must name the
+// held lock, or be "" when none is held. Every StateStore implements
+// PutState's rule with it.
+func CheckLock(held *StateLock, lockID string) error {
+	switch {
+	case held == nil && lockID == "":
+		return nil
+	case held == nil:
+		return &LockedError{}
+	case held.ID != lockID:
+		return &LockedError{Held: *held}
+	}
+	return nil
+}
+
+// CheckUnlock decides whether UnlockState(id) may release held (nil when
+// unlocked); it reports whether there is a lock to delete.
+func CheckUnlock(held *StateLock, id string) (bool, error) {
+	switch {
+	case held == nil:
+		return false, nil
+	case id != "" && held.ID != id:
+		return false, &LockedError{Held: *held}
+	}
+	return true, nil
+}
+
+// CheckRelock decides whether LockState(l) may take the lock of a workspace
+// whose held lock is held (nil when unlocked); it reports whether a lock row
+// must be written (false for a retried take of the same lock).
+func CheckRelock(held *StateLock, l StateLock) (bool, error) {
+	switch {
+	case l.ID == "":
+		return false, fmt.Errorf("lock ID is required")
+	case held == nil:
+		return true, nil
+	case held.ID == l.ID:
+		return false, nil
+	}
+	return false, &LockedError{Held: *held}
+}
