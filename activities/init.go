@@ -19,8 +19,9 @@ import (
 // subdirectory), source (a local path inside SourceRoots, copied; anything
 // else through `terraform init -from-module`) or files (inline), else the
 // runner's DefaultModule. Each run starts from a fresh configuration dir.
-// Unless the configuration declares a backend of its own, state lives on
-// the runner per (org, workspace).
+// Unless the configuration declares a backend of its own, state lives per
+// (org, workspace) on the server's HTTP backend, or on the runner when it
+// has no StateURL (see statebackend.go).
 func (r *Runner) Init(ctx context.Context, in StepInput) (err error) {
 	s, err := r.begin(ctx, in, task.StepInitializing, true)
 	defer func() { err = s.finish(ctx, err) }()
@@ -31,10 +32,6 @@ func (r *Runner) Init(ctx context.Context, in StepInput) (err error) {
 		return err
 	}
 	s.stopLeftovers()
-	stateDir, err := r.stateDir(in.Task)
-	if err != nil {
-		return err
-	}
 	tfPath, err := s.terraformPath(ctx)
 	if err != nil {
 		return err
@@ -70,9 +67,25 @@ func (r *Runner) Init(ctx context.Context, in StepInput) (err error) {
 	if err != nil {
 		return transientError("reading the configuration", err)
 	}
-	if own {
+	switch {
+	case own:
 		s.book.runner(store.LevelWarn, "the configuration declares its own backend; the runner does not manage its state")
-	} else {
+	case s.r.StateURL != "":
+		org, ws := stateWorkspace(s.in.Task)
+		if err := writeHTTPBackend(p.config, s.r.stateAddress(s.in.Task)); err != nil {
+			return transientError("writing the backend config", err)
+		}
+		// The handle was made before the backend file existed: give it
+		// the backend's credential now.
+		if tf, err = s.terraform(p.config, tfPath); err != nil {
+			return err
+		}
+		s.book.runner(store.LevelInfo, "state: workspace %s/%s on the terratask server", org, ws)
+	default:
+		stateDir, err := r.stateDir(in.Task)
+		if err != nil {
+			return err
+		}
 		if err := os.MkdirAll(stateDir, 0o700); err != nil {
 			return transientError("creating the state dir", err)
 		}

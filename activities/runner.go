@@ -80,6 +80,11 @@ type Runner struct {
 	// that share it (a shared volume) share state, so a task resumed on
 	// another host sees what the first one applied.
 	StateDir string
+	// StateURL is the base URL of a terratask server (http://host:8080)
+	// whose HTTP state backend keeps the state of tasks whose configuration
+	// declares no backend of its own; "" keeps it in StateDir instead.
+	// Requires Secrets: the task's state credential derives from its key.
+	StateURL string
 
 	once  sync.Once
 	state *runnerState
@@ -199,14 +204,7 @@ func (r *Runner) paths(taskID string) (taskPaths, error) {
 
 // stateDir is the directory of the local state of (org, workspace).
 func (r *Runner) stateDir(in task.Input) (string, error) {
-	org := in.Org
-	if org == "" {
-		org = "default"
-	}
-	ws := in.Params.Workspace
-	if ws == "" {
-		ws = in.ID
-	}
+	org, ws := stateWorkspace(in)
 	if !nameRe.MatchString(org) {
 		return "", configErrorf("invalid org %q: use letters, digits, '.', '_' and '-'", org)
 	}

@@ -82,6 +82,15 @@ func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool 
 	} else {
 		s.secrets = secrets
 		s.masker = secret.NewMasker(secrets)
+		if r.StateURL != "" && r.Secrets != nil {
+			// The state credential is a secret too.
+			mask := secrets
+			mask.Env = map[string]string{"TF_HTTP_PASSWORD": s.stateCredential()}
+			for k, v := range secrets.Env {
+				mask.Env[k] = v
+			}
+			s.masker = secret.NewMasker(mask)
+		}
 	}
 
 	spoolDir := ""

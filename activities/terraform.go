@@ -85,6 +85,15 @@ func (s *stepRun) terraformEnv() (map[string]string, error) {
 	for k, v := range s.secrets.Env {
 		env[k] = v
 	}
+	if s.usesHTTPBackend() {
+		for k := range env {
+			if strings.HasPrefix(k, httpBackendEnvPrefix) {
+				delete(env, k)
+			}
+		}
+		env["TF_HTTP_USERNAME"] = s.in.Task.ID
+		env["TF_HTTP_PASSWORD"] = s.stateCredential()
+	}
 	env[envTaskID] = s.in.Task.ID
 	env[envExecID] = s.execID
 	return env, nil

@@ -28,7 +28,7 @@ type Role string
 const (
 	RoleViewer   Role = "viewer"   // read
 	RoleOperator Role = "operator" // read, create, cancel
-	RoleAdmin    Role = "admin"    // everything, including force-cancel
+	RoleAdmin    Role = "admin"    // everything, including force-cancel and state
 )
 
 // Action is something a request does.
@@ -40,6 +40,11 @@ const (
 	ActionCreate
 	ActionCancel
 	ActionForceCancel
+	// ActionReadState reads a workspace's Terraform state document, which
+	// holds every value Terraform knows in plain text.
+	ActionReadState
+	// ActionUnlockState breaks a workspace's state lock.
+	ActionUnlockState
 )
 
 // Allows reports whether the role permits the action.
@@ -48,7 +53,7 @@ func (r Role) Allows(a Action) bool {
 	case RoleAdmin:
 		return true
 	case RoleOperator:
-		return a != ActionForceCancel
+		return a == ActionRead || a == ActionCreate || a == ActionCancel
 	case RoleViewer:
 		return a == ActionRead
 	}

@@ -1,6 +1,7 @@
 // Package secret seals a task's secrets (sensitive_variables and env) so they
-// travel through Temporal history as ciphertext, and masks their values in
-// anything written out.
+// travel through Temporal history as ciphertext, masks their values in
+// anything written out, seals Terraform state at rest in the store, and
+// derives the per-task credentials of the state backend.
 //
 // The server seals with a Box when it starts a task; the runner that executes
 // the task opens it with the same key. `terratask dev` keeps its key in the data
@@ -10,7 +11,9 @@ package secret
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -26,8 +29,14 @@ import (
 // KeySize is the length of a key in bytes (AES-256).
 const KeySize = 32
 
-// Box seals and opens task secrets with AES-256-GCM.
-type Box struct{ aead cipher.AEAD }
+// Box seals and opens task secrets and stored Terraform state with
+// AES-256-GCM, and derives the per-task credentials of the state backend.
+type Box struct {
+	aead cipher.AEAD
+	// credKey keys the state credentials: an HMAC of the box key, so a
+	// credential reveals nothing about the key that seals secrets.
+	credKey []byte
+}
 
 // NewBox returns a Box for a 32-byte key.
 func NewBox(key []byte) (*Box, error) {
@@ -42,7 +51,9 @@ func NewBox(key []byte) (*Box, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Box{aead: aead}, nil
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte("terratask state credential v1"))
+	return &Box{aead: aead, credKey: mac.Sum(nil)}, nil
 }
 
 // ParseKey decodes a base64 (standard or URL) key.
@@ -88,12 +99,56 @@ func (b *Box) Seal(s task.Secrets) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("encoding secrets: %w", err)
 	}
-	nonce := make([]byte, b.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
+	sealed, err := b.SealBytes(plain, nil)
+	if err != nil {
 		return "", err
 	}
-	sealed := b.aead.Seal(nonce, nonce, plain, nil)
 	return base64.StdEncoding.EncodeToString(sealed), nil
+}
+
+// SealBytes encrypts plain, bound to context: OpenBytes needs the same
+// context, so sealed data cannot be moved to another place (another
+// workspace's state) unnoticed.
+func (b *Box) SealBytes(plain, context []byte) ([]byte, error) {
+	nonce := make([]byte, b.aead.NonceSize(), b.aead.NonceSize()+len(plain)+b.aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return b.aead.Seal(nonce, nonce, plain, context), nil
+}
+
+// OpenBytes decrypts what SealBytes produced with the same context; it
+// fails with ErrOpen.
+func (b *Box) OpenBytes(sealed, context []byte) ([]byte, error) {
+	n := b.aead.NonceSize()
+	if len(sealed) < n {
+		return nil, ErrOpen
+	}
+	plain, err := b.aead.Open(nil, sealed[:n], sealed[n:], context)
+	if err != nil {
+		return nil, ErrOpen
+	}
+	return plain, nil
+}
+
+// StateCredential is the password with which the runner executing task id
+// reaches the state of (org, workspace) through the server's HTTP backend
+// (the user name is the task ID). Runner and server derive it from the
+// shared secret key, so it never travels through Temporal or the store; the
+// server accepts it only while the task is not finished.
+func (b *Box) StateCredential(taskID, org, workspace string) string {
+	mac := hmac.New(sha256.New, b.credKey)
+	for _, part := range []string{taskID, org, workspace} {
+		mac.Write([]byte(part))
+		mac.Write([]byte{0})
+	}
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// CheckStateCredential reports whether cred is StateCredential(taskID, org,
+// workspace), in constant time.
+func (b *Box) CheckStateCredential(cred, taskID, org, workspace string) bool {
+	return hmac.Equal([]byte(cred), []byte(b.StateCredential(taskID, org, workspace)))
 }
 
 // ErrOpen is returned when sealed secrets cannot be decrypted (wrong key or
@@ -107,13 +162,12 @@ func (b *Box) Open(sealed string) (task.Secrets, error) {
 		return s, nil
 	}
 	raw, err := base64.StdEncoding.DecodeString(sealed)
-	if err != nil || len(raw) < b.aead.NonceSize() {
-		return s, ErrOpen
-	}
-	n := b.aead.NonceSize()
-	plain, err := b.aead.Open(nil, raw[:n], raw[n:], nil)
 	if err != nil {
 		return s, ErrOpen
+	}
+	plain, err := b.OpenBytes(raw, nil)
+	if err != nil {
+		return s, err
 	}
 	if err := json.Unmarshal(plain, &s); err != nil {
 		return s, ErrOpen

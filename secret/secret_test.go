@@ -1,6 +1,8 @@
 package secret
 
 import (
+	"bytes"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,4 +62,66 @@ func TestParseKey(t *testing.T) {
 	if _, err := ParseKey("short"); err == nil {
 		t.Fatal("short key accepted")
 	}
+}
+
+func TestSealBytesBindsContext(t *testing.T) {
+	box := testBox(t)
+	plain := []byte("{\"serial\": 1, \"password\": \"hunter2\"}")
+	sealed, err := box.SealBytes(plain, []byte("org\x00ws"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(sealed, []byte("hunter2")) {
+		t.Fatal("sealed bytes contain the plain text")
+	}
+	got, err := box.OpenBytes(sealed, []byte("org\x00ws"))
+	if err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("OpenBytes: %q, %v", got, err)
+	}
+	if _, err := box.OpenBytes(sealed, []byte("org\x00other")); !errors.Is(err, ErrOpen) {
+		t.Fatalf("OpenBytes with another context: %v, want ErrOpen", err)
+	}
+	if _, err := box.OpenBytes(sealed[:5], nil); !errors.Is(err, ErrOpen) {
+		t.Fatalf("OpenBytes of a short input: %v, want ErrOpen", err)
+	}
+}
+
+func TestStateCredential(t *testing.T) {
+	box := testBox(t)
+	cred := box.StateCredential("task-1", "org", "ws")
+	if len(cred) < 40 || cred != box.StateCredential("task-1", "org", "ws") {
+		t.Fatalf("credential %q is short or not stable", cred)
+	}
+	if !box.CheckStateCredential(cred, "task-1", "org", "ws") {
+		t.Fatal("the credential does not check")
+	}
+	// Each part is bound, and the parts cannot be shifted into each other.
+	for _, other := range [][3]string{{"task-2", "org", "ws"}, {"task-1", "org2", "ws"}, {"task-1", "org", "ws2"}, {"task-1org", "", "ws"}} {
+		if box.CheckStateCredential(cred, other[0], other[1], other[2]) {
+			t.Fatalf("the credential of task-1/org/ws checks for %v", other)
+		}
+	}
+	otherKey := make([]byte, KeySize)
+	otherKey[0] = 1
+	box2, err := NewBox(otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if box2.CheckStateCredential(cred, "task-1", "org", "ws") {
+		t.Fatal("a box of another key accepts the credential")
+	}
+}
+
+// testBox returns a Box of a fixed, non-zero key.
+func testBox(t *testing.T) *Box {
+	t.Helper()
+	key := make([]byte, KeySize)
+	for i := range key {
+		key[i] = byte(i + 7)
+	}
+	box, err := NewBox(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return box
 }

@@ -1,10 +1,16 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
+
+	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/task"
 )
 
 // The parsers behind every request must never panic, and must answer either
@@ -84,6 +90,58 @@ func FuzzParseLogQuery(f *testing.F) {
 		}
 		if lq.Limit < 1 || lq.Limit > maxLogLimit || lq.AfterID < 0 {
 			t.Fatalf("accepted %+v", lq)
+		}
+	})
+}
+
+// FuzzStateRoutes sends arbitrary bodies, lock IDs and checksums to the
+// state backend's routes with a valid task credential: every answer is a
+// success or a 4xx with the error body (423 carries the holder's lock info),
+// never a 5xx.
+func FuzzStateRoutes(f *testing.F) {
+	for _, s := range []struct {
+		op         uint8
+		query, md5 string
+		body       []byte
+	}{
+		{0, "", "", []byte(`{"version":4,"serial":1,"lineage":"l","resources":[]}`)},
+		{0, "ID=abc", "", []byte(`{"serial":2,"lineage":"l"}`)},
+		{0, "ID=%zz", "AAAA", []byte(`{`)},
+		{1, "", "", []byte(`{"ID":"abc","Operation":"apply","Who":"me"}`)},
+		{2, "", "", []byte(`{"ID":"abc"}`)},
+		{1, "", "", []byte(`{"ID":""}`)},
+		{3, "", "", nil},
+		{2, "force=true", "", []byte(`null`)},
+	} {
+		f.Add(s.op, s.query, s.md5, s.body)
+	}
+	ts := newTestServer(f, false, func(o *Options) { o.MaxStateBytes = 1 << 16 })
+	ts.addTask(f, store.Task{ID: "task-fuzz", Org: "org-a", Status: task.StatusRunning})
+	cred := ts.opts.Secrets.StateCredential("task-fuzz", "org-a", "ws")
+	routes := []struct{ method, path string }{
+		{"POST", "/api/v1/state/org-a/ws"}, {"POST", "/api/v1/state/org-a/ws/lock"},
+		{"DELETE", "/api/v1/state/org-a/ws/lock"}, {"GET", "/api/v1/state/org-a/ws"},
+	}
+	f.Fuzz(func(t *testing.T, op uint8, query, md5 string, body []byte) {
+		r := routes[int(op)%len(routes)]
+		path := r.path
+		if query != "" {
+			path += "?" + url.PathEscape(query)
+		}
+		hr := httptest.NewRequest(r.method, "/", bytes.NewReader(body))
+		hr.URL.Path, hr.URL.RawQuery = r.path, query
+		hr.RequestURI = path
+		hr.SetBasicAuth("task-fuzz", cred)
+		if md5 != "" && !strings.ContainsAny(md5, "\r\n\x00") {
+			hr.Header.Set("Content-MD5", md5)
+		}
+		w := httptest.NewRecorder()
+		ts.Handler().ServeHTTP(w, hr)
+		switch {
+		case w.Code >= 500:
+			t.Fatalf("%s %s: %d %s", r.method, path, w.Code, w.Body)
+		case w.Code >= 400 && w.Code != 423:
+			decodeError(t, w)
 		}
 	})
 }

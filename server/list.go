@@ -61,19 +61,8 @@ func parseListQuery(q url.Values) (listQuery, error) {
 		}
 		lq.RunnerID = v
 	}
-	if v, ok := single(q, "limit"); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxListLimit {
-			return lq, errField("limit", "must be an integer from 1 to %d", maxListLimit)
-		}
-		lq.Limit = n
-	}
-	if v, ok := single(q, "page"); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1_000_000 {
-			return lq, errField("page", "must be an integer from 1")
-		}
-		lq.Page = n
+	if err := parsePaging(q, &lq.Limit, &lq.Page); err != nil {
+		return lq, err
 	}
 	if v, ok := single(q, "sort"); ok {
 		switch store.SortField(v) {
@@ -100,6 +89,26 @@ func parseListQuery(q url.Values) (listQuery, error) {
 	}
 	lq.Offset = (lq.Page - 1) * lq.Limit
 	return lq, nil
+}
+
+// parsePaging reads the limit and page parameters of a list route into
+// limit and page, which hold their defaults.
+func parsePaging(q url.Values, limit, page *int) error {
+	if v, ok := single(q, "limit"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxListLimit {
+			return errField("limit", "must be an integer from 1 to %d", maxListLimit)
+		}
+		*limit = n
+	}
+	if v, ok := single(q, "page"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1_000_000 {
+			return errField("page", "must be an integer from 1")
+		}
+		*page = n
+	}
+	return nil
 }
 
 func single(q url.Values, k string) (string, bool) {
@@ -164,7 +173,7 @@ func (s *Server) listTasks(c *gin.Context) {
 		return
 	}
 	c.Header("X-Total-Count", strconv.Itoa(total))
-	if link := pageLinks(c.Request.URL, lq, total); link != "" {
+	if link := pageLinks(c.Request.URL, lq.Page, lq.Limit, total); link != "" {
 		c.Header("Link", link)
 	}
 	// The seed answers /tasks with Task Objects (no result) and the agent
@@ -185,19 +194,19 @@ func (s *Server) listTasks(c *gin.Context) {
 }
 
 // pageLinks builds the RFC 8288 Link header with next and prev pages.
-func pageLinks(u *url.URL, lq listQuery, total int) string {
+func pageLinks(u *url.URL, page, limit, total int) string {
 	var links []string
 	mk := func(page int, rel string) {
 		q := u.Query()
 		q.Set("page", strconv.Itoa(page))
-		q.Set("limit", strconv.Itoa(lq.Limit))
+		q.Set("limit", strconv.Itoa(limit))
 		links = append(links, fmt.Sprintf("<%s?%s>; rel=\"%s\"", u.Path, q.Encode(), rel))
 	}
-	if lq.Offset+lq.Limit < total {
-		mk(lq.Page+1, "next")
+	if page*limit < total {
+		mk(page+1, "next")
 	}
-	if lq.Page > 1 {
-		mk(lq.Page-1, "prev")
+	if page > 1 {
+		mk(page-1, "prev")
 	}
 	return strings.Join(links, ", ")
 }

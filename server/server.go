@@ -37,6 +37,9 @@ type Options struct {
 	IDKey []byte
 	// MaxBodyBytes bounds request bodies (default 2 MiB).
 	MaxBodyBytes int64
+	// MaxStateBytes bounds a Terraform state document written to the
+	// state backend (default 64 MiB).
+	MaxStateBytes int64
 	// RunnerWait is how long a task waits for its runner before failing
 	// with runner_unavailable (default 24h).
 	RunnerWait time.Duration
@@ -70,6 +73,9 @@ func New(opts Options) *Server {
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 2 << 20
+	}
+	if opts.MaxStateBytes <= 0 {
+		opts.MaxStateBytes = 64 << 20
 	}
 	if opts.RunnerWait <= 0 {
 		opts.RunnerWait = 24 * time.Hour
@@ -118,6 +124,7 @@ func New(opts Options) *Server {
 	api.PUT("/tasks/:taskId/cancel", s.cancelTask)
 	api.GET("/runners", s.listRunners)
 	api.GET("/runners/:runnerId", s.getRunner)
+	s.stateRoutes(r)
 	return s
 }
 
@@ -163,23 +170,33 @@ func (s *Server) recover(c *gin.Context) {
 }
 
 func (s *Server) authenticate(c *gin.Context) {
+	p, ok := s.keyPrincipal(c)
+	if !ok {
+		return
+	}
+	c.Set(ctxPrincipal, p)
+	c.Next()
+}
+
+// keyPrincipal authenticates the request's API key; it answers the 401
+// itself and reports false when there is none or it is not valid.
+func (s *Server) keyPrincipal(c *gin.Context) (auth.Principal, bool) {
 	h := c.GetHeader("Authorization")
 	scheme, key, ok := strings.Cut(strings.TrimSpace(h), " ")
 	switch {
 	case h == "":
 		unauthorized(c, "missing API key: send Authorization: UserKey <key>")
-		return
+		return auth.Principal{}, false
 	case !ok || !(strings.EqualFold(scheme, "UserKey") || strings.EqualFold(scheme, "Bearer")):
 		unauthorized(c, "Authorization must be \"UserKey <key>\" or \"Bearer <key>\"")
-		return
+		return auth.Principal{}, false
 	}
 	p, ok := s.opts.Keys.Authenticate(strings.TrimSpace(key))
 	if !ok {
 		unauthorized(c, "invalid API key")
-		return
+		return auth.Principal{}, false
 	}
-	c.Set(ctxPrincipal, p)
-	c.Next()
+	return p, true
 }
 
 // unauthorized is the 401, with the schemes the API takes.

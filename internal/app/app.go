@@ -169,6 +169,19 @@ func serveHTTP(addr string, h http.Handler, logger *zap.Logger) (*http.Server, s
 	return srv, ln.Addr().String(), nil
 }
 
+// loopbackURL is the http:// URL through which this host reaches a listener
+// bound to addr (an unspecified host, 0.0.0.0 or ::, is reached on loopback).
+func loopbackURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
 func shutdownHTTP(srv *http.Server) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -162,6 +162,15 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	if err := os.MkdirAll(modulesDir, 0o700); err != nil {
 		return err
 	}
+	// The API starts before the runners and stops after them: their steps
+	// keep state on its HTTP backend until the last one has finished.
+	api := newAPI(c, st, keys, box, key, log, o.RunnerWait)
+	srv, httpAddr, err := serveHTTP(o.HTTPAddress, api.Handler(), log)
+	if err != nil {
+		return err
+	}
+	s.push("http", func() error { return shutdownHTTP(srv) })
+
 	for _, id := range o.Runners {
 		runnerDir := filepath.Join(dataDir, "runners", id)
 		host, err := hostID(runnerDir)
@@ -171,7 +180,8 @@ func RunDev(ctx context.Context, o DevOptions) error {
 		r := &activities.Runner{
 			RunnerID: id, HostID: host, DataDir: runnerDir, ModulesDir: modulesDir,
 			DefaultModule: demoDir, SourceRoots: []string{modulesDir, demoDir},
-			Logs: st, Secrets: box, Logger: log.Named("runner").With(zap.String("runner", id)),
+			Logs: st, Secrets: box, StateURL: loopbackURL(httpAddr),
+			Logger: log.Named("runner").With(zap.String("runner", id)),
 		}
 		ws, err := startRunner(c, r, o.StopTimeout)
 		if err != nil {
@@ -179,13 +189,6 @@ func RunDev(ctx context.Context, o DevOptions) error {
 		}
 		s.push("runner "+id, func() error { worker.StopAll(ws); return nil })
 	}
-
-	api := newAPI(c, st, keys, box, key, log, o.RunnerWait)
-	srv, httpAddr, err := serveHTTP(o.HTTPAddress, api.Handler(), log)
-	if err != nil {
-		return err
-	}
-	s.push("http", func() error { return shutdownHTTP(srv) })
 
 	addrs := DevAddresses{HTTP: httpAddr, Temporal: ts.FrontendAddress(), UI: ts.UIURL(), APIKey: apiKey}
 	printBanner(o.Out, addrs, dataDir, o.Runners, created, o.APIKey != "")

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -168,8 +169,12 @@ type RunnerOptions struct {
 	SourceRoots []string
 	// DefaultModule is used by tasks that name no module, source or files.
 	DefaultModule string
-	// StateDir holds local Terraform state (default DATA-DIR/state); hosts
-	// sharing a runner ID should share it (a shared volume).
+	// StateURL is the base URL of a terratask server whose HTTP state
+	// backend keeps the state of tasks without a backend of their own.
+	StateURL string
+	// StateDir holds local Terraform state when StateURL is empty (default
+	// DATA-DIR/state); hosts sharing a runner ID should then share it (a
+	// shared volume).
 	StateDir string
 	// Grace is how long in-flight steps may finish at SIGTERM before they
 	// are interrupted and handed back to another host (default 30s).
@@ -189,6 +194,9 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	}
 	if o.Store == "" {
 		return errors.New("--store is required")
+	}
+	if err := checkStateURL(o.StateURL); err != nil {
+		return err
 	}
 	if o.DataDir == "" {
 		o.DataDir = ".terratask-runner"
@@ -220,7 +228,7 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	}
 	r := &activities.Runner{
 		RunnerID: o.ID, HostID: host, DataDir: dataDir, ModulesDir: o.ModulesDir,
-		DefaultModule: o.DefaultModule, SourceRoots: roots, Logs: st, Secrets: box, StateDir: o.StateDir,
+		DefaultModule: o.DefaultModule, SourceRoots: roots, Logs: st, Secrets: box, StateDir: o.StateDir, StateURL: o.StateURL,
 		Logger: log.Named("runner").With(zap.String("runner", o.ID)),
 	}
 	ws, err := startRunner(c, r, o.Grace)
@@ -265,4 +273,17 @@ func (s *stack) connect(ctx context.Context, dsn string, t TemporalOptions, log 
 	}
 	s.push("temporal client", func() error { c.Close(); return nil })
 	return st, c, copts, nil
+}
+
+// checkStateURL validates --state-url: empty, or an http(s) URL of a host
+// with no query or fragment.
+func checkStateURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("--state-url %q: want the server's base URL, such as http://terratask-server:8080", s)
+	}
+	return nil
 }

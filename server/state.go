@@ -1,0 +1,494 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.uber.org/zap"
+
+	"github.com/terratask/terratask/auth"
+	"github.com/terratask/terratask/store"
+)
+
+// The Terraform HTTP state backend.
+//
+// The server keeps the state of each (org, workspace) in the store and
+// serves it with Terraform's `http` backend protocol, so a task's state
+// follows it to whichever runner host runs it:
+//
+//	GET    /api/v1/state/{org}/{workspace}       the latest state (204 when none)
+//	POST   /api/v1/state/{org}/{workspace}?ID=   a new state version, under the lock ID
+//	POST   /api/v1/state/{org}/{workspace}/lock  take the lock (423 with the holder's info)
+//	DELETE /api/v1/state/{org}/{workspace}/lock  release the lock
+//
+// (lock_method POST and unlock_method DELETE on a /lock address, the
+// convention GitLab's backend made common, so every route is plain REST.)
+//
+// Runners authenticate with HTTP basic auth: the user name is the task ID,
+// the password the task's state credential (secret.Box.StateCredential),
+// which runner and server derive from the shared secret key. A credential
+// opens exactly its (org, workspace), only while its task is not finished.
+// API keys reach the same addresses for operators: any role reads the lock
+// and the version list, admin reads state documents and breaks locks.
+//
+// Every accepted write is kept as a numbered version; a write repeating the
+// latest document is recognised by its MD5 and stores nothing. Documents are
+// sealed with the secret key at rest, bound to their (org, workspace).
+//
+// Locks are fenced: a write must name the held lock, so a Terraform process
+// that lost its lock (its host was declared lost and the task resumed
+// elsewhere) can no longer write. A lock held by a finished task, or by an
+// earlier attempt of the calling task, is stale and is taken over.
+
+// Context key of a state request's caller.
+const ctxStateCaller = "state_caller"
+
+// stateCaller is who calls a state route: a task's credential or an API key.
+type stateCaller struct {
+	taskID string          // set for a task credential
+	key    *auth.Principal // set for an API key
+}
+
+// maxLockInfoBytes bounds a lock request's body (Terraform's lock info).
+const maxLockInfoBytes = 64 << 10
+
+// stateRoutes registers the state backend under /api/v1/state.
+func (s *Server) stateRoutes(r *gin.Engine) {
+	g := r.Group("/api/v1/state/:org/:workspace", s.authenticateState)
+	g.GET("", s.getState)
+	g.POST("", s.putState)
+	g.GET("/lock", s.getStateLock)
+	g.POST("/lock", s.lockState)
+	g.DELETE("/lock", s.unlockState)
+	g.GET("/versions", s.listStateVersions)
+	g.GET("/versions/:version", s.getStateVersion)
+}
+
+// stateContext is the sealing context of (org, workspace)'s documents.
+func stateContext(org, ws string) []byte { return []byte("state\x00" + org + "\x00" + ws) }
+
+// authenticateState admits a task credential (basic auth) for its own
+// (org, workspace) while the task is open, or an API key of the org.
+func (s *Server) authenticateState(c *gin.Context) {
+	org, ws := c.Param("org"), c.Param("workspace")
+	if !validStateName(org) || !validStateName(ws) {
+		fail(c, http.StatusNotFound, codeNotFound, "no such workspace", map[string]any{"org": org, "workspace": ws})
+		return
+	}
+	user, pass, basic := c.Request.BasicAuth()
+	if !basic {
+		p, ok := s.keyPrincipal(c)
+		if !ok {
+			return
+		}
+		if p.Org != org {
+			// Another org's workspace does not exist for this key.
+			fail(c, http.StatusNotFound, codeNotFound, "no such workspace", map[string]any{"org": org, "workspace": ws})
+			return
+		}
+		c.Set(ctxPrincipal, p)
+		c.Set(ctxStateCaller, stateCaller{key: &p})
+		c.Next()
+		return
+	}
+	c.Header("WWW-Authenticate", `Basic realm="terratask state"`)
+	if s.opts.Secrets == nil || !strings.HasPrefix(user, "task-") || !s.opts.Secrets.CheckStateCredential(pass, user, org, ws) {
+		fail(c, http.StatusUnauthorized, codeUnauthorized, "invalid state credential", nil)
+		return
+	}
+	t, err := s.opts.Store.GetTask(c.Request.Context(), org, user)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		fail(c, http.StatusUnauthorized, codeUnauthorized, "invalid state credential: no such task", nil)
+		return
+	case err != nil:
+		s.opts.Logger.Error("state: reading the task", zap.String("task_id", user), zap.Error(err))
+		internal(c)
+		return
+	case t.Status.Terminal():
+		fail(c, http.StatusForbidden, codeForbidden, "the state credential of task "+user+" expired: the task is "+string(t.Status), nil)
+		return
+	}
+	c.Set(ctxPrincipal, auth.Principal{Name: "task:" + user, Org: org, Role: auth.RoleViewer})
+	c.Set(ctxStateCaller, stateCaller{taskID: user})
+	c.Next()
+}
+
+// validStateName accepts an org or workspace name the store may hold.
+func validStateName(s string) bool {
+	return s != "" && len(s) <= 128 && !strings.ContainsAny(s, "\x00/")
+}
+
+func caller(c *gin.Context) stateCaller { return c.MustGet(ctxStateCaller).(stateCaller) }
+
+// allowState checks what an API key may do on a state route; task
+// credentials may do everything on their workspace, except what keys only
+// do (keyOnly).
+func allowState(c *gin.Context, a auth.Action, keyOnly bool) bool {
+	sc := caller(c)
+	if sc.key == nil {
+		if keyOnly {
+			fail(c, http.StatusForbidden, codeForbidden, "a task's state credential may not do this; use an API key", nil)
+			return false
+		}
+		return true
+	}
+	return allow(c, a)
+}
+
+// taskOnly rejects API keys from a route only tasks use (writes and locks).
+func taskOnly(c *gin.Context, what string) bool {
+	if caller(c).key != nil {
+		fail(c, http.StatusForbidden, codeForbidden, "only a task's state credential may "+what+"; API keys read state and break locks", nil)
+		return false
+	}
+	return true
+}
+
+func (s *Server) getState(c *gin.Context) {
+	if !allowState(c, auth.ActionReadState, false) {
+		return
+	}
+	v, err := s.opts.Store.GetState(c.Request.Context(), c.Param("org"), c.Param("workspace"))
+	if errors.Is(err, store.ErrNotFound) {
+		c.Status(http.StatusNoContent)
+		return
+	}
+	s.serveStateVersion(c, v, err)
+}
+
+func (s *Server) getStateVersion(c *gin.Context) {
+	if !allowState(c, auth.ActionReadState, true) {
+		return
+	}
+	n, err := strconv.ParseInt(c.Param("version"), 10, 64)
+	if err != nil || n < 1 {
+		badParameter(c, "version", "version: must be a version number from 1")
+		return
+	}
+	v, err := s.opts.Store.GetStateVersion(c.Request.Context(), c.Param("org"), c.Param("workspace"), n)
+	if errors.Is(err, store.ErrNotFound) {
+		fail(c, http.StatusNotFound, codeNotFound, fmt.Sprintf("no state version %d", n), map[string]any{"version": n})
+		return
+	}
+	s.serveStateVersion(c, v, err)
+}
+
+// serveStateVersion answers a state document, opened.
+func (s *Server) serveStateVersion(c *gin.Context, v store.StateVersion, err error) {
+	if err != nil {
+		s.opts.Logger.Error("state: reading", zap.Error(err))
+		internal(c)
+		return
+	}
+	doc, err := s.opts.Secrets.OpenBytes(v.Data, stateContext(v.Org, v.Workspace))
+	if err != nil {
+		s.opts.Logger.Error("state: opening a stored version", zap.String("org", v.Org), zap.String("workspace", v.Workspace),
+			zap.Int64("version", v.Version), zap.Error(err))
+		internal(c)
+		return
+	}
+	sum := md5.Sum(doc)
+	c.Header("Content-MD5", base64.StdEncoding.EncodeToString(sum[:]))
+	c.Header("X-State-Version", strconv.FormatInt(v.Version, 10))
+	c.Data(http.StatusOK, "application/json", doc)
+}
+
+// stateDocument is what the server reads of a state document.
+type stateDocument struct {
+	Serial  *int64  `json:"serial"`
+	Lineage *string `json:"lineage"`
+}
+
+func (s *Server) putState(c *gin.Context) {
+	if !taskOnly(c, "write state") {
+		return
+	}
+	org, ws := c.Param("org"), c.Param("workspace")
+	q, ok := query(c)
+	if !ok {
+		return
+	}
+	doc, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxStateBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			fail(c, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("state exceeds %d bytes", s.opts.MaxStateBytes),
+				map[string]any{"limit_bytes": s.opts.MaxStateBytes})
+			return
+		}
+		fail(c, http.StatusBadRequest, codeBadRequest, "could not read the request body", nil)
+		return
+	}
+	sum := md5.Sum(doc)
+	if h := c.GetHeader("Content-MD5"); h != "" {
+		want, err := base64.StdEncoding.DecodeString(h)
+		if err != nil || !bytes.Equal(want, sum[:]) {
+			badHeader(c, "Content-MD5", "Content-MD5: does not match the body")
+			return
+		}
+	}
+	var sd stateDocument
+	if err := json.Unmarshal(doc, &sd); err != nil || sd.Serial == nil || sd.Lineage == nil {
+		fail(c, http.StatusBadRequest, codeBadRequest, "the body is not a Terraform state document (a JSON object with serial and lineage)", nil)
+		return
+	}
+	sealed, err := s.opts.Secrets.SealBytes(doc, stateContext(org, ws))
+	if err != nil {
+		s.opts.Logger.Error("state: sealing", zap.Error(err))
+		internal(c)
+		return
+	}
+	lockID, _ := single(q, "ID")
+	v, err := s.opts.Store.PutState(c.Request.Context(), store.StateVersion{
+		Org: org, Workspace: ws, Serial: *sd.Serial, Lineage: *sd.Lineage,
+		MD5: hex.EncodeToString(sum[:]), Size: int64(len(doc)), TaskID: caller(c).taskID, Data: sealed,
+	}, lockID)
+	var locked *store.LockedError
+	switch {
+	case errors.As(err, &locked):
+		s.lockConflict(c, locked, "write state")
+		return
+	case err != nil:
+		s.opts.Logger.Error("state: writing", zap.Error(err))
+		internal(c)
+		return
+	}
+	c.JSON(http.StatusOK, versionViewOf(v))
+}
+
+// lockConflict answers 423 Locked with the holder's lock info, which
+// Terraform shows (or 409 when the named lock is not held at all).
+func (s *Server) lockConflict(c *gin.Context, locked *store.LockedError, what string) {
+	if locked.Held.ID == "" {
+		fail(c, http.StatusConflict, codeConflict, "could not "+what+": the state is not locked under the lock ID given (the lock was released or broken)", nil)
+		return
+	}
+	info := locked.Held.Info
+	if !json.Valid(info) {
+		info, _ = json.Marshal(map[string]string{"ID": locked.Held.ID})
+	}
+	c.Abort()
+	c.Data(http.StatusLocked, "application/json", info)
+}
+
+// lockInfo is what the server reads of Terraform's lock info.
+type lockInfo struct {
+	ID string `json:"ID"`
+}
+
+// readLockInfo reads a lock request's body; it answers 400 itself.
+func readLockInfo(c *gin.Context) ([]byte, lockInfo, bool) {
+	var li lockInfo
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxLockInfoBytes))
+	if err != nil {
+		fail(c, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("lock info exceeds %d bytes", maxLockInfoBytes), nil)
+		return nil, li, false
+	}
+	if err := json.Unmarshal(body, &li); err != nil || li.ID == "" || len(li.ID) > 256 {
+		fail(c, http.StatusBadRequest, codeBadRequest, "the body must be Terraform's lock info: a JSON object with an ID", map[string]any{detailField: "ID"})
+		return nil, li, false
+	}
+	return body, li, true
+}
+
+func (s *Server) lockState(c *gin.Context) {
+	if !taskOnly(c, "lock state") {
+		return
+	}
+	body, li, ok := readLockInfo(c)
+	if !ok {
+		return
+	}
+	ctx := c.Request.Context()
+	org, ws, taskID := c.Param("org"), c.Param("workspace"), caller(c).taskID
+	l := store.StateLock{Org: org, Workspace: ws, ID: li.ID, TaskID: taskID, Info: body}
+	err := s.opts.Store.LockState(ctx, l)
+	var locked *store.LockedError
+	if errors.As(err, &locked) {
+		if stale, why := s.staleLock(ctx, locked.Held, taskID); stale {
+			// Break exactly the stale lock (a compare-and-delete), then
+			// take it; a lock taken meanwhile by someone else wins.
+			if _, err = s.opts.Store.UnlockState(ctx, org, ws, locked.Held.ID); err == nil {
+				s.opts.Logger.Warn("state: took over a stale lock", zap.String("org", org), zap.String("workspace", ws),
+					zap.String("task_id", taskID), zap.String("stale_lock", locked.Held.ID), zap.String("holder", locked.Held.TaskID), zap.String("why", why))
+				err = s.opts.Store.LockState(ctx, l)
+			}
+		}
+	}
+	switch {
+	case errors.As(err, &locked):
+		s.lockConflict(c, locked, "lock state")
+		return
+	case err != nil:
+		s.opts.Logger.Error("state: locking", zap.Error(err))
+		internal(c)
+		return
+	}
+	c.Data(http.StatusOK, "application/json", body)
+}
+
+// staleLock reports whether held may be taken over by task taskID: it was
+// taken by an earlier attempt of the same task (the workflow runs one
+// attempt at a time, so that attempt is gone), or by a task that has
+// finished. Locks taken outside tasks are never stale.
+func (s *Server) staleLock(ctx context.Context, held store.StateLock, taskID string) (bool, string) {
+	switch {
+	case held.TaskID == "":
+		return false, ""
+	case held.TaskID == taskID:
+		return true, "an earlier attempt of the same task"
+	}
+	t, err := s.opts.Store.GetTask(ctx, held.Org, held.TaskID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return true, "its task does not exist"
+	case err != nil:
+		return false, ""
+	case t.Status.Terminal():
+		return true, "its task is " + string(t.Status)
+	}
+	return false, ""
+}
+
+func (s *Server) unlockState(c *gin.Context) {
+	org, ws := c.Param("org"), c.Param("workspace")
+	id := ""
+	if sc := caller(c); sc.key != nil {
+		q, ok := query(c)
+		if !ok || !allow(c, auth.ActionUnlockState) {
+			return
+		}
+		if v, _ := single(q, "force"); v != "true" {
+			badParameter(c, "force", "force: an API key breaks a lock only with force=true")
+			return
+		}
+	} else {
+		_, li, ok := readLockInfo(c)
+		if !ok {
+			return
+		}
+		id = li.ID
+	}
+	released, err := s.opts.Store.UnlockState(c.Request.Context(), org, ws, id)
+	var locked *store.LockedError
+	switch {
+	case errors.As(err, &locked):
+		s.lockConflict(c, locked, "unlock state")
+		return
+	case err != nil:
+		s.opts.Logger.Error("state: unlocking", zap.Error(err))
+		internal(c)
+		return
+	}
+	if id == "" && released.ID != "" {
+		s.opts.Logger.Warn("state: lock broken", zap.String("org", org), zap.String("workspace", ws),
+			zap.String("lock", released.ID), zap.String("holder", released.TaskID), zap.String("by", principal(c).Name))
+	}
+	c.JSON(http.StatusOK, lockViewOf(released))
+}
+
+// lockView is the API's view of a state lock.
+type lockView struct {
+	Locked    bool            `json:"locked"`
+	ID        string          `json:"id,omitempty"`
+	TaskID    string          `json:"task_id,omitempty"`
+	CreatedAt *time.Time      `json:"created_at,omitempty"`
+	Info      json.RawMessage `json:"info,omitempty"`
+}
+
+func lockViewOf(l store.StateLock) lockView {
+	if l.ID == "" {
+		return lockView{}
+	}
+	v := lockView{Locked: true, ID: l.ID, TaskID: l.TaskID, CreatedAt: &l.CreatedAt}
+	if json.Valid(l.Info) {
+		v.Info = l.Info
+	}
+	return v
+}
+
+func (s *Server) getStateLock(c *gin.Context) {
+	if !allowState(c, auth.ActionRead, false) {
+		return
+	}
+	l, err := s.opts.Store.GetStateLock(c.Request.Context(), c.Param("org"), c.Param("workspace"))
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.opts.Logger.Error("state: reading the lock", zap.Error(err))
+		internal(c)
+		return
+	}
+	c.JSON(http.StatusOK, lockViewOf(l))
+}
+
+// versionView is the API's view of a state version: its metadata, never
+// the document.
+type versionView struct {
+	Version   int64     `json:"version"`
+	Serial    int64     `json:"serial"`
+	Lineage   string    `json:"lineage"`
+	MD5       string    `json:"md5"`
+	Size      int64     `json:"size"`
+	TaskID    string    `json:"task_id,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func versionViewOf(v store.StateVersion) versionView {
+	return versionView{Version: v.Version, Serial: v.Serial, Lineage: v.Lineage, MD5: v.MD5, Size: v.Size, TaskID: v.TaskID, CreatedAt: v.CreatedAt}
+}
+
+var versionParams = map[string]bool{"limit": true, "page": true}
+
+func (s *Server) listStateVersions(c *gin.Context) {
+	if !allowState(c, auth.ActionRead, true) {
+		return
+	}
+	q, ok := query(c)
+	if !ok {
+		return
+	}
+	for k, vs := range q {
+		if !versionParams[k] {
+			badParameter(c, k, k+": unknown query parameter (allowed: limit, page)")
+			return
+		}
+		if len(vs) > 1 {
+			badParameter(c, k, k+": may be given once")
+			return
+		}
+	}
+	limit, page := defaultListLimit, 1
+	if err := parsePaging(q, &limit, &page); err != nil {
+		var fe *fieldError
+		errors.As(err, &fe)
+		badParameter(c, fe.Field, fe.Error())
+		return
+	}
+	vs, total, err := s.opts.Store.ListStateVersions(c.Request.Context(), c.Param("org"), c.Param("workspace"), limit, (page-1)*limit)
+	if err != nil {
+		s.opts.Logger.Error("state: listing versions", zap.Error(err))
+		internal(c)
+		return
+	}
+	c.Header("X-Total-Count", strconv.Itoa(total))
+	if link := pageLinks(c.Request.URL, page, limit, total); link != "" {
+		c.Header("Link", link)
+	}
+	out := make([]versionView, 0, len(vs))
+	for _, v := range vs {
+		out = append(out, versionViewOf(v))
+	}
+	c.JSON(http.StatusOK, out)
+}

@@ -1,0 +1,309 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/task"
+)
+
+// stateEnv is a Terraform run's environment: the task's state credential in
+// the variables the http backend reads, and nothing of the host's TF_*.
+func stateEnv(ts *testServer, taskID, org, ws string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TF_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1",
+		"TF_HTTP_USERNAME="+taskID, "TF_HTTP_PASSWORD="+ts.opts.Secrets.StateCredential(taskID, org, ws))
+}
+
+// stateConfig writes a configuration of one terraform_data on the server's
+// http backend for (org, ws) into a new dir.
+func stateConfig(t *testing.T, base, org, ws string) string {
+	t.Helper()
+	dir := t.TempDir()
+	addr := base + "/api/v1/state/" + org + "/" + ws
+	cfg := fmt.Sprintf(`terraform {
+  backend "http" {
+    address        = %q
+    lock_address   = "%s/lock"
+    lock_method    = "POST"
+    unlock_address = "%s/lock"
+    unlock_method  = "DELETE"
+    retry_max      = 0
+  }
+}
+variable "v" {
+  type = string
+}
+resource "terraform_data" "x" {
+  input = var.v
+}
+output "v" {
+  value = terraform_data.x.output
+}
+`, addr, addr, addr)
+	if err := os.WriteFile(filepath.Join(dir, "main.tf"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// terraform runs terraform in dir and returns its combined output.
+func terraform(t *testing.T, dir string, env []string, args ...string) (string, error) {
+	t.Helper()
+	bin, err := exec.LookPath("terraform")
+	if err != nil {
+		t.Fatalf("terraform is not on PATH (make test needs it; .ci/run installs it): %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir, cmd.Env = dir, env
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// mustTerraform runs terraform and fails the test when it fails.
+func mustTerraform(t *testing.T, dir string, env []string, args ...string) string {
+	t.Helper()
+	out, err := terraform(t, dir, env, args...)
+	if err != nil {
+		t.Fatalf("terraform %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// stateReq is a request to a state route with a task's credential.
+func (ts *testServer) stateReq(t *testing.T, method, path, taskID, org, ws, body string, header ...[2]string) *httptest.ResponseRecorder {
+	t.Helper()
+	hr := httptest.NewRequest(method, path, strings.NewReader(body))
+	hr.SetBasicAuth(taskID, ts.opts.Secrets.StateCredential(taskID, org, ws))
+	for _, kv := range header {
+		hr.Header.Set(kv[0], kv[1])
+	}
+	w := httptest.NewRecorder()
+	ts.Handler().ServeHTTP(w, hr)
+	return w
+}
+
+func (ts *testServer) setStatus(t *testing.T, id string, st task.Status) {
+	t.Helper()
+	if err := ts.store.ApplyTransition(t.Context(), store.Transition{ID: id, Status: st, UpdatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStateBackendWithTerraform drives the state backend with the real
+// terraform binary: tasks of one workspace read what earlier ones wrote,
+// versions are kept, locks exclude and are fenced, stale locks are taken
+// over, and credentials are bound to their task, workspace and lifetime.
+func TestStateBackendWithTerraform(t *testing.T) {
+	ts := newTestServer(t, false)
+	hs := httptest.NewServer(ts.Handler())
+	t.Cleanup(hs.Close)
+	const org, ws = "org-a", "shared"
+	base := "/api/v1/state/" + org + "/" + ws
+	for _, id := range []string{"task-one", "task-two", "task-three"} {
+		ts.addTask(t, store.Task{ID: id, Org: org, Status: task.StatusRunning})
+	}
+
+	// Task one creates the state.
+	dir1 := stateConfig(t, hs.URL, org, ws)
+	env1 := stateEnv(ts, "task-one", org, ws)
+	mustTerraform(t, dir1, env1, "init", "-input=false")
+	mustTerraform(t, dir1, env1, "apply", "-input=false", "-auto-approve", "-var", "v=first")
+
+	w := ts.do(t, req{method: "GET", path: base + "/versions", key: "k-viewer-a"})
+	var versions []versionView
+	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &versions) != nil || len(versions) == 0 || w.Header().Get("X-Total-Count") != fmt.Sprint(len(versions)) {
+		t.Fatalf("versions after the first apply: %d %s", w.Code, w.Body)
+	}
+	first := versions[0]
+	if first.TaskID != "task-one" || first.Lineage == "" || first.Size == 0 {
+		t.Fatalf("latest version: %+v", first)
+	}
+
+	// Task two, in a fresh dir (another host), reads it: the resource is
+	// updated in place, not created again, and the lineage carries on.
+	dir2 := stateConfig(t, hs.URL, org, ws)
+	env2 := stateEnv(ts, "task-two", org, ws)
+	mustTerraform(t, dir2, env2, "init", "-input=false")
+	out := mustTerraform(t, dir2, env2, "apply", "-input=false", "-auto-approve", "-var", "v=second")
+	if !strings.Contains(out, "0 added, 1 changed, 0 destroyed") {
+		t.Fatalf("the second task did not see the first one's state:\n%s", out)
+	}
+	w = ts.do(t, req{method: "GET", path: base, key: "k-admin-a"})
+	var doc struct {
+		Serial  int64  `json:"serial"`
+		Lineage string `json:"lineage"`
+	}
+	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &doc) != nil || doc.Lineage != first.Lineage || doc.Serial <= first.Serial ||
+		!strings.Contains(w.Body.String(), `"second"`) {
+		t.Fatalf("admin read of the state: %d %s", w.Code, w.Body)
+	}
+	sum := md5.Sum(w.Body.Bytes())
+	if w.Header().Get("Content-MD5") != base64.StdEncoding.EncodeToString(sum[:]) {
+		t.Fatalf("Content-MD5 %q does not match the body", w.Header().Get("Content-MD5"))
+	}
+	w = ts.do(t, req{method: "GET", path: base + "/versions?limit=1", key: "k-viewer-a"})
+	if err := json.Unmarshal(w.Body.Bytes(), &versions); err != nil || len(versions) != 1 || versions[0].Version <= first.Version ||
+		versions[0].TaskID != "task-two" || !strings.Contains(w.Header().Get("Link"), `rel="next"`) {
+		t.Fatalf("versions after the second apply: %d %s %v", w.Code, w.Body, w.Header())
+	}
+	// Every version is kept: the first one still reads as it was.
+	w = ts.do(t, req{method: "GET", path: fmt.Sprintf("%s/versions/%d", base, first.Version), key: "k-admin-a"})
+	if w.Code != 200 || !strings.Contains(w.Body.String(), `"first"`) || strings.Contains(w.Body.String(), `"second"`) {
+		t.Fatalf("first version: %d %s", w.Code, w.Body)
+	}
+	// At rest the document is sealed.
+	stored, err := ts.store.GetState(t.Context(), org, ws)
+	if err != nil || bytes.Contains(stored.Data, []byte(doc.Lineage)) || bytes.Contains(stored.Data, []byte("second")) {
+		t.Fatalf("stored state is not sealed (%v)", err)
+	}
+
+	// A lock held by a running task excludes another task.
+	w = ts.stateReq(t, "POST", base+"/lock", "task-three", org, ws, `{"ID":"three-lock","Operation":"OperationTypeApply","Who":"test"}`)
+	if w.Code != 200 {
+		t.Fatalf("lock as task three: %d %s", w.Code, w.Body)
+	}
+	out, err = terraform(t, dir2, env2, "apply", "-input=false", "-auto-approve", "-lock-timeout=0s", "-var", "v=third")
+	if err == nil || !strings.Contains(out, "three-lock") {
+		t.Fatalf("apply under another task's lock: %v\n%s", err, out)
+	}
+	w = ts.do(t, req{method: "GET", path: base + "/lock", key: "k-viewer-a"})
+	var lv lockView
+	if json.Unmarshal(w.Body.Bytes(), &lv) != nil || !lv.Locked || lv.ID != "three-lock" || lv.TaskID != "task-three" {
+		t.Fatalf("lock view: %d %s", w.Code, w.Body)
+	}
+	// A write under a lock that is not the held one is refused (fencing).
+	stateDoc := `{"version":4,"serial":99,"lineage":"` + doc.Lineage + `","resources":[]}`
+	w = ts.stateReq(t, "POST", base+"?ID=old-lock", "task-two", org, ws, stateDoc)
+	if w.Code != http.StatusLocked || !strings.Contains(w.Body.String(), "three-lock") {
+		t.Fatalf("write under a stale lock ID: %d %s", w.Code, w.Body)
+	}
+
+	// Once task three has finished, its lock is stale: task two takes it over.
+	ts.setStatus(t, "task-three", task.StatusFailed)
+	out = mustTerraform(t, dir2, env2, "apply", "-input=false", "-auto-approve", "-lock-timeout=0s", "-var", "v=third")
+	if !strings.Contains(out, "1 changed") {
+		t.Fatalf("apply after the stale lock:\n%s", out)
+	}
+	// Terraform released its lock: nothing is held.
+	w = ts.do(t, req{method: "GET", path: base + "/lock", key: "k-viewer-a"})
+	if json.Unmarshal(w.Body.Bytes(), &lv) != nil || lv.Locked {
+		t.Fatalf("lock after apply: %s", w.Body)
+	}
+	// A finished task's credential no longer opens the state.
+	w = ts.stateReq(t, "GET", base, "task-three", org, ws, "")
+	if w.Code != http.StatusForbidden {
+		t.Fatalf("finished task's credential: %d %s", w.Code, w.Body)
+	}
+	// An earlier attempt's lock of the same task is taken over by the next.
+	for _, id := range []string{"attempt-1", "attempt-2"} {
+		if w := ts.stateReq(t, "POST", base+"/lock", "task-two", org, ws, `{"ID":"`+id+`"}`); w.Code != 200 {
+			t.Fatalf("lock %s: %d %s", id, w.Code, w.Body)
+		}
+	}
+	w = ts.stateReq(t, "POST", base+"?ID=attempt-1", "task-two", org, ws, stateDoc)
+	if w.Code != http.StatusLocked {
+		t.Fatalf("write by the superseded attempt: %d %s", w.Code, w.Body)
+	}
+	sum = md5.Sum([]byte(stateDoc))
+	w = ts.stateReq(t, "POST", base+"?ID=attempt-2", "task-two", org, ws, stateDoc,
+		[2]string{"Content-MD5", base64.StdEncoding.EncodeToString(sum[:])})
+	if w.Code != 200 {
+		t.Fatalf("write by the current attempt: %d %s", w.Code, w.Body)
+	}
+
+	// Operators break a lock with an admin key and force=true only.
+	if w := ts.do(t, req{method: "DELETE", path: base + "/lock", key: "k-operator-a"}); w.Code != http.StatusForbidden {
+		t.Fatalf("operator unlock: %d %s", w.Code, w.Body)
+	}
+	if w := ts.do(t, req{method: "DELETE", path: base + "/lock", key: "k-admin-a"}); w.Code != http.StatusBadRequest {
+		t.Fatalf("admin unlock without force: %d %s", w.Code, w.Body)
+	}
+	w = ts.do(t, req{method: "DELETE", path: base + "/lock?force=true", key: "k-admin-a"})
+	if json.Unmarshal(w.Body.Bytes(), &lv) != nil || w.Code != 200 || !lv.Locked || lv.ID != "attempt-2" {
+		t.Fatalf("admin force unlock: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestStateBackendAccess checks who may reach which state route.
+func TestStateBackendAccess(t *testing.T) {
+	ts := newTestServer(t, false, func(o *Options) { o.MaxStateBytes = 1024 })
+	const org, ws = "org-a", "ws"
+	base := "/api/v1/state/" + org + "/" + ws
+	ts.addTask(t, store.Task{ID: "task-live", Org: org, Status: task.StatusRunning})
+	doc := `{"version":4,"serial":1,"lineage":"l","resources":[]}`
+
+	cases := []struct {
+		name   string
+		w      *httptest.ResponseRecorder
+		status int
+	}{
+		{"no state yet", ts.stateReq(t, "GET", base, "task-live", org, ws, ""), http.StatusNoContent},
+		{"credential of another workspace", ts.stateReq(t, "GET", base, "task-live", org, "other", ""), http.StatusUnauthorized},
+		{"credential of another org", ts.stateReq(t, "GET", base, "task-live", "org-b", ws, ""), http.StatusUnauthorized},
+		{"credential of an unknown task", ts.stateReq(t, "GET", base, "task-ghost", org, ws, ""), http.StatusUnauthorized},
+		{"no credentials", ts.do(t, req{method: "GET", path: base}), http.StatusUnauthorized},
+		{"viewer reads the document", ts.do(t, req{method: "GET", path: base, key: "k-viewer-a"}), http.StatusForbidden},
+		{"operator reads the document", ts.do(t, req{method: "GET", path: base, key: "k-operator-a"}), http.StatusForbidden},
+		{"admin of another org", ts.do(t, req{method: "GET", path: base + "/versions", key: "k-admin-b"}), http.StatusNotFound},
+		{"admin writes", ts.do(t, req{method: "POST", path: base, key: "k-admin-a", body: doc}), http.StatusForbidden},
+		{"admin locks", ts.do(t, req{method: "POST", path: base + "/lock", key: "k-admin-a", body: `{"ID":"x"}`}), http.StatusForbidden},
+		{"credential lists versions", ts.stateReq(t, "GET", base+"/versions", "task-live", org, ws, ""), http.StatusForbidden},
+		{"bad Content-MD5", ts.stateReq(t, "POST", base, "task-live", org, ws, doc, [2]string{"Content-MD5", "AAAA"}), http.StatusBadRequest},
+		{"not a state document", ts.stateReq(t, "POST", base, "task-live", org, ws, `{"serial":"x"}`), http.StatusBadRequest},
+		{"not JSON", ts.stateReq(t, "POST", base, "task-live", org, ws, `{`), http.StatusBadRequest},
+		{"too large", ts.stateReq(t, "POST", base, "task-live", org, ws, `{"serial":1,"lineage":"`+strings.Repeat("x", 2000)+`"}`), http.StatusRequestEntityTooLarge},
+		{"lock without ID", ts.stateReq(t, "POST", base+"/lock", "task-live", org, ws, `{"Who":"me"}`), http.StatusBadRequest},
+		{"unlock without ID", ts.stateReq(t, "DELETE", base+"/lock", "task-live", org, ws, `{}`), http.StatusBadRequest},
+		{"write with a lock ID when unlocked", ts.stateReq(t, "POST", base+"?ID=gone", "task-live", org, ws, doc), http.StatusConflict},
+		{"bad version number", ts.do(t, req{method: "GET", path: base + "/versions/0", key: "k-admin-a"}), http.StatusBadRequest},
+		{"missing version", ts.do(t, req{method: "GET", path: base + "/versions/7", key: "k-admin-a"}), http.StatusNotFound},
+		{"unknown list parameter", ts.do(t, req{method: "GET", path: base + "/versions?sort=x", key: "k-viewer-a"}), http.StatusBadRequest},
+		{"method not allowed", ts.do(t, req{method: "PUT", path: base, key: "k-admin-a"}), http.StatusMethodNotAllowed},
+	}
+	for _, c := range cases {
+		if c.w.Code != c.status {
+			t.Errorf("%s: %d, want %d: %s", c.name, c.w.Code, c.status, c.w.Body)
+			continue
+		}
+		if c.status >= 400 && c.status != http.StatusLocked {
+			decodeError(t, c.w)
+		}
+		if strings.Contains(c.w.Body.String(), ts.opts.Secrets.StateCredential("task-live", org, ws)) {
+			t.Errorf("%s: the answer carries the credential", c.name)
+		}
+	}
+	// Nothing refused was stored.
+	if _, err := ts.store.GetState(t.Context(), org, ws); err == nil {
+		t.Fatal("a refused write stored a version")
+	}
+	// A retried write of the same document stores one version.
+	for range 2 {
+		if w := ts.stateReq(t, "POST", base, "task-live", org, ws, doc); w.Code != 200 {
+			t.Fatalf("write: %d %s", w.Code, w.Body)
+		}
+	}
+	if _, total, err := ts.store.ListStateVersions(t.Context(), org, ws, 10, 0); err != nil || total != 1 {
+		t.Fatalf("versions after a repeated write: %d, %v", total, err)
+	}
+}
