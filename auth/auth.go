@@ -43,8 +43,9 @@ const (
 	// ActionReadState reads a workspace's Terraform state document, which
 	// holds every value Terraform knows in plain text.
 	ActionReadState
-	// ActionUnlockState breaks a workspace's state lock.
-	ActionUnlockState
+	// ActionWriteState writes a workspace's state or takes and releases its
+	// lock, or breaks it.
+	ActionWriteState
 )
 
 // Allows reports whether the role permits the action.

@@ -3,6 +3,7 @@ package deployments
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -261,9 +262,8 @@ func TestCompose(t *testing.T) {
 		if value(got["id"]) != "main" {
 			t.Errorf("%s: id %q", name, got["id"])
 		}
-		stateDir := value(got["state-dir"])
-		if !strings.Contains(strings.Join(r.Volumes, " "), "runner-state:"+stateDir) {
-			t.Errorf("%s: state-dir %s is not on the shared volume: %v", name, stateDir, r.Volumes)
+		if want := "http://terratask-server:8080"; value(got["state-url"]) != want || !strings.Contains(strings.Join(server.Ports, " "), ":8080") {
+			t.Errorf("%s: state-url %q, want the server service %s", name, got["state-url"], want)
 		}
 		if !strings.Contains(strings.Join(r.Secrets, " "), "terratask-secret-key") || value(got["secret-key-file"]) != "/run/secrets/terratask-secret-key" {
 			t.Errorf("%s: secret key %q, secrets %v", name, got["secret-key-file"], r.Secrets)
@@ -380,16 +380,15 @@ func loadManifests(t *testing.T) (map[string]object, []string) {
 func TestKubernetes(t *testing.T) {
 	objs, files := loadManifests(t)
 	apiVersions := map[string]string{
-		"Namespace/terratask":                          "v1",
-		"Secret/terratask":                             "v1",
-		"ConfigMap/terratask-config":                   "v1",
-		"Job/terratask-migrate":                        "batch/v1",
-		"Deployment/terratask-server":                  "apps/v1",
-		"Service/terratask":                            "v1",
-		"PodDisruptionBudget/terratask-server":         "policy/v1",
-		"PersistentVolumeClaim/terratask-runner-state": "v1",
-		"Deployment/terratask-runner-main":             "apps/v1",
-		"PodDisruptionBudget/terratask-runner-main":    "policy/v1",
+		"Namespace/terratask":                       "v1",
+		"Secret/terratask":                          "v1",
+		"ConfigMap/terratask-config":                "v1",
+		"Job/terratask-migrate":                     "batch/v1",
+		"Deployment/terratask-server":               "apps/v1",
+		"Service/terratask":                         "v1",
+		"PodDisruptionBudget/terratask-server":      "policy/v1",
+		"Deployment/terratask-runner-main":          "apps/v1",
+		"PodDisruptionBudget/terratask-runner-main": "policy/v1",
 	}
 	for key, api := range apiVersions {
 		o, ok := objs[key]
@@ -587,31 +586,21 @@ func TestKubernetes(t *testing.T) {
 		}
 	}
 
-	// Runners: two replicas on a ReadWriteMany state volume at --state-dir,
-	// and a termination grace above the runner's --grace.
+	// Runners: two replicas keeping state on the servers' state backend
+	// through the Service, and a termination grace above the runner's --grace.
 	run := objs["Deployment/terratask-runner-main"]
 	rp := pods["Deployment/terratask-runner-main"]
 	if r, _ := run.get("spec", "replicas").(int); r != 2 {
 		t.Errorf("runner replicas %d, want 2", r)
 	}
-	pvc := objs["PersistentVolumeClaim/terratask-runner-state"]
-	if modes := pvc.list("spec", "accessModes"); len(modes) != 1 || modes[0] != "ReadWriteMany" {
-		t.Errorf("runner state PVC access modes %v", modes)
-	}
-	rc := asObject(rp.spec.list("containers")[0])
-	stateDir := value(rp.cfg["state-dir"])
-	onPVC := false
-	for _, m := range rc.list("volumeMounts") {
-		mo := asObject(m)
-		if mo.str("mountPath") == stateDir {
-			for _, v := range rp.spec.list("volumes") {
-				vo := asObject(v)
-				onPVC = onPVC || (vo.str("name") == mo.str("name") && vo.str("persistentVolumeClaim", "claimName") == "terratask-runner-state")
-			}
+	svcPort := 0
+	for _, p := range svc.list("spec", "ports") {
+		if n, _ := asObject(p).get("port").(int); n != 0 {
+			svcPort = n
 		}
 	}
-	if !onPVC {
-		t.Errorf("runner state-dir %q is not the shared PVC", stateDir)
+	if want := fmt.Sprintf("http://terratask.terratask.svc.cluster.local:%d", svcPort); value(rp.cfg["state-url"]) != want {
+		t.Errorf("runner state-url %q, want the server Service %s", rp.cfg["state-url"], want)
 	}
 	grace, err := time.ParseDuration(value(rp.cfg["grace"]))
 	if err != nil {

@@ -40,8 +40,11 @@ import (
 // the password the task's state credential (secret.Box.StateCredential),
 // which runner and server derive from the shared secret key. A credential
 // opens exactly its (org, workspace), only while its task is not finished.
-// API keys reach the same addresses for operators: any role reads the lock
-// and the version list, admin reads state documents and breaks locks.
+// API keys reach the same addresses (in the Authorization header, or as the
+// basic-auth password under any user name not starting with "task-", which
+// is how the terraform CLI sends one): any role reads the lock and the
+// version list; admin reads, writes (terraform state push) and locks state,
+// and breaks locks with force=true.
 //
 // Every accepted write is kept as a numbered version; a write repeating the
 // latest document is recognised by its MD5 and stores nothing. Documents are
@@ -88,9 +91,18 @@ func (s *Server) authenticateState(c *gin.Context) {
 		return
 	}
 	user, pass, basic := c.Request.BasicAuth()
-	if !basic {
-		p, ok := s.keyPrincipal(c)
-		if !ok {
+	if !basic || !strings.HasPrefix(user, "task-") {
+		// An API key: in the Authorization header, or as the basic-auth
+		// password (how the terraform CLI sends it: TF_HTTP_PASSWORD).
+		var p auth.Principal
+		ok := false
+		if basic {
+			if p, ok = s.opts.Keys.Authenticate(pass); !ok {
+				c.Header("WWW-Authenticate", `Basic realm="terratask state"`)
+				unauthorized(c, "invalid API key")
+				return
+			}
+		} else if p, ok = s.keyPrincipal(c); !ok {
 			return
 		}
 		if p.Org != org {
@@ -104,7 +116,7 @@ func (s *Server) authenticateState(c *gin.Context) {
 		return
 	}
 	c.Header("WWW-Authenticate", `Basic realm="terratask state"`)
-	if s.opts.Secrets == nil || !strings.HasPrefix(user, "task-") || !s.opts.Secrets.CheckStateCredential(pass, user, org, ws) {
+	if s.opts.Secrets == nil || !s.opts.Secrets.CheckStateCredential(pass, user, org, ws) {
 		fail(c, http.StatusUnauthorized, codeUnauthorized, "invalid state credential", nil)
 		return
 	}
@@ -148,13 +160,13 @@ func allowState(c *gin.Context, a auth.Action, keyOnly bool) bool {
 	return allow(c, a)
 }
 
-// taskOnly rejects API keys from a route only tasks use (writes and locks).
-func taskOnly(c *gin.Context, what string) bool {
-	if caller(c).key != nil {
-		fail(c, http.StatusForbidden, codeForbidden, "only a task's state credential may "+what+"; API keys read state and break locks", nil)
-		return false
+// allowWrite admits task credentials and admin keys to the routes that
+// change state or its lock.
+func allowWrite(c *gin.Context) bool {
+	if caller(c).key == nil {
+		return true
 	}
-	return true
+	return allow(c, auth.ActionWriteState)
 }
 
 func (s *Server) getState(c *gin.Context) {
@@ -213,7 +225,7 @@ type stateDocument struct {
 }
 
 func (s *Server) putState(c *gin.Context) {
-	if !taskOnly(c, "write state") {
+	if !allowWrite(c) {
 		return
 	}
 	org, ws := c.Param("org"), c.Param("workspace")
@@ -305,7 +317,7 @@ func readLockInfo(c *gin.Context) ([]byte, lockInfo, bool) {
 }
 
 func (s *Server) lockState(c *gin.Context) {
-	if !taskOnly(c, "lock state") {
+	if !allowWrite(c) {
 		return
 	}
 	body, li, ok := readLockInfo(c)
@@ -365,16 +377,13 @@ func (s *Server) staleLock(ctx context.Context, held store.StateLock, taskID str
 
 func (s *Server) unlockState(c *gin.Context) {
 	org, ws := c.Param("org"), c.Param("workspace")
+	q, ok := query(c)
+	if !ok || !allowWrite(c) {
+		return
+	}
 	id := ""
-	if sc := caller(c); sc.key != nil {
-		q, ok := query(c)
-		if !ok || !allow(c, auth.ActionUnlockState) {
-			return
-		}
-		if v, _ := single(q, "force"); v != "true" {
-			badParameter(c, "force", "force: an API key breaks a lock only with force=true")
-			return
-		}
+	if v, _ := single(q, "force"); v == "true" && caller(c).key != nil {
+		// An admin breaks whatever lock is held.
 	} else {
 		_, li, ok := readLockInfo(c)
 		if !ok {

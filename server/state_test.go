@@ -243,6 +243,38 @@ func TestStateBackendWithTerraform(t *testing.T) {
 	if json.Unmarshal(w.Body.Bytes(), &lv) != nil || w.Code != 200 || !lv.Locked || lv.ID != "attempt-2" {
 		t.Fatalf("admin force unlock: %d %s", w.Code, w.Body)
 	}
+
+	// An admin key works from the terraform CLI (as the basic-auth
+	// password): pull, then push the first version back (a rollback), which
+	// becomes the newest version. An operator key does not.
+	keyEnv := func(key string) []string {
+		env := stateEnv(ts, "x", org, ws)
+		return append(env[:len(env)-2], "TF_HTTP_USERNAME=ops", "TF_HTTP_PASSWORD="+key)
+	}
+	if out, err := terraform(t, dir2, keyEnv("k-operator-a"), "state", "pull"); err == nil {
+		t.Fatalf("state pull with an operator key succeeded:\n%s", out)
+	}
+	pulled := mustTerraform(t, dir2, keyEnv("k-admin-a"), "state", "pull")
+	if !strings.Contains(pulled, doc.Lineage) {
+		t.Fatalf("state pull with the admin key:\n%s", pulled)
+	}
+	w = ts.do(t, req{method: "GET", path: fmt.Sprintf("%s/versions/%d", base, first.Version), key: "k-admin-a"})
+	old := filepath.Join(t.TempDir(), "old.tfstate")
+	if err := os.WriteFile(old, w.Body.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Terraform refuses a lower serial unless forced.
+	mustTerraform(t, dir2, keyEnv("k-admin-a"), "state", "push", "-force", old)
+	w = ts.do(t, req{method: "GET", path: base + "/versions?limit=1", key: "k-viewer-a"})
+	versions = nil
+	if err := json.Unmarshal(w.Body.Bytes(), &versions); err != nil || len(versions) != 1 || versions[0].TaskID != "" ||
+		versions[0].Lineage != first.Lineage {
+		t.Fatalf("after the rollback: %s", w.Body)
+	}
+	out = mustTerraform(t, dir2, env2, "plan", "-input=false", "-var", "v=first")
+	if !strings.Contains(out, "No changes") {
+		t.Fatalf("plan after the rollback to the first version:\n%s", out)
+	}
 }
 
 // TestStateBackendAccess checks who may reach which state route.
@@ -266,8 +298,9 @@ func TestStateBackendAccess(t *testing.T) {
 		{"viewer reads the document", ts.do(t, req{method: "GET", path: base, key: "k-viewer-a"}), http.StatusForbidden},
 		{"operator reads the document", ts.do(t, req{method: "GET", path: base, key: "k-operator-a"}), http.StatusForbidden},
 		{"admin of another org", ts.do(t, req{method: "GET", path: base + "/versions", key: "k-admin-b"}), http.StatusNotFound},
-		{"admin writes", ts.do(t, req{method: "POST", path: base, key: "k-admin-a", body: doc}), http.StatusForbidden},
-		{"admin locks", ts.do(t, req{method: "POST", path: base + "/lock", key: "k-admin-a", body: `{"ID":"x"}`}), http.StatusForbidden},
+		{"operator writes", ts.do(t, req{method: "POST", path: base, key: "k-operator-a", body: doc}), http.StatusForbidden},
+		{"operator locks", ts.do(t, req{method: "POST", path: base + "/lock", key: "k-operator-a", body: `{"ID":"x"}`}), http.StatusForbidden},
+		{"viewer unlocks", ts.do(t, req{method: "DELETE", path: base + "/lock?force=true", key: "k-viewer-a"}), http.StatusForbidden},
 		{"credential lists versions", ts.stateReq(t, "GET", base+"/versions", "task-live", org, ws, ""), http.StatusForbidden},
 		{"bad Content-MD5", ts.stateReq(t, "POST", base, "task-live", org, ws, doc, [2]string{"Content-MD5", "AAAA"}), http.StatusBadRequest},
 		{"not a state document", ts.stateReq(t, "POST", base, "task-live", org, ws, `{"serial":"x"}`), http.StatusBadRequest},

@@ -1,10 +1,11 @@
 // Package fleet runs terratask scaled out, all on loopback: a real Temporal
 // server (built from go.temporal.io/server) on a throwaway PostgreSQL, the
 // store on PostgreSQL, two `terratask server` replicas and two `terratask
-// runner` processes of one runner ID sharing a state directory. One runner is
-// SIGKILLed while tasks are applying; every task must still complete, on
-// both replicas' lists alike, with its logs whole and the shared state read
-// by the surviving host.
+// runner` processes of one runner ID, each keeping state on the HTTP state
+// backend of a different replica (no shared disk). One runner is SIGKILLed
+// while tasks are applying; every task must still complete, on both
+// replicas' lists alike, with its logs whole and the state the killed host
+// wrote read by the surviving host.
 package fleet
 
 import (
@@ -87,15 +88,15 @@ func TestFleetScaleOut(t *testing.T) {
 		replicas = append(replicas, &apiClient{base: "http://" + ready["http"].(string), key: adminKey, proc: p})
 	}
 
-	// Two runner processes of one ID, sharing the state directory.
-	state := filepath.Join(dir, "state")
+	// Two runner processes of one ID, each on the state backend of another
+	// replica.
 	runners := map[string]*proc{} // by host ID
 	var hostIDs []string
 	for i := range 2 {
 		p := startProc(t, fmt.Sprintf("runner-%d", i+1), filepath.Join(dir, fmt.Sprintf("runner-%d.log", i+1)), env, binPath,
 			"runner", "--id", runnerID, "--temporal-address", ts.address, "--store", storeDSN,
 			"--secret-key-file", secretPath, "--data-dir", filepath.Join(dir, fmt.Sprintf("runner-%d", i+1)),
-			"--state-dir", state, "--log-level", "info")
+			"--state-url", replicas[i].base, "--log-level", "info")
 		ready := waitLogLine(t, p, "terratask runner ready", 2*time.Minute)
 		host, _ := ready["host"].(string)
 		if host == "" || runners[host] != nil {
@@ -299,8 +300,24 @@ func TestFleetScaleOut(t *testing.T) {
 			}
 		}
 		if st.Status != "completed" || st.Metadata.PlannedChanges != 0 || !onSurvivor ||
-			!strings.Contains(messages(logs), "Plan: 0 to add, 0 to change, 0 to destroy.") {
+			!strings.Contains(messages(logs), "Plan: 0 to add, 0 to change, 0 to destroy.") ||
+			!strings.Contains(messages(logs), "on the terratask server") {
 			failf("plan of workspace %s (applied on the killed host, at least in part) on the survivor: %+v\n%s", ws, st, messages(logs))
+		}
+		// The server kept the workspace's versions, and no lock is left.
+		var versions []struct {
+			Version int64  `json:"version"`
+			TaskID  string `json:"task_id"`
+		}
+		code, _, err := replicas[j%2].do("GET", "/api/v1/state/default/"+ws+"/versions", nil, &versions)
+		if err != nil || code != 200 || len(versions) == 0 || versions[0].TaskID != ws {
+			failf("state versions of workspace %s: %d %v %+v", ws, code, err, versions)
+		}
+		var lock struct {
+			Locked bool `json:"locked"`
+		}
+		if code, _, err := replicas[(j+1)%2].do("GET", "/api/v1/state/default/"+ws+"/lock", nil, &lock); err != nil || code != 200 || lock.Locked {
+			failf("lock of workspace %s after its tasks: %d %v locked=%v", ws, code, err, lock.Locked)
 		}
 	}
 
