@@ -10,7 +10,7 @@ PKGS      := ./...
 TEST_FLAGS ?= -p 2 -count=1 -timeout 25m
 FUZZ_TIME ?= 10s
 
-.PHONY: all build run test test-short fuzz bench lint vet fmt clean
+.PHONY: all build run test test-short fuzz bench bench-fleet lint vet fmt clean
 
 all: build
 
@@ -40,6 +40,11 @@ fuzz:
 # BENCH_QUICK=1 runs the 2-3 minute smoke version; BENCH_FLAGS passes flags.
 bench:
 	TF_CLI_CONFIG_FILE=/dev/null $(GO) run ./cmd/terratask-bench $(if $(filter 1 true yes,$(BENCH_QUICK)),-quick) $(BENCH_FLAGS)
+
+# Task creation through two API replicas against one, on the fleet of the
+# scale-out test (Temporal and the store on PostgreSQL; e2e/fleet/bench_test.go).
+bench-fleet:
+	$(GO) test ./e2e/fleet -run '^$$' -bench CreateThroughput -benchtime 1x -timeout 30m -v
 
 vet:
 	$(GO) vet $(PKGS)

@@ -72,11 +72,11 @@ func (r *Runner) Init(ctx context.Context, in StepInput) (err error) {
 		s.book.runner(store.LevelWarn, "the configuration declares its own backend; the runner does not manage its state")
 	case s.r.StateURL != "":
 		org, ws := stateWorkspace(s.in.Task)
-		if err := writeHTTPBackend(p.config, s.r.stateAddress(s.in.Task)); err != nil {
+		if err := writeHTTPBackend(p.config); err != nil {
 			return transientError("writing the backend config", err)
 		}
 		// The handle was made before the backend file existed: give it
-		// the backend's credential now.
+		// the backend's addresses and credential now.
 		if tf, err = s.terraform(p.config, tfPath); err != nil {
 			return err
 		}

@@ -91,8 +91,9 @@ func (s *stepRun) terraformEnv() (map[string]string, error) {
 				delete(env, k)
 			}
 		}
-		env["TF_HTTP_USERNAME"] = s.in.Task.ID
-		env["TF_HTTP_PASSWORD"] = s.stateCredential()
+		for k, v := range s.httpBackendEnv() {
+			env[k] = v
+		}
 	}
 	env[envTaskID] = s.in.Task.ID
 	env[envExecID] = s.execID

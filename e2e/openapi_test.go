@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -30,11 +31,25 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 		t.Fatalf("create: %d %s", created.code, created.body)
 	}
 	taskID := created.object(t)["id"].(string)
-	values := map[string]string{"taskId": taskID, "agentId": "agent-openapi", "runnerId": "local"}
+	values := map[string]string{"taskId": taskID, "agentId": "agent-openapi", "runnerId": "local",
+		"org": "default", "workspace": "openapi-ws", "version": "1"}
 	param := regexp.MustCompile(`\{([A-Za-z]+)\}`)
 	calls := 0
-	for path, item := range doc.Paths {
-		for method := range item {
+	// In path and method order, so the state routes run as a story: read
+	// (none yet), write version 1, unlock (nothing held), read the lock,
+	// take it, list versions, read version 1.
+	var paths []string
+	for path := range doc.Paths {
+		paths = append(paths, path)
+	}
+	sort.Strings(paths)
+	for _, path := range paths {
+		var methods []string
+		for method := range doc.Paths[path] {
+			methods = append(methods, method)
+		}
+		sort.Strings(methods)
+		for _, method := range methods {
 			if method == "parameters" {
 				continue
 			}
@@ -46,7 +61,12 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 				return v
 			})
 			var body []byte
-			if method == "post" {
+			switch {
+			case strings.HasSuffix(path, "/lock") && method != "get":
+				body = []byte(`{"ID":"openapi-lock","Operation":"OperationTypeApply","Who":"e2e"}`)
+			case strings.HasPrefix(path, "/api/v1/state/") && method == "post":
+				body = []byte(`{"version":4,"terraform_version":"1.11.4","serial":1,"lineage":"openapi","outputs":{},"resources":[]}`)
+			case method == "post":
 				body = parkedBody("openapi create", "agent-openapi")
 			}
 			r := shared.call(t, strings.ToUpper(method), url, shared.key, body)
@@ -57,7 +77,7 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 			if r.code >= 300 && method != "put" {
 				t.Errorf("%s %s: %d %s", strings.ToUpper(method), url, r.code, r.body)
 			}
-			if method == "post" && r.code == 200 {
+			if method == "post" && r.code == 200 && strings.HasPrefix(path, "/api/v1/tasks") {
 				shared.call(t, http.MethodPut, "/api/v1/tasks/"+r.object(t)["id"].(string)+"/cancel", shared.key, nil)
 			}
 		}

@@ -46,47 +46,8 @@ func TestFleetScaleOut(t *testing.T) {
 	if _, err := exec.LookPath("terraform"); err != nil {
 		t.Fatal("terraform is not on PATH; the fleet test runs the real binary")
 	}
-	pgtest.Start(t) // skips (or fails under CI) when PostgreSQL is missing
-
-	mod := findTemporalModule(t)
-	bins := temporalBinDir(t, mod) // may build them: before the clock starts
-	began := time.Now()
-	dir := t.TempDir()
-
-	// terratask, built once.
-	binPath := filepath.Join(dir, "terratask")
-	if out, err := exec.Command("go", "build", "-o", binPath, "github.com/terratask/terratask/cmd/terratask").CombinedOutput(); err != nil {
-		t.Fatalf("building terratask: %v\n%s", err, out)
-	}
-
-	ts := startTemporal(t, mod, bins, filepath.Join(dir, "temporal"))
-	t.Logf("Temporal %s on PostgreSQL ready at %s after %s", mod.version, ts.address, time.Since(began).Round(100*time.Millisecond))
-
-	// Shared configuration: the store, the keys file and the secret key.
-	storeDSN := pgtest.NewDatabase(t)
-	keysPath := filepath.Join(dir, "keys.yaml")
-	keys := fmt.Sprintf("keys:\n  - name: fleet-admin\n    org: default\n    role: admin\n    hash: %s\n", auth.HashKey(adminKey))
-	if err := os.WriteFile(keysPath, []byte(keys), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	secretPath := filepath.Join(dir, "secret.key")
-	var sk [32]byte
-	_, _ = rand.Read(sk[:])
-	if err := os.WriteFile(secretPath, []byte(base64.StdEncoding.EncodeToString(sk[:])), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	env := []string{"TF_CLI_CONFIG_FILE=/dev/null", "TERRATASK_SECRET_KEY="}
-
-	// Two API replicas, one after the other (the first migrates the store
-	// and registers the search attributes; the second finds them done).
-	var replicas []*apiClient
-	for i := range 2 {
-		p := startProc(t, fmt.Sprintf("server-%d", i+1), filepath.Join(dir, fmt.Sprintf("server-%d.log", i+1)), env, binPath,
-			"server", "--temporal-address", ts.address, "--store", storeDSN, "--api-keys-file", keysPath,
-			"--secret-key-file", secretPath, "--http-address", "127.0.0.1:0", "--log-level", "info")
-		ready := waitLogLine(t, p, "terratask server ready", 2*time.Minute)
-		replicas = append(replicas, &apiClient{base: "http://" + ready["http"].(string), key: adminKey, proc: p})
-	}
+	f := startFleet(t, 2)
+	ts, replicas, dir, binPath, env, storeDSN, secretPath, began := f.temporal, f.replicas, f.dir, f.bin, f.env, f.storeDSN, f.secretPath, f.began
 
 	// Two runner processes of one ID, each on the state backend of another
 	// replica.
@@ -341,6 +302,64 @@ func TestFleetScaleOut(t *testing.T) {
 	t.Logf("fleet test done in %s (after the binaries were built)", time.Since(began).Round(100*time.Millisecond))
 }
 
+// fleet is the shared part of a fleet: a Temporal server on PostgreSQL, the
+// store's database, the keys and secret files, the terratask binary and the
+// API replicas.
+type fleet struct {
+	temporal           *temporalServer
+	replicas           []*apiClient
+	dir, bin           string
+	env                []string
+	storeDSN, keysPath string
+	secretPath         string
+	began              time.Time
+}
+
+// startFleet starts Temporal, creates the store and starts n API replicas.
+func startFleet(t testing.TB, n int) *fleet {
+	t.Helper()
+	pgtest.Start(t) // skips (or fails under CI) when PostgreSQL is missing
+	mod := findTemporalModule(t)
+	bins := temporalBinDir(t, mod) // may build them: before the clock starts
+	f := &fleet{began: time.Now(), dir: t.TempDir()}
+	dir := f.dir
+
+	// terratask, built once.
+	f.bin = filepath.Join(dir, "terratask")
+	if out, err := exec.Command("go", "build", "-o", f.bin, "github.com/terratask/terratask/cmd/terratask").CombinedOutput(); err != nil {
+		t.Fatalf("building terratask: %v\n%s", err, out)
+	}
+
+	f.temporal = startTemporal(t, mod, bins, filepath.Join(dir, "temporal"))
+	t.Logf("Temporal %s on PostgreSQL ready at %s after %s", mod.version, f.temporal.address, time.Since(f.began).Round(100*time.Millisecond))
+
+	// Shared configuration: the store, the keys file and the secret key.
+	f.storeDSN = pgtest.NewDatabase(t)
+	f.keysPath = filepath.Join(dir, "keys.yaml")
+	keys := fmt.Sprintf("keys:\n  - name: fleet-admin\n    org: default\n    role: admin\n    hash: %s\n", auth.HashKey(adminKey))
+	if err := os.WriteFile(f.keysPath, []byte(keys), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.secretPath = filepath.Join(dir, "secret.key")
+	var sk [32]byte
+	_, _ = rand.Read(sk[:])
+	if err := os.WriteFile(f.secretPath, []byte(base64.StdEncoding.EncodeToString(sk[:])), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.env = []string{"TF_CLI_CONFIG_FILE=/dev/null", "TERRATASK_SECRET_KEY="}
+
+	// API replicas, one after the other (the first migrates the store and
+	// registers the search attributes; the others find them done).
+	for i := range n {
+		p := startProc(t, fmt.Sprintf("server-%d", i+1), filepath.Join(dir, fmt.Sprintf("server-%d.log", i+1)), f.env, f.bin,
+			"server", "--temporal-address", f.temporal.address, "--store", f.storeDSN, "--api-keys-file", f.keysPath,
+			"--secret-key-file", f.secretPath, "--http-address", "127.0.0.1:0", "--log-level", "info")
+		ready := waitLogLine(t, p, "terratask server ready", 2*time.Minute)
+		f.replicas = append(f.replicas, &apiClient{base: "http://" + ready["http"].(string), key: adminKey, proc: p})
+	}
+	return f
+}
+
 // repeatedByTerraform reports entries Terraform itself writes several times
 // in one instant: an interrupted apply (here: a step cancelled when its
 // heartbeat failed, before the host moves) ends with one "Error: execution
@@ -384,7 +403,7 @@ func compareLists(want []string, a, b []Task) string {
 	return strings.Join(diffs, "; ")
 }
 
-func fixture(t *testing.T, name string) map[string]string {
+func fixture(t testing.TB, name string) map[string]string {
 	t.Helper()
 	entries, err := os.ReadDir(filepath.Join("testdata", name))
 	if err != nil {
@@ -403,7 +422,7 @@ func fixture(t *testing.T, name string) map[string]string {
 
 // waitLogLine waits for a JSON log line whose msg is msg and returns its
 // fields.
-func waitLogLine(t *testing.T, p *proc, msg string, timeout time.Duration) map[string]any {
+func waitLogLine(t testing.TB, p *proc, msg string, timeout time.Duration) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -426,7 +445,7 @@ func waitLogLine(t *testing.T, p *proc, msg string, timeout time.Duration) map[s
 	}
 }
 
-func waitTerminal(t *testing.T, c *apiClient, id string, timeout time.Duration, failf func(string, ...any)) Status {
+func waitTerminal(t testing.TB, c *apiClient, id string, timeout time.Duration, failf func(string, ...any)) Status {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

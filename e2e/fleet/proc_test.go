@@ -28,7 +28,7 @@ type proc struct {
 // gets SIGKILL if the test binary dies (it is started from a locked thread
 // that lives as long as it does, so the parent-death signal fires only then);
 // at the end of the test it gets SIGTERM, then SIGKILL.
-func startProc(t *testing.T, label, logPath string, env []string, name string, args ...string) *proc {
+func startProc(t testing.TB, label, logPath string, env []string, name string, args ...string) *proc {
 	t.Helper()
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -122,7 +122,7 @@ func (p *proc) tail() string {
 // ago (all held open until all are picked, so none repeats). They are below
 // 32768, outside Linux's ephemeral range: Temporal stores membership ports in
 // a PostgreSQL smallint.
-func freePorts(t *testing.T, n int) []int {
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ls []net.Listener
 	defer func() {

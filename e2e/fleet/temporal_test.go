@@ -31,7 +31,7 @@ const EnvTemporalBin = "TERRATASK_TEMPORAL_BIN"
 // directory (config and schema files) and version.
 type temporalModule struct{ dir, version string }
 
-func findTemporalModule(t *testing.T) temporalModule {
+func findTemporalModule(t testing.TB) temporalModule {
 	t.Helper()
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}} {{.Version}}", "go.temporal.io/server").Output()
 	if err != nil {
@@ -50,7 +50,7 @@ func findTemporalModule(t *testing.T) temporalModule {
 
 // temporalBinDir returns the directory of the cached Temporal binaries,
 // building them with `go install` when missing.
-func temporalBinDir(t *testing.T, mod temporalModule) string {
+func temporalBinDir(t testing.TB, mod temporalModule) string {
 	t.Helper()
 	dir := os.Getenv(EnvTemporalBin)
 	if dir == "" {
@@ -110,7 +110,7 @@ type temporalServer struct {
 // startTemporal sets up the schema of two fresh databases of the shared
 // PostgreSQL cluster and starts a Temporal node on them with free ports, then
 // registers the default namespace.
-func startTemporal(t *testing.T, mod temporalModule, bin, dir string) *temporalServer {
+func startTemporal(t testing.TB, mod temporalModule, bin, dir string) *temporalServer {
 	t.Helper()
 	cluster := pgtest.Start(t)
 	mainDSN := cluster.NewDatabase(t)
@@ -205,7 +205,7 @@ func startTemporal(t *testing.T, mod temporalModule, bin, dir string) *temporalS
 // writeTemporalConfig writes DIR/development.yaml, the module's
 // config/development-postgres12.yaml with its databases, ports and dynamic
 // config pointed at this test's, and the dynamic config file it names.
-func writeTemporalConfig(t *testing.T, mod temporalModule, dir string, mainCfg, visCfg *pgx.ConnConfig, ports []int) {
+func writeTemporalConfig(t testing.TB, mod temporalModule, dir string, mainCfg, visCfg *pgx.ConnConfig, ports []int) {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(mod.dir, "config", "development-postgres12.yaml"))
 	if err != nil {
