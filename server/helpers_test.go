@@ -182,6 +182,9 @@ type fakeTemporal struct {
 	started  map[string]client.StartWorkflowOptions
 	starts   int
 	startErr error
+	// state, when set, answers every state query; queries counts them.
+	state   *task.State
+	queries int
 }
 
 func newFakeTemporal() *fakeTemporal {
@@ -230,7 +233,25 @@ func (f *fakeTemporal) SignalWithStartWorkflow(context.Context, string, string, 
 }
 
 func (f *fakeTemporal) QueryWorkflow(context.Context, string, string, string, ...any) (converter.EncodedValue, error) {
-	return nil, serviceerror.NewNotFound("no live state in unit tests")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.queries++
+	if f.state == nil {
+		return nil, serviceerror.NewNotFound("no live state in unit tests")
+	}
+	return stateValue{*f.state}, nil
+}
+
+// stateValue is a query answer of the fake.
+type stateValue struct{ st task.State }
+
+func (v stateValue) HasValue() bool { return true }
+func (v stateValue) Get(ptr any) error {
+	b, err := json.Marshal(v.st)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, ptr)
 }
 
 func (f *fakeTemporal) CheckHealth(context.Context, *client.CheckHealthRequest) (*client.CheckHealthResponse, error) {

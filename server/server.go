@@ -46,6 +46,10 @@ type Options struct {
 	// QueryTimeout bounds a live state query before the store answers
 	// instead (default 2s).
 	QueryTimeout time.Duration
+	// StateTTL is how long the answer of a running task's state query is
+	// reused for further status and task requests (default 250ms; negative
+	// disables). Whether a task is finished always comes from the store.
+	StateTTL time.Duration
 	// CancelWait is how long a cancel request waits for the task to reach
 	// cancelled before it answers "cancelling" (default 3s).
 	CancelWait time.Duration
@@ -58,6 +62,7 @@ type Options struct {
 type Server struct {
 	opts   Options
 	router *gin.Engine
+	states *stateCache
 }
 
 // Context keys.
@@ -83,6 +88,9 @@ func New(opts Options) *Server {
 	if opts.QueryTimeout <= 0 {
 		opts.QueryTimeout = 2 * time.Second
 	}
+	if opts.StateTTL == 0 {
+		opts.StateTTL = 250 * time.Millisecond
+	}
 	if opts.CancelWait <= 0 {
 		opts.CancelWait = 3 * time.Second
 	}
@@ -98,7 +106,7 @@ func New(opts Options) *Server {
 	r.HandleMethodNotAllowed = true
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
-	s := &Server{opts: opts, router: r}
+	s := &Server{opts: opts, router: r, states: newStateCache(opts.StateTTL)}
 
 	r.Use(s.requestID, s.accessLog, s.recover)
 	r.NoRoute(func(c *gin.Context) {

@@ -160,6 +160,15 @@ func (s *Server) loadTask(c *gin.Context) (store.Task, bool) {
 // liveState queries the running workflow; ok is false when the workflow is
 // closed or nobody answers in time, and the store's row stands.
 func (s *Server) liveState(ctx context.Context, id string) (task.State, bool) {
+	if st, ok := s.states.get(id); ok {
+		return st, true
+	}
+	return s.queryState(ctx, id)
+}
+
+// queryState asks the workflow for its state now, bypassing the cache (and
+// refreshing it): the cancel path needs the answer of the moment.
+func (s *Server) queryState(ctx context.Context, id string) (task.State, bool) {
 	if s.opts.Temporal == nil {
 		return task.State{}, false
 	}
@@ -177,6 +186,7 @@ func (s *Server) liveState(ctx context.Context, id string) (task.State, bool) {
 	if err := v.Get(&st); err != nil {
 		return task.State{}, false
 	}
+	s.states.put(id, st)
 	return st, true
 }
 
@@ -295,11 +305,12 @@ func (s *Server) cancelTask(c *gin.Context) {
 		unavailable(c, "cancel the task")
 		return
 	}
+	s.states.forget(t.ID)
 	if !force {
 		// Let the workflow take the signal before the cancellation: a query
 		// answers only after the pending workflow task, so the task records
 		// who cancelled it even when both would land in one workflow task.
-		s.liveState(ctx, t.ID)
+		s.queryState(ctx, t.ID)
 		if err := s.opts.Temporal.CancelWorkflow(ctx, t.ID, ""); err != nil && !isNotFound(err) {
 			s.opts.Logger.Error("cancelling workflow", zap.String("task_id", t.ID), zap.Error(err))
 			unavailable(c, "cancel the task")
@@ -318,7 +329,7 @@ func (s *Server) awaitCancel(ctx context.Context, t store.Task, req task.CancelR
 	}
 	deadline := time.Now().Add(s.opts.CancelWait)
 	for {
-		st, live := s.liveState(ctx, t.ID)
+		st, live := s.queryState(ctx, t.ID)
 		if !live {
 			if row, err := s.opts.Store.GetTask(ctx, t.Org, t.ID); err == nil {
 				st = task.State{Status: row.Status, CancelledAt: row.CancelledAt, CancelledBy: row.CancelledBy}
