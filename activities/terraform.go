@@ -172,20 +172,11 @@ func (r *Runner) stopTaskProcesses(taskID string, onlyOrphans bool) int {
 // does not claim.
 func stopMarked(taskID string, live func(exec string) bool) int {
 	procs, err := procgroup.Find(func(p procgroup.Proc) bool {
-		env, err := procgroup.Environ(p.PID)
-		if err != nil {
+		if !p.HasEnv(envTaskID, taskID) {
 			return false
 		}
-		var mine bool
-		var exec string
-		for _, kv := range env {
-			if kv == envTaskID+"="+taskID {
-				mine = true
-			} else if v, ok := strings.CutPrefix(kv, envExecID+"="); ok {
-				exec = v
-			}
-		}
-		return mine && (live == nil || !live(exec))
+		exec, _ := p.Getenv(envExecID)
+		return live == nil || !live(exec)
 	})
 	if err != nil || len(procs) == 0 {
 		return 0

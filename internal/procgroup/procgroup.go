@@ -30,6 +30,9 @@ type Proc struct {
 	// State is the one-letter state; 'Z' (zombie) and 'X' (dead) processes
 	// have exited already.
 	State byte
+	// Start is the process's start time (clock ticks after boot): with PID
+	// it names one process, even after the PID is reused.
+	Start uint64
 }
 
 // Alive reports whether the process has not exited yet.
@@ -53,6 +56,7 @@ func List() ([]Proc, error) {
 		}
 		procs = append(procs, p)
 	}
+	pruneEnvCache(procs)
 	return procs, nil
 }
 
@@ -69,46 +73,117 @@ func Stat(pid int) (Proc, error) {
 		return Proc{}, errors.New("malformed stat")
 	}
 	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 3 || len(f[0]) != 1 {
+	if len(f) < 20 || len(f[0]) != 1 {
 		return Proc{}, errors.New("malformed stat")
 	}
 	ppid, err1 := strconv.Atoi(f[1])
 	pgid, err2 := strconv.Atoi(f[2])
-	if err1 != nil || err2 != nil {
+	start, err3 := strconv.ParseUint(f[19], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
 		return Proc{}, errors.New("malformed stat")
 	}
-	return Proc{PID: pid, PPID: ppid, PGID: pgid, State: f[0][0]}, nil
+	return Proc{PID: pid, PPID: ppid, PGID: pgid, State: f[0][0], Start: start}, nil
 }
 
-// Environ returns the environment a process started with ("KEY=value"
-// entries). It fails for processes of other users unless privileged.
-func Environ(pid int) ([]string, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+// envCache keeps the environment of processes by (PID, start time). A
+// process's /proc/<pid>/environ is the environment it was started with and
+// never changes, so each process is read once, however many scans see it:
+// scans of a busy host then cost one stat read per process.
+var envCache = struct {
+	sync.Mutex
+	m map[procKey][]byte
+	// seen counts List calls; entries not seen by recent ones are dropped.
+	seen map[procKey]uint64
+	n    uint64
+}{m: map[procKey][]byte{}, seen: map[procKey]uint64{}}
+
+type procKey struct {
+	pid   int
+	start uint64
+}
+
+// Env returns the environment the process started with, raw ("KEY=value"
+// entries separated by NUL), read once per process.
+func (p Proc) Env() ([]byte, error) {
+	k := procKey{p.PID, p.Start}
+	envCache.Lock()
+	b, ok := envCache.m[k]
+	envCache.Unlock()
+	if ok {
+		return b, nil
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/environ")
 	if err != nil {
 		return nil, err
 	}
-	var env []string
+	// A process that has just been forked shows its parent's environment
+	// until it execs: only a live process older than a second is cached.
+	if p.Alive() && p.Start != 0 && processAge(p) >= time.Second {
+		envCache.Lock()
+		envCache.m[k] = b
+		envCache.seen[k] = envCache.n
+		envCache.Unlock()
+	}
+	return b, nil
+}
+
+// Getenv returns the value of key in the environment the process started
+// with.
+func (p Proc) Getenv(key string) (string, bool) {
+	b, err := p.Env()
+	if err != nil {
+		return "", false
+	}
+	prefix := []byte(key + "=")
 	for _, kv := range bytes.Split(b, []byte{0}) {
-		if len(kv) > 0 {
-			env = append(env, string(kv))
+		if v, ok := bytes.CutPrefix(kv, prefix); ok {
+			return string(v), true
 		}
 	}
-	return env, nil
+	return "", false
 }
 
 // HasEnv reports whether the process started with exactly key=value.
-func HasEnv(pid int, key, value string) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+func (p Proc) HasEnv(key, value string) bool {
+	v, ok := p.Getenv(key)
+	return ok && v == value
+}
+
+// clockTicks is USER_HZ, the unit of /proc start times (100 on Linux).
+const clockTicks = 100
+
+// processAge is how long ago p started, from /proc/uptime; zero when
+// unknown.
+func processAge(p Proc) time.Duration {
+	b, err := os.ReadFile("/proc/uptime")
 	if err != nil {
-		return false
+		return 0
 	}
-	want := []byte(key + "=" + value)
-	for _, kv := range bytes.Split(b, []byte{0}) {
-		if bytes.Equal(kv, want) {
-			return true
+	up, _, _ := strings.Cut(string(b), " ")
+	secs, err := strconv.ParseFloat(up, 64)
+	if err != nil {
+		return 0
+	}
+	return time.Duration((secs - float64(p.Start)/clockTicks) * float64(time.Second))
+}
+
+// pruneEnvCache drops the environments of processes absent from procs.
+func pruneEnvCache(procs []Proc) {
+	envCache.Lock()
+	defer envCache.Unlock()
+	envCache.n++
+	for _, p := range procs {
+		k := procKey{p.PID, p.Start}
+		if _, ok := envCache.m[k]; ok {
+			envCache.seen[k] = envCache.n
 		}
 	}
-	return false
+	for k, n := range envCache.seen {
+		if n+2 < envCache.n {
+			delete(envCache.seen, k)
+			delete(envCache.m, k)
+		}
+	}
 }
 
 // Find returns the live processes, other than this one, for which match
@@ -150,7 +225,7 @@ func NewTracker(key, value string) *Tracker {
 // while the command runs, so a descendant that scrubs its environment is still
 // found through its group.
 func (t *Tracker) Scan() {
-	marked, err := Find(func(p Proc) bool { return HasEnv(p.PID, t.Key, t.Value) })
+	marked, err := Find(func(p Proc) bool { return p.HasEnv(t.Key, t.Value) })
 	if err != nil {
 		return
 	}
@@ -174,7 +249,7 @@ func (t *Tracker) Members() []Proc {
 		if t.groups[p.PGID] {
 			return true
 		}
-		if HasEnv(p.PID, t.Key, t.Value) {
+		if p.HasEnv(t.Key, t.Value) {
 			if p.PGID > 1 && p.PGID != own {
 				t.groups[p.PGID] = true
 			}

@@ -109,3 +109,63 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestEnvIsReadOncePerProcess: a process's environment is cached by PID
+// and start time, so a later scan answers from the cache, and a new process
+// (even under a reused PID) is read afresh.
+func TestEnvIsReadOncePerProcess(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	secs := fmt.Sprintf("60.%06d", rand.IntN(1_000_000))
+	cmd := exec.Command("sleep", secs)
+	cmd.Env = append(os.Environ(), "PROCGROUP_ENV_TEST="+secs)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	var p Proc
+	waitFor(t, func() bool {
+		var err error
+		p, err = Stat(cmd.Process.Pid)
+		return err == nil && p.State == 'S'
+	})
+	// Younger than a second: read, not cached (it may not have exec'd).
+	if !p.HasEnv("PROCGROUP_ENV_TEST", secs) {
+		t.Fatal("the young sleep's marker was not found")
+	}
+	waitFor(t, func() bool { return processAge(p) >= time.Second })
+	if !p.HasEnv("PROCGROUP_ENV_TEST", secs) || p.HasEnv("PROCGROUP_ENV_TEST", "other") {
+		t.Fatalf("HasEnv of the marked sleep is wrong")
+	}
+	if v, ok := p.Getenv("PROCGROUP_ENV_TEST"); !ok || v != secs {
+		t.Fatalf("Getenv: %q %v", v, ok)
+	}
+	envCache.Lock()
+	_, cached := envCache.m[procKey{p.PID, p.Start}]
+	envCache.Unlock()
+	if !cached {
+		t.Fatal("the running process's environment was not cached")
+	}
+	// The same PID with another start time is another process.
+	other := p
+	other.Start++
+	if other.HasEnv("PROCGROUP_ENV_TEST", secs) != true {
+		// Read afresh from /proc: still this sleep's environment.
+		t.Fatal("a fresh read did not find the marker")
+	}
+	// Once the process is gone, listing drops it from the cache.
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	for range 3 {
+		if _, err := List(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	envCache.Lock()
+	_, cached = envCache.m[procKey{p.PID, p.Start}]
+	envCache.Unlock()
+	if cached {
+		t.Fatal("an exited process's environment stayed cached")
+	}
+}
