@@ -1,6 +1,8 @@
 // Package store defines terratask's heartbeat-fed store: task log entries,
-// written in batches by runners on each heartbeat tick and at step end, and the
-// task index that list, filter, sort and paging are served from.
+// written in batches by runners on each heartbeat tick and at step end, the
+// task index that list, filter, sort and paging are served from, and the
+// Terraform state (versions and lock per org and workspace) that the server's
+// HTTP state backend serves (StateStore).
 //
 // Temporal stays the source of truth; the store is a projection. The SQLite
 // implementation (package store/sqlite) is the embedded default; a PostgreSQL
