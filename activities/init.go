@@ -46,11 +46,11 @@ func (r *Runner) Init(ctx context.Context, in StepInput) (err error) {
 		return err
 	}
 
-	unlock, err := s.lockInit(ctx)
+	cache, err := s.holdPluginCache(ctx, tfPath, remote != "")
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer func() { cache.release(err) }()
 
 	tf, err := s.terraform(p.config, tfPath)
 	if err != nil {

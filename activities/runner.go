@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/terratask/terratask/internal/rwlock"
 	"github.com/terratask/terratask/internal/tfinstall"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
@@ -33,13 +34,15 @@ type LogSink interface {
 //
 // Layout under DataDir:
 //
-//	work/<task-id>/            a task's work dir (0700), removed by Cleanup
-//	work/<task-id>/config/     the Terraform configuration Terraform runs in
-//	work/<task-id>/.terratask/ private: var file, saved plan, log spool
-//	state/<org>/<workspace>/   local state, kept across tasks
-//	plugin-cache/              Terraform's shared provider cache
-//	terraform/<version>/       Terraform binaries installed by the runner
-//	terraform.rc               the generated Terraform CLI config
+//	work/<task-id>/               a task's work dir (0700), removed by Cleanup
+//	work/<task-id>/config/        the Terraform configuration Terraform runs in
+//	work/<task-id>/.terratask/    private: var file, saved plan, log spool
+//	state/<org>/<workspace>/      local state, kept across tasks
+//	plugin-cache/                 Terraform's shared provider cache
+//	plugin-cache/.terratask-warm/ keys of inits that only read the cache
+//	plugin-cache.lock             the cache's lock between processes (initlock.go)
+//	terraform/<version>/          Terraform binaries installed by the runner
+//	terraform.rc                  the generated Terraform CLI config
 type Runner struct {
 	RunnerID string
 	// HostID is this host's stable ID; later steps of a task run on
@@ -93,9 +96,9 @@ type Runner struct {
 // runnerState is the in-process state shared by a Runner's activities.
 type runnerState struct {
 	installer *tfinstall.Installer
-	// initSlot serialises terraform init in this process (the file lock
-	// does it between processes).
-	initSlot chan struct{}
+	// initLock is the plugin cache lock in this process (a file lock
+	// extends it to processes sharing the data dir); see initlock.go.
+	initLock rwlock.Mutex
 
 	mu sync.Mutex
 	// execs are the exec markers of steps running in this process, so
@@ -127,9 +130,8 @@ func (r *Runner) st() *runnerState {
 				Dir:             filepath.Join(r.dataDir(), "terraform"),
 				DisableDownload: r.DisableDownload,
 			}),
-			initSlot: make(chan struct{}, 1),
-			execs:    map[string]bool{},
-			spools:   map[string]bool{},
+			execs:  map[string]bool{},
+			spools: map[string]bool{},
 		}
 	})
 	return r.state

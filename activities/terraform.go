@@ -11,7 +11,6 @@ import (
 
 	"github.com/hashicorp/terraform-exec/tfexec"
 
-	"github.com/terratask/terratask/internal/filelock"
 	"github.com/terratask/terratask/internal/procgroup"
 	"github.com/terratask/terratask/internal/tfinstall"
 	"github.com/terratask/terratask/store"
@@ -215,42 +214,6 @@ func (r *Runner) install(ctx context.Context, want string) (tfinstall.Result, er
 	default:
 		return res, transientError("installing terraform", err)
 	}
-}
-
-// lockInit serialises terraform init on this runner. Terraform's plugin
-// cache is not safe for concurrent writers, and every init of the runner
-// shares DataDir/plugin-cache; a channel orders the goroutines of this
-// process and a file lock orders the processes sharing the data dir. Init
-// is short once providers are cached, so the wait is too.
-func (s *stepRun) lockInit(ctx context.Context) (func(), error) {
-	slot := s.r.st().initSlot
-	select {
-	case slot <- struct{}{}:
-	default:
-		s.book.runner(store.LevelInfo, "waiting for another terraform init on this runner (shared plugin cache)")
-		select {
-		case slot <- struct{}{}:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	path := s.r.pluginCacheDir() + ".lock"
-	lock, err := filelock.TryAcquire(path)
-	if err == nil && lock == nil {
-		s.book.runner(store.LevelInfo, "waiting for a terraform init of another process on this runner (shared plugin cache)")
-		lock, err = filelock.Acquire(ctx, path)
-	}
-	if err != nil {
-		<-slot
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, transientError("locking the plugin cache", err)
-	}
-	return func() {
-		lock.Release()
-		<-slot
-	}, nil
 }
 
 // terraformHandle returns the task's terraform-exec handle for dir and

@@ -1,7 +1,8 @@
-// Package filelock is an exclusive advisory lock on a file (flock(2)). It
-// serialises work between the goroutines of one process and between processes
-// on one host: flock locks belong to an open file description, so two opens
-// of the same path conflict even inside one process.
+// Package filelock is an advisory lock on a file (flock(2)), exclusive or
+// shared. It orders work between the goroutines of one process and between
+// processes on one host: flock locks belong to an open file description, so
+// two opens of the same path conflict even inside one process. Shared holders
+// coexist with each other and exclude an exclusive one.
 package filelock
 
 import (
@@ -21,14 +22,30 @@ const pollEvery = 50 * time.Millisecond
 // Lock is a held lock; Release frees it.
 type Lock struct{ f *os.File }
 
-// TryAcquire takes the lock on path if it is free. It returns (nil, nil) when
-// another holder has it.
-func TryAcquire(path string) (*Lock, error) {
+// TryAcquire takes the lock on path exclusively if nobody holds it. It
+// returns (nil, nil) when another holder has it.
+func TryAcquire(path string) (*Lock, error) { return tryAcquire(path, unix.LOCK_EX) }
+
+// TryAcquireShared takes the lock on path shared if no exclusive holder has
+// it. It returns (nil, nil) when one does.
+func TryAcquireShared(path string) (*Lock, error) { return tryAcquire(path, unix.LOCK_SH) }
+
+// Acquire waits until it holds the lock on path exclusively or ctx is done.
+func Acquire(ctx context.Context, path string) (*Lock, error) {
+	return acquire(ctx, path, unix.LOCK_EX)
+}
+
+// AcquireShared waits until it holds the lock on path shared or ctx is done.
+func AcquireShared(ctx context.Context, path string) (*Lock, error) {
+	return acquire(ctx, path, unix.LOCK_SH)
+}
+
+func tryAcquire(path string, how int) (*Lock, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening lock file: %w", err)
 	}
-	ok, err := tryFlock(f)
+	ok, err := tryFlock(f, how)
 	if err != nil || !ok {
 		f.Close()
 		return nil, err
@@ -36,8 +53,7 @@ func TryAcquire(path string) (*Lock, error) {
 	return &Lock{f: f}, nil
 }
 
-// Acquire waits until it holds the lock on path or ctx is done.
-func Acquire(ctx context.Context, path string) (*Lock, error) {
+func acquire(ctx context.Context, path string, how int) (*Lock, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening lock file: %w", err)
@@ -45,7 +61,7 @@ func Acquire(ctx context.Context, path string) (*Lock, error) {
 	t := time.NewTicker(pollEvery)
 	defer t.Stop()
 	for {
-		ok, err := tryFlock(f)
+		ok, err := tryFlock(f, how)
 		if err != nil {
 			f.Close()
 			return nil, err
@@ -62,9 +78,10 @@ func Acquire(ctx context.Context, path string) (*Lock, error) {
 	}
 }
 
-func tryFlock(f *os.File) (bool, error) {
+// tryFlock takes the lock (how is LOCK_EX or LOCK_SH) without blocking.
+func tryFlock(f *os.File, how int) (bool, error) {
 	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
 		switch {
 		case err == nil:
 			return true, nil
