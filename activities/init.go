@@ -75,6 +75,12 @@ func (r *Runner) Init(ctx context.Context, in StepInput) (err error) {
 		if err := writeHTTPBackend(p.config); err != nil {
 			return transientError("writing the backend config", err)
 		}
+		if err := os.WriteFile(p.backendMark, []byte("http"), 0o600); err != nil {
+			return transientError("writing the backend config", err)
+		}
+		if err := s.adoptLocalState(ctx); err != nil {
+			return err
+		}
 		// The handle was made before the backend file existed: give it
 		// the backend's addresses and credential now.
 		if tf, err = s.terraform(p.config, tfPath); err != nil {
@@ -102,7 +108,7 @@ func (r *Runner) Init(ctx context.Context, in StepInput) (err error) {
 // stay: begin has re-sent them.
 func (s *stepRun) resetConfigDir() error {
 	p := s.paths
-	for _, path := range []string{p.config, p.varFile, p.planFile} {
+	for _, path := range []string{p.config, p.varFile, p.planFile, p.backendMark} {
 		if err := os.RemoveAll(path); err != nil {
 			return transientError("cleaning the work dir", err)
 		}

@@ -107,6 +107,11 @@ type runnerState struct {
 	// spools are the log spools of steps running in this process, which
 	// recovery leaves to their own books.
 	spools map[string]bool
+	// proxy is the loopback proxy to the state backend, started on first
+	// use (proxyErr if that failed).
+	proxyOnce sync.Once
+	proxy     *stateProxy
+	proxyErr  error
 	// tfs keeps a task's terraform-exec handle across its steps: the handle
 	// caches `terraform version`, which it would otherwise run again before
 	// every command (about 100 ms each). Keyed by task ID; Cleanup drops it.
@@ -135,6 +140,13 @@ func (r *Runner) st() *runnerState {
 		}
 	})
 	return r.state
+}
+
+// stateProxy returns the runner's state proxy, starting it on first use.
+func (r *Runner) stateProxy() (*stateProxy, error) {
+	st := r.st()
+	st.proxyOnce.Do(func() { st.proxy, st.proxyErr = startStateProxy() })
+	return st.proxy, st.proxyErr
 }
 
 func (r *Runner) logger() *zap.Logger {
@@ -187,6 +199,9 @@ type taskPaths struct {
 	config   string // work/config: where Terraform runs
 	varFile  string
 	planFile string
+	// backendMark exists while the configuration runs on the runner's HTTP
+	// state backend (Init decided so); it holds "http".
+	backendMark string
 }
 
 func (r *Runner) paths(taskID string) (taskPaths, error) {
@@ -196,11 +211,12 @@ func (r *Runner) paths(taskID string) (taskPaths, error) {
 	work := filepath.Join(r.dataDir(), "work", taskID)
 	priv := filepath.Join(work, ".terratask")
 	return taskPaths{
-		work:     work,
-		private:  priv,
-		config:   filepath.Join(work, "config"),
-		varFile:  filepath.Join(priv, "vars.tfvars.json"),
-		planFile: filepath.Join(priv, "plan.tfplan"),
+		work:        work,
+		private:     priv,
+		config:      filepath.Join(work, "config"),
+		varFile:     filepath.Join(priv, "vars.tfvars.json"),
+		planFile:    filepath.Join(priv, "plan.tfplan"),
+		backendMark: filepath.Join(priv, "state-backend"),
 	}, nil
 }
 

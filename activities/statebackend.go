@@ -1,11 +1,21 @@
 package activities
 
 import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
 
@@ -14,9 +24,10 @@ import (
 //
 //   - with StateURL set, the server's HTTP state backend
 //     (StateURL/api/v1/state/{org}/{workspace}), so state follows the task
-//     to any host. Terraform authenticates with the task's state credential,
-//     derived from the secret key and passed with the addresses in TF_HTTP_*
-//     variables: never in a file or on a command line;
+//     to any host. The runner authenticates as the step attempt with a
+//     credential derived from the secret key; Terraform reaches the server
+//     through the runner's loopback proxy, which adds it (stateproxy.go), so
+//     the credential is in no file, command line or environment;
 //   - otherwise a local backend in StateDir/{org}/{workspace}.
 
 // httpBackendEnv are the variables through which Terraform's http backend
@@ -42,10 +53,13 @@ func (r *Runner) stateAddress(in task.Input) string {
 	return strings.TrimRight(r.StateURL, "/") + "/api/v1/state/" + url.PathEscape(org) + "/" + url.PathEscape(ws)
 }
 
-// stateCredential is the task's password for the HTTP backend.
+// stateUser and stateCredential are the step attempt's user name and
+// password for the HTTP backend.
+func (s *stepRun) stateUser() string { return secret.StateUser(s.in.Task.ID, s.fence) }
+
 func (s *stepRun) stateCredential() string {
 	org, ws := stateWorkspace(s.in.Task)
-	return s.r.Secrets.StateCredential(s.in.Task.ID, org, ws)
+	return s.r.Secrets.StateCredential(s.stateUser(), org, ws)
 }
 
 // writeHTTPBackend points the configuration in dir at the server's state
@@ -72,26 +86,106 @@ terraform {
 	return os.WriteFile(filepath.Join(dir, backendFile), []byte(content), 0o600)
 }
 
-// httpBackendEnv is what Terraform's http backend needs for the task:
-// addresses and credential.
-func (s *stepRun) httpBackendEnv() map[string]string {
-	addr := s.r.stateAddress(s.in.Task)
-	return map[string]string{
-		"TF_HTTP_ADDRESS":        addr,
-		"TF_HTTP_LOCK_ADDRESS":   addr + "/lock",
-		"TF_HTTP_UNLOCK_ADDRESS": addr + "/lock",
-		"TF_HTTP_USERNAME":       s.in.Task.ID,
-		"TF_HTTP_PASSWORD":       s.stateCredential(),
+// httpBackendEnv is what Terraform's http backend needs for the task: the
+// addresses of the step's route through the runner's state proxy (which
+// holds the credential; see stateproxy.go).
+func (s *stepRun) httpBackendEnv() (map[string]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proxyBase == "" {
+		p, err := s.r.stateProxy()
+		if err != nil {
+			return nil, transientError("reaching the state backend", err)
+		}
+		s.proxyBase, s.closeProxy = p.add(proxyRoute{target: s.r.stateAddress(s.in.Task), user: s.stateUser(), pass: s.stateCredential()})
 	}
+	return map[string]string{
+		"TF_HTTP_ADDRESS":        s.proxyBase,
+		"TF_HTTP_LOCK_ADDRESS":   s.proxyBase + "/lock",
+		"TF_HTTP_UNLOCK_ADDRESS": s.proxyBase + "/lock",
+	}, nil
 }
 
 // usesHTTPBackend reports whether the task's configuration runs on the
-// runner's HTTP backend: the runner has a StateURL and generated the
-// backend file (it does not when the configuration declares its own).
+// runner's HTTP backend: the runner has a StateURL and this run's Init
+// generated the backend file, which it records in the private dir. (Not
+// whether a file of that name exists: a module may ship one, declaring a
+// backend of its own, which must never receive the task's credential.)
 func (s *stepRun) usesHTTPBackend() bool {
-	if s.r.StateURL == "" || s.paths.config == "" {
+	if s.r.StateURL == "" || s.paths.backendMark == "" {
 		return false
 	}
-	_, err := os.Stat(filepath.Join(s.paths.config, backendFile))
-	return err == nil
+	b, err := os.ReadFile(s.paths.backendMark)
+	return err == nil && string(b) == "http"
+}
+
+// fence orders the attempts of a task's steps for the state backend's locks:
+// a later run of the block, a later step or a later attempt of a step is
+// greater. The server lets an attempt take over the lock of an earlier one
+// (which is gone: the workflow runs one at a time), never the reverse (an
+// earlier one still running on a host that was declared lost).
+func fence(run int, step task.Step, attempt int) int64 {
+	idx := map[task.Step]int64{task.StepInstalling: 0, task.StepInitializing: 1, task.StepPlanning: 2, task.StepApplying: 3, task.StepDestroying: 3}[step]
+	return int64(run)<<32 | idx<<16 | int64(min(attempt, 0xffff))
+}
+
+// adoptLocalState moves a workspace's state that this runner kept locally
+// (in StateDir, before it had a StateURL) to the server, when the server has
+// none yet, so upgrading a runner does not make its next task plan to create
+// everything again. The local file is then renamed, not deleted. When both
+// exist the server's wins and the local file stays, with a warning.
+func (s *stepRun) adoptLocalState(ctx context.Context) error {
+	dir, err := s.r.stateDir(s.in.Task)
+	if err != nil {
+		return nil // a name the local layout cannot hold has no local state
+	}
+	local := filepath.Join(dir, "terraform.tfstate")
+	doc, err := os.ReadFile(local)
+	if errors.Is(err, os.ErrNotExist) || (err == nil && len(bytes.TrimSpace(doc)) == 0) {
+		return nil
+	}
+	if err != nil {
+		return transientError("reading the local state", err)
+	}
+	do := func(method string, body []byte) (int, error) {
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, s.r.stateAddress(s.in.Task), rd)
+		if err != nil {
+			return 0, err
+		}
+		req.SetBasicAuth(s.stateUser(), s.stateCredential())
+		if body != nil {
+			sum := md5.Sum(body)
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Content-MD5", base64.StdEncoding.EncodeToString(sum[:]))
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, nil
+	}
+	code, err := do(http.MethodGet, nil)
+	switch {
+	case err != nil:
+		return transientError("reaching the state backend", err)
+	case code == http.StatusOK:
+		s.book.runner(store.LevelWarn, "state: the server has state for this workspace; the runner's older local copy %s is left unused", local)
+		return nil
+	case code != http.StatusNoContent:
+		return transientError("reading the server's state", fmt.Errorf("HTTP %d", code))
+	}
+	if code, err = do(http.MethodPost, doc); err != nil || code != http.StatusOK {
+		return transientError("moving the local state to the server", fmt.Errorf("HTTP %d: %v", code, err))
+	}
+	if err := os.Rename(local, local+".moved-to-server"); err != nil {
+		return transientError("renaming the moved local state", err)
+	}
+	s.book.runner(store.LevelInfo, "state: moved this workspace's local state from the runner to the server")
+	return nil
 }

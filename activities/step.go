@@ -38,6 +38,12 @@ type stepRun struct {
 	textDiags *textDiagnostics
 	// execID marks every process this step starts (see terraform.go).
 	execID string
+	// fence orders this attempt among the task's (see statebackend.go).
+	fence int64
+	// proxyBase is the step's route through the state proxy, and
+	// closeProxy closes it (at finish); under mu.
+	proxyBase  string
+	closeProxy func()
 
 	stopTick chan struct{}
 	tickDone chan struct{}
@@ -69,6 +75,7 @@ func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool 
 	s := &stepRun{r: r, in: in, step: step, ui: newUITracker(), execID: newExecID(),
 		masker: secret.NewMasker(task.Secrets{})}
 	s.procs = procgroup.NewTracker(envExecID, s.execID)
+	s.fence = fence(run, step, attempt)
 	s.textDiags = &textDiagnostics{tr: s.ui}
 	s.reported.Step = step
 	stream := fmt.Sprintf("run%d/%s/attempt%d", run, step, attempt)
@@ -83,12 +90,14 @@ func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool 
 		s.secrets = secrets
 		s.masker = secret.NewMasker(secrets)
 		if r.StateURL != "" && r.Secrets != nil {
-			// The state credential is a secret too.
+			// The state credential is a secret too (under a name of its
+			// own: the task's env may set TF_HTTP_PASSWORD).
 			mask := secrets
-			mask.Env = map[string]string{"TF_HTTP_PASSWORD": s.stateCredential()}
+			mask.Env = map[string]string{}
 			for k, v := range secrets.Env {
 				mask.Env[k] = v
 			}
+			mask.Env["\x00terratask state credential"] = s.stateCredential()
 			s.masker = secret.NewMasker(mask)
 		}
 	}
@@ -245,6 +254,11 @@ func (s *stepRun) finish(ctx context.Context, err error) error {
 	<-s.tickDone
 	s.flushes.Wait()
 	s.stopProcesses()
+	s.mu.Lock()
+	if s.closeProxy != nil {
+		s.closeProxy()
+	}
+	s.mu.Unlock()
 
 	s.r.st().mu.Lock()
 	delete(s.r.st().execs, s.execID)

@@ -90,7 +90,11 @@ func (s *stepRun) terraformEnv() (map[string]string, error) {
 				delete(env, k)
 			}
 		}
-		for k, v := range s.httpBackendEnv() {
+		backend, err := s.httpBackendEnv()
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range backend {
 			env[k] = v
 		}
 	}

@@ -121,6 +121,10 @@ func NewKeyring(keys []Key) (*Keyring, error) {
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9@._:+-]{1,128}$`)
 
+// ValidName reports whether s may be a key's name or org: 1 to 128 ASCII
+// letters, digits and @._:+-.
+func ValidName(s string) bool { return namePattern.MatchString(s) }
+
 // Replace swaps the keyring's keys after validating all of them.
 func (k *Keyring) Replace(keys []Key) error {
 	entries := make([]entry, 0, len(keys))

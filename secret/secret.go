@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/terratask/terratask/task"
@@ -131,24 +132,44 @@ func (b *Box) OpenBytes(sealed, context []byte) ([]byte, error) {
 	return plain, nil
 }
 
-// StateCredential is the password with which the runner executing task id
-// reaches the state of (org, workspace) through the server's HTTP backend
-// (the user name is the task ID). Runner and server derive it from the
-// shared secret key, so it never travels through Temporal or the store; the
-// server accepts it only while the task is not finished.
-func (b *Box) StateCredential(taskID, org, workspace string) string {
+// StateUser is the user name under which the runner executing one attempt
+// of one step of task taskID reaches the state backend: the task ID and the
+// attempt's fence, an increasing number (see activities) that lets the
+// server refuse an older attempt that is still running somewhere.
+func StateUser(taskID string, fence int64) string {
+	return taskID + "." + strconv.FormatInt(fence, 10)
+}
+
+// ParseStateUser splits what StateUser made.
+func ParseStateUser(user string) (taskID string, fence int64, ok bool) {
+	i := strings.LastIndexByte(user, '.')
+	if i <= 0 {
+		return "", 0, false
+	}
+	fence, err := strconv.ParseInt(user[i+1:], 10, 64)
+	if err != nil || fence < 0 || user[i+1:] != strconv.FormatInt(fence, 10) {
+		return "", 0, false
+	}
+	return user[:i], fence, true
+}
+
+// StateCredential is the password of user (see StateUser) for the state of
+// (org, workspace) on the server's HTTP backend. Runner and server derive it
+// from the shared secret key, so it never travels through Temporal or the
+// store; the server accepts it only while the task is not finished.
+func (b *Box) StateCredential(user, org, workspace string) string {
 	mac := hmac.New(sha256.New, b.credKey)
-	for _, part := range []string{taskID, org, workspace} {
+	for _, part := range []string{user, org, workspace} {
 		mac.Write([]byte(part))
 		mac.Write([]byte{0})
 	}
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
-// CheckStateCredential reports whether cred is StateCredential(taskID, org,
+// CheckStateCredential reports whether cred is StateCredential(user, org,
 // workspace), in constant time.
-func (b *Box) CheckStateCredential(cred, taskID, org, workspace string) bool {
-	return hmac.Equal([]byte(cred), []byte(b.StateCredential(taskID, org, workspace)))
+func (b *Box) CheckStateCredential(cred, user, org, workspace string) bool {
+	return hmac.Equal([]byte(cred), []byte(b.StateCredential(user, org, workspace)))
 }
 
 // ErrOpen is returned when sealed secrets cannot be decrypted (wrong key or

@@ -110,6 +110,22 @@ func TestStateCredential(t *testing.T) {
 	if box2.CheckStateCredential(cred, "task-1", "org", "ws") {
 		t.Fatal("a box of another key accepts the credential")
 	}
+	for _, c := range []struct {
+		user  string
+		id    string
+		fence int64
+		ok    bool
+	}{
+		{StateUser("task-a", 7), "task-a", 7, true},
+		{StateUser("task.with.dots", 1<<33), "task.with.dots", 1 << 33, true},
+		{"task-a", "", 0, false}, {"task-a.", "", 0, false}, {"task-a.-1", "", 0, false},
+		{"task-a.01", "", 0, false}, {".5", "", 0, false}, {"task-a.x", "", 0, false},
+	} {
+		id, fence, ok := ParseStateUser(c.user)
+		if ok != c.ok || (ok && (id != c.id || fence != c.fence)) {
+			t.Errorf("ParseStateUser(%q) = %q, %d, %v", c.user, id, fence, ok)
+		}
+	}
 }
 
 // testBox returns a Box of a fixed, non-zero key.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
@@ -117,7 +118,8 @@ func FuzzStateRoutes(f *testing.F) {
 	}
 	ts := newTestServer(f, false, func(o *Options) { o.MaxStateBytes = 1 << 16 })
 	ts.addTask(f, store.Task{ID: "task-fuzz", Org: "org-a", Status: task.StatusRunning})
-	cred := ts.opts.Secrets.StateCredential("task-fuzz", "org-a", "ws")
+	user := secret.StateUser("task-fuzz", defaultFence)
+	cred := ts.opts.Secrets.StateCredential(user, "org-a", "ws")
 	routes := []struct{ method, path string }{
 		{"POST", "/api/v1/state/org-a/ws"}, {"POST", "/api/v1/state/org-a/ws/lock"},
 		{"DELETE", "/api/v1/state/org-a/ws/lock"}, {"GET", "/api/v1/state/org-a/ws"},
@@ -131,7 +133,7 @@ func FuzzStateRoutes(f *testing.F) {
 		hr := httptest.NewRequest(r.method, "/", bytes.NewReader(body))
 		hr.URL.Path, hr.URL.RawQuery = r.path, query
 		hr.RequestURI = path
-		hr.SetBasicAuth("task-fuzz", cred)
+		hr.SetBasicAuth(user, cred)
 		if md5 != "" && !strings.ContainsAny(md5, "\r\n\x00") {
 			hr.Header.Set("Content-MD5", md5)
 		}

@@ -63,6 +63,8 @@ type Server struct {
 	opts   Options
 	router *gin.Engine
 	states *stateCache
+	// stateWrites bounds concurrent state document writes.
+	stateWrites chan struct{}
 }
 
 // Context keys.
@@ -106,7 +108,7 @@ func New(opts Options) *Server {
 	r.HandleMethodNotAllowed = true
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
-	s := &Server{opts: opts, router: r, states: newStateCache(opts.StateTTL)}
+	s := &Server{opts: opts, router: r, states: newStateCache(opts.StateTTL), stateWrites: make(chan struct{}, maxStateWrites)}
 
 	r.Use(s.requestID, s.accessLog, s.recover)
 	r.NoRoute(func(c *gin.Context) {

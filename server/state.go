@@ -12,13 +12,13 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
 
 	"github.com/terratask/terratask/auth"
+	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
 )
 
@@ -36,24 +36,31 @@ import (
 // (lock_method POST and unlock_method DELETE on a /lock address, the
 // convention GitLab's backend made common, so every route is plain REST.)
 //
-// Runners authenticate with HTTP basic auth: the user name is the task ID,
-// the password the task's state credential (secret.Box.StateCredential),
-// which runner and server derive from the shared secret key. A credential
-// opens exactly its (org, workspace), only while its task is not finished.
-// API keys reach the same addresses (in the Authorization header, or as the
-// basic-auth password under any user name not starting with "task-", which
-// is how the terraform CLI sends one): any role reads the lock and the
-// version list; admin reads, writes (terraform state push) and locks state,
-// and breaks locks with force=true.
+// Runners authenticate with HTTP basic auth: the user name is the task ID
+// and the step attempt's fence (secret.StateUser), the password the
+// credential secret.Box.StateCredential derives for them from the shared
+// secret key. A credential opens exactly its (org, workspace), only while
+// its task is not finished. (Runners hand it to no Terraform process: a
+// loopback proxy on the runner adds it; see package activities.) API keys
+// reach the same addresses (in the Authorization header, or as the
+// basic-auth password under any user name that is not a task's, which is
+// how the terraform CLI sends one): any role reads the lock and the version
+// list; admin reads, writes (terraform state push) and locks state, and
+// breaks locks with force=true. A key of another org gets 403, not 404:
+// Terraform takes a 404 for "no state yet".
 //
-// Every accepted write is kept as a numbered version; a write repeating the
-// latest document is recognised by its MD5 and stores nothing. Documents are
-// sealed with the secret key at rest, bound to their (org, workspace).
+// Every accepted write of a new document is kept as a numbered version; a
+// write repeating the latest document is recognised by its MD5 and stores
+// nothing. Documents are sealed with the secret key at rest, bound to their
+// (org, workspace).
 //
 // Locks are fenced: a write must name the held lock, so a Terraform process
-// that lost its lock (its host was declared lost and the task resumed
-// elsewhere) can no longer write. A lock held by a finished task, or by an
-// earlier attempt of the calling task, is stale and is taken over.
+// that lost its lock can no longer write, and a task credential may write or
+// unlock only under a lock its own task holds. A lock held by a finished
+// task, or by an earlier (lower-fenced) attempt of the calling task, is stale
+// and is taken over; a later attempt's lock is never stale for an earlier
+// one, so an attempt still running on a host that was declared lost cannot
+// take the lock back.
 
 // Context key of a state request's caller.
 const ctxStateCaller = "state_caller"
@@ -61,11 +68,19 @@ const ctxStateCaller = "state_caller"
 // stateCaller is who calls a state route: a task's credential or an API key.
 type stateCaller struct {
 	taskID string          // set for a task credential
+	fence  int64           // the credential's attempt (secret.StateUser)
 	key    *auth.Principal // set for an API key
 }
 
 // maxLockInfoBytes bounds a lock request's body (Terraform's lock info).
 const maxLockInfoBytes = 64 << 10
+
+// maxStateWrites bounds the state documents a server reads at once, and
+// stateReadTimeout how long one may take to arrive.
+const (
+	maxStateWrites   = 4
+	stateReadTimeout = 2 * time.Minute
+)
 
 // stateRoutes registers the state backend under /api/v1/state.
 func (s *Server) stateRoutes(r *gin.Engine) {
@@ -86,14 +101,17 @@ func stateContext(org, ws string) []byte { return []byte("state\x00" + org + "\x
 // (org, workspace) while the task is open, or an API key of the org.
 func (s *Server) authenticateState(c *gin.Context) {
 	org, ws := c.Param("org"), c.Param("workspace")
-	if !validStateName(org) || !validStateName(ws) {
-		fail(c, http.StatusNotFound, codeNotFound, "no such workspace", map[string]any{"org": org, "workspace": ws})
+	if !auth.ValidName(org) || !auth.ValidName(ws) || ws == "." || ws == ".." {
+		fail(c, http.StatusBadRequest, codeBadRequest, "org and workspace must be 1 to 128 letters, digits and @._:+-",
+			map[string]any{detailParameter: "workspace"})
 		return
 	}
 	user, pass, basic := c.Request.BasicAuth()
-	if !basic || !strings.HasPrefix(user, "task-") {
+	taskID, fence, isTask := secret.ParseStateUser(user)
+	if !basic || !isTask {
 		// An API key: in the Authorization header, or as the basic-auth
-		// password (how the terraform CLI sends it: TF_HTTP_PASSWORD).
+		// password under a user name that is not a task's (how the
+		// terraform CLI sends one: TF_HTTP_PASSWORD).
 		var p auth.Principal
 		ok := false
 		if basic {
@@ -106,8 +124,9 @@ func (s *Server) authenticateState(c *gin.Context) {
 			return
 		}
 		if p.Org != org {
-			// Another org's workspace does not exist for this key.
-			fail(c, http.StatusNotFound, codeNotFound, "no such workspace", map[string]any{"org": org, "workspace": ws})
+			// Not 404: Terraform takes a 404 for "no state yet". The
+			// answer is the same whether the workspace exists or not.
+			fail(c, http.StatusForbidden, codeForbidden, "key "+p.Name+" belongs to another org", nil)
 			return
 		}
 		c.Set(ctxPrincipal, p)
@@ -120,27 +139,22 @@ func (s *Server) authenticateState(c *gin.Context) {
 		fail(c, http.StatusUnauthorized, codeUnauthorized, "invalid state credential", nil)
 		return
 	}
-	t, err := s.opts.Store.GetTask(c.Request.Context(), org, user)
+	t, err := s.opts.Store.GetTask(c.Request.Context(), org, taskID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		fail(c, http.StatusUnauthorized, codeUnauthorized, "invalid state credential: no such task", nil)
 		return
 	case err != nil:
-		s.opts.Logger.Error("state: reading the task", zap.String("task_id", user), zap.Error(err))
+		s.opts.Logger.Error("state: reading the task", zap.String("task_id", taskID), zap.Error(err))
 		internal(c)
 		return
 	case t.Status.Terminal():
-		fail(c, http.StatusForbidden, codeForbidden, "the state credential of task "+user+" expired: the task is "+string(t.Status), nil)
+		fail(c, http.StatusForbidden, codeForbidden, "the state credential of task "+taskID+" expired: the task is "+string(t.Status), nil)
 		return
 	}
-	c.Set(ctxPrincipal, auth.Principal{Name: "task:" + user, Org: org, Role: auth.RoleViewer})
-	c.Set(ctxStateCaller, stateCaller{taskID: user})
+	c.Set(ctxPrincipal, auth.Principal{Name: "task:" + taskID, Org: org, Role: auth.RoleViewer})
+	c.Set(ctxStateCaller, stateCaller{taskID: taskID, fence: fence})
 	c.Next()
-}
-
-// validStateName accepts an org or workspace name the store may hold.
-func validStateName(s string) bool {
-	return s != "" && len(s) <= 128 && !strings.ContainsAny(s, "\x00/")
 }
 
 func caller(c *gin.Context) stateCaller { return c.MustGet(ctxStateCaller).(stateCaller) }
@@ -233,6 +247,19 @@ func (s *Server) putState(c *gin.Context) {
 	if !ok {
 		return
 	}
+	lockID, _ := single(q, "ID")
+	if s.foreignLock(c, lockID) {
+		return
+	}
+	// Documents are held in memory while they are checked and sealed:
+	// bound how many are, and how long a slow client may take to send one.
+	select {
+	case s.stateWrites <- struct{}{}:
+		defer func() { <-s.stateWrites }()
+	case <-c.Request.Context().Done():
+		return
+	}
+	_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Now().Add(stateReadTimeout))
 	doc, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxStateBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
@@ -263,7 +290,6 @@ func (s *Server) putState(c *gin.Context) {
 		internal(c)
 		return
 	}
-	lockID, _ := single(q, "ID")
 	v, err := s.opts.Store.PutState(c.Request.Context(), store.StateVersion{
 		Org: org, Workspace: ws, Serial: *sd.Serial, Lineage: *sd.Lineage,
 		MD5: hex.EncodeToString(sum[:]), Size: int64(len(doc)), TaskID: caller(c).taskID, Data: sealed,
@@ -305,15 +331,51 @@ type lockInfo struct {
 func readLockInfo(c *gin.Context) ([]byte, lockInfo, bool) {
 	var li lockInfo
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxLockInfoBytes))
-	if err != nil {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
 		fail(c, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("lock info exceeds %d bytes", maxLockInfoBytes), nil)
 		return nil, li, false
+	case err != nil:
+		fail(c, http.StatusBadRequest, codeBadRequest, "could not read the request body", nil)
+		return nil, li, false
 	}
-	if err := json.Unmarshal(body, &li); err != nil || li.ID == "" || len(li.ID) > 256 {
-		fail(c, http.StatusBadRequest, codeBadRequest, "the body must be Terraform's lock info: a JSON object with an ID", map[string]any{detailField: "ID"})
+	if err := json.Unmarshal(body, &li); err != nil || !validLockID(li.ID) {
+		fail(c, http.StatusBadRequest, codeBadRequest, "the body must be Terraform's lock info: a JSON object with an ID of 1 to 256 printable ASCII characters",
+			map[string]any{detailField: "ID"})
 		return nil, li, false
 	}
 	return body, li, true
+}
+
+// validLockID accepts Terraform's lock IDs (UUIDs) and other printable ASCII.
+func validLockID(id string) bool {
+	if id == "" || len(id) > 256 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// foreignLock answers 423 when a task credential names a lock that another
+// holder took: a task writes and unlocks under its own locks only, even
+// knowing another's lock ID (any viewer can read it). It reports whether it
+// answered.
+func (s *Server) foreignLock(c *gin.Context, lockID string) bool {
+	sc := caller(c)
+	if sc.key != nil || lockID == "" {
+		return false
+	}
+	held, err := s.opts.Store.GetStateLock(c.Request.Context(), c.Param("org"), c.Param("workspace"))
+	if err != nil || held.ID != lockID || held.TaskID == sc.taskID {
+		return false
+	}
+	s.lockConflict(c, &store.LockedError{Held: held}, "use the lock")
+	return true
 }
 
 func (s *Server) lockState(c *gin.Context) {
@@ -325,12 +387,13 @@ func (s *Server) lockState(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	org, ws, taskID := c.Param("org"), c.Param("workspace"), caller(c).taskID
-	l := store.StateLock{Org: org, Workspace: ws, ID: li.ID, TaskID: taskID, Info: body}
+	sc := caller(c)
+	org, ws, taskID := c.Param("org"), c.Param("workspace"), sc.taskID
+	l := store.StateLock{Org: org, Workspace: ws, ID: li.ID, TaskID: taskID, Fence: sc.fence, Info: body}
 	err := s.opts.Store.LockState(ctx, l)
 	var locked *store.LockedError
 	if errors.As(err, &locked) {
-		if stale, why := s.staleLock(ctx, locked.Held, taskID); stale {
+		if stale, why := s.staleLock(ctx, locked.Held, sc); stale {
 			// Break exactly the stale lock (a compare-and-delete), then
 			// take it; a lock taken meanwhile by someone else wins.
 			if _, err = s.opts.Store.UnlockState(ctx, org, ws, locked.Held.ID); err == nil {
@@ -352,16 +415,21 @@ func (s *Server) lockState(c *gin.Context) {
 	c.Data(http.StatusOK, "application/json", body)
 }
 
-// staleLock reports whether held may be taken over by task taskID: it was
-// taken by an earlier attempt of the same task (the workflow runs one
-// attempt at a time, so that attempt is gone), or by a task that has
-// finished. Locks taken outside tasks are never stale.
-func (s *Server) staleLock(ctx context.Context, held store.StateLock, taskID string) (bool, string) {
+// staleLock reports whether held may be taken over by the caller: it was
+// taken by an earlier (or the same) attempt of the caller's task (the
+// workflow runs one attempt at a time, so that attempt is gone), or by a
+// task that has finished. Locks taken outside tasks are never stale, and a
+// lock of a later attempt of the same task is never stale for an earlier one.
+func (s *Server) staleLock(ctx context.Context, held store.StateLock, sc stateCaller) (bool, string) {
 	switch {
 	case held.TaskID == "":
 		return false, ""
-	case held.TaskID == taskID:
+	case held.TaskID == sc.taskID && held.Fence <= sc.fence:
 		return true, "an earlier attempt of the same task"
+	case held.TaskID == sc.taskID:
+		// A later attempt holds it: the caller is a superseded attempt
+		// still running somewhere, and must not take it back.
+		return false, ""
 	}
 	t, err := s.opts.Store.GetTask(ctx, held.Org, held.TaskID)
 	switch {
@@ -386,7 +454,7 @@ func (s *Server) unlockState(c *gin.Context) {
 		// An admin breaks whatever lock is held.
 	} else {
 		_, li, ok := readLockInfo(c)
-		if !ok {
+		if !ok || s.foreignLock(c, li.ID) {
 			return
 		}
 		id = li.ID

@@ -12,10 +12,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
@@ -30,7 +32,7 @@ func stateEnv(ts *testServer, taskID, org, ws string) []string {
 		}
 	}
 	return append(env, "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1",
-		"TF_HTTP_USERNAME="+taskID, "TF_HTTP_PASSWORD="+ts.opts.Secrets.StateCredential(taskID, org, ws))
+		"TF_HTTP_USERNAME="+secret.StateUser(taskID, defaultFence), "TF_HTTP_PASSWORD="+ts.opts.Secrets.StateCredential(secret.StateUser(taskID, defaultFence), org, ws))
 }
 
 // stateConfig writes a configuration of one terraform_data on the server's
@@ -90,11 +92,25 @@ func mustTerraform(t *testing.T, dir string, env []string, args ...string) strin
 	return out
 }
 
-// stateReq is a request to a state route with a task's credential.
+// defaultFence is the fence of the tests' credentials: run 1, step 0,
+// attempt 0.
+const defaultFence = int64(1) << 32
+
+// stateReq is a request to a state route with a task's credential. taskID
+// may end in "#N" for a credential of fence N.
 func (ts *testServer) stateReq(t *testing.T, method, path, taskID, org, ws, body string, header ...[2]string) *httptest.ResponseRecorder {
 	t.Helper()
+	fence := defaultFence
+	if id, f, ok := strings.Cut(taskID, "#"); ok {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		taskID, fence = id, n
+	}
 	hr := httptest.NewRequest(method, path, strings.NewReader(body))
-	hr.SetBasicAuth(taskID, ts.opts.Secrets.StateCredential(taskID, org, ws))
+	user := secret.StateUser(taskID, fence)
+	hr.SetBasicAuth(user, ts.opts.Secrets.StateCredential(user, org, ws))
 	for _, kv := range header {
 		hr.Header.Set(kv[0], kv[1])
 	}
@@ -215,18 +231,34 @@ func TestStateBackendWithTerraform(t *testing.T) {
 	if w.Code != http.StatusForbidden {
 		t.Fatalf("finished task's credential: %d %s", w.Code, w.Body)
 	}
-	// An earlier attempt's lock of the same task is taken over by the next.
-	for _, id := range []string{"attempt-1", "attempt-2"} {
-		if w := ts.stateReq(t, "POST", base+"/lock", "task-two", org, ws, `{"ID":"`+id+`"}`); w.Code != 200 {
-			t.Fatalf("lock %s: %d %s", id, w.Code, w.Body)
+	// An earlier attempt's lock of the same task is taken over by the next
+	// (fence 10, then 20)...
+	for _, a := range []struct{ id, who string }{{"attempt-1", "task-two#10"}, {"attempt-2", "task-two#20"}} {
+		if w := ts.stateReq(t, "POST", base+"/lock", a.who, org, ws, `{"ID":"`+a.id+`"}`); w.Code != 200 {
+			t.Fatalf("lock %s: %d %s", a.id, w.Code, w.Body)
 		}
 	}
-	w = ts.stateReq(t, "POST", base+"?ID=attempt-1", "task-two", org, ws, stateDoc)
+	// ... but the superseded attempt, still running on a lost host, can
+	// neither write under its old lock nor take the lock back.
+	w = ts.stateReq(t, "POST", base+"?ID=attempt-1", "task-two#10", org, ws, stateDoc)
 	if w.Code != http.StatusLocked {
 		t.Fatalf("write by the superseded attempt: %d %s", w.Code, w.Body)
 	}
+	w = ts.stateReq(t, "POST", base+"/lock", "task-two#10", org, ws, `{"ID":"attempt-1-again"}`)
+	if w.Code != http.StatusLocked || !strings.Contains(w.Body.String(), "attempt-2") {
+		t.Fatalf("the superseded attempt took the lock back: %d %s", w.Code, w.Body)
+	}
+	// Another task that learned the lock ID (any viewer can) can neither
+	// write under it nor release it.
+	ts.addTask(t, store.Task{ID: "task-four", Org: org, Status: task.StatusRunning})
+	if w := ts.stateReq(t, "POST", base+"?ID=attempt-2", "task-four", org, ws, stateDoc); w.Code != http.StatusLocked {
+		t.Fatalf("another task writing under the lock: %d %s", w.Code, w.Body)
+	}
+	if w := ts.stateReq(t, "DELETE", base+"/lock", "task-four", org, ws, `{"ID":"attempt-2"}`); w.Code != http.StatusLocked {
+		t.Fatalf("another task releasing the lock: %d %s", w.Code, w.Body)
+	}
 	sum = md5.Sum([]byte(stateDoc))
-	w = ts.stateReq(t, "POST", base+"?ID=attempt-2", "task-two", org, ws, stateDoc,
+	w = ts.stateReq(t, "POST", base+"?ID=attempt-2", "task-two#20", org, ws, stateDoc,
 		[2]string{"Content-MD5", base64.StdEncoding.EncodeToString(sum[:])})
 	if w.Code != 200 {
 		t.Fatalf("write by the current attempt: %d %s", w.Code, w.Body)
@@ -297,7 +329,12 @@ func TestStateBackendAccess(t *testing.T) {
 		{"no credentials", ts.do(t, req{method: "GET", path: base}), http.StatusUnauthorized},
 		{"viewer reads the document", ts.do(t, req{method: "GET", path: base, key: "k-viewer-a"}), http.StatusForbidden},
 		{"operator reads the document", ts.do(t, req{method: "GET", path: base, key: "k-operator-a"}), http.StatusForbidden},
-		{"admin of another org", ts.do(t, req{method: "GET", path: base + "/versions", key: "k-admin-b"}), http.StatusNotFound},
+		{"admin of another org", ts.do(t, req{method: "GET", path: base + "/versions", key: "k-admin-b"}), http.StatusForbidden},
+		{"admin of another org reads the document", ts.do(t, req{method: "GET", path: base, key: "k-admin-b"}), http.StatusForbidden},
+		{"invalid workspace name", ts.do(t, req{method: "GET", path: "/api/v1/state/org-a/w%20s", key: "k-admin-a"}), http.StatusBadRequest},
+		{"dot-dot workspace", ts.do(t, req{method: "GET", path: "/api/v1/state/org-a/..", key: "k-admin-a"}), http.StatusBadRequest},
+		{"credential without a fence", basicReq(ts, "GET", base, "task-live", ts.opts.Secrets.StateCredential("task-live", org, ws)), http.StatusUnauthorized},
+		{"lock ID with a control character", ts.stateReq(t, "POST", base+"/lock", "task-live", org, ws, `{"ID":"a\u0000b"}`), http.StatusBadRequest},
 		{"operator writes", ts.do(t, req{method: "POST", path: base, key: "k-operator-a", body: doc}), http.StatusForbidden},
 		{"operator locks", ts.do(t, req{method: "POST", path: base + "/lock", key: "k-operator-a", body: `{"ID":"x"}`}), http.StatusForbidden},
 		{"viewer unlocks", ts.do(t, req{method: "DELETE", path: base + "/lock?force=true", key: "k-viewer-a"}), http.StatusForbidden},
@@ -322,7 +359,7 @@ func TestStateBackendAccess(t *testing.T) {
 		if c.status >= 400 && c.status != http.StatusLocked {
 			decodeError(t, c.w)
 		}
-		if strings.Contains(c.w.Body.String(), ts.opts.Secrets.StateCredential("task-live", org, ws)) {
+		if strings.Contains(c.w.Body.String(), ts.opts.Secrets.StateCredential(secret.StateUser("task-live", defaultFence), org, ws)) {
 			t.Errorf("%s: the answer carries the credential", c.name)
 		}
 	}
@@ -339,4 +376,13 @@ func TestStateBackendAccess(t *testing.T) {
 	if _, total, err := ts.store.ListStateVersions(t.Context(), org, ws, 10, 0); err != nil || total != 1 {
 		t.Fatalf("versions after a repeated write: %d, %v", total, err)
 	}
+}
+
+// basicReq is a request with the given basic-auth user and password.
+func basicReq(ts *testServer, method, path, user, pass string) *httptest.ResponseRecorder {
+	hr := httptest.NewRequest(method, path, nil)
+	hr.SetBasicAuth(user, pass)
+	w := httptest.NewRecorder()
+	ts.Handler().ServeHTTP(w, hr)
+	return w
 }

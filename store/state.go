@@ -40,6 +40,9 @@ type StateLock struct {
 	ID string
 	// TaskID is the task whose credential took the lock ("" for a key).
 	TaskID string
+	// Fence orders the attempts of TaskID: the server lets a later attempt
+	// of the task take over the lock of an earlier one, never the reverse.
+	Fence int64
 	// Info is Terraform's lock info document, as sent.
 	Info []byte
 	// CreatedAt is assigned by the store.

@@ -50,8 +50,8 @@ func heldLock(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }, org, ws string) (*store.StateLock, error) {
 	l := store.StateLock{Org: org, Workspace: ws}
-	err := q.QueryRow(ctx, `SELECT lock_id, task_id, info, created_at FROM state_locks WHERE org = $1 AND workspace = $2`, txt(org), txt(ws)).
-		Scan(&l.ID, &l.TaskID, &l.Info, &l.CreatedAt)
+	err := q.QueryRow(ctx, `SELECT lock_id, task_id, fence, info, created_at FROM state_locks WHERE org = $1 AND workspace = $2`, txt(org), txt(ws)).
+		Scan(&l.ID, &l.TaskID, &l.Fence, &l.Info, &l.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -70,7 +70,7 @@ func (s *Store) PutState(ctx context.Context, v store.StateVersion, lockID strin
 		if err != nil {
 			return err
 		}
-		if err := store.CheckLock(held, lockID); err != nil {
+		if err := store.CheckLock(held, txt(lockID)); err != nil {
 			return err
 		}
 		latest, err := scanStateVersion(tx.QueryRow(ctx, `SELECT `+stateColumns+` FROM state_versions
@@ -136,7 +136,7 @@ func (s *Store) ListStateVersions(ctx context.Context, org, workspace string, li
 
 // LockState implements store.StateStore.
 func (s *Store) LockState(ctx context.Context, l store.StateLock) error {
-	l.Org, l.Workspace = txt(l.Org), txt(l.Workspace)
+	l.Org, l.Workspace, l.ID = txt(l.Org), txt(l.Workspace), txt(l.ID)
 	err := s.inStateTx(ctx, l.Org, l.Workspace, func(tx pgx.Tx) error {
 		held, err := heldLock(ctx, tx, l.Org, l.Workspace)
 		if err != nil {
@@ -146,8 +146,8 @@ func (s *Store) LockState(ctx context.Context, l store.StateLock) error {
 		if err != nil || !write {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO state_locks (org, workspace, lock_id, task_id, info, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-			l.Org, l.Workspace, txt(l.ID), txt(l.TaskID), nonNil(l.Info), dbTime(time.Now().UTC()))
+		_, err = tx.Exec(ctx, `INSERT INTO state_locks (org, workspace, lock_id, task_id, fence, info, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			l.Org, l.Workspace, l.ID, txt(l.TaskID), l.Fence, nonNil(l.Info), dbTime(time.Now().UTC()))
 		return err
 	})
 	return stateErr("lock state", err)

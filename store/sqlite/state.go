@@ -36,8 +36,8 @@ func heldLock(ctx context.Context, q interface {
 }, org, ws string) (*store.StateLock, error) {
 	l := store.StateLock{Org: org, Workspace: ws}
 	var created int64
-	err := q.QueryRowContext(ctx, `SELECT lock_id, task_id, info, created_at FROM state_locks WHERE org = ? AND workspace = ?`, org, ws).
-		Scan(&l.ID, &l.TaskID, &l.Info, &created)
+	err := q.QueryRowContext(ctx, `SELECT lock_id, task_id, fence, info, created_at FROM state_locks WHERE org = ? AND workspace = ?`, org, ws).
+		Scan(&l.ID, &l.TaskID, &l.Fence, &l.Info, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -142,8 +142,8 @@ func (s *Store) LockState(ctx context.Context, l store.StateLock) error {
 		if err != nil || !write {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO state_locks (org, workspace, lock_id, task_id, info, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			l.Org, l.Workspace, l.ID, l.TaskID, nonNil(l.Info), dbTime(time.Now()))
+		_, err = tx.ExecContext(ctx, `INSERT INTO state_locks (org, workspace, lock_id, task_id, fence, info, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			l.Org, l.Workspace, l.ID, l.TaskID, l.Fence, nonNil(l.Info), dbTime(time.Now()))
 		return err
 	})
 	return stateErr("lock state", err)

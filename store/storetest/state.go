@@ -102,7 +102,7 @@ func (h *harness) testStateLocks(t *testing.T) {
 	ctx := t.Context()
 	org, ws := h.name("org"), h.name("ws")
 	lock := func(id string) store.StateLock {
-		return store.StateLock{Org: org, Workspace: ws, ID: id, TaskID: "task-" + id, Info: []byte(`{"ID":"` + id + `"}`)}
+		return store.StateLock{Org: org, Workspace: ws, ID: id, TaskID: "task-" + id, Fence: 1<<32 + 3, Info: []byte(`{"ID":"` + id + `"}`)}
 	}
 
 	if _, err := s.GetStateLock(ctx, org, ws); !errors.Is(err, store.ErrNotFound) {
@@ -119,7 +119,7 @@ func (h *harness) testStateLocks(t *testing.T) {
 	}
 	wantLocked(t, "LockState B", s.LockState(ctx, lock("B")), "A")
 	held, err := s.GetStateLock(ctx, org, ws)
-	if err != nil || held.ID != "A" || held.TaskID != "task-A" || string(held.Info) != `{"ID":"A"}` || held.CreatedAt.IsZero() {
+	if err != nil || held.ID != "A" || held.TaskID != "task-A" || held.Fence != 1<<32+3 || string(held.Info) != `{"ID":"A"}` || held.CreatedAt.IsZero() {
 		t.Fatalf("GetStateLock: %+v, %v", held, err)
 	}
 
