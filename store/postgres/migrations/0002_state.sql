@@ -23,7 +23,6 @@ CREATE TABLE state_locks (
 	workspace  text COLLATE "C" NOT NULL,
 	lock_id    text             NOT NULL,
 	task_id    text             NOT NULL DEFAULT '',
-	fence      bigint           NOT NULL DEFAULT 0,
 	info       bytea            NOT NULL,
 	created_at timestamptz      NOT NULL,
 	PRIMARY KEY (org, workspace)
