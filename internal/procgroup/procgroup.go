@@ -186,6 +186,33 @@ func pruneEnvCache(procs []Proc) {
 	}
 }
 
+// scanMaxAge is how old a process list Scan may use: the trackers of all
+// steps running in the process share one list per tick instead of each
+// reading /proc. A process that appears later is seen by the next scan, and
+// Members (Stop) always reads afresh.
+const scanMaxAge = 500 * time.Millisecond
+
+var recent struct {
+	sync.Mutex
+	at    time.Time
+	procs []Proc
+}
+
+// recentList returns a process list at most scanMaxAge old.
+func recentList() ([]Proc, error) {
+	recent.Lock()
+	defer recent.Unlock()
+	if recent.procs != nil && time.Since(recent.at) < scanMaxAge {
+		return recent.procs, nil
+	}
+	procs, err := List()
+	if err != nil {
+		return nil, err
+	}
+	recent.procs, recent.at = procs, time.Now()
+	return procs, nil
+}
+
 // Find returns the live processes, other than this one, for which match
 // returns true.
 func Find(match func(Proc) bool) ([]Proc, error) {
@@ -225,9 +252,16 @@ func NewTracker(key, value string) *Tracker {
 // while the command runs, so a descendant that scrubs its environment is still
 // found through its group.
 func (t *Tracker) Scan() {
-	marked, err := Find(func(p Proc) bool { return p.HasEnv(t.Key, t.Value) })
+	all, err := recentList()
 	if err != nil {
 		return
+	}
+	self := os.Getpid()
+	var marked []Proc
+	for _, p := range all {
+		if p.PID != self && p.PID != 1 && p.Alive() && p.HasEnv(t.Key, t.Value) {
+			marked = append(marked, p)
+		}
 	}
 	own := syscall.Getpgrp()
 	t.mu.Lock()
