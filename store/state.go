@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -132,4 +133,23 @@ func CheckRelock(held *StateLock, l StateLock) (bool, error) {
 		return false, nil
 	}
 	return false, &LockedError{Held: *held}
+}
+
+// StateErr wraps err with what (an implementation's "sqlite store: put
+// state"), leaving nil, ErrNotFound and *LockedError as they are, for
+// errors.Is and errors.As.
+func StateErr(what string, err error) error {
+	var locked *LockedError
+	if err == nil || errors.Is(err, ErrNotFound) || errors.As(err, &locked) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// NonNil is b, or an empty slice for nil (for NOT NULL blob columns).
+func NonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
 }

@@ -85,7 +85,7 @@ func (s *Store) PutState(ctx context.Context, v store.StateVersion, lockID strin
 		v.Version = latest.Version + 1
 		v.CreatedAt = dbTime(time.Now().UTC())
 		_, err = tx.Exec(ctx, `INSERT INTO state_versions (`+stateColumns+`, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-			v.Org, v.Workspace, v.Version, v.Serial, txt(v.Lineage), txt(v.MD5), v.Size, txt(v.TaskID), v.CreatedAt, nonNil(v.Data))
+			v.Org, v.Workspace, v.Version, v.Serial, txt(v.Lineage), txt(v.MD5), v.Size, txt(v.TaskID), v.CreatedAt, store.NonNil(v.Data))
 		v.Data = nil
 		return err
 	})
@@ -147,7 +147,7 @@ func (s *Store) LockState(ctx context.Context, l store.StateLock) error {
 			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO state_locks (org, workspace, lock_id, task_id, fence, info, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			l.Org, l.Workspace, l.ID, txt(l.TaskID), l.Fence, nonNil(l.Info), dbTime(time.Now().UTC()))
+			l.Org, l.Workspace, l.ID, txt(l.TaskID), l.Fence, store.NonNil(l.Info), dbTime(time.Now().UTC()))
 		return err
 	})
 	return stateErr("lock state", err)
@@ -188,20 +188,5 @@ func (s *Store) GetStateLock(ctx context.Context, org, workspace string) (store.
 	return *held, nil
 }
 
-// stateErr wraps err for a state operation, leaving ErrNotFound and
-// *store.LockedError as they are for errors.Is and errors.As.
-func stateErr(op string, err error) error {
-	var locked *store.LockedError
-	if err == nil || errors.Is(err, store.ErrNotFound) || errors.As(err, &locked) {
-		return err
-	}
-	return fmt.Errorf("postgres store: %s: %w", op, err)
-}
-
-// nonNil is b, or an empty slice for nil (the column is NOT NULL).
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
-}
+// stateErr wraps err for a state operation (see store.StateErr).
+func stateErr(op string, err error) error { return store.StateErr("postgres store: "+op, err) }

@@ -143,7 +143,7 @@ func (s *Store) LockState(ctx context.Context, l store.StateLock) error {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO state_locks (org, workspace, lock_id, task_id, fence, info, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			l.Org, l.Workspace, l.ID, l.TaskID, l.Fence, nonNil(l.Info), dbTime(time.Now()))
+			l.Org, l.Workspace, l.ID, l.TaskID, l.Fence, store.NonNil(l.Info), dbTime(time.Now()))
 		return err
 	})
 	return stateErr("lock state", err)
@@ -183,20 +183,5 @@ func (s *Store) GetStateLock(ctx context.Context, org, workspace string) (store.
 	return *held, nil
 }
 
-// stateErr wraps err for a state operation, leaving ErrNotFound and
-// *store.LockedError as they are for errors.Is and errors.As.
-func stateErr(op string, err error) error {
-	var locked *store.LockedError
-	if err == nil || errors.Is(err, store.ErrNotFound) || errors.As(err, &locked) {
-		return err
-	}
-	return fmt.Errorf("sqlite store: %s: %w", op, err)
-}
-
-// nonNil is b, or an empty slice for nil (the column is NOT NULL).
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
-}
+// stateErr wraps err for a state operation (see store.StateErr).
+func stateErr(op string, err error) error { return store.StateErr("sqlite store: "+op, err) }
