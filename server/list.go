@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -292,7 +293,7 @@ func (s *Server) getLogs(c *gin.Context) {
 	if !ok {
 		return
 	}
-	lq.TaskID = t.ID
+	lq.TaskID, lq.RawMetadata = t.ID, true
 	entries, err := s.opts.Store.ListLogs(c.Request.Context(), lq)
 	if err != nil {
 		s.opts.Logger.Error("listing logs", zap.String("task_id", t.ID), zap.Error(err))
@@ -301,9 +302,10 @@ func (s *Server) getLogs(c *gin.Context) {
 	}
 	out := logsView{TaskID: t.ID, Logs: make([]logView, 0, len(entries))}
 	for _, e := range entries {
-		meta := e.Metadata
-		if meta == nil {
-			meta = map[string]any{}
+		// The stored metadata is a JSON object already: passed through.
+		meta := e.MetadataJSON
+		if len(meta) == 0 {
+			meta = json.RawMessage(`{}`)
 		}
 		out.Logs = append(out.Logs, logView{
 			Timestamp: e.Timestamp.UTC().Format("2006-01-02T15:04:05.000Z07:00"),

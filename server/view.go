@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/terratask/terratask/store"
@@ -120,10 +121,10 @@ type statusView struct {
 
 // logView is one entry of GET /tasks/{id}/logs.
 type logView struct {
-	Timestamp string         `json:"timestamp"`
-	Level     store.Level    `json:"level"`
-	Message   string         `json:"message"`
-	Metadata  map[string]any `json:"metadata"`
+	Timestamp string          `json:"timestamp"`
+	Level     store.Level     `json:"level"`
+	Message   string          `json:"message"`
+	Metadata  json.RawMessage `json:"metadata"`
 }
 
 type logsView struct {

@@ -12,6 +12,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -123,6 +124,11 @@ type LogEntry struct {
 	Message   string
 	// Metadata carries component, step, attempt and resource address.
 	Metadata map[string]any
+	// MetadataJSON is Metadata as stored (a JSON object; nil when there is
+	// none), filled by ListLogs instead of Metadata when the query asks for
+	// RawMetadata: a reader that only passes it on skips a decode and an
+	// encode per entry.
+	MetadataJSON json.RawMessage
 }
 
 // LogQuery selects a task's log entries, oldest first. Since and Until filter on
@@ -134,6 +140,8 @@ type LogQuery struct {
 	Levels  []Level    // empty: all
 	AfterID int64      // cursor: only entries with ID > AfterID
 	Limit   int        // required, > 0
+	// RawMetadata fills LogEntry.MetadataJSON instead of Metadata.
+	RawMetadata bool
 }
 
 // Store is the heartbeat-fed store.

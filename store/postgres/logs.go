@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -148,8 +149,14 @@ func (s *Store) ListLogs(ctx context.Context, q store.LogQuery) ([]store.LogEntr
 		}
 		e.Timestamp = e.Timestamp.UTC()
 		e.Level = store.Level(level)
-		if e.Metadata, err = goMetadata(meta); err != nil {
-			return nil, fmt.Errorf("postgres store: list logs: entry %d: %w", e.ID, err)
+		switch {
+		case q.RawMetadata && meta != nil:
+			e.MetadataJSON = json.RawMessage(meta)
+		case q.RawMetadata:
+		default:
+			if e.Metadata, err = goMetadata(meta); err != nil {
+				return nil, fmt.Errorf("postgres store: list logs: entry %d: %w", e.ID, err)
+			}
 		}
 		entries = append(entries, e)
 	}

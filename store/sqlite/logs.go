@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -114,8 +115,14 @@ func (s *Store) ListLogs(ctx context.Context, q store.LogQuery) ([]store.LogEntr
 		}
 		e.Timestamp = goTime(ts)
 		e.Level = store.Level(level)
-		if e.Metadata, err = goMetadata(meta); err != nil {
-			return nil, fmt.Errorf("sqlite store: list logs: entry %d: %w", e.ID, err)
+		switch {
+		case q.RawMetadata && meta.Valid:
+			e.MetadataJSON = json.RawMessage(meta.String)
+		case q.RawMetadata:
+		default:
+			if e.Metadata, err = goMetadata(meta); err != nil {
+				return nil, fmt.Errorf("sqlite store: list logs: entry %d: %w", e.ID, err)
+			}
 		}
 		entries = append(entries, e)
 	}

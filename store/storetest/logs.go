@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"testing"
@@ -303,6 +304,25 @@ func (h *harness) testLogsRoundTrip(t *testing.T) {
 		}
 		if got[0].TaskID != id || got[0].Stream != es[0].Stream || got[0].Seq != 1 {
 			t.Errorf("entry identity = %+v", keyOf(got[0]))
+		}
+	}
+	// RawMetadata: the same entries, metadata as the stored JSON object.
+	raw := listLogs(t, s, store.LogQuery{TaskID: id, Limit: 10, RawMetadata: true})
+	if len(raw) != len(got) {
+		t.Fatalf("raw metadata: %d entries, want %d", len(raw), len(got))
+	}
+	for i := range raw {
+		if raw[i].Metadata != nil || raw[i].ID != got[i].ID || raw[i].Message != got[i].Message {
+			t.Errorf("raw entry %d = %+v, want %+v without Metadata", i, raw[i], got[i])
+		}
+		var m map[string]any
+		if len(raw[i].MetadataJSON) > 0 {
+			if err := json.Unmarshal(raw[i].MetadataJSON, &m); err != nil {
+				t.Fatalf("raw entry %d: metadata %q: %v", i, raw[i].MetadataJSON, err)
+			}
+		}
+		if !reflect.DeepEqual(normJSON(m), normJSON(got[i].Metadata)) {
+			t.Errorf("raw entry %d: metadata %s, want %v", i, raw[i].MetadataJSON, got[i].Metadata)
 		}
 	}
 }
