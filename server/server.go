@@ -40,6 +40,9 @@ type Options struct {
 	// MaxStateBytes bounds a Terraform state document written to the
 	// state backend (default 64 MiB).
 	MaxStateBytes int64
+	// StateVersions is how many state versions are kept per workspace;
+	// older ones are pruned after each write. 0 keeps all.
+	StateVersions int
 	// RunnerWait is how long a task waits for its runner before failing
 	// with runner_unavailable (default 24h).
 	RunnerWait time.Duration

@@ -49,7 +49,8 @@ import (
 // breaks locks with force=true. A key of another org gets 403, not 404:
 // Terraform takes a 404 for "no state yet".
 //
-// Every accepted write of a new document is kept as a numbered version; a
+// Every accepted write of a new document is kept as a numbered version
+// (Options.StateVersions > 0 prunes all but the newest after each write); a
 // write repeating the latest document is recognised by its MD5 and stores
 // nothing. Documents are sealed with the secret key at rest, bound to their
 // (org, workspace).
@@ -303,6 +304,12 @@ func (s *Server) putState(c *gin.Context) {
 		s.opts.Logger.Error("state: writing", zap.Error(err))
 		internal(c)
 		return
+	}
+	if keep := s.opts.StateVersions; keep > 0 {
+		// Best effort: the write stands, the next one prunes again.
+		if _, err := s.opts.Store.PruneStateVersions(c.Request.Context(), org, ws, keep); err != nil {
+			s.opts.Logger.Warn("state: pruning versions", zap.String("org", org), zap.String("workspace", ws), zap.Error(err))
+		}
 	}
 	c.JSON(http.StatusOK, versionViewOf(v))
 }

@@ -386,3 +386,27 @@ func basicReq(ts *testServer, method, path, user, pass string) *httptest.Respons
 	ts.Handler().ServeHTTP(w, hr)
 	return w
 }
+
+// TestStateVersionsArePruned: with StateVersions set, a write prunes all
+// but the newest versions of its workspace.
+func TestStateVersionsArePruned(t *testing.T) {
+	ts := newTestServer(t, false, func(o *Options) { o.StateVersions = 2 })
+	const org, ws = "org-a", "pruned"
+	base := "/api/v1/state/" + org + "/" + ws
+	ts.addTask(t, store.Task{ID: "task-prune", Org: org, Status: task.StatusRunning})
+	for i := 1; i <= 4; i++ {
+		doc := fmt.Sprintf(`{"version":4,"serial":%d,"lineage":"l","resources":[]}`, i)
+		if w := ts.stateReq(t, "POST", base, "task-prune", org, ws, doc); w.Code != 200 {
+			t.Fatalf("write %d: %d %s", i, w.Code, w.Body)
+		}
+	}
+	w := ts.do(t, req{method: "GET", path: base + "/versions", key: "k-viewer-a"})
+	var vs []versionView
+	if err := json.Unmarshal(w.Body.Bytes(), &vs); err != nil || w.Header().Get("X-Total-Count") != "2" ||
+		len(vs) != 2 || vs[0].Version != 4 || vs[1].Version != 3 {
+		t.Fatalf("versions after 4 writes keeping 2: %s %v", w.Body, w.Header())
+	}
+	if w := ts.do(t, req{method: "GET", path: base + "/versions/1", key: "k-admin-a"}); w.Code != http.StatusNotFound {
+		t.Fatalf("a pruned version: %d %s", w.Code, w.Body)
+	}
+}

@@ -10,7 +10,7 @@ import (
 // StateVersion is one stored version of the Terraform state of a workspace
 // (org, workspace). Versions are numbered 1, 2, ... per workspace; every
 // accepted write of a different state is a new version, and none is ever
-// overwritten.
+// overwritten (old ones may be pruned).
 type StateVersion struct {
 	Org       string
 	Workspace string
@@ -79,6 +79,10 @@ type StateStore interface {
 	// ListStateVersions returns versions newest first, without Data, and
 	// the number of versions of the workspace. Limit <= 0 is an error.
 	ListStateVersions(ctx context.Context, org, workspace string, limit, offset int) ([]StateVersion, int, error)
+	// PruneStateVersions deletes the workspace's versions but the newest
+	// keep (> 0) and returns how many it deleted. Numbering goes on: the
+	// next version after 7 is 8 whatever was pruned.
+	PruneStateVersions(ctx context.Context, org, workspace string, keep int) (int, error)
 	// LockState takes the workspace's lock for l.ID. Taking a lock already
 	// held under the same ID succeeds (a retried request); a lock held under
 	// another ID is a *LockedError.

@@ -190,9 +190,10 @@ func shutdownHTTP(srv *http.Server) error {
 
 // newAPI builds the HTTP API. secretKey is the raw key of box; the key of
 // idempotent task IDs is derived from it.
-func newAPI(c client.Client, st store.Store, keys *auth.Keyring, box *secret.Box, secretKey []byte, logger *zap.Logger, runnerWait time.Duration) *server.Server {
+func newAPI(c client.Client, st store.Store, keys *auth.Keyring, box *secret.Box, secretKey []byte, logger *zap.Logger, runnerWait time.Duration, stateVersions int) *server.Server {
 	return server.New(server.Options{
 		Temporal: c, Store: st, Keys: keys, Secrets: box, Logger: logger.Named("http"), RunnerWait: runnerWait,
-		IDKey: server.DeriveIDKey(secretKey),
+		StateVersions: stateVersions,
+		IDKey:         server.DeriveIDKey(secretKey),
 	})
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -30,6 +31,9 @@ type DevOptions struct {
 	Runners      []string // default ["local"]
 	ModulesDir   string   // runner module catalog; default DATA/modules
 	RunnerWait   time.Duration
+	// StateVersions is how many Terraform state versions the state backend
+	// keeps per workspace (0: all).
+	StateVersions int
 	// APIKey is the admin key (TERRATASK_API_KEY); empty: DATA/api-key, created when missing.
 	APIKey string
 	// KeysFile optionally adds the keys of a keys file (YAML or JSON,
@@ -84,6 +88,9 @@ func (o *DevOptions) defaults() {
 // RunDev runs everything in one process until ctx ends.
 func RunDev(ctx context.Context, o DevOptions) error {
 	o.defaults()
+	if o.StateVersions < 0 {
+		return errors.New("--state-versions must be 0 (keep all) or more")
+	}
 	log := o.Logger
 	s := &stack{logger: log}
 	defer s.closeAll()
@@ -164,7 +171,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	}
 	// The API starts before the runners and stops after them: their steps
 	// keep state on its HTTP backend until the last one has finished.
-	api := newAPI(c, st, keys, box, key, log, o.RunnerWait)
+	api := newAPI(c, st, keys, box, key, log, o.RunnerWait, o.StateVersions)
 	srv, httpAddr, err := serveHTTP(o.HTTPAddress, api.Handler(), log)
 	if err != nil {
 		return err

@@ -76,16 +76,19 @@ func (t TemporalOptions) clientOptions(log *zap.Logger) (client.Options, error) 
 
 // ServerOptions configure `terratask server`.
 type ServerOptions struct {
-	Temporal     TemporalOptions
-	HTTPAddress  string // default 127.0.0.1:8080
-	Store        string // SQLite path or sqlite://PATH
-	KeysFile     string // required
-	SecretKey    string // base64 32-byte key shared with the runners
-	RunnerWait   time.Duration
-	Logger       *zap.Logger
-	Reload       <-chan os.Signal // SIGHUP: reload the keys file
-	Ready        func(httpAddr string)
-	SkipRegister bool // do not try to register search attributes
+	Temporal    TemporalOptions
+	HTTPAddress string // default 127.0.0.1:8080
+	Store       string // SQLite path or sqlite://PATH
+	KeysFile    string // required
+	SecretKey   string // base64 32-byte key shared with the runners
+	RunnerWait  time.Duration
+	// StateVersions is how many Terraform state versions the state backend
+	// keeps per workspace (0: all).
+	StateVersions int
+	Logger        *zap.Logger
+	Reload        <-chan os.Signal // SIGHUP: reload the keys file
+	Ready         func(httpAddr string)
+	SkipRegister  bool // do not try to register search attributes
 }
 
 // RunServer runs the API and the control-plane worker until ctx ends.
@@ -99,6 +102,9 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	}
 	if o.Store == "" {
 		return errors.New("--store is required")
+	}
+	if o.StateVersions < 0 {
+		return errors.New("--state-versions must be 0 (keep all) or more")
 	}
 	if o.HTTPAddress == "" {
 		o.HTTPAddress = "127.0.0.1:8080"
@@ -137,7 +143,7 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	if err != nil {
 		return err
 	}
-	api := newAPI(c, st, keys, box, rawKey, log, o.RunnerWait)
+	api := newAPI(c, st, keys, box, rawKey, log, o.RunnerWait, o.StateVersions)
 	srv, addr, err := serveHTTP(o.HTTPAddress, api.Handler(), log)
 	if err != nil {
 		return err

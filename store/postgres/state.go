@@ -109,15 +109,14 @@ func (s *Store) GetStateVersion(ctx context.Context, org, workspace string, vers
 	return v, stateErr("get state version", err)
 }
 
-// ListStateVersions implements store.StateStore. Versions are numbered from
-// 1 without gaps, so the latest version number is the total.
+// ListStateVersions implements store.StateStore.
 func (s *Store) ListStateVersions(ctx context.Context, org, workspace string, limit, offset int) ([]store.StateVersion, int, error) {
 	if limit <= 0 {
 		return nil, 0, fmt.Errorf("postgres store: list state versions: limit must be positive, got %d", limit)
 	}
 	org, workspace = txt(org), txt(workspace)
 	var total int64
-	if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM state_versions WHERE org = $1 AND workspace = $2`, org, workspace).Scan(&total); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM state_versions WHERE org = $1 AND workspace = $2`, org, workspace).Scan(&total); err != nil {
 		return nil, 0, stateErr("list state versions", err)
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+stateColumns+` FROM state_versions
@@ -132,6 +131,22 @@ func (s *Store) ListStateVersions(ctx context.Context, org, workspace string, li
 		return nil, 0, stateErr("list state versions", err)
 	}
 	return out, int(total), nil
+}
+
+// PruneStateVersions implements store.StateStore.
+func (s *Store) PruneStateVersions(ctx context.Context, org, workspace string, keep int) (int, error) {
+	if keep <= 0 {
+		return 0, fmt.Errorf("postgres store: prune state versions: keep must be positive, got %d", keep)
+	}
+	org, workspace = txt(org), txt(workspace)
+	var n int64
+	err := s.inStateTx(ctx, org, workspace, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM state_versions WHERE org = $1 AND workspace = $2
+			AND version <= (SELECT max(version) FROM state_versions WHERE org = $1 AND workspace = $2) - $3`, org, workspace, keep)
+		n = tag.RowsAffected()
+		return err
+	})
+	return int(n), stateErr("prune state versions", err)
 }
 
 // LockState implements store.StateStore.

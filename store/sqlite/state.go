@@ -94,13 +94,12 @@ func (s *Store) GetStateVersion(ctx context.Context, org, workspace string, vers
 	return v, stateErr("get state version", err)
 }
 
-// ListStateVersions implements store.StateStore. Versions are numbered from
-// 1 without gaps, so the latest version number is the total.
+// ListStateVersions implements store.StateStore.
 func (s *Store) ListStateVersions(ctx context.Context, org, workspace string, limit, offset int) ([]store.StateVersion, int, error) {
 	if limit <= 0 {
 		return nil, 0, fmt.Errorf("sqlite store: list state versions: limit must be positive, got %d", limit)
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT `+stateColumns+`, (SELECT max(version) FROM state_versions WHERE org = ?1 AND workspace = ?2)
+	rows, err := s.r.QueryContext(ctx, `SELECT `+stateColumns+`, (SELECT count(*) FROM state_versions WHERE org = ?1 AND workspace = ?2)
 		FROM state_versions WHERE org = ?1 AND workspace = ?2 ORDER BY version DESC LIMIT ?3 OFFSET ?4`, org, workspace, limit, max(offset, 0))
 	if err != nil {
 		return nil, 0, stateErr("list state versions", err)
@@ -123,12 +122,30 @@ func (s *Store) ListStateVersions(ctx context.Context, org, workspace string, li
 	if out == nil {
 		// A page past the end still reports the total.
 		var n sql.NullInt64
-		if err := s.r.QueryRowContext(ctx, `SELECT max(version) FROM state_versions WHERE org = ? AND workspace = ?`, org, workspace).Scan(&n); err != nil {
+		if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM state_versions WHERE org = ? AND workspace = ?`, org, workspace).Scan(&n); err != nil {
 			return nil, 0, stateErr("list state versions", err)
 		}
 		total = int(n.Int64)
 	}
 	return out, total, nil
+}
+
+// PruneStateVersions implements store.StateStore.
+func (s *Store) PruneStateVersions(ctx context.Context, org, workspace string, keep int) (int, error) {
+	if keep <= 0 {
+		return 0, fmt.Errorf("sqlite store: prune state versions: keep must be positive, got %d", keep)
+	}
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM state_versions WHERE org = ?1 AND workspace = ?2
+			AND version <= (SELECT max(version) FROM state_versions WHERE org = ?1 AND workspace = ?2) - ?3`, org, workspace, keep)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), stateErr("prune state versions", err)
 }
 
 // LockState implements store.StateStore.

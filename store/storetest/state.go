@@ -95,6 +95,32 @@ func (h *harness) testStateVersions(t *testing.T) {
 	if _, _, err := s.ListStateVersions(ctx, org, ws, 0, 0); err == nil {
 		t.Fatal("ListStateVersions with limit 0: no error")
 	}
+
+	// Pruning keeps the newest; numbering goes on.
+	for i, doc := range []string{"c", "d"} {
+		if v, err := s.PutState(ctx, stateVersion(org, ws, doc, int64(4+i)), ""); err != nil || v.Version != int64(4+i) {
+			t.Fatalf("PutState %s: %+v, %v", doc, v, err)
+		}
+	}
+	if _, err := s.PruneStateVersions(ctx, org, ws, 0); err == nil {
+		t.Fatal("PruneStateVersions keeping 0: no error")
+	}
+	if n, err := s.PruneStateVersions(ctx, org, ws, 2); err != nil || n != 3 {
+		t.Fatalf("PruneStateVersions keeping 2 of 5: deleted %d, %v", n, err)
+	}
+	if n, err := s.PruneStateVersions(ctx, org, ws, 2); err != nil || n != 0 {
+		t.Fatalf("PruneStateVersions again: deleted %d, %v", n, err)
+	}
+	vs, total, err = s.ListStateVersions(ctx, org, ws, 10, 0)
+	if err != nil || total != 2 || len(vs) != 2 || vs[0].Version != 5 || vs[1].Version != 4 {
+		t.Fatalf("after pruning: %+v, %d, %v", vs, total, err)
+	}
+	if _, err := s.GetStateVersion(ctx, org, ws, 1); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a pruned version: %v", err)
+	}
+	if v, err := s.PutState(ctx, stateVersion(org, ws, "e", 6), ""); err != nil || v.Version != 6 {
+		t.Fatalf("PutState after pruning: %+v, %v", v, err)
+	}
 }
 
 func (h *harness) testStateLocks(t *testing.T) {
