@@ -581,6 +581,10 @@ func BenchmarkListLogsByLevel100k(b *testing.B) {
 	storetest.BenchListLogsByLevel(b, storeOpener(b), 100_000)
 }
 
+func BenchmarkStateOps(b *testing.B) {
+	storetest.BenchStateOps(b, storeOpener(b))
+}
+
 func BenchmarkAppendLogs(b *testing.B) {
 	storetest.BenchAppendLogs(b, storeOpener(b))
 }

@@ -17,6 +17,52 @@ func RunBenchmarks(b *testing.B, open func(b *testing.B) store.Store) {
 	b.Run("GetTask", func(b *testing.B) { BenchGetTask(b, open(b), 10_000) })
 	b.Run("ListLogsByLevel100k", func(b *testing.B) { BenchListLogsByLevel(b, open(b), 100_000) })
 	b.Run("AppendLogs", func(b *testing.B) { BenchAppendLogs(b, open(b)) })
+	b.Run("StateOps", func(b *testing.B) { BenchStateOps(b, open(b)) })
+}
+
+// BenchStateOps measures what the state backend does per Terraform command:
+// reading the latest state, taking and releasing the lock, and writing a
+// new version of a 20 KB document under the lock.
+func BenchStateOps(b *testing.B, s store.Store) {
+	ctx := context.Background()
+	const org, ws = "bench-org", "bench-ws"
+	doc := make([]byte, 20<<10)
+	for i := range doc {
+		doc[i] = byte('a' + i%26)
+	}
+	if _, err := s.PutState(ctx, store.StateVersion{Org: org, Workspace: ws, Serial: 1, Lineage: "l", MD5: "seed", Size: int64(len(doc)), Data: doc}, ""); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("GetState", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.GetState(ctx, org, ws); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("LockUnlock", func(b *testing.B) {
+		for b.Loop() {
+			if err := s.LockState(ctx, store.StateLock{Org: org, Workspace: ws, ID: "bench-lock", TaskID: "task-bench", Info: []byte(`{"ID":"bench-lock"}`)}); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.UnlockState(ctx, org, ws, "bench-lock"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	if err := s.LockState(ctx, store.StateLock{Org: org, Workspace: ws, ID: "bench-lock"}); err != nil {
+		b.Fatal(err)
+	}
+	var n int64
+	b.Run("PutState", func(b *testing.B) {
+		for b.Loop() {
+			n++
+			v := store.StateVersion{Org: org, Workspace: ws, Serial: n + 1, Lineage: "l", MD5: fmt.Sprint("md5-", n), Size: int64(len(doc)), Data: doc}
+			if _, err := s.PutState(ctx, v, "bench-lock"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // BenchPageSize is the page size of the list benchmarks.
