@@ -70,19 +70,3 @@ func goMetadata(b []byte) (map[string]any, error) {
 	}
 	return m, nil
 }
-
-// dedupe returns vs without repeats, in first-seen order.
-func dedupe[T comparable](vs []T) []T {
-	if len(vs) < 2 {
-		return vs
-	}
-	out := make([]T, 0, len(vs))
-	seen := make(map[T]bool, len(vs))
-	for _, v := range vs {
-		if !seen[v] {
-			seen[v] = true
-			out = append(out, v)
-		}
-	}
-	return out
-}

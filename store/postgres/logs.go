@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/terratask/terratask/store/internal/sqlkit"
 	"strconv"
 	"strings"
 	"time"
@@ -72,7 +73,7 @@ func (s *Store) AppendLogs(ctx context.Context, entries []store.LogEntry) error 
 		levels[i], messages[i], metas[i] = txt(string(e.Level)), txt(e.Message), textOf(meta)
 	}
 	var b pgx.Batch
-	b.Queue(lockTasksSQL, dedupe(taskIDs), logLockClass)
+	b.Queue(lockTasksSQL, sqlkit.Dedupe(taskIDs), logLockClass)
 	b.Queue(insertLogsSQL, taskIDs, streams, seqs, stamps, levels, messages, metas)
 	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
 		return fmt.Errorf("postgres store: append logs: %w", err)
@@ -102,7 +103,7 @@ func listLogsSQL(q store.LogQuery) (string, []any, error) {
 	if q.Until != nil {
 		where.WriteString(` AND ts <= ` + param(dbTime(*q.Until)))
 	}
-	levels := dedupe(q.Levels)
+	levels := sqlkit.Dedupe(q.Levels)
 	var lv []string
 	for _, l := range levels {
 		lv = append(lv, param(txt(string(l))))

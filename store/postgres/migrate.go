@@ -5,11 +5,8 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"github.com/terratask/terratask/store/internal/sqlkit"
 	"io/fs"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -26,47 +23,10 @@ var migrationFS embed.FS
 // serialises migrations of one database between processes.
 const migrationLockKey int64 = 0x7474_6d69_6772_6174 // "ttmigrat"
 
-// migration is one versioned schema change.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
+// migration is one versioned schema change; loadMigrations reads them.
+type migration = sqlkit.Migration
 
-// loadMigrations reads dir of fsys and returns its migrations ordered by version.
-func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
-	entries, err := fs.ReadDir(fsys, dir)
-	if err != nil {
-		return nil, fmt.Errorf("read migrations: %w", err)
-	}
-	var ms []migration
-	seen := map[int]string{}
-	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".sql") {
-			continue
-		}
-		name := e.Name()
-		prefix, _, ok := strings.Cut(name, "_")
-		if !ok {
-			return nil, fmt.Errorf("migration %s: name must be NNNN_description.sql", name)
-		}
-		v, err := strconv.Atoi(prefix)
-		if err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %s: name must start with a positive version number", name)
-		}
-		if other, dup := seen[v]; dup {
-			return nil, fmt.Errorf("migrations %s and %s share version %d", other, name, v)
-		}
-		seen[v] = name
-		body, err := fs.ReadFile(fsys, path.Join(dir, name))
-		if err != nil {
-			return nil, fmt.Errorf("read migration %s: %w", name, err)
-		}
-		ms = append(ms, migration{version: v, name: strings.TrimSuffix(name, ".sql"), sql: string(body)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	return ms, nil
-}
+var loadMigrations = sqlkit.LoadMigrations
 
 // createMigrationsTable creates the table that records applied migrations.
 const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -93,7 +53,7 @@ func migrate(ctx context.Context, conn *pgx.Conn, fsys fs.FS, dir string) ([]int
 	}
 	var applied []int
 	for _, m := range ms {
-		if recorded[m.version] {
+		if recorded[m.Version] {
 			continue
 		}
 		done, err := applyMigration(ctx, conn, m)
@@ -101,7 +61,7 @@ func migrate(ctx context.Context, conn *pgx.Conn, fsys fs.FS, dir string) ([]int
 			return applied, err
 		}
 		if done {
-			applied = append(applied, m.version)
+			applied = append(applied, m.Version)
 		}
 	}
 	return applied, nil
@@ -133,35 +93,35 @@ func recordedVersions(ctx context.Context, conn *pgx.Conn) (map[int]bool, error)
 func applyMigration(ctx context.Context, conn *pgx.Conn, m migration) (bool, error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
-		return false, fmt.Errorf("migration %s: begin: %w", m.name, err)
+		return false, fmt.Errorf("migration %s: begin: %w", m.Name, err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after Commit
 
 	// Held until the transaction ends. CREATE TABLE IF NOT EXISTS runs under
 	// it too: two sessions creating the same table at once can fail.
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLockKey); err != nil {
-		return false, fmt.Errorf("migration %s: lock: %w", m.name, err)
+		return false, fmt.Errorf("migration %s: lock: %w", m.Name, err)
 	}
 	if _, err := tx.Exec(ctx, createMigrationsTable); err != nil {
 		return false, fmt.Errorf("create schema_migrations: %w", err)
 	}
 	var recorded bool
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`, m.version).Scan(&recorded); err != nil {
-		return false, fmt.Errorf("migration %s: %w", m.name, err)
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`, m.Version).Scan(&recorded); err != nil {
+		return false, fmt.Errorf("migration %s: %w", m.Name, err)
 	}
 	if recorded {
 		return false, nil
 	}
 	// Without arguments pgx sends the text with the simple protocol, which
 	// runs every statement of a multi-statement migration.
-	if _, err := tx.Exec(ctx, m.sql); err != nil {
-		return false, fmt.Errorf("migration %s: %w", m.name, err)
+	if _, err := tx.Exec(ctx, m.SQL); err != nil {
+		return false, fmt.Errorf("migration %s: %w", m.Name, err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name); err != nil {
-		return false, fmt.Errorf("migration %s: record: %w", m.name, err)
+	if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
+		return false, fmt.Errorf("migration %s: record: %w", m.Name, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return false, fmt.Errorf("migration %s: commit: %w", m.name, err)
+		return false, fmt.Errorf("migration %s: commit: %w", m.Name, err)
 	}
 	return true, nil
 }

@@ -228,8 +228,8 @@ func expectMigrated(t *testing.T, conn *pgx.Conn) {
 		t.Fatalf("%d migrations recorded (%v), want %d", len(got), got, len(embedded))
 	}
 	for i, m := range embedded {
-		if int(got[i].Version) != m.version || got[i].Name != m.name {
-			t.Errorf("recorded migration %d = %+v, want version %d name %s", i, got[i], m.version, m.name)
+		if int(got[i].Version) != m.Version || got[i].Name != m.Name {
+			t.Errorf("recorded migration %d = %+v, want version %d name %s", i, got[i], m.Version, m.Name)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/terratask/terratask/store/internal/sqlkit"
 	"sort"
 	"strconv"
 	"strings"
@@ -345,7 +346,7 @@ func listTasksSQL(q store.TaskQuery) (string, []any, error) {
 		return "$" + strconv.Itoa(len(args))
 	}
 	where.WriteString(`org = $1`)
-	statuses := dedupe(q.Status)
+	statuses := sqlkit.Dedupe(q.Status)
 	switch len(statuses) {
 	case 0:
 	case 1:

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"github.com/terratask/terratask/store/internal/sqlkit"
 	"strings"
 
 	"github.com/terratask/terratask/store"
@@ -60,7 +61,7 @@ func listLogsSQL(q store.LogQuery) (string, []any, error) {
 		args = append(args, dbTime(*q.Until))
 	}
 
-	levels := dedupe(q.Levels)
+	levels := sqlkit.Dedupe(q.Levels)
 	switch len(levels) {
 	case 0:
 		return `SELECT ` + logColumns + ` FROM logs WHERE ` + where.String() + ` ORDER BY id LIMIT ?`,

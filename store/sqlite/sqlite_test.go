@@ -169,8 +169,8 @@ func TestReopenKeepsDataAndMigrations(t *testing.T) {
 		t.Fatalf("%d migrations recorded, want %d", len(first), len(embedded))
 	}
 	for i, m := range embedded {
-		if first[i].version != m.version || first[i].name != m.name {
-			t.Errorf("recorded migration %d = %+v, want version %d name %s", i, first[i], m.version, m.name)
+		if first[i].version != m.Version || first[i].name != m.Name {
+			t.Errorf("recorded migration %d = %+v, want version %d name %s", i, first[i], m.Version, m.Name)
 		}
 	}
 

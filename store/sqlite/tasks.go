@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/terratask/terratask/store/internal/sqlkit"
 	"strings"
 
 	"github.com/terratask/terratask/store"
@@ -208,7 +209,7 @@ func listTasksSQL(q store.TaskQuery) (page, count string, args []any, err error)
 	var where strings.Builder
 	args = []any{q.Org}
 	where.WriteString(`org = ?`)
-	statuses := dedupe(q.Status)
+	statuses := sqlkit.Dedupe(q.Status)
 	switch len(statuses) {
 	case 0:
 	case 1:
@@ -336,20 +337,4 @@ func scanTask(sc scanner) (store.Task, error) {
 		}
 	}
 	return t, nil
-}
-
-// dedupe returns vs without repeats, in first-seen order.
-func dedupe[T comparable](vs []T) []T {
-	if len(vs) < 2 {
-		return vs
-	}
-	out := make([]T, 0, len(vs))
-	seen := make(map[T]bool, len(vs))
-	for _, v := range vs {
-		if !seen[v] {
-			seen[v] = true
-			out = append(out, v)
-		}
-	}
-	return out
 }
