@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/terratask/terratask/store/internal/sqlkit"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/store/internal/sqlkit"
 )
 
 // logColumns is the column list log queries select, in ListLogs' scan order.

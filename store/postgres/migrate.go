@@ -5,11 +5,12 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"github.com/terratask/terratask/store/internal/sqlkit"
 	"io/fs"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/terratask/terratask/store/internal/sqlkit"
 )
 
 // migrationFS holds the schema migrations, applied in version order. A file

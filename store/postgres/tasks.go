@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/terratask/terratask/store/internal/sqlkit"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/store/internal/sqlkit"
 	"github.com/terratask/terratask/task"
 )
 

@@ -5,10 +5,10 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"github.com/terratask/terratask/store/internal/sqlkit"
 	"strings"
 
 	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/store/internal/sqlkit"
 )
 
 // logColumns is the column list log queries select, in ListLogs' scan order.

@@ -5,9 +5,10 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
-	"github.com/terratask/terratask/store/internal/sqlkit"
 	"io/fs"
 	"time"
+
+	"github.com/terratask/terratask/store/internal/sqlkit"
 )
 
 // migrationFS holds the schema migrations, applied in version order at Open.

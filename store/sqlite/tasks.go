@@ -6,10 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/terratask/terratask/store/internal/sqlkit"
 	"strings"
 
 	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/store/internal/sqlkit"
 	"github.com/terratask/terratask/task"
 )
 
