@@ -25,6 +25,9 @@ type Record struct {
 	Task       store.Task       `json:"task"`
 	Transition store.Transition `json:"transition"`
 	Logs       []store.LogEntry `json:"logs,omitempty"`
+	// Event is the event this transition emits ("" for none): the task was
+	// created, entered a status that has an event, or started a step.
+	Event task.EventType `json:"event,omitempty"`
 }
 
 // Names of the other control-plane (local) activities.

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/terratask/terratask/task"
 )
 
 // Client speaks terratask's API with the dev admin key.
@@ -112,7 +114,7 @@ func (c *Client) Status(ctx context.Context, id string) (string, error) {
 }
 
 // Terminal reports whether a status is final.
-func Terminal(s string) bool { return s == "completed" || s == "failed" || s == "cancelled" }
+func Terminal(s string) bool { return task.Status(s).Terminal() }
 
 // WaitTerminal polls the status route every poll until the task is terminal
 // and returns its status.

@@ -4,6 +4,8 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/terratask/terratask/api"
 )
 
 // Error codes of the API's error body. Every failure the API answers carries
@@ -57,19 +59,12 @@ const (
 	detailHeader    = "header"
 )
 
-// apiError is the seed's error body.
-type apiError struct {
-	Code    string         `json:"code"`
-	Message string         `json:"message"`
-	Details map[string]any `json:"details"`
-}
-
 // fail aborts the request with the seed's error body.
 func fail(c *gin.Context, status int, code, msg string, details map[string]any) {
 	if details == nil {
 		details = map[string]any{}
 	}
-	c.AbortWithStatusJSON(status, gin.H{"error": apiError{Code: code, Message: msg, Details: details}})
+	c.AbortWithStatusJSON(status, api.ErrorBody{Error: api.Error{Code: code, Message: msg, Details: details}})
 }
 
 // badField is a 400 naming a field of the JSON body.

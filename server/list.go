@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
 
+	"github.com/terratask/terratask/api"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
@@ -180,14 +181,14 @@ func (s *Server) listTasks(c *gin.Context) {
 	// The seed answers /tasks with Task Objects (no result) and the agent
 	// and runner routes with task summaries.
 	if c.Param("agentId") != "" || c.Param("runnerId") != "" {
-		out := make([]summaryView, 0, len(tasks))
+		out := make([]api.TaskSummary, 0, len(tasks))
 		for _, t := range tasks {
-			out = append(out, summaryOf(t))
+			out = append(out, api.SummaryOf(t))
 		}
 		c.JSON(http.StatusOK, out)
 		return
 	}
-	out := make([]taskView, 0, len(tasks))
+	out := make([]api.Task, 0, len(tasks))
 	for _, t := range tasks {
 		out = append(out, viewOf(t, false))
 	}
@@ -300,15 +301,15 @@ func (s *Server) getLogs(c *gin.Context) {
 		internal(c)
 		return
 	}
-	out := logsView{TaskID: t.ID, Logs: make([]logView, 0, len(entries))}
+	out := api.Logs{TaskID: t.ID, Logs: make([]api.LogEntry, 0, len(entries))}
 	for _, e := range entries {
 		// The stored metadata is a JSON object already: passed through.
 		meta := e.MetadataJSON
 		if len(meta) == 0 {
 			meta = json.RawMessage(`{}`)
 		}
-		out.Logs = append(out.Logs, logView{
-			Timestamp: e.Timestamp.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
+		out.Logs = append(out.Logs, api.LogEntry{
+			Timestamp: api.LogTime(e.Timestamp),
 			Level:     e.Level, Message: e.Message, Metadata: meta,
 		})
 	}

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/terratask/terratask/api"
 )
 
 // oaDoc is the embedded OpenAPI document, decoded generically.
@@ -198,8 +200,8 @@ func sortedSet(m map[string]bool) []string {
 func TestOpenAPIMatchesTheCode(t *testing.T) {
 	d := loadOpenAPI(t)
 	for schema, view := range map[string]any{
-		"Task": taskView{}, "TaskSummary": summaryView{}, "TaskStatus": statusView{}, "Logs": logsView{},
-		"LogEntry": logView{}, "CancelResult": cancelView{},
+		"Task": api.Task{}, "TaskSummary": api.TaskSummary{}, "TaskStatus": api.Status{}, "Logs": api.Logs{},
+		"LogEntry": api.LogEntry{}, "CancelResult": api.Cancel{},
 	} {
 		if got, want := d.properties(t, schema), jsonFields(view); !reflect.DeepEqual(got, want) {
 			t.Errorf("schema %s has %v, the view %v", schema, got, want)
@@ -212,7 +214,7 @@ func TestOpenAPIMatchesTheCode(t *testing.T) {
 		props = append(props, k)
 	}
 	sort.Strings(props)
-	if want := jsonFields(apiError{}); !reflect.DeepEqual(props, want) {
+	if want := jsonFields(api.Error{}); !reflect.DeepEqual(props, want) {
 		t.Errorf("Error has %v, want %v", props, want)
 	}
 	var codes []string

@@ -11,6 +11,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.uber.org/zap"
 
+	"github.com/terratask/terratask/api"
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
@@ -20,25 +21,9 @@ import (
 // as online. A healthy idle worker long-polls its queue about once a minute.
 const runnerOnlineWithin = 2 * time.Minute
 
-// runnerView is a runner's liveness, read from the pollers Temporal sees on
-// the runner's task queue, and the org's tasks that are on it.
-type runnerView struct {
-	ID       string         `json:"id"`
-	Status   string         `json:"status"` // online or offline
-	LastSeen *string        `json:"last_seen"`
-	Workers  int            `json:"workers"`
-	Hosts    []runnerHost   `json:"hosts"`
-	Tasks    map[string]int `json:"tasks"` // by status, this org's tasks
-}
-
-type runnerHost struct {
-	Identity string `json:"identity"`
-	LastSeen string `json:"last_seen"`
-}
-
 // describeRunner asks Temporal who polls the runner's shared queue.
-func (s *Server) describeRunner(ctx context.Context, id string, stats []store.RunnerStat) (runnerView, error) {
-	v := runnerView{ID: id, Status: "offline", Hosts: []runnerHost{}, Tasks: map[string]int{}}
+func (s *Server) describeRunner(ctx context.Context, id string, stats []store.RunnerStat) (api.Runner, error) {
+	v := api.Runner{ID: id, Status: "offline", Hosts: []api.RunnerHost{}, Tasks: map[string]int{}}
 	for _, st := range stats {
 		if st.RunnerID == id {
 			v.Tasks[string(st.Status)] += st.Tasks
@@ -57,7 +42,7 @@ func (s *Server) describeRunner(ctx context.Context, id string, stats []store.Ru
 		if time.Since(seen) <= runnerOnlineWithin {
 			v.Workers++
 		}
-		v.Hosts = append(v.Hosts, runnerHost{Identity: p.GetIdentity(), LastSeen: ts(seen)})
+		v.Hosts = append(v.Hosts, api.RunnerHost{Identity: p.GetIdentity(), LastSeen: ts(seen)})
 	}
 	sort.Slice(v.Hosts, func(i, j int) bool { return v.Hosts[i].Identity < v.Hosts[j].Identity })
 	if !last.IsZero() {
@@ -93,7 +78,7 @@ func (s *Server) listRunners(c *gin.Context) {
 			ids = append(ids, st.RunnerID)
 		}
 	}
-	out := make([]runnerView, 0, len(ids))
+	out := make([]api.Runner, 0, len(ids))
 	for _, id := range ids {
 		v, err := s.describeRunner(c.Request.Context(), id, stats)
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
+	"github.com/terratask/terratask/api"
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
@@ -240,7 +241,7 @@ func (s *Server) getStatus(c *gin.Context) {
 	if t.Status.Terminal() {
 		meta["current_step"] = ""
 	}
-	c.JSON(http.StatusOK, statusView{
+	c.JSON(http.StatusOK, api.Status{
 		ID: t.ID, Status: t.Status, Progress: t.Progress, StartedAt: tsPtr(t.StartedAt),
 		UpdatedAt: ts(t.UpdatedAt), Metadata: meta,
 	})
@@ -322,8 +323,8 @@ func (s *Server) cancelTask(c *gin.Context) {
 
 // awaitCancel gives a quick stop a moment to finish, so the reply is usually
 // the final "cancelled"; otherwise it truthfully says "cancelling".
-func (s *Server) awaitCancel(ctx context.Context, t store.Task, req task.CancelRequest) cancelView {
-	view := cancelView{ID: t.ID, Status: task.StatusCancelling, CancelledAt: tsPtr(&req.At), CancelledBy: req.By}
+func (s *Server) awaitCancel(ctx context.Context, t store.Task, req task.CancelRequest) api.Cancel {
+	view := api.Cancel{ID: t.ID, Status: task.StatusCancelling, CancelledAt: tsPtr(&req.At), CancelledBy: req.By}
 	if t.CancelledAt != nil {
 		view.CancelledAt, view.CancelledBy = tsPtr(t.CancelledAt), t.CancelledBy
 	}

@@ -53,22 +53,28 @@ var SearchAttributes = []string{SearchAttrStatus, SearchAttrAgent, SearchAttrRun
 // Status of a task.
 type Status string
 
-// Task statuses. Completed, Failed and Cancelled are terminal.
+// Task statuses. Completed, Failed, Cancelled and Rejected are terminal.
 const (
-	StatusPending    Status = "pending"
-	StatusRunning    Status = "running"
-	StatusCancelling Status = "cancelling"
-	StatusCompleted  Status = "completed"
-	StatusFailed     Status = "failed"
-	StatusCancelled  Status = "cancelled"
+	StatusPending Status = "pending"
+	StatusRunning Status = "running"
+	// StatusWaitingApproval: the task planned changes and waits for a
+	// person to approve or reject its plan (see Approval).
+	StatusWaitingApproval Status = "waiting_approval"
+	StatusCancelling      Status = "cancelling"
+	StatusCompleted       Status = "completed"
+	StatusFailed          Status = "failed"
+	StatusCancelled       Status = "cancelled"
+	// StatusRejected: its plan was rejected, or the approval timed out.
+	StatusRejected Status = "rejected"
 )
 
 // Statuses lists every status in lifecycle order.
-var Statuses = []Status{StatusPending, StatusRunning, StatusCancelling, StatusCompleted, StatusFailed, StatusCancelled}
+var Statuses = []Status{StatusPending, StatusRunning, StatusWaitingApproval, StatusCancelling,
+	StatusCompleted, StatusFailed, StatusCancelled, StatusRejected}
 
 // Terminal reports whether no further transition can happen.
 func (s Status) Terminal() bool {
-	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled
+	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled || s == StatusRejected
 }
 
 // Valid reports whether s is a known status.
@@ -134,6 +140,11 @@ type Input struct {
 	// SealedSecrets holds sensitive_variables and env, encrypted (see package
 	// secret) so they never sit in Temporal history in plain text.
 	SealedSecrets string `json:"sealed_secrets,omitempty"`
+	// ApprovalWait is the server's default for Params.ApprovalTimeout (0:
+	// the workflow's default, 24h).
+	ApprovalWait Duration `json:"approval_wait,omitempty"`
+	// ScheduleID names the schedule that started the task, if any.
+	ScheduleID string `json:"schedule_id,omitempty"`
 }
 
 // Params are the Terraform parameters of a task (the seed's "parameters").
@@ -153,6 +164,47 @@ type Params struct {
 	// RunnerTimeout overrides the server's wait for a runner to pick the
 	// task up (runner_unavailable after it).
 	RunnerTimeout Duration `json:"runner_timeout,omitempty"`
+	// Approval says which plans wait for a person before they apply
+	// (default ApprovalNone); ApprovalTimeout bounds the wait (default: the
+	// server's, Input.ApprovalWait).
+	Approval        Approval `json:"approval,omitempty"`
+	ApprovalTimeout Duration `json:"approval_timeout,omitempty"`
+	// Notify is the task's own callback (see Notify).
+	Notify *Notify `json:"notify,omitempty"`
+	// DetectDrift makes a plan-only task report drift in its result;
+	// Remediate ("approval") then starts an apply task that waits for
+	// approval when drift was found.
+	DetectDrift bool   `json:"detect_drift,omitempty"`
+	Remediate   string `json:"remediate,omitempty"`
+	// Engine runs the task with Terraform (default) or OpenTofu;
+	// TofuVersion pins OpenTofu's version as TerraformVersion pins
+	// Terraform's.
+	Engine      Engine `json:"engine,omitempty"`
+	TofuVersion string `json:"tofu_version,omitempty"`
+}
+
+// Engine is the infrastructure-as-code binary a task runs.
+type Engine string
+
+// Engines a runner may offer.
+const (
+	EngineTerraform Engine = "terraform"
+	EngineOpenTofu  Engine = "opentofu"
+)
+
+// EffectiveEngine is the engine with its default applied.
+func (p Params) EffectiveEngine() Engine {
+	if p.Engine == "" {
+		return EngineTerraform
+	}
+	return p.Engine
+}
+
+// Notify is a task's own callback: its events are POSTed to URL, signed
+// like webhooks. Events empty means every task event.
+type Notify struct {
+	URL    string      `json:"url"`
+	Events []EventType `json:"events,omitempty"`
 }
 
 // EffectiveAction is the action with its default applied.
@@ -200,6 +252,19 @@ const (
 	CodeRunnerUnavailable = "runner_unavailable"
 	CodeTimeout           = "timeout"
 	CodeInternal          = "internal"
+	CodeCancelled         = "cancelled"
+	// CodeRejected: a person rejected the task's plan.
+	CodeRejected = "rejected"
+	// CodeApprovalTimeout: nobody decided on the plan within its
+	// approval_timeout.
+	CodeApprovalTimeout = "approval_timeout"
+	// CodePlanStale: the state changed between the plan and its apply
+	// (for example a manual state push), so the approved plan is not
+	// applied.
+	CodePlanStale = "plan_stale"
+	// CodeEngineUnavailable: the task's runner lacks the engine (or the
+	// version) the task names.
+	CodeEngineUnavailable = "engine_unavailable"
 )
 
 // Diagnostic is one of Terraform's diagnostics, kept in Error.Details.
@@ -238,6 +303,11 @@ type State struct {
 	CancelledAt    *time.Time `json:"cancelled_at,omitempty"`
 	CancelledBy    string     `json:"cancelled_by,omitempty"`
 	Result         *Result    `json:"result,omitempty"`
+	// Plan summarises the task's saved plan once it planned.
+	Plan *PlanSummary `json:"plan,omitempty"`
+	// Approval is the review of the plan: its deadline while the task
+	// waits, then the decision.
+	Approval *ApprovalState `json:"approval,omitempty"`
 }
 
 // Duration is a time.Duration that reads and writes as a Go duration string

@@ -41,9 +41,10 @@ func logLine(level store.Level, msg string) line { return line{level: level, mes
 // transition applies change to the state, then upserts search attributes
 // (when the status moved) and records the new state with its log line.
 func (r *run) transition(ctx workflow.Context, change func(*task.State), l line) {
-	before := r.state.Status
+	before, beforeStep := r.state.Status, r.state.CurrentStep
 	change(&r.state)
 	r.setProgress(ctx)
+	event := transitionEvent(!r.started, before, r.state.Status, beforeStep, r.state.CurrentStep)
 	if r.state.Status != before || !r.started {
 		r.started = true
 		err := workflow.UpsertTypedSearchAttributes(ctx,
@@ -86,6 +87,7 @@ func (r *run) transition(ctx workflow.Context, change func(*task.State), l line)
 			Message:   l.message,
 			Metadata:  meta,
 		}},
+		Event: event,
 	}
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout:    10 * time.Second,
@@ -101,4 +103,19 @@ func (r *run) transition(ctx workflow.Context, change func(*task.State), l line)
 	if err := workflow.ExecuteLocalActivity(lctx, activities.NameRecord, rec).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("recording transition", "error", err)
 	}
+}
+
+// transitionEvent is the event a transition emits: task.created for a task's
+// first one, the status's event when the status moved, task.step when a step
+// started, else none.
+func transitionEvent(first bool, before, after task.Status, beforeStep, afterStep task.Step) task.EventType {
+	switch {
+	case first:
+		return task.EventTaskCreated
+	case after != before:
+		return task.EventForStatus(after)
+	case afterStep != "" && afterStep != beforeStep:
+		return task.EventTaskStep
+	}
+	return ""
 }

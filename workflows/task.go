@@ -477,7 +477,7 @@ func (r *run) finish(ctx workflow.Context, out task.Output, err error) (task.Out
 			s.CancelledAt = &at
 			s.CancelledBy = by
 			s.Result = &task.Result{Output: map[string]any{}, Error: &task.Error{
-				Code: "cancelled", Message: "task cancelled by " + by,
+				Code: task.CodeCancelled, Message: "task cancelled by " + by,
 				Details: map[string]any{"step": string(r.state.CurrentStep)},
 			}}
 		}, logLine(store.LevelWarn, fmt.Sprintf("task cancelled by %s during step %s", by, stepOrPending(r.state.CurrentStep))))

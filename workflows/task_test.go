@@ -391,3 +391,28 @@ func countCalls(calls []string, name string) int {
 	}
 	return n
 }
+
+func TestTransitionEvent(t *testing.T) {
+	for _, c := range []struct {
+		first                 bool
+		before, after         task.Status
+		beforeStep, afterStep task.Step
+		want                  task.EventType
+	}{
+		{true, task.StatusPending, task.StatusPending, "", "", task.EventTaskCreated},
+		{false, task.StatusPending, task.StatusPending, "", "", ""},
+		{false, task.StatusPending, task.StatusRunning, "", "", task.EventTaskRunning},
+		{false, task.StatusRunning, task.StatusRunning, "", task.StepInstalling, task.EventTaskStep},
+		{false, task.StatusRunning, task.StatusRunning, task.StepPlanning, task.StepPlanning, ""},
+		{false, task.StatusRunning, task.StatusWaitingApproval, task.StepPlanning, task.StepPlanning, task.EventTaskWaitingApproval},
+		{false, task.StatusRunning, task.StatusCancelling, task.StepApplying, task.StepApplying, ""},
+		{false, task.StatusCancelling, task.StatusCancelled, task.StepApplying, task.StepApplying, task.EventTaskCancelled},
+		{false, task.StatusRunning, task.StatusCompleted, task.StepApplying, "", task.EventTaskCompleted},
+		{false, task.StatusRunning, task.StatusFailed, task.StepApplying, task.StepApplying, task.EventTaskFailed},
+		{false, task.StatusWaitingApproval, task.StatusRejected, task.StepPlanning, task.StepPlanning, task.EventTaskRejected},
+	} {
+		if got := transitionEvent(c.first, c.before, c.after, c.beforeStep, c.afterStep); got != c.want {
+			t.Errorf("transitionEvent(%v, %s->%s, %q->%q) = %q, want %q", c.first, c.before, c.after, c.beforeStep, c.afterStep, got, c.want)
+		}
+	}
+}

@@ -105,7 +105,7 @@ func TestTaskCountsTriggers(t *testing.T) {
 	}
 	checkCounts(t, conn)
 	for i, tk := range tasks[:100] {
-		st := task.Statuses[i%len(task.Statuses)]
+		st := storetest.GenStatuses[i%len(storetest.GenStatuses)]
 		if err := s.ApplyTransition(ctx, store.Transition{ID: tk.ID, Status: st, UpdatedAt: base.Add(time.Hour)}); err != nil {
 			t.Fatal(err)
 		}

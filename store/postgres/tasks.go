@@ -222,7 +222,7 @@ const applyTransitionSQL = `WITH u AS (
 	UPDATE tasks SET
 		status = CASE
 			WHEN $1::text = '' THEN status
-			WHEN NOT $2::boolean AND status IN ('completed', 'failed', 'cancelled') THEN status
+			WHEN NOT $2::boolean AND status IN ('completed', 'failed', 'cancelled', 'rejected') THEN status
 			ELSE $1::text END,
 		progress        = greatest(progress, $3::integer),
 		current_step    = CASE WHEN $4::text = '' THEN current_step ELSE $4::text END,
@@ -242,7 +242,7 @@ SELECT EXISTS (SELECT 1 FROM u), EXISTS (SELECT 1 FROM tasks WHERE id = $13::tex
 // ApplyTransition updates a task's state. A transition whose UpdatedAt is
 // before the stored one is ignored (nil is returned). Otherwise:
 //   - Status replaces the stored one, except that an empty Status keeps it and
-//     a terminal status (completed, failed, cancelled) is only ever replaced by
+//     a terminal status (completed, failed, cancelled, rejected) is only ever replaced by
 //     another terminal one;
 //   - Progress and StepsCompleted never decrease;
 //   - an empty CurrentStep or CancelledBy, a zero TotalSteps and nil

@@ -98,7 +98,7 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []store.Task) error {
 const applyTransitionSQL = `UPDATE tasks SET
 	status = CASE
 		WHEN ?1 = '' THEN status
-		WHEN ?2 = 0 AND status IN ('completed', 'failed', 'cancelled') THEN status
+		WHEN ?2 = 0 AND status IN ('completed', 'failed', 'cancelled', 'rejected') THEN status
 		ELSE ?1 END,
 	progress        = max(progress, ?3),
 	current_step    = CASE WHEN ?4 = '' THEN current_step ELSE ?4 END,
@@ -115,7 +115,7 @@ WHERE id = ?13 AND updated_at <= ?8`
 // ApplyTransition updates a task's state. A transition whose UpdatedAt is
 // before the stored one is ignored (nil is returned). Otherwise:
 //   - Status replaces the stored one, except that an empty Status keeps it and
-//     a terminal status (completed, failed, cancelled) is only ever replaced by
+//     a terminal status (completed, failed, cancelled, rejected) is only ever replaced by
 //     another terminal one;
 //   - Progress and StepsCompleted never decrease;
 //   - an empty CurrentStep or CancelledBy, a zero TotalSteps and nil

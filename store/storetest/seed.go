@@ -35,10 +35,16 @@ func mix(x uint64) uint64 {
 	return x ^ (x >> 31)
 }
 
+// GenStatuses are the statuses GenTasks cycles over: a fixed list, so the
+// generated rows (and the tests that pick rows of them) stay the same when
+// task.Statuses grows.
+var GenStatuses = []task.Status{task.StatusPending, task.StatusRunning, task.StatusCancelling,
+	task.StatusCompleted, task.StatusFailed, task.StatusCancelled}
+
 // GenTasks returns n reproducible tasks of org whose sort keys tie a lot, so
 // lists must break ties by ID: created_at advances one second every 8 tasks,
 // updated_at is created_at plus 0..4 minutes, statuses cycle pseudo-randomly
-// over task.Statuses, and the IDs (org-prefixed hex) sort in an order
+// over GenStatuses, and the IDs (org-prefixed hex) sort in an order
 // unrelated to creation. Agents are "agent-0".."agent-9" and runners
 // "runner-0".."runner-3".
 func GenTasks(org string, n int, base time.Time) []store.Task {
@@ -47,7 +53,7 @@ func GenTasks(org string, n int, base time.Time) []store.Task {
 		h := mix(uint64(i))
 		created := base.Add(time.Duration(i/8) * time.Second)
 		updated := created.Add(time.Duration(h%5) * time.Minute)
-		status := task.Statuses[(h>>8)%uint64(len(task.Statuses))]
+		status := GenStatuses[(h>>8)%uint64(len(GenStatuses))]
 		tk := store.Task{
 			ID:          fmt.Sprintf("%s-%016x", org, h),
 			Org:         org,

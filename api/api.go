@@ -1,0 +1,153 @@
+// Package api holds the wire types of terratask's HTTP API: the JSON bodies
+// the server writes and the clients (package client, the CLI, the MCP server)
+// and webhook receivers read. One type per body, defined once, so the server,
+// the clients and the event payloads cannot drift apart.
+//
+// The package is a leaf beside task and store: it renders store rows into
+// API objects and imports nothing else of terratask.
+package api
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/task"
+)
+
+// Task is the seed's Task Object, plus cancelled_at / cancelled_by once a
+// task is cancelled. Result is set in the detail view only.
+type Task struct {
+	ID          string         `json:"id"`
+	Name        string         `json:"name"`
+	Description string         `json:"description"`
+	Status      task.Status    `json:"status"`
+	Progress    int            `json:"progress"`
+	CreatedAt   string         `json:"created_at"`
+	UpdatedAt   string         `json:"updated_at"`
+	StartedAt   *string        `json:"started_at"`
+	CompletedAt *string        `json:"completed_at"`
+	AgentID     string         `json:"agent_id"`
+	RunnerID    string         `json:"runner_id"`
+	Metadata    map[string]any `json:"metadata"`
+	Result      *task.Result   `json:"result,omitempty"`
+	CancelledAt *string        `json:"cancelled_at,omitempty"`
+	CancelledBy string         `json:"cancelled_by,omitempty"`
+}
+
+// TaskSummary is an entry of the agent and runner lists: the seed shows
+// these six fields there.
+type TaskSummary struct {
+	ID        string      `json:"id"`
+	Name      string      `json:"name"`
+	Status    task.Status `json:"status"`
+	Progress  int         `json:"progress"`
+	CreatedAt string      `json:"created_at"`
+	UpdatedAt string      `json:"updated_at"`
+}
+
+// Status is the body of GET /tasks/{id}/status.
+type Status struct {
+	ID        string         `json:"id"`
+	Status    task.Status    `json:"status"`
+	Progress  int            `json:"progress"`
+	StartedAt *string        `json:"started_at"`
+	UpdatedAt string         `json:"updated_at"`
+	Metadata  map[string]any `json:"metadata"`
+}
+
+// LogEntry is one entry of GET /tasks/{id}/logs.
+type LogEntry struct {
+	Timestamp string          `json:"timestamp"`
+	Level     store.Level     `json:"level"`
+	Message   string          `json:"message"`
+	Metadata  json.RawMessage `json:"metadata"`
+}
+
+// Logs is the body of GET /tasks/{id}/logs.
+type Logs struct {
+	TaskID string     `json:"task_id"`
+	Logs   []LogEntry `json:"logs"`
+}
+
+// Cancel is the body of PUT /tasks/{id}/cancel.
+type Cancel struct {
+	ID          string      `json:"id"`
+	Status      task.Status `json:"status"`
+	CancelledAt *string     `json:"cancelled_at"`
+	CancelledBy string      `json:"cancelled_by"`
+}
+
+// Runner is a runner's liveness, read from the pollers Temporal sees on the
+// runner's task queue, and the org's tasks that are on it.
+type Runner struct {
+	ID       string         `json:"id"`
+	Status   string         `json:"status"` // online or offline
+	LastSeen *string        `json:"last_seen"`
+	Workers  int            `json:"workers"`
+	Hosts    []RunnerHost   `json:"hosts"`
+	Tasks    map[string]int `json:"tasks"` // by status, this org's tasks
+}
+
+// RunnerHost is one process polling a runner's queue.
+type RunnerHost struct {
+	Identity string `json:"identity"`
+	LastSeen string `json:"last_seen"`
+}
+
+// ErrorBody is the seed's error response: {"error": {...}}.
+type ErrorBody struct {
+	Error Error `json:"error"`
+}
+
+// Error is the seed's error object. Code is one of the snake_case codes the
+// server documents (bad_request, not_found, conflict, ...).
+type Error struct {
+	Code    string         `json:"code"`
+	Message string         `json:"message"`
+	Details map[string]any `json:"details"`
+}
+
+// Time renders a timestamp as the API does: RFC 3339, UTC, seconds.
+func Time(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// TimePtr renders an optional timestamp; nil stays nil (JSON null).
+func TimePtr(t *time.Time) *string {
+	if t == nil {
+		return nil
+	}
+	s := Time(*t)
+	return &s
+}
+
+// LogTime renders a log entry's timestamp, with milliseconds: entries of one
+// second must keep their order for readers that sort by time.
+func LogTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
+
+// TaskOf renders a stored task; withResult adds the result (detail view only).
+func TaskOf(t store.Task, withResult bool) Task {
+	v := Task{
+		ID: t.ID, Name: t.Name, Description: t.Description, Status: t.Status, Progress: t.Progress,
+		CreatedAt: Time(t.CreatedAt), UpdatedAt: Time(t.UpdatedAt), StartedAt: TimePtr(t.StartedAt),
+		CompletedAt: TimePtr(t.CompletedAt), AgentID: t.AgentID, RunnerID: t.RunnerID,
+		Metadata: t.Metadata, CancelledAt: TimePtr(t.CancelledAt), CancelledBy: t.CancelledBy,
+	}
+	if v.Metadata == nil {
+		v.Metadata = map[string]any{}
+	}
+	if withResult {
+		v.Result = t.Result
+		if v.Result == nil {
+			v.Result = &task.Result{Output: map[string]any{}}
+		}
+		if v.Result.Output == nil {
+			v.Result.Output = map[string]any{}
+		}
+	}
+	return v
+}
+
+// SummaryOf renders a stored task as a list summary.
+func SummaryOf(t store.Task) TaskSummary {
+	return TaskSummary{ID: t.ID, Name: t.Name, Status: t.Status, Progress: t.Progress, CreatedAt: Time(t.CreatedAt), UpdatedAt: Time(t.UpdatedAt)}
+}
