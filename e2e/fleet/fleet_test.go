@@ -165,7 +165,8 @@ func TestFleetScaleOut(t *testing.T) {
 				}
 			case "failed", "cancelled":
 				tk, _ := replicas[0].get(id)
-				failf("task %s ended %s: %+v", id, st.Status, tk.Result)
+				res, _ := json.Marshal(tk.Result)
+				failf("task %s ended %s: %s", id, st.Status, res)
 			default:
 				pending++
 			}
