@@ -151,3 +151,66 @@ func TaskOf(t store.Task, withResult bool) Task {
 func SummaryOf(t store.Task) TaskSummary {
 	return TaskSummary{ID: t.ID, Name: t.Name, Status: t.Status, Progress: t.Progress, CreatedAt: Time(t.CreatedAt), UpdatedAt: Time(t.UpdatedAt)}
 }
+
+// CreateTask is the body of POST /tasks: the seed's create request.
+// Parameters holds the task parameters (module, files, variables, ...);
+// any key that is not a reserved parameter is an input variable.
+type CreateTask struct {
+	Name        string         `json:"name"`
+	Description string         `json:"description,omitempty"`
+	AgentID     string         `json:"agent_id"`
+	RunnerID    string         `json:"runner_id"`
+	Metadata    map[string]any `json:"metadata,omitempty"`
+	Parameters  map[string]any `json:"parameters,omitempty"`
+}
+
+// Health is the body of GET /healthz.
+type Health struct {
+	Status string `json:"status"`
+}
+
+// Ready is the body of GET /readyz: ok, or unavailable with the failing
+// checks (store, temporal).
+type Ready struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks"`
+}
+
+// StateVersion is a stored version of a workspace's Terraform state: its
+// metadata, never the document.
+type StateVersion struct {
+	Version   int64     `json:"version"`
+	Serial    int64     `json:"serial"`
+	Lineage   string    `json:"lineage"`
+	MD5       string    `json:"md5"`
+	Size      int64     `json:"size"`
+	TaskID    string    `json:"task_id,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// StateLock is a workspace's state lock (Locked false: none held). Info is
+// Terraform's lock info as it was sent.
+type StateLock struct {
+	Locked    bool            `json:"locked"`
+	ID        string          `json:"id,omitempty"`
+	TaskID    string          `json:"task_id,omitempty"`
+	CreatedAt *time.Time      `json:"created_at,omitempty"`
+	Info      json.RawMessage `json:"info,omitempty"`
+}
+
+// StateVersionOf renders a stored state version's metadata.
+func StateVersionOf(v store.StateVersion) StateVersion {
+	return StateVersion{Version: v.Version, Serial: v.Serial, Lineage: v.Lineage, MD5: v.MD5, Size: v.Size, TaskID: v.TaskID, CreatedAt: v.CreatedAt}
+}
+
+// StateLockOf renders a held lock; the zero lock is "not locked".
+func StateLockOf(l store.StateLock) StateLock {
+	if l.ID == "" {
+		return StateLock{}
+	}
+	v := StateLock{Locked: true, ID: l.ID, TaskID: l.TaskID, CreatedAt: &l.CreatedAt}
+	if json.Valid(l.Info) {
+		v.Info = l.Info
+	}
+	return v
+}

@@ -201,7 +201,9 @@ func TestOpenAPIMatchesTheCode(t *testing.T) {
 	d := loadOpenAPI(t)
 	for schema, view := range map[string]any{
 		"Task": api.Task{}, "TaskSummary": api.TaskSummary{}, "TaskStatus": api.Status{}, "Logs": api.Logs{},
-		"LogEntry": api.LogEntry{}, "CancelResult": api.Cancel{},
+		"LogEntry": api.LogEntry{}, "CancelResult": api.Cancel{}, "CreateTaskRequest": api.CreateTask{},
+		"Health": api.Health{}, "Ready": api.Ready{}, "StateVersion": api.StateVersion{}, "StateLock": api.StateLock{},
+		"Runner": api.Runner{},
 	} {
 		if got, want := d.properties(t, schema), jsonFields(view); !reflect.DeepEqual(got, want) {
 			t.Errorf("schema %s has %v, the view %v", schema, got, want)

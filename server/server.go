@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
+	"github.com/terratask/terratask/api"
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
@@ -59,6 +60,10 @@ type Options struct {
 	// ForceCoolOff is how long after a plain cancel a force cancel is
 	// allowed (default 10s).
 	ForceCoolOff time.Duration
+	// MCP, when set, is served at /mcp behind the API's key check: the
+	// Model Context Protocol endpoint for AI agents (package mcp, mounted
+	// by internal/app, so server does not import it).
+	MCP http.Handler
 }
 
 // Server is the HTTP API.
@@ -69,6 +74,9 @@ type Server struct {
 	// stateWrites bounds concurrent state document writes.
 	stateWrites chan struct{}
 }
+
+// MCPPath is where Options.MCP is served.
+const MCPPath = "/mcp"
 
 // Context keys.
 const (
@@ -120,7 +128,7 @@ func New(opts Options) *Server {
 	r.NoMethod(func(c *gin.Context) {
 		fail(c, http.StatusMethodNotAllowed, codeMethodNotAllowed, "method "+c.Request.Method+" is not allowed on "+c.Request.URL.Path, nil)
 	})
-	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, api.Health{Status: "ok"}) })
 	r.GET("/readyz", s.ready)
 	// The API's description is public: it holds no data, and clients
 	// fetch it before they have a key.
@@ -138,6 +146,12 @@ func New(opts Options) *Server {
 	api.GET("/runners", s.listRunners)
 	api.GET("/runners/:runnerId", s.getRunner)
 	s.stateRoutes(r)
+	if opts.MCP != nil {
+		h := gin.WrapH(opts.MCP)
+		for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
+			r.Handle(m, MCPPath, s.authenticate, h)
+		}
+	}
 	return s
 }
 
@@ -234,7 +248,7 @@ func allow(c *gin.Context, a auth.Action) bool {
 func (s *Server) ready(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
 	defer cancel()
-	checks := gin.H{}
+	checks := map[string]string{}
 	ok := true
 	switch {
 	case s.opts.Store == nil:
@@ -259,8 +273,8 @@ func (s *Server) ready(c *gin.Context) {
 		}
 	}
 	if !ok {
-		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "checks": checks})
+		c.JSON(http.StatusServiceUnavailable, api.Ready{Status: "unavailable", Checks: checks})
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ok", "checks": checks})
+	c.JSON(http.StatusOK, api.Ready{Status: "ok", Checks: checks})
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
 
+	"github.com/terratask/terratask/api"
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
@@ -311,7 +312,7 @@ func (s *Server) putState(c *gin.Context) {
 			s.opts.Logger.Warn("state: pruning versions", zap.String("org", org), zap.String("workspace", ws), zap.Error(err))
 		}
 	}
-	c.JSON(http.StatusOK, versionViewOf(v))
+	c.JSON(http.StatusOK, api.StateVersionOf(v))
 }
 
 // lockConflict answers 423 Locked with the holder's lock info, which
@@ -481,27 +482,7 @@ func (s *Server) unlockState(c *gin.Context) {
 		s.opts.Logger.Warn("state: lock broken", zap.String("org", org), zap.String("workspace", ws),
 			zap.String("lock", released.ID), zap.String("holder", released.TaskID), zap.String("by", principal(c).Name))
 	}
-	c.JSON(http.StatusOK, lockViewOf(released))
-}
-
-// lockView is the API's view of a state lock.
-type lockView struct {
-	Locked    bool            `json:"locked"`
-	ID        string          `json:"id,omitempty"`
-	TaskID    string          `json:"task_id,omitempty"`
-	CreatedAt *time.Time      `json:"created_at,omitempty"`
-	Info      json.RawMessage `json:"info,omitempty"`
-}
-
-func lockViewOf(l store.StateLock) lockView {
-	if l.ID == "" {
-		return lockView{}
-	}
-	v := lockView{Locked: true, ID: l.ID, TaskID: l.TaskID, CreatedAt: &l.CreatedAt}
-	if json.Valid(l.Info) {
-		v.Info = l.Info
-	}
-	return v
+	c.JSON(http.StatusOK, api.StateLockOf(released))
 }
 
 func (s *Server) getStateLock(c *gin.Context) {
@@ -514,23 +495,7 @@ func (s *Server) getStateLock(c *gin.Context) {
 		internal(c)
 		return
 	}
-	c.JSON(http.StatusOK, lockViewOf(l))
-}
-
-// versionView is the API's view of a state version: its metadata, never
-// the document.
-type versionView struct {
-	Version   int64     `json:"version"`
-	Serial    int64     `json:"serial"`
-	Lineage   string    `json:"lineage"`
-	MD5       string    `json:"md5"`
-	Size      int64     `json:"size"`
-	TaskID    string    `json:"task_id,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-func versionViewOf(v store.StateVersion) versionView {
-	return versionView{Version: v.Version, Serial: v.Serial, Lineage: v.Lineage, MD5: v.MD5, Size: v.Size, TaskID: v.TaskID, CreatedAt: v.CreatedAt}
+	c.JSON(http.StatusOK, api.StateLockOf(l))
 }
 
 var versionParams = map[string]bool{"limit": true, "page": true}
@@ -570,9 +535,9 @@ func (s *Server) listStateVersions(c *gin.Context) {
 	if link := pageLinks(c.Request.URL, page, limit, total); link != "" {
 		c.Header("Link", link)
 	}
-	out := make([]versionView, 0, len(vs))
+	out := make([]api.StateVersion, 0, len(vs))
 	for _, v := range vs {
-		out = append(out, versionViewOf(v))
+		out = append(out, api.StateVersionOf(v))
 	}
 	c.JSON(http.StatusOK, out)
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/terratask/terratask/api"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
@@ -147,7 +148,7 @@ func TestStateBackendWithTerraform(t *testing.T) {
 	mustTerraform(t, dir1, env1, "apply", "-input=false", "-auto-approve", "-var", "v=first")
 
 	w := ts.do(t, req{method: "GET", path: base + "/versions", key: "k-viewer-a"})
-	var versions []versionView
+	var versions []api.StateVersion
 	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &versions) != nil || len(versions) == 0 || w.Header().Get("X-Total-Count") != fmt.Sprint(len(versions)) {
 		t.Fatalf("versions after the first apply: %d %s", w.Code, w.Body)
 	}
@@ -204,7 +205,7 @@ func TestStateBackendWithTerraform(t *testing.T) {
 		t.Fatalf("apply under another task's lock: %v\n%s", err, out)
 	}
 	w = ts.do(t, req{method: "GET", path: base + "/lock", key: "k-viewer-a"})
-	var lv lockView
+	var lv api.StateLock
 	if json.Unmarshal(w.Body.Bytes(), &lv) != nil || !lv.Locked || lv.ID != "three-lock" || lv.TaskID != "task-three" {
 		t.Fatalf("lock view: %d %s", w.Code, w.Body)
 	}
@@ -401,7 +402,7 @@ func TestStateVersionsArePruned(t *testing.T) {
 		}
 	}
 	w := ts.do(t, req{method: "GET", path: base + "/versions", key: "k-viewer-a"})
-	var vs []versionView
+	var vs []api.StateVersion
 	if err := json.Unmarshal(w.Body.Bytes(), &vs); err != nil || w.Header().Get("X-Total-Count") != "2" ||
 		len(vs) != 2 || vs[0].Version != 4 || vs[1].Version != 3 {
 		t.Fatalf("versions after 4 writes keeping 2: %s %v", w.Body, w.Header())
