@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -98,8 +99,23 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// startDev starts `terratask dev` on free ports and waits for its banner.
+// startDev starts `terratask dev` on free ports and waits for its banner. It
+// serves runner local only (an explicit --runner): tests of offline runners,
+// and of runner processes of their own, rely on dev serving no other ID.
 func startDev(dataDir, key string, extra ...string) (*devProc, error) {
+	if !slices.Contains(extra, "--runner") {
+		extra = append([]string{"--runner", "local"}, extra...)
+	}
+	return launchDev(dataDir, key, extra...)
+}
+
+// startDevOnDemand starts `terratask dev` as a user does, without --runner:
+// it serves local and starts a runner for any other ID a task names.
+func startDevOnDemand(dataDir, key string, extra ...string) (*devProc, error) {
+	return launchDev(dataDir, key, extra...)
+}
+
+func launchDev(dataDir, key string, extra ...string) (*devProc, error) {
 	args := append([]string{"dev", "--data-dir", dataDir, "--http-address", "127.0.0.1:0",
 		"--temporal-address", "127.0.0.1:0", "--ui-address", "127.0.0.1:0", "--log-level", "warn"}, extra...)
 	cmd := exec.Command(binPath, args...)

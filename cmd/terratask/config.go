@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -11,6 +10,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 )
 
@@ -54,27 +55,37 @@ func envName(flagName string) string {
 	return "TERRATASK_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// addConfigFlags registers --config and --check-config on fs.
-func addConfigFlags(fs *flag.FlagSet) {
+// configHelp ends the help of every command that reads its flags from the
+// environment and a config file.
+const configHelp = `
+Each flag is also read from TERRATASK_<NAME> (--data-dir is TERRATASK_DATA_DIR; a
+repeatable flag takes a comma list) and from the --config file's key of the same
+name; precedence: flag > environment > file > default. Secrets are never flags
+nor file keys.`
+
+// configured marks a command whose flags come from the four places; its
+// RunE calls applyConfig first.
+func configured(cmd *cobra.Command) *cobra.Command {
+	fs := cmd.Flags()
 	fs.String("config", "", "YAML config file whose keys are these flag names (e.g. http-address: 0.0.0.0:8080;\nlists for repeatable flags); precedence: flag > TERRATASK_<NAME> > file > default.\nSecrets are refused in it. Also TERRATASK_CONFIG")
 	fs.Bool("check-config", false, "print the effective configuration and where each value came from, then exit")
+	cmd.Long += "\n" + configHelp
+	return cmd
 }
+
+// notAFlag are flags of every command that are not configuration.
+var notAFlag = map[string]bool{"help": true, "config": true, "check-config": true}
 
 // errChecked ends a command after --check-config printed the configuration.
 var errChecked = errors.New("configuration checked")
 
-// parse parses args, then fills every flag not given on the command line from
-// its TERRATASK_ environment variable, else from the config file. With
+// applyConfig fills every flag of cmd not given on the command line from its
+// TERRATASK_ environment variable, else from the config file. With
 // --check-config it prints the result to stdout and returns errChecked.
-func parse(fs *flag.FlagSet, args []string, stdout io.Writer) error {
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
-	}
+func applyConfig(cmd *cobra.Command, stdout io.Writer) error {
+	fs := cmd.Flags()
 	src := map[string]source{}
-	fs.Visit(func(f *flag.Flag) { src[f.Name] = fromFlag })
+	fs.Visit(func(f *pflag.Flag) { src[f.Name] = fromFlag })
 
 	var file map[string][]string
 	var path string
@@ -91,15 +102,15 @@ func parse(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 		}
 		if path != "" {
 			var err error
-			if file, err = loadConfig(path, fs); err != nil {
+			if file, err = loadConfig(path, fs, cmd.CommandPath()); err != nil {
 				return usageError{err}
 			}
 		}
 	}
 
 	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if src[f.Name] != "" || err != nil {
+	fs.VisitAll(func(f *pflag.Flag) {
+		if src[f.Name] != "" || err != nil || f.Name == "help" {
 			return
 		}
 		env := envName(f.Name)
@@ -132,7 +143,7 @@ func parse(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 
 // loadConfig reads a config file for the flags of fs: every key must name one
 // of its flags; values are scalars, or lists for repeatable flags.
-func loadConfig(path string, fs *flag.FlagSet) (map[string][]string, error) {
+func loadConfig(path string, fs *pflag.FlagSet, command string) (map[string][]string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config file: %w", err)
@@ -164,8 +175,8 @@ func loadConfig(path string, fs *flag.FlagSet) (map[string][]string, error) {
 			return nil, fmt.Errorf("%s: key %q: secrets are not allowed in the config file; %s", where, name, hint)
 		}
 		f := fs.Lookup(name)
-		if f == nil || name == "config" || name == "check-config" {
-			return nil, fmt.Errorf("%s: unknown key %q (the keys are the command's flag names; see %s -h)", where, name, fs.Name())
+		if f == nil || notAFlag[name] {
+			return nil, fmt.Errorf("%s: unknown key %q (the keys are the command's flag names; see %s -h)", where, name, command)
 		}
 		if _, dup := out[name]; dup {
 			return nil, fmt.Errorf("%s: key %q given twice", where, name)
@@ -252,10 +263,10 @@ func redactDSN(dsn string) string {
 }
 
 // printConfig writes each flag's effective value and its source.
-func printConfig(w io.Writer, fs *flag.FlagSet, src map[string]source) {
+func printConfig(w io.Writer, fs *pflag.FlagSet, src map[string]source) {
 	var names []string
-	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name != "check-config" {
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Name != "check-config" && f.Name != "help" {
 			names = append(names, f.Name)
 		}
 	})

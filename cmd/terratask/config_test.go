@@ -225,12 +225,12 @@ func TestConfigFileErrors(t *testing.T) {
 func TestHelpMentionsConfig(t *testing.T) {
 	cleanEnv(t)
 	for _, cmd := range []string{"dev", "server", "runner", "migrate", "namespace create"} {
-		code, _, errOut := runCLI(t, append(strings.Fields(cmd), "-h")...)
+		code, out, _ := runCLI(t, append(strings.Fields(cmd), "-h")...)
 		if code != 0 {
 			t.Errorf("%s -h: exit %d", cmd, code)
 		}
-		for _, w := range []string{"-config", "TERRATASK_CONFIG", "TERRATASK_<NAME>", "flag > environment > file > default"} {
-			if !strings.Contains(errOut, w) {
+		for _, w := range []string{"--config", "--check-config", "TERRATASK_CONFIG", "TERRATASK_<NAME>", "flag > environment > file > default"} {
+			if !strings.Contains(out, w) {
 				t.Errorf("%s -h lacks %q", cmd, w)
 			}
 		}

@@ -10,43 +10,47 @@ import (
 	"os"
 	"time"
 
+	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
 	"github.com/terratask/terratask/internal/app"
 	"github.com/terratask/terratask/internal/temporalutil"
 )
 
-const namespaceUsage = `Usage:
-  terratask namespace create [flags]   register the Temporal namespace if it does not exist
-`
-
-// runNamespace prepares a self-hosted Temporal cluster for terratask without
-// the temporal CLI: `namespace create` registers the namespace (idempotent).
-func runNamespace(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "create" {
-		fmt.Fprint(stderr, namespaceUsage)
-		if len(args) == 0 {
-			return usageError{errors.New("namespace: missing subcommand")}
-		}
-		return usageError{fmt.Errorf("namespace: unknown subcommand %q", args[0])}
-	}
-	fs := newFlags("namespace create", "Register the Temporal namespace (--namespace) with a workflow retention, unless it exists,\nand wait until it is usable. An existing namespace is left as it is.", stderr)
+// namespaceCommand prepares a self-hosted Temporal cluster for terratask
+// without the temporal CLI: `namespace create` registers the namespace
+// (idempotent).
+func namespaceCommand(stdout, stderr io.Writer) *cobra.Command {
 	var t app.TemporalOptions
-	temporalFlags(fs, &t)
-	retention := fs.Duration("retention", 72*time.Hour, "workflow history retention of a new namespace (also how long Idempotency-Keys are remembered)")
-	wait := fs.Duration("timeout", 2*time.Minute, "how long to wait for the Temporal frontend")
-	addConfigFlags(fs)
-	if err := parse(fs, args[1:], stdout); err != nil {
-		return err
+	var retention, wait time.Duration
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Register the Temporal namespace if it does not exist",
+		Long: `Register the Temporal namespace (--namespace) with a workflow retention, unless it exists,
+and wait until it is usable. An existing namespace is left as it is.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyConfig(cmd, stdout); err != nil {
+				return err
+			}
+			t.APIKey = os.Getenv("TERRATASK_TEMPORAL_API_KEY")
+			ctx, stop := signalContext()
+			defer stop()
+			return createNamespace(ctx, t, retention, wait, stdout)
+		},
 	}
-	t.APIKey = os.Getenv("TERRATASK_TEMPORAL_API_KEY")
+	temporalFlags(create.Flags(), &t)
+	create.Flags().DurationVar(&retention, "retention", 72*time.Hour, "workflow history retention of a new namespace (also how long Idempotency-Keys are remembered)")
+	create.Flags().DurationVar(&wait, "timeout", 2*time.Minute, "how long to wait for the Temporal frontend")
+	return group("namespace", "Create the Temporal namespace on a self-hosted cluster (namespace create)", configured(create))
+}
+
+func createNamespace(ctx context.Context, t app.TemporalOptions, retention, wait time.Duration, stdout io.Writer) error {
 	opts, err := namespaceClientOptions(t)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *wait)
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	var c client.Client
 	for {
@@ -60,7 +64,7 @@ func runNamespace(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	defer c.Close()
-	if err := temporalutil.EnsureNamespace(ctx, c, opts.Namespace, *retention); err != nil {
+	if err := temporalutil.EnsureNamespace(ctx, c, opts.Namespace, retention); err != nil {
 		return err
 	}
 	if err := temporalutil.WaitForNamespaceReady(ctx, c, opts.Namespace); err != nil {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/terratask/terratask/activities"
 	"github.com/terratask/terratask/auth"
+	"github.com/terratask/terratask/mcp"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/server"
 	"github.com/terratask/terratask/store"
@@ -190,10 +191,20 @@ func shutdownHTTP(srv *http.Server) error {
 
 // newAPI builds the HTTP API. secretKey is the raw key of box; the key of
 // idempotent task IDs is derived from it.
+//
+// The API serves the MCP endpoint at /mcp too: its tools call this very API
+// in process, with each request's own key.
 func newAPI(c client.Client, st store.Store, keys *auth.Keyring, box *secret.Box, secretKey []byte, logger *zap.Logger, runnerWait time.Duration, stateVersions int) *server.Server {
-	return server.New(server.Options{
+	var api *server.Server
+	self := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.Handler().ServeHTTP(w, r) })
+	api = server.New(server.Options{
 		Temporal: c, Store: st, Keys: keys, Secrets: box, Logger: logger.Named("http"), RunnerWait: runnerWait,
 		StateVersions: stateVersions,
 		IDKey:         server.DeriveIDKey(secretKey),
+		MCP:           mcp.HTTPHandler(self, Version),
 	})
+	return api
 }
+
+// Version is the version the MCP endpoint reports (set by the command).
+var Version = "dev"

@@ -7,9 +7,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
 	"github.com/terratask/terratask/activities"
@@ -29,8 +31,11 @@ type DevOptions struct {
 	UIAddress    string   // default 127.0.0.1:8233; "" disables the UI
 	Namespace    string   // default "default"
 	Runners      []string // default ["local"]
-	ModulesDir   string   // runner module catalog; default DATA/modules
-	RunnerWait   time.Duration
+	// OnDemandRunners starts a local runner for any other runner ID a task
+	// names (the CLI sets it unless --runner was given).
+	OnDemandRunners bool
+	ModulesDir      string // runner module catalog; default DATA/modules
+	RunnerWait      time.Duration
 	// StateVersions is how many Terraform state versions the state backend
 	// keeps per workspace (0: all).
 	StateVersions int
@@ -178,11 +183,11 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	}
 	s.push("http", func() error { return shutdownHTTP(srv) })
 
-	for _, id := range o.Runners {
+	startLocal := func(id string) ([]sdkworker.Worker, error) {
 		runnerDir := filepath.Join(dataDir, "runners", id)
 		host, err := hostID(runnerDir)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		r := &activities.Runner{
 			RunnerID: id, HostID: host, DataDir: runnerDir, ModulesDir: modulesDir,
@@ -190,15 +195,23 @@ func RunDev(ctx context.Context, o DevOptions) error {
 			Logs: st, Secrets: box, StateURL: loopbackURL(httpAddr),
 			Logger: log.Named("runner").With(zap.String("runner", id)),
 		}
-		ws, err := startRunner(c, r, o.StopTimeout)
+		return startRunner(c, r, o.StopTimeout)
+	}
+	for _, id := range o.Runners {
+		ws, err := startLocal(id)
 		if err != nil {
 			return fmt.Errorf("starting runner %s: %w", id, err)
 		}
 		s.push("runner "+id, func() error { worker.StopAll(ws); return nil })
 	}
+	if o.OnDemandRunners {
+		d := newOnDemand(c, ts.Namespace(), o.Runners, startLocal, log.Named("on-demand"))
+		s.push("on-demand runners", d.stop)
+		d.run(ctx)
+	}
 
 	addrs := DevAddresses{HTTP: httpAddr, Temporal: ts.FrontendAddress(), UI: ts.UIURL(), APIKey: apiKey}
-	printBanner(o.Out, addrs, dataDir, o.Runners, created, o.APIKey != "")
+	printBanner(o.Out, addrs, dataDir, o.Runners, o.OnDemandRunners, created, o.APIKey != "")
 	log.Info("terratask dev ready", zap.String("http", httpAddr), zap.String("temporal", ts.FrontendAddress()), zap.String("ui", ts.UIURL()))
 	if o.Ready != nil {
 		o.Ready(addrs)
@@ -208,7 +221,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	return nil
 }
 
-func printBanner(w io.Writer, a DevAddresses, dataDir string, runners []string, created, fromEnv bool) {
+func printBanner(w io.Writer, a DevAddresses, dataDir string, runners []string, onDemand, created, fromEnv bool) {
 	keyNote := "stored in " + filepath.Join(dataDir, "api-key")
 	if created {
 		keyNote = "new, " + keyNote
@@ -216,15 +229,24 @@ func printBanner(w io.Writer, a DevAddresses, dataDir string, runners []string, 
 	if fromEnv {
 		keyNote = "from TERRATASK_API_KEY"
 	}
+	served := strings.Join(runners, ", ")
+	if onDemand {
+		served += " (and any other runner ID a task names, started on demand)"
+	}
 	fmt.Fprintf(w, "terratask dev is running\n")
 	fmt.Fprintf(w, "  API:          http://%s/api/v1/tasks\n", a.HTTP)
 	if a.UI != "" {
 		fmt.Fprintf(w, "  Temporal UI:  %s\n", a.UI)
 	}
 	fmt.Fprintf(w, "  Temporal:     %s (namespace default)\n", a.Temporal)
-	fmt.Fprintf(w, "  Runners:      %v\n", runners)
+	fmt.Fprintf(w, "  Runners:      %s\n", served)
+	fmt.Fprintf(w, "  MCP:          http://%s/mcp (streamable HTTP; or `terratask mcp` over stdio)\n", a.HTTP)
 	fmt.Fprintf(w, "  Data dir:     %s\n", dataDir)
 	fmt.Fprintf(w, "  Admin key:    %s (%s)\n\n", a.APIKey, keyNote)
-	fmt.Fprintf(w, "  export TERRATASK_API_KEY=%s\n", a.APIKey)
+	fmt.Fprintf(w, "Use it from another shell:\n")
+	fmt.Fprintf(w, "  export TERRATASK_API_KEY=%s TERRATASK_ADDRESS=http://%s\n", a.APIKey, a.HTTP)
+	fmt.Fprintf(w, "  terratask tasks create --name hello --agent me --runner %s --wait   # the demo module\n", runners[0])
+	fmt.Fprintf(w, "  terratask tasks list\n")
+	fmt.Fprintf(w, "  terratask tasks logs TASK_ID --follow\n")
 	fmt.Fprintf(w, "  curl -H \"Authorization: UserKey $TERRATASK_API_KEY\" http://%s/api/v1/tasks\n", a.HTTP)
 }

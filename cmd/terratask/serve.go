@@ -1,0 +1,180 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/terratask/terratask/internal/app"
+)
+
+// The commands that run terratask's processes: dev, server and runner.
+
+func devCommand(stdout, stderr io.Writer) *cobra.Command {
+	var o app.DevOptions
+	var runners listFlag
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run everything in one process: embedded Temporal (SQLite), Web UI, worker, local runners and the API",
+		Long: `Run everything in one process: an embedded Temporal server persisted in SQLite under
+--data-dir, the Temporal Web UI, the control-plane worker, local runners and the HTTP API.
+Tasks in flight resume after a restart on the same data dir.
+
+Without --runner, dev serves runner local and starts a local runner for any other
+runner ID a task names, on demand; with --runner, it serves exactly those IDs.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyConfig(cmd, stdout); err != nil {
+				return err
+			}
+			o.Runners = runners.vals
+			// Runner IDs on demand unless --runner was set (by flag,
+			// environment or file): tests of offline runners rely on that.
+			o.OnDemandRunners = !runners.set
+			if o.KeysFile != "" {
+				// Only then does SIGHUP mean "reload" rather than its default.
+				hup := make(chan os.Signal, 1)
+				signal.Notify(hup, syscall.SIGHUP)
+				defer signal.Stop(hup)
+				o.Reload = hup
+			}
+			// The admin key comes from TERRATASK_API_KEY only: never a flag,
+			// so it stays off command lines.
+			o.APIKey = os.Getenv("TERRATASK_API_KEY")
+			log, err := newLogger(logLevel, stderr)
+			if err != nil {
+				return err
+			}
+			defer log.Sync() //nolint:errcheck
+			o.Logger, o.Out = log, stdout
+			ctx, stop := signalContext()
+			defer stop()
+			return app.RunDev(ctx, o)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.DataDir, "data-dir", ".terratask", "directory for Temporal's SQLite file, the store, keys and runner work dirs")
+	fs.StringVar(&o.HTTPAddress, "http-address", "127.0.0.1:8080", "listen address of the HTTP API")
+	fs.StringVar(&o.TemporalAddr, "temporal-address", "127.0.0.1:7233", "listen address of the embedded Temporal frontend (gRPC)")
+	fs.StringVar(&o.UIAddress, "ui-address", "127.0.0.1:8233", "listen address of the Temporal Web UI (empty: no UI)")
+	fs.StringVar(&o.Namespace, "namespace", "default", "Temporal namespace")
+	fs.Var(&runners, "runner", "runner ID served by this process (repeatable; default local, and any other ID on demand)")
+	fs.StringVar(&o.ModulesDir, "modules-dir", "", "module catalog for the module parameter (default DATA-DIR/modules)")
+	fs.DurationVar(&o.RunnerWait, "runner-wait", 0, "how long a task waits for its runner before failing with runner_unavailable (default 24h)")
+	fs.IntVar(&o.StateVersions, "state-versions", 0, "Terraform state versions kept per workspace; older ones are pruned (0: keep all)")
+	fs.DurationVar(&o.StopTimeout, "stop-timeout", 0, "grace for running steps at shutdown (default 5s)")
+	fs.StringVar(&o.KeysFile, "api-keys-file", "", "optional API keys file (YAML or JSON, hashes only) whose keys are added next to the admin key; reloaded on SIGHUP")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return configured(cmd)
+}
+
+func serverCommand(stdout, stderr io.Writer) *cobra.Command {
+	var o app.ServerOptions
+	var secretFile, logLevel string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the HTTP API and control-plane worker against a Temporal cluster",
+		Long: `Run the HTTP API and the control-plane worker against an existing Temporal cluster.
+Any number of replicas may run behind a load balancer; they keep no state of their own.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyConfig(cmd, stdout); err != nil {
+				return err
+			}
+			var err error
+			if o.SecretKey, err = secretKey(secretFile); err != nil {
+				return err
+			}
+			o.Temporal.APIKey = os.Getenv("TERRATASK_TEMPORAL_API_KEY")
+			log, err := newLogger(logLevel, stderr)
+			if err != nil {
+				return err
+			}
+			defer log.Sync() //nolint:errcheck
+			o.Logger = log
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			o.Reload = hup
+			ctx, stop := signalContext()
+			defer stop()
+			return app.RunServer(ctx, o)
+		},
+	}
+	fs := cmd.Flags()
+	temporalFlags(fs, &o.Temporal)
+	fs.StringVar(&o.HTTPAddress, "http-address", "127.0.0.1:8080", "listen address of the HTTP API")
+	fs.StringVar(&o.Store, "store", "", "store (required): postgres://USER@HOST:PORT/DB?sslmode=... (password in PGPASSWORD or\nTERRATASK_STORE), or a SQLite file path (sqlite://PATH) for a single host")
+	fs.StringVar(&o.KeysFile, "api-keys-file", "", "API keys file (YAML or JSON, hashes only; required); reloaded on SIGHUP")
+	fs.StringVar(&secretFile, "secret-key-file", "", "file holding the base64 32-byte key that seals task secrets (or set TERRATASK_SECRET_KEY)")
+	fs.DurationVar(&o.RunnerWait, "runner-wait", 0, "how long a task waits for its runner before failing with runner_unavailable (default 24h)")
+	fs.IntVar(&o.StateVersions, "state-versions", 0, "Terraform state versions kept per workspace; older ones are pruned (0: keep all)")
+	fs.BoolVar(&o.SkipRegister, "skip-search-attributes", false, "do not register search attributes (when the key may not)")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return configured(cmd)
+}
+
+func runnerCommand(stdout, stderr io.Writer) *cobra.Command {
+	var o app.RunnerOptions
+	var roots listFlag
+	var secretFile, logLevel string
+	cmd := &cobra.Command{
+		Use:   "runner",
+		Short: "Run a runner that executes Terraform for tasks of one runner ID",
+		Long: `Run a runner host that executes Terraform for tasks whose runner_id is --id.
+Many processes on many hosts may share one ID.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyConfig(cmd, stdout); err != nil {
+				return err
+			}
+			o.SourceRoots = roots.vals
+			var err error
+			if o.SecretKey, err = secretKey(secretFile); err != nil {
+				return err
+			}
+			o.Temporal.APIKey = os.Getenv("TERRATASK_TEMPORAL_API_KEY")
+			log, err := newLogger(logLevel, stderr)
+			if err != nil {
+				return err
+			}
+			defer log.Sync() //nolint:errcheck
+			o.Logger = log
+			ctx, stop := signalContext()
+			defer stop()
+			return app.RunRunner(ctx, o)
+		},
+	}
+	fs := cmd.Flags()
+	temporalFlags(fs, &o.Temporal)
+	fs.StringVar(&o.ID, "id", "", "runner ID (required)")
+	fs.StringVar(&o.DataDir, "data-dir", ".terratask-runner", "work dirs, local state, plugin cache and Terraform installs")
+	fs.StringVar(&o.Store, "store", "", "store where the runner writes task logs (required): the servers' postgres://... DSN,\nor a SQLite file path")
+	fs.StringVar(&secretFile, "secret-key-file", "", "file holding the base64 32-byte key that opens task secrets (or set TERRATASK_SECRET_KEY)")
+	fs.StringVar(&o.ModulesDir, "modules-dir", "", "module catalog for the module parameter")
+	fs.StringVar(&o.DefaultModule, "default-module", "", "module directory used when a task names no module, source or files")
+	fs.StringVar(&o.StateURL, "state-url", "", "base URL of a terratask server (http://server:8080) whose HTTP state backend keeps\nthe Terraform state of modules without a backend of their own; needs the servers' secret key")
+	fs.StringVar(&o.StateDir, "state-dir", "", "without --state-url: local Terraform state per (org, workspace) (default DATA-DIR/state);\nshare it between hosts of one runner ID")
+	fs.Var(&roots, "source-root", "directory under which local source paths are allowed (repeatable)")
+	fs.DurationVar(&o.Grace, "grace", 0, "at SIGTERM, how long running steps may finish before they are handed back (default 30s)")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return configured(cmd)
+}
+
+// secretKey reads the secret key from a file, else TERRATASK_SECRET_KEY. It
+// is never a flag value, so it stays off command lines.
+func secretKey(file string) (string, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("reading --secret-key-file: %w", err)
+		}
+		return string(b), nil
+	}
+	return os.Getenv("TERRATASK_SECRET_KEY"), nil
+}
