@@ -20,12 +20,17 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/terratask/terratask/auth"
 )
 
 var (
 	binPath string
 	shared  *devProc
 )
+
+// viewerKey is a viewer's key of the shared dev's org.
+const viewerKey = "e2e-viewer-key"
 
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
@@ -55,7 +60,13 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dataDir)
-	shared, err = startDev(dataDir, "e2e-admin-key")
+	// A viewer key next to the admin key, for the clients' role checks.
+	keysFile := filepath.Join(dataDir, "keys.yaml")
+	if err := os.WriteFile(keysFile, []byte("keys:\n  - {name: e2e-viewer, org: default, role: viewer, hash: \""+auth.HashKey(viewerKey)+"\"}\n"), 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	shared, err = startDev(dataDir, "e2e-admin-key", "--api-keys-file", keysFile)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting shared terratask dev:", err)
 		return 1
