@@ -26,8 +26,10 @@ type createFlags struct {
 	waitTimeout                       time.Duration
 }
 
-func (o *options) createCommand() *cobra.Command {
-	var f createFlags
+func (o *options) createCommand() *cobra.Command { return o.createCommandWith(&createFlags{}) }
+
+// createCommandWith binds the command's flags to f.
+func (o *options) createCommandWith(f *createFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "create",
 		Short: "Create a task (from flags, or a create body with -f FILE or -f -)",
