@@ -81,7 +81,10 @@ func TestEveryDocumentedRouteHasAMethod(t *testing.T) {
 	ctx := context.Background()
 	lock := json.RawMessage(`{"ID":"l1"}`)
 	calls := []func() error{
-		func() error { _, err := c.CreateTask(ctx, api.CreateTask{Name: "n", AgentID: "a", RunnerID: "r"}); return err },
+		func() error {
+			_, err := c.CreateTask(ctx, api.CreateTask{Name: "n", AgentID: "a", RunnerID: "r"})
+			return err
+		},
 		func() error { _, err := c.ListTasks(ctx, client.ListOptions{}); return err },
 		func() error { _, err := c.ListAgentTasks(ctx, "agent-1", client.ListOptions{}); return err },
 		func() error { _, err := c.ListRunnerTasks(ctx, "runner-1", client.ListOptions{}); return err },
