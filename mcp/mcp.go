@@ -75,7 +75,6 @@ func HTTPHandler(api http.Handler, version string) http.Handler {
 		client.WithHTTPClient(&http.Client{Transport: client.HandlerTransport(api)}))
 	s := NewServer(Options{Client: c, Version: version})
 	return mcpsdk.NewStreamableHTTPHandler(func(*http.Request) *mcpsdk.Server { return s }, &mcpsdk.StreamableHTTPOptions{
-		Stateless:    true,
-		JSONResponse: true,
+		Stateless: true,
 	})
 }
