@@ -69,7 +69,8 @@ func ServeStdio(ctx context.Context, o Options) error {
 // calling the API served by api in process: each request's Authorization
 // header is the caller's key, so authorization is exactly the API's. It is
 // stateless (no session outlives a request), so any API replica answers any
-// request.
+// request. Answers stream as server-sent events, so wait_for_task's progress
+// notifications reach the agent while it waits.
 func HTTPHandler(api http.Handler, version string) http.Handler {
 	c, _ := client.New("http://terratask.internal", client.WithUserAgent("terratask-mcp"),
 		client.WithHTTPClient(&http.Client{Transport: client.HandlerTransport(api)}))
