@@ -81,6 +81,19 @@ func (o *options) client() (*client.Client, error) {
 	return client.New(addr, client.WithAPIKey(o.env.Getenv("TERRATASK_API_KEY")), client.WithUserAgent("terratask-cli"))
 }
 
+// setup returns the client and whether output is JSON.
+func (o *options) setup() (*client.Client, bool, error) {
+	asJSON, err := o.json()
+	if err != nil {
+		return nil, false, err
+	}
+	c, err := o.client()
+	if err != nil {
+		return nil, false, usage("%v", err)
+	}
+	return c, asJSON, nil
+}
+
 // json reports whether output is JSON: --output, else TERRATASK_OUTPUT,
 // else JSON unless stdout is a terminal.
 func (o *options) json() (bool, error) {

@@ -24,13 +24,9 @@ func RunnersCommand(env Env) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List runners your org's tasks name", Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			asJSON, err := o.json()
+			c, asJSON, err := o.setup()
 			if err != nil {
 				return err
-			}
-			c, err := o.client()
-			if err != nil {
-				return usage("%v", err)
 			}
 			rs, err := c.ListRunners(cmd.Context())
 			if err != nil {
@@ -57,13 +53,9 @@ func RunnersCommand(env Env) *cobra.Command {
 }
 
 func (o *options) showRunner(ctx context.Context, id string) error {
-	asJSON, err := o.json()
+	c, asJSON, err := o.setup()
 	if err != nil {
 		return err
-	}
-	c, err := o.client()
-	if err != nil {
-		return usage("%v", err)
 	}
 	r, err := c.GetRunner(ctx, id)
 	if err != nil {

@@ -40,13 +40,9 @@ func (o *options) listCommand() *cobra.Command {
 		Use: "list", Short: "List tasks (filters, sort, paging)", Args: exactArgs(0, "no arguments"),
 		Example: "  terratask tasks list --status running,pending --sort updated_at\n  terratask tasks list --agent agent-456 --limit 10 --page 2",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			asJSON, err := o.json()
+			c, asJSON, err := o.setup()
 			if err != nil {
 				return err
-			}
-			c, err := o.client()
-			if err != nil {
-				return usage("%v", err)
 			}
 			for _, s := range status {
 				for _, st := range strings.Split(s, ",") {
@@ -88,13 +84,9 @@ func (o *options) getCommand() *cobra.Command {
 	return &cobra.Command{
 		Use: "get TASK_ID", Short: "Show a task with its result", Args: exactArgs(1, "TASK_ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := o.json()
+			c, asJSON, err := o.setup()
 			if err != nil {
 				return err
-			}
-			c, err := o.client()
-			if err != nil {
-				return usage("%v", err)
 			}
 			t, err := c.GetTask(cmd.Context(), args[0])
 			if err != nil {
@@ -137,13 +129,9 @@ func (o *options) statusCommand() *cobra.Command {
 	return &cobra.Command{
 		Use: "status TASK_ID", Short: "Show a task's live status, step and resource counts", Args: exactArgs(1, "TASK_ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := o.json()
+			c, asJSON, err := o.setup()
 			if err != nil {
 				return err
-			}
-			c, err := o.client()
-			if err != nil {
-				return usage("%v", err)
 			}
 			st, err := c.GetStatus(cmd.Context(), args[0])
 			if err != nil {
@@ -170,13 +158,9 @@ func (o *options) logsCommand() *cobra.Command {
 		Use: "logs TASK_ID", Short: "Print a task's log entries (--follow: until it ends)", Args: exactArgs(1, "TASK_ID"),
 		Example: "  terratask tasks logs task-abc --level warn,error\n  terratask tasks logs task-abc --follow",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := o.json()
+			c, asJSON, err := o.setup()
 			if err != nil {
 				return err
-			}
-			c, err := o.client()
-			if err != nil {
-				return usage("%v", err)
 			}
 			var lv []store.Level
 			for _, l := range levels {
@@ -224,13 +208,9 @@ func (o *options) planCommand() *cobra.Command {
 	return &cobra.Command{
 		Use: "plan TASK_ID", Short: "Show a task's saved plan (text on a terminal, JSON with --output json)", Args: exactArgs(1, "TASK_ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := o.json()
+			c, asJSON, err := o.setup()
 			if err != nil {
 				return err
-			}
-			c, err := o.client()
-			if err != nil {
-				return usage("%v", err)
 			}
 			if asJSON {
 				plan, err := c.GetPlan(cmd.Context(), args[0])
@@ -255,13 +235,9 @@ func (o *options) decideCommand(verb string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use: verb + " TASK_ID", Short: what, Args: exactArgs(1, "TASK_ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := o.json()
+			c, asJSON, err := o.setup()
 			if err != nil {
 				return err
-			}
-			c, err := o.client()
-			if err != nil {
-				return usage("%v", err)
 			}
 			decide := c.ApproveTask
 			if verb == "reject" {
@@ -283,13 +259,9 @@ func (o *options) cancelCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "cancel TASK_ID", Short: "Cancel a task (--force: kill Terraform's processes; admin)", Args: exactArgs(1, "TASK_ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := o.json()
+			c, asJSON, err := o.setup()
 			if err != nil {
 				return err
-			}
-			c, err := o.client()
-			if err != nil {
-				return usage("%v", err)
 			}
 			r, err := c.CancelTask(cmd.Context(), args[0], client.CancelOptions{Force: force})
 			if err != nil {

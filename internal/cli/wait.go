@@ -27,13 +27,9 @@ otherwise), then the task. Exits 0 when it completed, 1 when it failed, 3 when i
 cancelled or its plan rejected, 4 when --timeout passed first (the task goes on).`,
 		Args: exactArgs(1, "TASK_ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := o.json()
+			c, asJSON, err := o.setup()
 			if err != nil {
 				return err
-			}
-			c, err := o.client()
-			if err != nil {
-				return usage("%v", err)
 			}
 			return o.waitFor(cmd.Context(), c, args[0], timeout, asJSON)
 		},
