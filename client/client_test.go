@@ -96,7 +96,6 @@ func TestRetries(t *testing.T) {
 		t.Fatalf("cancel: err %v after %d tries", err, cancels.Load())
 	}
 	// A read gives up after Attempts.
-	gets.Store(-100)
 	c2 := newClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gets.Add(1)
 		w.WriteHeader(http.StatusServiceUnavailable)
