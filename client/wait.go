@@ -68,16 +68,7 @@ func (p *poller) observe(st api.Status) {
 	}
 }
 
-func (p *poller) sleep(ctx context.Context) error {
-	t := time.NewTimer(max(p.interval, p.cfg.min))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+func (p *poller) sleep(ctx context.Context) error { return sleepCtx(ctx, max(p.interval, p.cfg.min)) }
 
 // Wait polls the task's status until it is terminal (completed, failed,
 // cancelled or rejected) and returns the task with its result. A task that
@@ -105,14 +96,10 @@ func (c *Client) Wait(ctx context.Context, id string, opts ...WaitOption) (api.T
 // (the API sets X-Next-Cursor on full pages only), so it stays small.
 const followPage = 200
 
-// Follow calls fn with each of the task's log entries, oldest first, each
-// once, until the task is terminal and its last entries are delivered; it
-// returns nil then, fn's error if fn fails, or ctx's error.
-//
-// It pages GET /tasks/{id}/logs with the cursor (X-Next-Cursor) and polls
-// the status between pages.
-func (c *Client) Follow(ctx context.Context, id string, fn func(api.LogEntry) error, opts ...WaitOption) error {
-	p := &poller{cfg: newWaitConfig(opts)}
+// followPages follows by paging the logs route with the cursor and polling
+// the status between pages (servers without the log stream).
+func (c *Client) followPages(ctx context.Context, id string, fn func(api.LogEntry) error, cfg waitConfig) error {
+	p := &poller{cfg: cfg}
 	cursor, skip := "", 0
 	ended := false
 	for {
