@@ -37,6 +37,9 @@ type Box struct {
 	// credKey keys the state credentials: an HMAC of the box key, so a
 	// credential reveals nothing about the key that seals secrets.
 	credKey []byte
+	// old are keys of earlier rotations, tried when the current one does
+	// not open (see AcceptOld).
+	old []oldKey
 }
 
 // NewBox returns a Box for a 32-byte key.
@@ -52,9 +55,13 @@ func NewBox(key []byte) (*Box, error) {
 	if err != nil {
 		return nil, err
 	}
+	return &Box{aead: aead, credKey: credentialKey(key)}, nil
+}
+
+func credentialKey(key []byte) []byte {
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte("terratask state credential v1"))
-	return &Box{aead: aead, credKey: mac.Sum(nil)}, nil
+	return mac.Sum(nil)
 }
 
 // ParseKey decodes a base64 (standard or URL) key.
@@ -127,6 +134,9 @@ func (b *Box) OpenBytes(sealed, context []byte) ([]byte, error) {
 	}
 	plain, err := b.aead.Open(nil, sealed[:n], sealed[n:], context)
 	if err != nil {
+		if plain, ok := b.openOld(sealed, context); ok {
+			return plain, nil
+		}
 		return nil, ErrOpen
 	}
 	return plain, nil
@@ -158,7 +168,11 @@ func ParseStateUser(user string) (taskID string, fence int64, ok bool) {
 // from the shared secret key, so it never travels through Temporal or the
 // store; the server accepts it only while the task is not finished.
 func (b *Box) StateCredential(user, org, workspace string) string {
-	mac := hmac.New(sha256.New, b.credKey)
+	return stateCredential(b.credKey, user, org, workspace)
+}
+
+func stateCredential(credKey []byte, user, org, workspace string) string {
+	mac := hmac.New(sha256.New, credKey)
 	for _, part := range []string{user, org, workspace} {
 		mac.Write([]byte(part))
 		mac.Write([]byte{0})
@@ -169,7 +183,8 @@ func (b *Box) StateCredential(user, org, workspace string) string {
 // CheckStateCredential reports whether cred is StateCredential(user, org,
 // workspace), in constant time.
 func (b *Box) CheckStateCredential(cred, user, org, workspace string) bool {
-	return hmac.Equal([]byte(cred), []byte(b.StateCredential(user, org, workspace)))
+	return hmac.Equal([]byte(cred), []byte(b.StateCredential(user, org, workspace))) ||
+		b.checkOldCredential(cred, user, org, workspace)
 }
 
 // ErrOpen is returned when sealed secrets cannot be decrypted (wrong key or

@@ -167,6 +167,8 @@ type Store interface {
 	RunnerStats(ctx context.Context, org string) ([]RunnerStat, error)
 	// StateStore keeps the Terraform state the server's HTTP backend serves.
 	StateStore
+	// TaskCounter counts tasks over every org, for metrics.
+	TaskCounter
 	// Ping checks the store is reachable.
 	Ping(ctx context.Context) error
 	Close() error

@@ -588,3 +588,7 @@ func BenchmarkStateOps(b *testing.B) {
 func BenchmarkAppendLogs(b *testing.B) {
 	storetest.BenchAppendLogs(b, storeOpener(b))
 }
+
+func BenchmarkTaskCounts100k(b *testing.B) {
+	storetest.BenchTaskCounts(b, storeOpener(b), 100_000)
+}

@@ -18,6 +18,7 @@ func RunBenchmarks(b *testing.B, open func(b *testing.B) store.Store) {
 	b.Run("ListLogsByLevel100k", func(b *testing.B) { BenchListLogsByLevel(b, open(b), 100_000) })
 	b.Run("AppendLogs", func(b *testing.B) { BenchAppendLogs(b, open(b)) })
 	b.Run("StateOps", func(b *testing.B) { BenchStateOps(b, open(b)) })
+	b.Run("TaskCounts100k", func(b *testing.B) { BenchTaskCounts(b, open(b), 100_000) })
 }
 
 // BenchStateOps measures what the state backend does per Terraform command:

@@ -96,6 +96,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("Concurrency", h.testStateConcurrency)
 	})
 	t.Run("RunnerStats", h.testRunnerStats)
+	t.Run("TaskCounts", h.testTaskCounts)
 	t.Run("Concurrency", h.testConcurrency)
 	t.Run("Ping", func(t *testing.T) {
 		if err := h.open(t).Ping(t.Context()); err != nil {
