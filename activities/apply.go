@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"time"
 
 	"github.com/hashicorp/terraform-exec/tfexec"
 	"go.temporal.io/sdk/activity"
@@ -67,7 +68,9 @@ func (r *Runner) Apply(ctx context.Context, in StepInput) (out ApplyOutput, err 
 		opts = append(opts, tfexec.Parallelism(n))
 	}
 	w := s.uiWriter()
+	start := time.Now()
 	err = tf.ApplyJSON(ctx, w, opts...)
+	observeCommand(ctx, "apply", start, err)
 	w.flushPartial()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -84,7 +87,9 @@ func (r *Runner) Apply(ctx context.Context, in StepInput) (out ApplyOutput, err 
 
 	// Output's JSON holds sensitive values: it must not reach the log.
 	tf.SetStdout(io.Discard)
+	start = time.Now()
 	metas, err := tf.Output(ctx)
+	observeCommand(ctx, "output", start, err)
 	if err != nil {
 		if ctx.Err() != nil {
 			return out, ctx.Err()

@@ -82,6 +82,7 @@ func (c *Control) Record(ctx context.Context, r Record) error {
 			return fmt.Errorf("writing task logs: %w", err)
 		}
 	}
+	observeRecord(r)
 	return nil
 }
 

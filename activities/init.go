@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/terraform-exec/tfexec"
 
@@ -175,12 +176,14 @@ func (s *stepRun) populateConfig() (remote string, err error) {
 // provider or module that cannot be fetched) a terraform_error.
 func (s *stepRun) initJSON(ctx context.Context, tf *tfexec.Terraform, opts ...tfexec.InitOption) error {
 	w := s.uiWriter()
+	start := time.Now()
 	err := tf.InitJSON(ctx, w, opts...)
 	var mismatch *tfexec.ErrVersionMismatch
 	if errors.As(err, &mismatch) {
 		tf.SetStdout(w)
 		err = tf.Init(ctx, opts...)
 	}
+	observeCommand(ctx, "init", start, err)
 	w.flushPartial()
 	s.textDiags.flush()
 	if err == nil {

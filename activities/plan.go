@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/terraform-exec/tfexec"
 
@@ -68,7 +69,9 @@ func (s *stepRun) savePlan(ctx context.Context, tfPath string) (out PlanOutput, 
 	}
 	opts = append(opts, tfexec.Out(p.planFile), tfexec.VarFile(p.varFile), tfexec.LockTimeout(s.r.lockTimeout()))
 	w := s.uiWriter()
+	start := time.Now()
 	hasChanges, err := tf.PlanJSON(ctx, w, opts...)
+	observeCommand(ctx, "plan", start, err)
 	w.flushPartial()
 	if err != nil {
 		if ctx.Err() != nil {

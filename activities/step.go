@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/terratask/terratask/internal/procgroup"
+	"github.com/terratask/terratask/metrics"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
@@ -56,6 +57,9 @@ type stepRun struct {
 
 	mu       sync.Mutex
 	reported task.Progress
+
+	// started is when the step attempt began (step duration metric).
+	started time.Time
 }
 
 // begin starts a step: it opens the task's secrets, sets up the log stream
@@ -73,7 +77,7 @@ func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool 
 		run = 1
 	}
 	s := &stepRun{r: r, in: in, step: step, ui: newUITracker(), execID: newExecID(),
-		masker: secret.NewMasker(task.Secrets{})}
+		masker: secret.NewMasker(task.Secrets{}), started: time.Now()}
 	s.procs = procgroup.NewTracker(envExecID, s.execID)
 	s.fence = fence(run, step, attempt)
 	s.textDiags = &textDiagnostics{tr: s.ui}
@@ -264,6 +268,7 @@ func (s *stepRun) finish(ctx context.Context, err error) error {
 	delete(s.r.st().execs, s.execID)
 	s.r.st().mu.Unlock()
 
+	metrics.ObserveStep(s.step, outcome(ctx, err), time.Since(s.started))
 	var out error
 	switch {
 	case err == nil:

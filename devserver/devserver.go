@@ -73,6 +73,10 @@ type Options struct {
 	// UIAddress is the host:port for the Web UI, e.g. "127.0.0.1:8233".
 	// Empty means no UI; port 0 picks a free port.
 	UIAddress string
+	// UICodecEndpoint, when set, is the codec server the Web UI's pages
+	// call to decode payloads (codec.endpoint of the UI's config), such as
+	// terratask's http://127.0.0.1:8080/api/v1/codec.
+	UICodecEndpoint string
 	// Namespace is registered at start. Empty means DefaultNamespace.
 	Namespace string
 	// SearchAttributes are custom search attributes of type Keyword
@@ -267,7 +271,7 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 
 	if st.ui != nil {
 		uiPorts.release()
-		if s.ui, err = startUI(readyCtx, *st.ui, s.frontend, st.namespace); err != nil {
+		if s.ui, err = startUI(readyCtx, *st.ui, s.frontend, st.namespace, opts.UICodecEndpoint); err != nil {
 			return nil, fmt.Errorf("devserver: %w", err)
 		}
 		s.uiURL = s.ui.url

@@ -21,11 +21,12 @@ type uiServer struct {
 }
 
 // startUI starts the Web UI on addr, proxying to the frontend at
-// frontendAddr, and waits until it answers its health check.
+// frontendAddr, and waits until it answers its health check. A codec
+// endpoint, when given, is where the UI's pages send payloads to decode.
 //
 // The UI server calls echo's Logger.Fatal (os.Exit) if it cannot listen;
 // Start has checked the port just before, which leaves only a short race.
-func startUI(ctx context.Context, addr listenAddr, frontendAddr, namespace string) (_ *uiServer, err error) {
+func startUI(ctx context.Context, addr listenAddr, frontendAddr, namespace, codecEndpoint string) (_ *uiServer, err error) {
 	host := addr.bindHost()
 	if addr.ip.To4() == nil {
 		host = "[" + host + "]" // the UI server joins host and port with "%s:%d"
@@ -42,6 +43,10 @@ func startUI(ctx context.Context, addr listenAddr, frontendAddr, namespace strin
 		CORS: uiconfig.CORS{CookieInsecure: true},
 		// No calls from the browser to temporal.io.
 		DisableNewsFetch: true,
+		// The browser calls the codec itself (cross-origin, so the codec
+		// answers CORS for this UI's origin). No access token to pass:
+		// this UI has no login.
+		Codec: uiconfig.Codec{Endpoint: codecEndpoint},
 	}
 
 	var srv *uiserver.Server

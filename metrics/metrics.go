@@ -22,6 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/terratask/terratask/task"
 )
 
 // Namespace prefixes every terratask metric.
@@ -87,14 +89,32 @@ var (
 // series that appears later misses its first increase) and anything else is
 // folded into "other".
 var (
-	taskStatuses  = []string{"completed", "failed", "cancelled", "rejected"}
-	eventTypes    = []string{"task.created", "task.running", "task.step", "task.waiting_approval", "task.completed", "task.failed", "task.cancelled", "task.rejected", "drift.detected"}
-	steps         = []string{"installing", "initializing", "planning", "applying", "destroying"}
+	taskStatuses  = terminalStatuses()
+	eventTypes    = names(task.EventTypes)
+	steps         = names([]task.Step{task.StepInstalling, task.StepInitializing, task.StepPlanning, task.StepApplying, task.StepDestroying})
 	outcomes      = []string{OutcomeSuccess, OutcomeError, OutcomeCancelled}
 	commands      = []string{"init", "plan", "apply", "output", "show", "version"}
 	levels        = []string{"debug", "info", "warn", "error"}
 	deliveryKinds = []string{OutcomeSuccess, OutcomeError, "retry", "dropped"}
 )
+
+func terminalStatuses() []string {
+	var out []string
+	for _, s := range task.Statuses {
+		if s.Terminal() {
+			out = append(out, string(s))
+		}
+	}
+	return out
+}
+
+func names[T ~string](vs []T) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = string(v)
+	}
+	return out
+}
 
 func init() {
 	for _, s := range taskStatuses {
@@ -122,8 +142,8 @@ func bounded(v string, known []string) string {
 
 // ObserveTaskEnded records a task that reached a terminal status after d
 // since its creation.
-func ObserveTaskEnded(status string, d time.Duration) {
-	taskDuration.WithLabelValues(bounded(status, taskStatuses)).Observe(d.Seconds())
+func ObserveTaskEnded(status task.Status, d time.Duration) {
+	taskDuration.WithLabelValues(bounded(string(status), taskStatuses)).Observe(d.Seconds())
 }
 
 // ObserveTaskPickedUp records how long a task waited for its runner.
@@ -132,13 +152,13 @@ func ObserveTaskPickedUp(d time.Duration) {
 }
 
 // TaskEvent counts a recorded transition by the event it emits.
-func TaskEvent(eventType string) {
-	taskEvents.WithLabelValues(bounded(eventType, eventTypes)).Inc()
+func TaskEvent(eventType task.EventType) {
+	taskEvents.WithLabelValues(bounded(string(eventType), eventTypes)).Inc()
 }
 
 // ObserveStep records one step attempt on a runner host.
-func ObserveStep(step, outcome string, d time.Duration) {
-	stepDuration.WithLabelValues(bounded(step, steps), bounded(outcome, outcomes)).Observe(d.Seconds())
+func ObserveStep(step task.Step, outcome string, d time.Duration) {
+	stepDuration.WithLabelValues(bounded(string(step), steps), bounded(outcome, outcomes)).Observe(d.Seconds())
 }
 
 // ObserveTerraformCommand records one Terraform command.

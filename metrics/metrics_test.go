@@ -15,6 +15,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/terratask/terratask/task"
 )
 
 // scrape serves reg over real HTTP and returns the text exposition.
@@ -182,10 +184,10 @@ func TestSourcesCapRunnersAndReportFailures(t *testing.T) {
 }
 
 func TestBoundedLabelValues(t *testing.T) {
-	ObserveStep("no-such-step", "weird", time.Second)
+	ObserveStep(task.Step("no-such-step"), "weird", time.Second)
 	ObserveTerraformCommand("rm -rf", OutcomeSuccess, time.Second)
 	WebhookDelivery("teapot")
-	TaskEvent("task.unknown")
+	TaskEvent(task.EventType("task.unknown"))
 	text := scrape(t, NewRegistry(nil))
 	for _, bad := range []string{"no-such-step", "weird", "rm -rf", "teapot", "task.unknown"} {
 		if strings.Contains(text, bad) {

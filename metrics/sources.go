@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/terratask/terratask/task"
 )
 
 // MaxRunners caps the runner label of the per-runner gauges: the runners
@@ -44,8 +46,16 @@ type Sources struct {
 	HostsTTL time.Duration
 }
 
-// activeStatuses are the statuses of tasks that still need a runner.
-var activeStatuses = map[string]bool{"pending": true, "running": true, "cancelling": true, "waiting_approval": true}
+// activeStatuses are the statuses of tasks that are not finished.
+var activeStatuses = func() map[string]bool {
+	m := map[string]bool{}
+	for _, s := range task.Statuses {
+		if !s.Terminal() {
+			m[string(s)] = true
+		}
+	}
+	return m
+}()
 
 var (
 	descTasks = prometheus.NewDesc(Namespace+"_tasks",

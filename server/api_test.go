@@ -288,7 +288,11 @@ func TestCreate(t *testing.T) {
 	}
 	id := got["id"].(string)
 	o := ts.fake.started[id]
-	if o.TaskQueue != task.ControlPlaneTaskQueue || len(o.Memo) != 0 {
+	// The Web UI's memo (name, agent, runner) and summary; no request
+	// digest without an Idempotency-Key.
+	if o.TaskQueue != task.ControlPlaneTaskQueue || len(o.Memo) != 3 || o.Memo["name"] != "Deploy Application" ||
+		o.Memo["agent"] != "agent-1" || o.Memo["runner"] != "runner-789" || o.StaticSummary != "Deploy Application (agent agent-1)" ||
+		!strings.Contains(o.StaticDetails, "runner: `runner-789`") {
 		t.Fatalf("start options %+v", o)
 	}
 	// Listable at once, and visible to the agent's key.

@@ -12,7 +12,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/converter"
 	"go.uber.org/zap"
 
 	"github.com/terratask/terratask/store"
@@ -128,7 +127,7 @@ func (s *Server) replay(c *gin.Context, row store.Task, digest string) {
 	}
 	var stored, created string
 	if memo := desc.GetWorkflowExecutionInfo().GetMemo().GetFields(); memo != nil {
-		dc := converter.GetDefaultDataConverter()
+		dc := s.opts.DataConverter
 		if p := memo[memoRequestDigest]; p != nil {
 			_ = dc.FromPayload(p, &stored)
 		}

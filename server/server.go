@@ -16,10 +16,12 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.uber.org/zap"
 
 	"github.com/terratask/terratask/api"
 	"github.com/terratask/terratask/auth"
+	"github.com/terratask/terratask/metrics"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
 )
@@ -64,6 +66,20 @@ type Options struct {
 	// Model Context Protocol endpoint for AI agents (package mcp, mounted
 	// by internal/app, so server does not import it).
 	MCP http.Handler
+	// DataConverter decodes the payloads the server reads itself (the memo
+	// of idempotent creates); it must be the workers' (default: Temporal's).
+	DataConverter converter.DataConverter
+	// Metrics serves GET /metrics; nil: metrics are served elsewhere (404).
+	Metrics http.Handler
+	// Codec serves POST /api/v1/codec/{encode,decode} to admin keys; nil:
+	// 404.
+	Codec converter.PayloadCodec
+	// CodecOrigins are browser origins (a Temporal Web UI) allowed to call
+	// the codec routes (CORS).
+	CodecOrigins []string
+	// CodecLoopbackOrigins are origins whose requests over loopback need no
+	// key for the codec: terratask dev's own Web UI.
+	CodecLoopbackOrigins []string
 }
 
 // Server is the HTTP API.
@@ -73,6 +89,8 @@ type Server struct {
 	states *stateCache
 	// stateWrites bounds concurrent state document writes.
 	stateWrites chan struct{}
+	// codecHandler is the SDK's codec handler of opts.Codec.
+	codecHandler http.Handler
 }
 
 // MCPPath is where Options.MCP is served.
@@ -110,6 +128,9 @@ func New(opts Options) *Server {
 	if opts.ForceCoolOff <= 0 {
 		opts.ForceCoolOff = 10 * time.Second
 	}
+	if opts.DataConverter == nil {
+		opts.DataConverter = converter.GetDefaultDataConverter()
+	}
 	if len(opts.IDKey) == 0 {
 		opts.IDKey = make([]byte, 32)
 		_, _ = rand.Read(opts.IDKey)
@@ -119,9 +140,10 @@ func New(opts Options) *Server {
 	r.HandleMethodNotAllowed = true
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
-	s := &Server{opts: opts, router: r, states: newStateCache(opts.StateTTL), stateWrites: make(chan struct{}, maxStateWrites)}
+	s := &Server{opts: opts, router: r, states: newStateCache(opts.StateTTL), stateWrites: make(chan struct{}, maxStateWrites),
+		codecHandler: newCodecHandler(opts.Codec)}
 
-	r.Use(s.requestID, s.accessLog, s.recover)
+	r.Use(metrics.GinMiddleware(), s.requestID, s.accessLog, s.recover, s.codecCORS)
 	r.NoRoute(func(c *gin.Context) {
 		fail(c, http.StatusNotFound, codeNotFound, "no route "+c.Request.Method+" "+c.Request.URL.Path, nil)
 	})
@@ -133,6 +155,10 @@ func New(opts Options) *Server {
 	// The API's description is public: it holds no data, and clients
 	// fetch it before they have a key.
 	r.GET(openAPIPath, serveOpenAPI)
+	r.GET("/metrics", s.metrics)
+	// The codec authenticates itself: dev's own UI may call it without a key.
+	r.POST(codecPrefix+"encode", s.codec)
+	r.POST(codecPrefix+"decode", s.codec)
 
 	api := r.Group("/api/v1", s.authenticate)
 	api.GET("/tasks", s.listTasks)

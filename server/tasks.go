@@ -112,6 +112,7 @@ func (s *Server) createTask(c *gin.Context) {
 	}
 	opts.ID = in.ID
 	opts.TypedSearchAttributes = workflows.SearchAttributes(in, task.StatusPending)
+	describeForUI(&opts, in)
 	if _, err = s.opts.Temporal.ExecuteWorkflow(c.Request.Context(), opts, task.WorkflowType, in); err != nil {
 		if idemKey != "" && isAlreadyStarted(err) {
 			s.replay(c, pendingRow(in), digest)

@@ -42,6 +42,7 @@ const (
 // with a hint rather than a bare "unknown key".
 var secretKeys = map[string]string{
 	"secret-key":           "put the key in a file named by secret-key-file, or in TERRATASK_SECRET_KEY",
+	"old-secret-keys":      "list them in a file named by old-secret-keys-file",
 	"temporal-api-key":     "set TERRATASK_TEMPORAL_API_KEY",
 	"api-key":              "set TERRATASK_API_KEY",
 	"api-keys":             "list key hashes in the file named by api-keys-file",

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/terratask/terratask/internal/app"
 )
@@ -69,12 +70,14 @@ runner ID a task names, on demand; with --runner, it serves exactly those IDs.`,
 	fs.IntVar(&o.StateVersions, "state-versions", 0, "Terraform state versions kept per workspace; older ones are pruned (0: keep all)")
 	fs.DurationVar(&o.StopTimeout, "stop-timeout", 0, "grace for running steps at shutdown (default 5s)")
 	fs.StringVar(&o.KeysFile, "api-keys-file", "", "optional API keys file (YAML or JSON, hashes only) whose keys are added next to the admin key; reloaded on SIGHUP")
+	opsFlags(fs, &o.MetricsAddress, &o.OldSecretKeysFile)
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return configured(cmd)
 }
 
 func serverCommand(stdout, stderr io.Writer) *cobra.Command {
 	var o app.ServerOptions
+	var codecOrigins listFlag
 	var secretFile, logLevel string
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -90,6 +93,7 @@ Any number of replicas may run behind a load balancer; they keep no state of the
 			if o.SecretKey, err = secretKey(secretFile); err != nil {
 				return err
 			}
+			o.CodecOrigins = codecOrigins.vals
 			o.Temporal.APIKey = os.Getenv("TERRATASK_TEMPORAL_API_KEY")
 			log, err := newLogger(logLevel, stderr)
 			if err != nil {
@@ -115,6 +119,8 @@ Any number of replicas may run behind a load balancer; they keep no state of the
 	fs.DurationVar(&o.RunnerWait, "runner-wait", 0, "how long a task waits for its runner before failing with runner_unavailable (default 24h)")
 	fs.IntVar(&o.StateVersions, "state-versions", 0, "Terraform state versions kept per workspace; older ones are pruned (0: keep all)")
 	fs.BoolVar(&o.SkipRegister, "skip-search-attributes", false, "do not register search attributes (when the key may not)")
+	opsFlags(fs, &o.MetricsAddress, &o.OldSecretKeysFile)
+	fs.Var(&codecOrigins, "codec-cors-origin", "browser origin of a Temporal Web UI allowed to call /api/v1/codec (CORS), e.g.\nhttps://temporal-ui.example.com (repeatable)")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return configured(cmd)
 }
@@ -162,6 +168,7 @@ Many processes on many hosts may share one ID.`,
 	fs.StringVar(&o.StateDir, "state-dir", "", "without --state-url: local Terraform state per (org, workspace) (default DATA-DIR/state);\nshare it between hosts of one runner ID")
 	fs.Var(&roots, "source-root", "directory under which local source paths are allowed (repeatable)")
 	fs.DurationVar(&o.Grace, "grace", 0, "at SIGTERM, how long running steps may finish before they are handed back (default 30s)")
+	opsFlags(fs, &o.MetricsAddress, &o.OldSecretKeysFile)
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return configured(cmd)
 }
@@ -177,4 +184,10 @@ func secretKey(file string) (string, error) {
 		return string(b), nil
 	}
 	return os.Getenv("TERRATASK_SECRET_KEY"), nil
+}
+
+// opsFlags are the metrics and key-rotation flags of dev, server and runner.
+func opsFlags(fs *pflag.FlagSet, metricsAddr, oldKeys *string) {
+	fs.StringVar(metricsAddr, "metrics-address", "", "serve Prometheus metrics at /metrics on this address (e.g. 0.0.0.0:9090); empty: dev and\nserver serve them on the API's /metrics, a runner serves none")
+	fs.StringVar(oldKeys, "old-secret-keys-file", "", "file of secret keys from before a rotation (one base64 key a line), still accepted to\ndecrypt Temporal payloads, task secrets and stored state")
 }

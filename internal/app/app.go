@@ -161,13 +161,19 @@ func serveHTTP(addr string, h http.Handler, logger *zap.Logger) (*http.Server, s
 	if err != nil {
 		return nil, "", fmt.Errorf("listening on %s: %w", addr, err)
 	}
+	srv := serveListener(ln, h, logger)
+	return srv, ln.Addr().String(), nil
+}
+
+// serveListener serves h on ln until Shutdown.
+func serveListener(ln net.Listener, h http.Handler, logger *zap.Logger) *http.Server {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("http server stopped", zap.Error(err))
 		}
 	}()
-	return srv, ln.Addr().String(), nil
+	return srv
 }
 
 // loopbackURL is the http:// URL through which this host reaches a listener
@@ -190,11 +196,11 @@ func shutdownHTTP(srv *http.Server) error {
 }
 
 // newAPI builds the HTTP API. secretKey is the raw key of box; the key of
-// idempotent task IDs is derived from it.
+// idempotent task IDs is derived from it. ops adds metrics and the codec.
 //
 // The API serves the MCP endpoint at /mcp too: its tools call this very API
 // in process, with each request's own key.
-func newAPI(c client.Client, st store.Store, keys *auth.Keyring, box *secret.Box, secretKey []byte, logger *zap.Logger, runnerWait time.Duration, stateVersions int) *server.Server {
+func newAPI(c client.Client, st store.Store, keys *auth.Keyring, box *secret.Box, secretKey []byte, logger *zap.Logger, runnerWait time.Duration, stateVersions int, ops apiOps) *server.Server {
 	var api *server.Server
 	self := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.Handler().ServeHTTP(w, r) })
 	api = server.New(server.Options{
@@ -202,6 +208,9 @@ func newAPI(c client.Client, st store.Store, keys *auth.Keyring, box *secret.Box
 		StateVersions: stateVersions,
 		IDKey:         server.DeriveIDKey(secretKey),
 		MCP:           mcp.HTTPHandler(self, Version),
+		DataConverter: ops.codec.DataConverter(), Codec: ops.codec,
+		CodecOrigins: ops.codecOrigins, CodecLoopbackOrigins: ops.devUIOrigins,
+		Metrics: ops.metrics,
 	})
 	return api
 }

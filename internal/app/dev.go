@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +19,7 @@ import (
 	"github.com/terratask/terratask/activities"
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/devserver"
+	"github.com/terratask/terratask/metrics"
 	"github.com/terratask/terratask/modules"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/task"
@@ -48,7 +51,13 @@ type DevOptions struct {
 	// StopTimeout is how long in-flight steps get at shutdown before their
 	// Terraform is interrupted (they resume after a restart).
 	StopTimeout time.Duration
-	Logger      *zap.Logger
+	// MetricsAddress serves /metrics on a listener of its own instead of
+	// on the API.
+	MetricsAddress string
+	// OldSecretKeysFile lists secret keys of earlier rotations, still
+	// accepted for decryption (payloads, task secrets, state).
+	OldSecretKeysFile string
+	Logger            *zap.Logger
 	// Out receives the banner (URLs and key); default os.Stdout.
 	Out io.Writer
 	// Ready, when set, is called with the addresses once everything serves.
@@ -108,10 +117,40 @@ func RunDev(ctx context.Context, o DevOptions) error {
 		return fmt.Errorf("creating data dir: %w", err)
 	}
 
+	key, err := secret.LoadOrCreateKeyFile(filepath.Join(dataDir, "secret.key"))
+	if err != nil {
+		return err
+	}
+	keys, err := loadSecretKeys(key, o.OldSecretKeysFile)
+	if err != nil {
+		return err
+	}
+	box, err := keys.box()
+	if err != nil {
+		return err
+	}
+	cdc, err := keys.codec()
+	if err != nil {
+		return err
+	}
+	// The API listens first: the Web UI is told where its codec is.
+	apiLn, err := net.Listen("tcp", o.HTTPAddress)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", o.HTTPAddress, err)
+	}
+	httpAddr := apiLn.Addr().String()
+	apiLnServed := false
+	defer func() {
+		if !apiLnServed {
+			apiLn.Close()
+		}
+	}()
+
 	ts, err := devserver.Start(ctx, devserver.Options{
 		DBFile:           filepath.Join(dataDir, "temporal.db"),
 		FrontendAddress:  o.TemporalAddr,
 		UIAddress:        o.UIAddress,
+		UICodecEndpoint:  loopbackURL(httpAddr) + "/api/v1/codec",
 		Namespace:        o.Namespace,
 		SearchAttributes: task.SearchAttributes,
 		Logger:           log.Named("temporal"),
@@ -127,37 +166,38 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	}
 	s.push("store", st.Close)
 
-	key, err := secret.LoadOrCreateKeyFile(filepath.Join(dataDir, "secret.key"))
-	if err != nil {
-		return err
-	}
-	box, err := secret.NewBox(key)
-	if err != nil {
-		return err
-	}
 	apiKey, created, err := auth.LoadOrCreateDevKey(o.APIKey, filepath.Join(dataDir, "api-key"))
 	if err != nil {
 		return err
 	}
 	devKey := auth.Key{Name: "dev-admin", Org: "default", Role: auth.RoleAdmin, Hash: auth.HashKey(apiKey)}
-	keys, err := auth.NewKeyring([]auth.Key{devKey})
+	keyring, err := auth.NewKeyring([]auth.Key{devKey})
 	if err != nil {
 		return err
 	}
 	if o.KeysFile != "" {
-		if _, err := auth.Reload(o.KeysFile, keys, devKey); err != nil {
+		if _, err := auth.Reload(o.KeysFile, keyring, devKey); err != nil {
 			return err
 		}
-		go auth.WatchReload(ctx, o.Reload, o.KeysFile, keys, log, devKey)
+		go auth.WatchReload(ctx, o.Reload, o.KeysFile, keyring, log, devKey)
 	}
 
-	c, err := dialTemporal(ctx, client.Options{HostPort: ts.FrontendAddress(), Namespace: ts.Namespace(), Logger: newSDKLogger(log)})
+	c, err := dialTemporal(ctx, temporalClientOptions(client.Options{HostPort: ts.FrontendAddress(), Namespace: ts.Namespace(), Logger: newSDKLogger(log)}, cdc))
 	if err != nil {
 		return err
 	}
 	s.push("temporal client", func() error { c.Close(); return nil })
 
-	cp := worker.NewControlPlane(c, st)
+	reg := metrics.NewRegistry(metricsSources(st, c, o.Runners))
+	ops := apiOps{codec: cdc, devUIOrigins: uiOrigins(ts.UIURL()), metrics: metrics.Handler(reg)}
+	if o.MetricsAddress != "" {
+		if _, err := s.serveMetrics(o.MetricsAddress, reg, log); err != nil {
+			return err
+		}
+		ops.metrics = nil
+	}
+
+	cp := worker.NewControlPlane(c, countingStore{st})
 	if err := cp.Start(); err != nil {
 		return fmt.Errorf("starting control-plane worker: %w", err)
 	}
@@ -176,11 +216,9 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	}
 	// The API starts before the runners and stops after them: their steps
 	// keep state on its HTTP backend until the last one has finished.
-	api := newAPI(c, st, keys, box, key, log, o.RunnerWait, o.StateVersions)
-	srv, httpAddr, err := serveHTTP(o.HTTPAddress, api.Handler(), log)
-	if err != nil {
-		return err
-	}
+	api := newAPI(c, st, keyring, box, key, log, o.RunnerWait, o.StateVersions, ops)
+	srv := serveListener(apiLn, api.Handler(), log)
+	apiLnServed = true
 	s.push("http", func() error { return shutdownHTTP(srv) })
 
 	startLocal := func(id string) ([]sdkworker.Worker, error) {
@@ -192,7 +230,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 		r := &activities.Runner{
 			RunnerID: id, HostID: host, DataDir: runnerDir, ModulesDir: modulesDir,
 			DefaultModule: demoDir, SourceRoots: []string{modulesDir, demoDir},
-			Logs: st, Secrets: box, StateURL: loopbackURL(httpAddr),
+			Logs: countingStore{st}, Secrets: box, StateURL: loopbackURL(httpAddr),
 			Logger: log.Named("runner").With(zap.String("runner", id)),
 		}
 		return startRunner(c, r, o.StopTimeout)
@@ -249,4 +287,21 @@ func printBanner(w io.Writer, a DevAddresses, dataDir string, runners []string, 
 	fmt.Fprintf(w, "  terratask tasks list\n")
 	fmt.Fprintf(w, "  terratask tasks logs TASK_ID --follow\n")
 	fmt.Fprintf(w, "  curl -H \"Authorization: UserKey $TERRATASK_API_KEY\" http://%s/api/v1/tasks\n", a.HTTP)
+}
+
+// uiOrigins are the browser origins of dev's Web UI: its URL as printed,
+// and the same port on "localhost" and 127.0.0.1.
+func uiOrigins(uiURL string) []string {
+	if uiURL == "" {
+		return nil
+	}
+	out := []string{uiURL}
+	if u, err := url.Parse(uiURL); err == nil && u.Port() != "" {
+		for _, h := range []string{"localhost", "127.0.0.1", "[::1]"} {
+			if o := "http://" + h + ":" + u.Port(); o != uiURL {
+				out = append(out, o)
+			}
+		}
+	}
+	return out
 }

@@ -17,7 +17,9 @@ import (
 
 	"github.com/terratask/terratask/activities"
 	"github.com/terratask/terratask/auth"
+	"github.com/terratask/terratask/codec"
 	"github.com/terratask/terratask/internal/temporalutil"
+	"github.com/terratask/terratask/metrics"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
@@ -35,8 +37,8 @@ type TemporalOptions struct {
 	APIKey    string // Temporal Cloud API key
 }
 
-func (t TemporalOptions) clientOptions(log *zap.Logger) (client.Options, error) {
-	o := client.Options{HostPort: t.Address, Namespace: t.Namespace, Logger: newSDKLogger(log)}
+func (t TemporalOptions) clientOptions(log *zap.Logger, cdc *codec.Codec) (client.Options, error) {
+	o := temporalClientOptions(client.Options{HostPort: t.Address, Namespace: t.Namespace, Logger: newSDKLogger(log)}, cdc)
 	if o.HostPort == "" {
 		o.HostPort = "127.0.0.1:7233"
 	}
@@ -85,10 +87,19 @@ type ServerOptions struct {
 	// StateVersions is how many Terraform state versions the state backend
 	// keeps per workspace (0: all).
 	StateVersions int
-	Logger        *zap.Logger
-	Reload        <-chan os.Signal // SIGHUP: reload the keys file
-	Ready         func(httpAddr string)
-	SkipRegister  bool // do not try to register search attributes
+	// OldSecretKeysFile lists secret keys of earlier rotations, still
+	// accepted for decryption (payloads, task secrets, state).
+	OldSecretKeysFile string
+	// MetricsAddress serves /metrics on a listener of its own instead of
+	// on the API.
+	MetricsAddress string
+	// CodecOrigins are browser origins of Temporal Web UIs allowed to call
+	// the codec routes (CORS).
+	CodecOrigins []string
+	Logger       *zap.Logger
+	Reload       <-chan os.Signal // SIGHUP: reload the keys file
+	Ready        func(httpAddr string)
+	SkipRegister bool // do not try to register search attributes
 }
 
 // RunServer runs the API and the control-plane worker until ctx ends.
@@ -109,7 +120,15 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	if o.HTTPAddress == "" {
 		o.HTTPAddress = "127.0.0.1:8080"
 	}
-	box, err := boxFrom(o.SecretKey)
+	keys, err := keysFrom(o.SecretKey, o.OldSecretKeysFile)
+	if err != nil {
+		return err
+	}
+	box, err := keys.box()
+	if err != nil {
+		return err
+	}
+	cdc, err := keys.codec()
 	if err != nil {
 		return err
 	}
@@ -117,14 +136,14 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	if err != nil {
 		return err
 	}
-	keys, err := auth.NewKeyring(keyList)
+	keyring, err := auth.NewKeyring(keyList)
 	if err != nil {
 		return err
 	}
 	s := &stack{logger: log}
 	defer s.closeAll()
 
-	st, c, copts, err := s.connect(ctx, o.Store, o.Temporal, log)
+	st, c, copts, err := s.connect(ctx, o.Store, o.Temporal, log, cdc)
 	if err != nil {
 		return err
 	}
@@ -133,17 +152,21 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 			return fmt.Errorf("registering search attributes: %w", err)
 		}
 	}
-	cp := worker.NewControlPlane(c, st)
+	cp := worker.NewControlPlane(c, countingStore{st})
 	if err := cp.Start(); err != nil {
 		return fmt.Errorf("starting control-plane worker: %w", err)
 	}
 	s.push("control-plane worker", func() error { cp.Stop(); return nil })
 
-	rawKey, err := secret.ParseKey(o.SecretKey)
-	if err != nil {
-		return err
+	reg := metrics.NewRegistry(metricsSources(st, c, nil))
+	ops := apiOps{codec: cdc, codecOrigins: o.CodecOrigins, metrics: metrics.Handler(reg)}
+	if o.MetricsAddress != "" {
+		if _, err := s.serveMetrics(o.MetricsAddress, reg, log); err != nil {
+			return err
+		}
+		ops.metrics = nil
 	}
-	api := newAPI(c, st, keys, box, rawKey, log, o.RunnerWait, o.StateVersions)
+	api := newAPI(c, st, keyring, box, keys.current, log, o.RunnerWait, o.StateVersions, ops)
 	srv, addr, err := serveHTTP(o.HTTPAddress, api.Handler(), log)
 	if err != nil {
 		return err
@@ -158,7 +181,7 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		auth.WatchReload(ctx, o.Reload, o.KeysFile, keys, log)
+		auth.WatchReload(ctx, o.Reload, o.KeysFile, keyring, log)
 	}()
 	<-ctx.Done()
 	return nil
@@ -184,9 +207,15 @@ type RunnerOptions struct {
 	StateDir string
 	// Grace is how long in-flight steps may finish at SIGTERM before they
 	// are interrupted and handed back to another host (default 30s).
-	Grace  time.Duration
-	Logger *zap.Logger
-	Ready  func()
+	Grace time.Duration
+	// OldSecretKeysFile lists secret keys of earlier rotations, still
+	// accepted for decryption (payloads, task secrets, state).
+	OldSecretKeysFile string
+	// MetricsAddress, when set, serves /metrics (step and Terraform command
+	// durations, log lines, the Temporal SDK's metrics) on this address.
+	MetricsAddress string
+	Logger         *zap.Logger
+	Ready          func()
 }
 
 // RunRunner runs one runner host until ctx ends.
@@ -210,7 +239,15 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	if o.Grace <= 0 {
 		o.Grace = 30 * time.Second
 	}
-	box, err := boxFrom(o.SecretKey)
+	keys, err := keysFrom(o.SecretKey, o.OldSecretKeysFile)
+	if err != nil {
+		return err
+	}
+	box, err := keys.box()
+	if err != nil {
+		return err
+	}
+	cdc, err := keys.codec()
 	if err != nil {
 		return err
 	}
@@ -220,7 +257,12 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	}
 	s := &stack{logger: log}
 	defer s.closeAll()
-	st, c, _, err := s.connect(ctx, o.Store, o.Temporal, log)
+	if o.MetricsAddress != "" {
+		if _, err := s.serveMetrics(o.MetricsAddress, metrics.NewRegistry(nil), log); err != nil {
+			return err
+		}
+	}
+	st, c, _, err := s.connect(ctx, o.Store, o.Temporal, log, cdc)
 	if err != nil {
 		return err
 	}
@@ -234,7 +276,7 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	}
 	r := &activities.Runner{
 		RunnerID: o.ID, HostID: host, DataDir: dataDir, ModulesDir: o.ModulesDir,
-		DefaultModule: o.DefaultModule, SourceRoots: roots, Logs: st, Secrets: box, StateDir: o.StateDir, StateURL: o.StateURL,
+		DefaultModule: o.DefaultModule, SourceRoots: roots, Logs: countingStore{st}, Secrets: box, StateDir: o.StateDir, StateURL: o.StateURL,
 		Logger: log.Named("runner").With(zap.String("runner", o.ID)),
 	}
 	ws, err := startRunner(c, r, o.Grace)
@@ -250,26 +292,27 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	return nil
 }
 
-func boxFrom(key string) (*secret.Box, error) {
+// keysFrom parses the secret key and reads the old keys file.
+func keysFrom(key, oldFile string) (secretKeys, error) {
 	if key == "" {
-		return nil, errors.New("a secret key is required (TERRATASK_SECRET_KEY or --secret-key-file): the same base64 32-byte key on servers and runners (generate one with `terratask keys secret`)")
+		return secretKeys{}, errors.New("a secret key is required (TERRATASK_SECRET_KEY or --secret-key-file): the same base64 32-byte key on servers and runners (generate one with `terratask keys secret`)")
 	}
 	raw, err := secret.ParseKey(key)
 	if err != nil {
-		return nil, err
+		return secretKeys{}, err
 	}
-	return secret.NewBox(raw)
+	return loadSecretKeys(raw, oldFile)
 }
 
 // connect opens the store and dials Temporal, pushing both onto the stack so
 // shutdown closes them.
-func (s *stack) connect(ctx context.Context, dsn string, t TemporalOptions, log *zap.Logger) (store.Store, client.Client, client.Options, error) {
+func (s *stack) connect(ctx context.Context, dsn string, t TemporalOptions, log *zap.Logger, cdc *codec.Codec) (store.Store, client.Client, client.Options, error) {
 	st, err := openStore(ctx, dsn)
 	if err != nil {
 		return nil, nil, client.Options{}, fmt.Errorf("opening store: %w", err)
 	}
 	s.push("store", st.Close)
-	copts, err := t.clientOptions(log)
+	copts, err := t.clientOptions(log, cdc)
 	if err != nil {
 		return nil, nil, copts, err
 	}

@@ -1,0 +1,188 @@
+package server
+
+import (
+	"bytes"
+	"mime"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/terratask/terratask/auth"
+)
+
+// The codec routes decode and encode Temporal payloads for a Temporal Web UI
+// or the temporal CLI (--codec-endpoint), with the same codec the processes
+// use, so people allowed to see payloads can read them while Temporal's
+// database holds only ciphertext.
+const (
+	codecPrefix = "/api/v1/codec/"
+	// maxCodecBody bounds a codec request: a batch of payloads the Web UI
+	// shows at once (one payload is at most 2 MiB in Temporal).
+	maxCodecBody = 16 << 20
+)
+
+// codecCORS answers the CORS preflight of the codec routes for the allowed
+// origins (a Temporal Web UI calls the codec from the browser) and adds the
+// CORS headers to their answers. It runs before routing: a preflight is an
+// OPTIONS request, which no route has.
+func (s *Server) codecCORS(c *gin.Context) {
+	if !strings.HasPrefix(c.Request.URL.Path, codecPrefix) {
+		c.Next()
+		return
+	}
+	origin := c.GetHeader("Origin")
+	allowed := origin != "" && (contains(s.opts.CodecOrigins, origin) || contains(s.opts.CodecLoopbackOrigins, origin))
+	if allowed {
+		h := c.Writer.Header()
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Allow-Credentials", "true")
+		h.Add("Vary", "Origin")
+	}
+	if c.Request.Method == http.MethodOptions && c.GetHeader("Access-Control-Request-Method") != "" {
+		if !allowed {
+			fail(c, http.StatusForbidden, codeForbidden, "origin not allowed to call the codec (see --codec-cors-origin)", map[string]any{detailHeader: "Origin"})
+			c.Abort()
+			return
+		}
+		h := c.Writer.Header()
+		h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Namespace")
+		h.Set("Access-Control-Max-Age", "600")
+		c.AbortWithStatus(http.StatusNoContent)
+		return
+	}
+	c.Next()
+}
+
+// codec serves POST /api/v1/codec/encode and /decode with the SDK's payload
+// codec HTTP handler, to admin keys, or without a key to terratask dev's own
+// Web UI from loopback (see devUIRequest).
+func (s *Server) codec(c *gin.Context) {
+	if s.opts.Codec == nil {
+		fail(c, http.StatusNotFound, codeNotFound, "this server has no payload codec", nil)
+		return
+	}
+	if !s.devUIRequest(c) || c.GetHeader("Authorization") != "" {
+		p, ok := s.keyPrincipal(c)
+		if !ok {
+			return
+		}
+		c.Set(ctxPrincipal, p)
+		if p.Role != auth.RoleAdmin {
+			fail(c, http.StatusForbidden, codeForbidden, "key "+p.Name+" with role "+string(p.Role)+" may not decode or encode payloads: the codec needs an admin key", nil)
+			return
+		}
+	}
+	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
+		fail(c, http.StatusUnsupportedMediaType, codeUnsupportedMedia, "Content-Type must be application/json",
+			map[string]any{detailHeader: "Content-Type"})
+		return
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxCodecBody)
+	rec := &bufferedWriter{header: http.Header{}}
+	s.codecHandler.ServeHTTP(rec, c.Request)
+	if rec.code == 0 || rec.code == http.StatusOK {
+		c.Data(http.StatusOK, "application/json", rec.body.Bytes())
+		return
+	}
+	msg := strings.TrimSpace(rec.body.String())
+	if strings.Contains(msg, "request body too large") {
+		fail(c, http.StatusRequestEntityTooLarge, codeTooLarge, "request body exceeds the codec's limit", map[string]any{"limit_bytes": maxCodecBody})
+		return
+	}
+	if msg == "" {
+		msg = http.StatusText(rec.code)
+	}
+	// The handler's messages name what failed (bad JSON, a payload under an
+	// unknown key); they quote no payload data.
+	badField(c, "payloads", "cannot "+strings.TrimPrefix(c.FullPath(), codecPrefix)+" the payloads: "+firstLineOf(msg))
+}
+
+// devUIRequest reports whether a request comes from terratask dev's own Web
+// UI on this machine: its origin is the UI's, it arrived over loopback, and
+// it was addressed to a loopback host (so a DNS-rebinding page cannot pass
+// for it). Browsers set Origin and pages cannot change it; a local process
+// can, but it runs as a user who can read the dev data dir's keys anyway.
+func (s *Server) devUIRequest(c *gin.Context) bool {
+	if len(s.opts.CodecLoopbackOrigins) == 0 || !contains(s.opts.CodecLoopbackOrigins, c.GetHeader("Origin")) {
+		return false
+	}
+	host, _, err := net.SplitHostPort(c.Request.RemoteAddr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return false
+	}
+	return isLoopbackHost(c.Request.Host)
+}
+
+func isLoopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func firstLineOf(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 300 {
+		s = s[:300]
+	}
+	return s
+}
+
+// bufferedWriter keeps a handler's answer so errors can be rewritten into
+// the API's error body.
+type bufferedWriter struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (w *bufferedWriter) Header() http.Header { return w.header }
+func (w *bufferedWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+}
+func (w *bufferedWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.body.Write(b)
+}
+
+// newCodecHandler is the SDK's payload codec HTTP handler.
+func newCodecHandler(c converter.PayloadCodec) http.Handler {
+	if c == nil {
+		return nil
+	}
+	return converter.NewPayloadCodecHTTPHandler(c)
+}
+
+// metrics serves GET /metrics (public, like /healthz: counts only, no task
+// IDs or names) when this listener serves metrics.
+func (s *Server) metrics(c *gin.Context) {
+	if s.opts.Metrics == nil {
+		fail(c, http.StatusNotFound, codeNotFound, "metrics are served on another listener (--metrics-address)", nil)
+		return
+	}
+	s.opts.Metrics.ServeHTTP(c.Writer, c.Request)
+}

@@ -1,0 +1,222 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/sdk/converter"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/terratask/terratask/codec"
+)
+
+const uiOrigin = "http://127.0.0.1:8233"
+
+func codecServer(t *testing.T, mod func(*Options)) (*httptest.Server, *codec.Codec) {
+	t.Helper()
+	cd, err := codec.New(bytes.Repeat([]byte{9}, codec.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := newTestServer(t, false, func(o *Options) {
+		o.Codec = cd
+		if mod != nil {
+			mod(o)
+		}
+	})
+	srv := httptest.NewServer(ts.Handler())
+	t.Cleanup(srv.Close)
+	return srv, cd
+}
+
+func post(t *testing.T, url, body string, header map[string]string) (int, http.Header, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		if v == "" {
+			req.Header.Del(k)
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
+}
+
+func encryptedBody(t *testing.T, cd *codec.Codec, v any) string {
+	t.Helper()
+	p, err := cd.DataConverter().ToPayload(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := protojson.Marshal(&commonpb.Payloads{Payloads: []*commonpb.Payload{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func decodeAnswer(t *testing.T, b []byte) string {
+	t.Helper()
+	var ps commonpb.Payloads
+	if err := protojson.Unmarshal(b, &ps); err != nil || len(ps.Payloads) != 1 {
+		t.Fatalf("answer %s: %v", b, err)
+	}
+	var s string
+	if err := converter.GetDefaultDataConverter().FromPayload(ps.Payloads[0], &s); err != nil {
+		t.Fatalf("decoded payload is not plain JSON: %v", err)
+	}
+	return s
+}
+
+func TestCodecRoutesNeedAnAdminKey(t *testing.T) {
+	srv, cd := codecServer(t, nil)
+	body := encryptedBody(t, cd, "plaintext task name")
+	code, _, b := post(t, srv.URL+"/api/v1/codec/decode", body, map[string]string{"Authorization": "UserKey k-admin-a"})
+	if code != 200 || decodeAnswer(t, b) != "plaintext task name" {
+		t.Fatalf("admin decode: %d %s", code, b)
+	}
+	for key, want := range map[string]int{"k-viewer-a": 403, "k-operator-a": 403, "": 401, "not-a-key": 401} {
+		h := map[string]string{"Authorization": "UserKey " + key}
+		if key == "" {
+			h = nil
+		}
+		code, _, b := post(t, srv.URL+"/api/v1/codec/decode", body, h)
+		if code != want || strings.Contains(string(b), "plaintext task name") {
+			t.Errorf("key %q: %d %s, want %d", key, code, b, want)
+		}
+		var e errBody
+		if json.Unmarshal(b, &e) != nil || e.Error.Code == "" {
+			t.Errorf("key %q: not the error body: %s", key, b)
+		}
+	}
+	// Encode, then decode what it made.
+	plain, _ := converter.GetDefaultDataConverter().ToPayload("to encrypt")
+	pb, _ := protojson.Marshal(&commonpb.Payloads{Payloads: []*commonpb.Payload{plain}})
+	code, _, enc := post(t, srv.URL+"/api/v1/codec/encode", string(pb), map[string]string{"Authorization": "UserKey k-admin-a"})
+	if code != 200 || strings.Contains(string(enc), "to encrypt") || !strings.Contains(string(enc), "YmluYXJ5L2VuY3J5cHRlZA") { // base64 "binary/encrypted"
+		t.Fatalf("encode: %d %s", code, enc)
+	}
+	code, _, b = post(t, srv.URL+"/api/v1/codec/decode", string(enc), map[string]string{"Authorization": "UserKey k-admin-a"})
+	if code != 200 || decodeAnswer(t, b) != "to encrypt" {
+		t.Fatalf("decode of encode: %d %s", code, b)
+	}
+}
+
+func TestCodecRouteErrors(t *testing.T) {
+	srv, _ := codecServer(t, nil)
+	admin := map[string]string{"Authorization": "UserKey k-admin-a"}
+	other, _ := codec.New(bytes.Repeat([]byte{3}, codec.KeySize))
+	for name, c := range map[string]struct {
+		body, contentType string
+		want              int
+	}{
+		"bad json":      {`{"payloads": [`, "application/json", 400},
+		"wrong type":    {`{}`, "text/plain", 415},
+		"unknown key":   {encryptedBody(t, other, "x"), "application/json", 400},
+		"empty payload": {`{"payloads": []}`, "application/json", 200},
+	} {
+		h := map[string]string{"Authorization": admin["Authorization"], "Content-Type": c.contentType}
+		code, _, b := post(t, srv.URL+"/api/v1/codec/decode", c.body, h)
+		if code != c.want {
+			t.Errorf("%s: %d %s, want %d", name, code, b, c.want)
+		}
+		if c.want == 400 {
+			var e errBody
+			if json.Unmarshal(b, &e) != nil || e.Error.Details["field"] != "payloads" {
+				t.Errorf("%s: %s", name, b)
+			}
+		}
+	}
+	// No codec configured: 404 with the error body.
+	plain := newTestServer(t, false)
+	w := plain.do(t, req{method: "POST", path: "/api/v1/codec/decode", key: "k-admin-a", body: `{"payloads":[]}`})
+	if w.Code != 404 {
+		t.Fatalf("no codec: %d", w.Code)
+	}
+}
+
+func TestCodecCORSAndDevUI(t *testing.T) {
+	srv, cd := codecServer(t, func(o *Options) {
+		o.CodecOrigins = []string{"https://temporal-ui.example"}
+		o.CodecLoopbackOrigins = []string{uiOrigin}
+	})
+	// Preflight from an allowed origin, and from another.
+	preflight := func(origin string) *http.Response {
+		req, _ := http.NewRequest(http.MethodOptions, srv.URL+"/api/v1/codec/decode", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "content-type,x-namespace")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for _, o := range []string{"https://temporal-ui.example", uiOrigin} {
+		resp := preflight(o)
+		if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != o ||
+			!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "X-Namespace") {
+			t.Fatalf("preflight %s: %d %v", o, resp.StatusCode, resp.Header)
+		}
+	}
+	if resp := preflight("https://evil.example"); resp.StatusCode != 403 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("preflight of another origin: %d %v", resp.StatusCode, resp.Header)
+	}
+
+	body := encryptedBody(t, cd, "shown in the dev UI")
+	// terratask dev's own UI, over loopback, to a loopback host: no key.
+	code, h, b := post(t, srv.URL+"/api/v1/codec/decode", body, map[string]string{"Origin": uiOrigin})
+	if code != 200 || decodeAnswer(t, b) != "shown in the dev UI" || h.Get("Access-Control-Allow-Origin") != uiOrigin {
+		t.Fatalf("dev UI: %d %v %s", code, h, b)
+	}
+	// The other allowed origin is a deployed UI: it needs a key.
+	if code, _, _ := post(t, srv.URL+"/api/v1/codec/decode", body, map[string]string{"Origin": "https://temporal-ui.example"}); code != 401 {
+		t.Fatalf("deployed UI without a key: %d", code)
+	}
+	// A page that rebinds its own name to 127.0.0.1 sends its own Host.
+	rebound, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/v1/codec/decode", strings.NewReader(body))
+	rebound.Host = "rebound.example:8080"
+	rebound.Header.Set("Origin", uiOrigin)
+	rebound.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(rebound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("DNS-rebound host: %d", resp.StatusCode)
+	}
+	// Requests from another machine never pass as the dev UI.
+	ts := newTestServer(t, false, func(o *Options) { o.Codec = cd; o.CodecLoopbackOrigins = []string{uiOrigin} })
+	w := ts.do(t, req{method: "POST", path: "/api/v1/codec/decode", body: body, header: [][2]string{{"Origin", uiOrigin}}})
+	if w.Code != 401 { // httptest's RemoteAddr is 192.0.2.1
+		t.Fatalf("remote request as the dev UI: %d", w.Code)
+	}
+}
+
+func TestMetricsRoute(t *testing.T) {
+	ts := newTestServer(t, false)
+	if w := ts.do(t, req{method: "GET", path: "/metrics"}); w.Code != 404 {
+		t.Fatalf("no metrics handler: %d", w.Code)
+	}
+	ts = newTestServer(t, false, func(o *Options) {
+		o.Metrics = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "terratask_up 1\n") })
+	})
+	if w := ts.do(t, req{method: "GET", path: "/metrics"}); w.Code != 200 || w.Body.String() != "terratask_up 1\n" {
+		t.Fatalf("metrics: %d %s", w.Code, w.Body)
+	}
+}
