@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,6 +15,8 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/terratask/terratask/codec"
+	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/task"
 )
 
@@ -28,9 +32,24 @@ func parentWorkflow(ctx workflow.Context, in task.Input) (task.Output, error) {
 	return out, err
 }
 
+// dialShared dials the shared dev's Temporal as another application that
+// shares terratask's secret key: its payloads are encrypted (package codec).
 func dialShared(t *testing.T) client.Client {
 	t.Helper()
-	c, err := client.Dial(client.Options{HostPort: shared.temporal, Namespace: "default"})
+	raw, err := os.ReadFile(filepath.Join(shared.dataDir, "secret.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := secret.ParseKey(string(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cdc, err := codec.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Dial(client.Options{HostPort: shared.temporal, Namespace: "default",
+		DataConverter: cdc.DataConverter(), FailureConverter: cdc.FailureConverter()})
 	if err != nil {
 		t.Fatal(err)
 	}

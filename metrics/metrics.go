@@ -156,9 +156,13 @@ func TaskEvent(eventType task.EventType) {
 	taskEvents.WithLabelValues(bounded(string(eventType), eventTypes)).Inc()
 }
 
-// ObserveStep records one step attempt on a runner host.
+// ObserveStep records one step attempt on a runner host. Activities that
+// are no step of the task (claiming a host, cleaning up) are not recorded.
 func ObserveStep(step task.Step, outcome string, d time.Duration) {
-	stepDuration.WithLabelValues(bounded(string(step), steps), bounded(outcome, outcomes)).Observe(d.Seconds())
+	if bounded(string(step), steps) != string(step) {
+		return
+	}
+	stepDuration.WithLabelValues(string(step), bounded(outcome, outcomes)).Observe(d.Seconds())
 }
 
 // ObserveTerraformCommand records one Terraform command.
