@@ -48,7 +48,9 @@ func renderedPage(t *testing.T, browser, url string) string {
 	return dom
 }
 
-func urlUnescape(s string) (string, error) { return url.QueryUnescape(strings.ReplaceAll(s, "+", "%2B")) }
+func urlUnescape(s string) (string, error) {
+	return url.QueryUnescape(strings.ReplaceAll(s, "+", "%2B"))
+}
 
 // TestWebUIExplainsTheTask opens a finished task in terratask dev's Web UI
 // with headless Chromium. The UI reads the workflow from Temporal, where
