@@ -2,9 +2,10 @@ package e2e
 
 import (
 	"context"
-	"net/url"
+	"encoding/hex"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -41,15 +42,17 @@ func renderedPage(t *testing.T, browser, url string) string {
 	if err != nil {
 		t.Fatalf("chromium %s: %v", url, err)
 	}
-	dom := string(out)
-	if u, err := urlUnescape(dom); err == nil {
-		dom += "\n" + u
-	}
-	return dom
+	return string(out) + "\n" + urlUnescape(string(out))
 }
 
-func urlUnescape(s string) (string, error) {
-	return url.QueryUnescape(strings.ReplaceAll(s, "+", "%2B"))
+var percentEscape = regexp.MustCompile(`%[0-9A-Fa-f]{2}`)
+
+// urlUnescape undoes %XX escapes, leaving anything else as it is.
+func urlUnescape(s string) string {
+	return percentEscape.ReplaceAllStringFunc(s, func(e string) string {
+		b, _ := hex.DecodeString(e[1:])
+		return string(b)
+	})
 }
 
 // TestWebUIExplainsTheTask opens a finished task in terratask dev's Web UI
