@@ -168,6 +168,8 @@ type run struct {
 	stopRun    workflow.CancelFunc
 	// queueID is the workspace queue the task holds or waits in.
 	queueID string
+	// plan is the latest plan's summary (webui.go).
+	plan activities.PlanOutput
 }
 
 func newRun(ctx workflow.Context, in task.Input) *run {
@@ -270,6 +272,7 @@ func (r *run) setProgress(ctx workflow.Context) {
 		r.state.Progress = p
 	}
 	r.state.UpdatedAt = workflow.Now(ctx).UTC()
+	workflow.SetCurrentDetails(ctx, r.details())
 }
 
 // execute runs the runner block, restarting it on another host when the
@@ -310,7 +313,7 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 5},
 	})
 	var claim activities.ClaimOutput
-	if err := workflow.ExecuteActivity(claimCtx, activities.NameClaim, in).Get(ctx, &claim); err != nil {
+	if err := workflow.ExecuteActivity(withSummary(claimCtx, "claim a host of runner "+r.in.RunnerID), activities.NameClaim, in).Get(ctx, &claim); err != nil {
 		var te *temporal.TimeoutError
 		if errors.As(err, &te) {
 			return task.Output{}, taskError(task.CodeRunnerUnavailable,
@@ -358,6 +361,7 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 			s.CurrentStep = step
 			s.StepsCompleted = i
 		}, logLine(store.LevelInfo, "step "+string(step)+" started"))
+		hostCtx := withSummary(hostCtx, r.stepSummary(step))
 		switch step {
 		case task.StepInstalling:
 			var inst activities.InstallOutput
@@ -376,6 +380,7 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 				return out, err
 			}
 			r.state.PlannedChanges = plan.PlannedChanges
+			r.plan = plan
 		case task.StepApplying, task.StepDestroying:
 			var applied activities.ApplyOutput
 			if err := workflow.ExecuteActivity(hostCtx, activities.NameApply, in).Get(ctx, &applied); err != nil {
