@@ -17,6 +17,7 @@ import (
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	sdkpb "go.temporal.io/api/sdk/v1"
 	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -261,6 +262,9 @@ func TestPayloadsEncryptedCodecAndRotation(t *testing.T) {
 		}
 		return s.Metadata.CurrentStep == "applying"
 	})
+	// While it runs, the workflow's current details (what the Web UI shows)
+	// name the step and its progress.
+	checkCurrentDetails(t, dev, slow.ID, "step applying (4 of 4)")
 	if err := dev.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -306,5 +310,41 @@ func TestPayloadsEncryptedCodecAndRotation(t *testing.T) {
 	}
 	if raw, _ := json.Marshal(dev.get(t, slow.ID)); strings.Contains(string(raw), token) {
 		t.Fatal("secret in the API's output")
+	}
+}
+
+// checkCurrentDetails queries a running task's workflow metadata (the
+// built-in query the Web UI uses) as an application sharing the secret key.
+func checkCurrentDetails(t *testing.T, p *devProc, id, want string) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(p.dataDir, "secret.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := secret.ParseKey(string(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cdc, err := codec.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Dial(client.Options{HostPort: p.temporal, Namespace: "default", DataConverter: cdc.DataConverter()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	v, err := c.QueryWorkflow(ctx, id, "", "__temporal_workflow_metadata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md sdkpb.WorkflowMetadata
+	if err := v.Get(&md); err != nil {
+		t.Fatal(err)
+	}
+	if d := md.GetCurrentDetails(); !strings.Contains(d, want) || !strings.Contains(d, "running") {
+		t.Fatalf("current details %q, want %q", d, want)
 	}
 }

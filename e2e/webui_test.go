@@ -58,8 +58,9 @@ func urlUnescape(s string) string {
 // TestWebUIExplainsTheTask opens a finished task in terratask dev's Web UI
 // with headless Chromium. The UI reads the workflow from Temporal, where
 // every payload is encrypted, and decodes it through terratask's codec
-// (dev's own UI may call it from loopback without a key): its page shows the
-// task's static summary (name and agent), and its details.
+// (dev's own UI may call it from loopback without a key): its pages show the
+// decoded input, the task's static summary (name and agent) and details, and
+// each step's activity summary.
 func TestWebUIExplainsTheTask(t *testing.T) {
 	t.Parallel()
 	browser := chromium(t)
@@ -101,6 +102,21 @@ func TestWebUIExplainsTheTask(t *testing.T) {
 	for _, want := range []string{"ui-task-" + m + " (agent agent-ui)", "runner: `local`"} {
 		if !strings.Contains(meta, want) {
 			t.Errorf("the user metadata page lacks %q", want)
+		}
+	}
+	// The event history names each step's activity by its summary; the
+	// apply's carries the plan's counts (the fixture adds 3 resources).
+	want := []string{"terraform init", "terraform plan", "terraform apply: 3 to add, 0 to change, 0 to destroy", "claim a host of runner local"}
+	history := ""
+	for attempt := 0; attempt < 3; attempt++ {
+		history = renderedPage(t, browser, base+"/"+runID+"/history")
+		if strings.Contains(history, want[2]) {
+			break
+		}
+	}
+	for _, w := range want {
+		if !strings.Contains(history, w) {
+			t.Errorf("the event history page lacks the activity summary %q", w)
 		}
 	}
 }
