@@ -64,6 +64,8 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 			switch {
 			case strings.HasSuffix(path, "/lock") && method != "get":
 				body = []byte(`{"ID":"openapi-lock","Operation":"OperationTypeApply","Who":"e2e"}`)
+			case strings.HasPrefix(path, "/api/v1/codec/"):
+				body = []byte(`{"payloads":[]}`)
 			case strings.HasPrefix(path, "/api/v1/state/") && method == "post":
 				body = []byte(`{"version":4,"terraform_version":"1.11.4","serial":1,"lineage":"openapi","outputs":{},"resources":[]}`)
 			case method == "post":
