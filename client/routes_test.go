@@ -107,6 +107,9 @@ func TestEveryDocumentedRouteHasAMethod(t *testing.T) {
 		func() error { _, err := c.UnlockState(ctx, "org", "ws", lock); return err },
 		func() error { _, err := c.ListStateVersions(ctx, "org", "ws", 0, 0); return err },
 		func() error { _, err := c.GetStateVersion(ctx, "org", "ws", 1); return err },
+		func() error { _, err := c.Metrics(ctx); return err },
+		func() error { _, err := c.DecodePayloads(ctx, nil); return err },
+		func() error { _, err := c.EncodePayloads(ctx, nil); return err },
 	}
 	for i, call := range calls {
 		if err := call(); err != nil {

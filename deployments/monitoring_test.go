@@ -142,7 +142,10 @@ type devInstance struct {
 func startDevInstance(t *testing.T, dataDir string) *devInstance {
 	t.Helper()
 	cmd := exec.Command(terratask(t), "dev", "--data-dir", dataDir, "--http-address", "127.0.0.1:0",
-		"--temporal-address", "127.0.0.1:0", "--ui-address", "", "--log-level", "warn")
+		"--temporal-address", "127.0.0.1:0", "--ui-address", "", "--log-level", "warn",
+		// Only local: the 1,000 tasks of runner metrics-idle must wait, not
+		// start runners on demand.
+		"--runner", "local")
 	cmd.Env = append(os.Environ(), "TERRATASK_API_KEY=monitoring-test-key", "TF_CLI_CONFIG_FILE=/dev/null")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
