@@ -30,19 +30,34 @@ func chromium(t *testing.T) string {
 // renderedPage loads url in headless Chromium, lets its scripts run (the
 // Web UI fetches the workflow and sends payloads to terratask's codec), and
 // returns the DOM with URL escapes undone (the UI renders markdown summaries
-// in frames whose content is in their URL).
+// in frames whose content is in their URL), or "" when Chromium failed (it
+// is started afresh by the caller's next attempt).
 func renderedPage(t *testing.T, browser, url string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=30000", "--dump-dom", url)
+		"--disable-dev-shm-usage", "--user-data-dir="+t.TempDir(), "--virtual-time-budget=30000", "--dump-dom", url)
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("chromium %s: %v", url, err)
+		t.Logf("chromium %s: %v (retrying)", url, err)
+		return ""
 	}
 	return string(out) + "\n" + urlUnescape(string(out))
+}
+
+// pageWith renders url until it contains want, at most 4 times (the UI
+// loads asynchronously, and a loaded machine may need another look).
+func pageWith(t *testing.T, browser, url, want string) string {
+	t.Helper()
+	var dom string
+	for attempt := 0; attempt < 4; attempt++ {
+		if dom = renderedPage(t, browser, url); strings.Contains(dom, want) {
+			break
+		}
+	}
+	return dom
 }
 
 var percentEscape = regexp.MustCompile(`%[0-9A-Fa-f]{2}`)
@@ -76,14 +91,7 @@ func TestWebUIExplainsTheTask(t *testing.T) {
 		t.Fatalf("task ended %+v", last[len(last)-1])
 	}
 	base := shared.ui + "/namespaces/default/workflows/" + tk.ID
-	var dom string
-	// The UI loads asynchronously; a loaded machine may need a second look.
-	for attempt := 0; attempt < 3; attempt++ {
-		dom = renderedPage(t, browser, base)
-		if strings.Contains(dom, "ui-task-"+m) {
-			break
-		}
-	}
+	dom := pageWith(t, browser, base, "ui-task-"+m)
 	// The workflow's input, decoded by the codec, is on the main page.
 	if !strings.Contains(dom, "ui-task-"+m) {
 		t.Fatalf("the Web UI page of %s does not show the decoded input (task name)", tk.ID)
@@ -92,13 +100,7 @@ func TestWebUIExplainsTheTask(t *testing.T) {
 	if runID == "" {
 		t.Fatalf("no run ID on the page")
 	}
-	meta := ""
-	for attempt := 0; attempt < 3; attempt++ {
-		meta = renderedPage(t, browser, base+"/"+runID+"/user-metadata")
-		if strings.Contains(meta, "ui-task-"+m+" (agent agent-ui)") {
-			break
-		}
-	}
+	meta := pageWith(t, browser, base+"/"+runID+"/user-metadata", "ui-task-"+m+" (agent agent-ui)")
 	for _, want := range []string{"ui-task-" + m + " (agent agent-ui)", "runner: `local`"} {
 		if !strings.Contains(meta, want) {
 			t.Errorf("the user metadata page lacks %q", want)
@@ -107,13 +109,7 @@ func TestWebUIExplainsTheTask(t *testing.T) {
 	// The event history names each step's activity by its summary; the
 	// apply's carries the plan's counts (the fixture adds 3 resources).
 	want := []string{"terraform init", "terraform plan", "terraform apply: 3 to add, 0 to change, 0 to destroy", "claim a host of runner local"}
-	history := ""
-	for attempt := 0; attempt < 3; attempt++ {
-		history = renderedPage(t, browser, base+"/"+runID+"/history")
-		if strings.Contains(history, want[2]) {
-			break
-		}
-	}
+	history := pageWith(t, browser, base+"/"+runID+"/history", want[2])
 	for _, w := range want {
 		if !strings.Contains(history, w) {
 			t.Errorf("the event history page lacks the activity summary %q", w)
