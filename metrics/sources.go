@@ -249,7 +249,7 @@ func (c *sourceCollector) runnerHosts(ctx context.Context, runners []string) (ma
 	// Forget runners no longer reported, so the cache stays bounded.
 	c.mu.Lock()
 	for r := range c.hosts {
-		if _, ok := out[r]; !ok && !contains(runners, r) {
+		if !contains(runners, r) {
 			delete(c.hosts, r)
 		}
 	}

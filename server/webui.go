@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"go.temporal.io/sdk/client"
 
@@ -27,7 +28,11 @@ const maxSummary = 200
 func describeForUI(opts *client.StartWorkflowOptions, in task.Input) {
 	summary := fmt.Sprintf("%s (agent %s)", oneLine(in.Name), oneLine(in.AgentID))
 	if len(summary) > maxSummary {
-		summary = summary[:maxSummary-3] + "..."
+		cut := maxSummary - 3
+		for cut > 0 && !utf8.RuneStart(summary[cut]) {
+			cut--
+		}
+		summary = summary[:cut] + "..."
 	}
 	opts.StaticSummary = summary
 	var b strings.Builder
