@@ -41,6 +41,8 @@ import (
 // concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
+	// listen is the LISTEN connection of Listen, started by its first call.
+	listen *listener
 }
 
 var (
@@ -75,7 +77,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres store: %w", err)
 	}
-	return &Store{pool: pool}, nil
+	return &Store{pool: pool, listen: newListener()}, nil
 }
 
 // Migrate applies the pending schema migrations to the database of dsn and
@@ -104,6 +106,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes the pool's connections, waiting for those in use to be
 // released.
 func (s *Store) Close() error {
+	s.listen.close()
 	s.pool.Close()
 	return nil
 }

@@ -588,3 +588,13 @@ func BenchmarkStateOps(b *testing.B) {
 func BenchmarkAppendLogs(b *testing.B) {
 	storetest.BenchAppendLogs(b, storeOpener(b))
 }
+
+// TestListenAcrossProcesses: a second Store on the same file (another
+// process, such as a runner sharing a server's store) is told about what the
+// first writes, by its poll.
+func TestListenAcrossProcesses(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "store.db")
+	storetest.RunListenAcross(t, func(t *testing.T) (store.Store, store.Store) {
+		return openPath(t, path), openPath(t, path)
+	})
+}

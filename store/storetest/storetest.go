@@ -95,6 +95,13 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("Isolation", h.testStateIsolation)
 		t.Run("Concurrency", h.testStateConcurrency)
 	})
+	t.Run("Events", func(t *testing.T) {
+		t.Run("RecordTransition", h.testRecordTransition)
+		t.Run("List", h.testEventsList)
+		t.Run("Webhooks", h.testWebhooks)
+		t.Run("Deliveries", h.testDeliveries)
+		t.Run("Listen", h.testListen)
+	})
 	t.Run("RunnerStats", h.testRunnerStats)
 	t.Run("Concurrency", h.testConcurrency)
 	t.Run("Ping", func(t *testing.T) {
