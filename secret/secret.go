@@ -37,6 +37,9 @@ type Box struct {
 	// credKey keys the state credentials: an HMAC of the box key, so a
 	// credential reveals nothing about the key that seals secrets.
 	credKey []byte
+	// signKey keys the per-org secrets that sign notify deliveries (see
+	// SigningSecret), derived the same way.
+	signKey []byte
 }
 
 // NewBox returns a Box for a 32-byte key.
@@ -54,7 +57,9 @@ func NewBox(key []byte) (*Box, error) {
 	}
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte("terratask state credential v1"))
-	return &Box{aead: aead, credKey: mac.Sum(nil)}, nil
+	sign := hmac.New(sha256.New, key)
+	sign.Write([]byte("terratask notify signing v1"))
+	return &Box{aead: aead, credKey: mac.Sum(nil), signKey: sign.Sum(nil)}, nil
 }
 
 // ParseKey decodes a base64 (standard or URL) key.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/terratask/terratask/api"
 	"github.com/terratask/terratask/auth"
+	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
 )
@@ -64,6 +65,15 @@ type Options struct {
 	// Model Context Protocol endpoint for AI agents (package mcp, mounted
 	// by internal/app, so server does not import it).
 	MCP http.Handler
+	// Hub wakes the followers of log and event streams (see package
+	// events); nil: the server feeds one of its own from Store until
+	// CloseStreams.
+	Hub *events.Hub
+	// NotifyAllow lists the hosts a task's notify URL may name (the
+	// server's --notify-allow); empty, every notify is refused.
+	NotifyAllow events.AllowList
+	// Sender sends the ping of a new webhook (default events.NewSender(0)).
+	Sender *events.Sender
 }
 
 // Server is the HTTP API.
@@ -73,6 +83,8 @@ type Server struct {
 	states *stateCache
 	// stateWrites bounds concurrent state document writes.
 	stateWrites chan struct{}
+	// streams tracks the open SSE streams, which CloseStreams ends.
+	streams *streams
 }
 
 // MCPPath is where Options.MCP is served.
@@ -120,6 +132,7 @@ func New(opts Options) *Server {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	s := &Server{opts: opts, router: r, states: newStateCache(opts.StateTTL), stateWrites: make(chan struct{}, maxStateWrites)}
+	s.streams = s.newStreams()
 
 	r.Use(s.requestID, s.accessLog, s.recover)
 	r.NoRoute(func(c *gin.Context) {
@@ -145,6 +158,7 @@ func New(opts Options) *Server {
 	api.PUT("/tasks/:taskId/cancel", s.cancelTask)
 	api.GET("/runners", s.listRunners)
 	api.GET("/runners/:runnerId", s.getRunner)
+	s.eventRoutes(api)
 	s.stateRoutes(r)
 	if opts.MCP != nil {
 		h := gin.WrapH(opts.MCP)

@@ -2,11 +2,15 @@ package store
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"time"
 
 	"github.com/terratask/terratask/task"
 )
+
+// ErrClosed is returned by Listen when the store closes.
+var ErrClosed = errors.New("store closed")
 
 // Event is a stored event (see package events): a task's transition that
 // emits one, or a drift check's finding. Body is the event as delivered
@@ -174,8 +178,8 @@ type EventStore interface {
 	Delivered(ctx context.Context, org, eventID, target string) (bool, error)
 
 	// Listen calls fn for every change written through any store of the
-	// same database, in this process or another, until ctx ends. fn must
-	// not block. A follower subscribes (through package events' hub) before
+	// same database, in this process or another, until ctx ends (nil) or
+	// the store closes (ErrClosed). fn must not block. A follower subscribes (through package events' hub) before
 	// it reads, so a line written between its read and its wait still
 	// wakes it.
 	Listen(ctx context.Context, fn func(Change)) error

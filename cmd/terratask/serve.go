@@ -14,9 +14,12 @@ import (
 
 // The commands that run terratask's processes: dev, server and runner.
 
+// notifyAllowHelp is the help of --notify-allow, a flag of dev and server.
+const notifyAllowHelp = "host a task's notify URL may name (repeatable): a host or IP, host:port (that port only)\nor *.domain (its subdomains); default none: every notify parameter is refused"
+
 func devCommand(stdout, stderr io.Writer) *cobra.Command {
 	var o app.DevOptions
-	var runners listFlag
+	var runners, notifyAllow listFlag
 	var logLevel string
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -33,6 +36,7 @@ runner ID a task names, on demand; with --runner, it serves exactly those IDs.`,
 				return err
 			}
 			o.Runners = runners.vals
+			o.NotifyAllow = notifyAllow.vals
 			// Runner IDs on demand unless --runner was set (by flag,
 			// environment or file): tests of offline runners rely on that.
 			o.OnDemandRunners = !runners.set
@@ -69,12 +73,14 @@ runner ID a task names, on demand; with --runner, it serves exactly those IDs.`,
 	fs.IntVar(&o.StateVersions, "state-versions", 0, "Terraform state versions kept per workspace; older ones are pruned (0: keep all)")
 	fs.DurationVar(&o.StopTimeout, "stop-timeout", 0, "grace for running steps at shutdown (default 5s)")
 	fs.StringVar(&o.KeysFile, "api-keys-file", "", "optional API keys file (YAML or JSON, hashes only) whose keys are added next to the admin key; reloaded on SIGHUP")
+	fs.Var(&notifyAllow, "notify-allow", notifyAllowHelp)
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return configured(cmd)
 }
 
 func serverCommand(stdout, stderr io.Writer) *cobra.Command {
 	var o app.ServerOptions
+	var notifyAllow listFlag
 	var secretFile, logLevel string
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -91,6 +97,7 @@ Any number of replicas may run behind a load balancer; they keep no state of the
 				return err
 			}
 			o.Temporal.APIKey = os.Getenv("TERRATASK_TEMPORAL_API_KEY")
+			o.NotifyAllow = notifyAllow.vals
 			log, err := newLogger(logLevel, stderr)
 			if err != nil {
 				return err
@@ -115,6 +122,7 @@ Any number of replicas may run behind a load balancer; they keep no state of the
 	fs.DurationVar(&o.RunnerWait, "runner-wait", 0, "how long a task waits for its runner before failing with runner_unavailable (default 24h)")
 	fs.IntVar(&o.StateVersions, "state-versions", 0, "Terraform state versions kept per workspace; older ones are pruned (0: keep all)")
 	fs.BoolVar(&o.SkipRegister, "skip-search-attributes", false, "do not register search attributes (when the key may not)")
+	fs.Var(&notifyAllow, "notify-allow", notifyAllowHelp)
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return configured(cmd)
 }

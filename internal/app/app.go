@@ -25,6 +25,7 @@ import (
 
 	"github.com/terratask/terratask/activities"
 	"github.com/terratask/terratask/auth"
+	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/mcp"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/server"
@@ -189,22 +190,55 @@ func shutdownHTTP(srv *http.Server) error {
 	return srv.Shutdown(ctx)
 }
 
-// newAPI builds the HTTP API. secretKey is the raw key of box; the key of
+// apiOptions are what newAPI needs beyond the parts every process shares.
+type apiOptions struct {
+	runnerWait    time.Duration
+	stateVersions int
+	// notifyAllow is --notify-allow: hosts a task's notify URL may name.
+	notifyAllow events.AllowList
+}
+
+// newAPI builds the HTTP API and the hub that wakes its streams, fed from
+// the store until ctx ends. secretKey is the raw key of box; the key of
 // idempotent task IDs is derived from it.
 //
 // The API serves the MCP endpoint at /mcp too: its tools call this very API
 // in process, with each request's own key.
-func newAPI(c client.Client, st store.Store, keys *auth.Keyring, box *secret.Box, secretKey []byte, logger *zap.Logger, runnerWait time.Duration, stateVersions int) *server.Server {
+func newAPI(ctx context.Context, c client.Client, st store.Store, keys *auth.Keyring, box *secret.Box, secretKey []byte, logger *zap.Logger, o apiOptions) *server.Server {
+	hub := events.NewHub()
+	go hub.Run(ctx, st, logger.Named("events"))
 	var api *server.Server
 	self := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.Handler().ServeHTTP(w, r) })
 	api = server.New(server.Options{
-		Temporal: c, Store: st, Keys: keys, Secrets: box, Logger: logger.Named("http"), RunnerWait: runnerWait,
-		StateVersions: stateVersions,
+		Temporal: c, Store: st, Keys: keys, Secrets: box, Logger: logger.Named("http"), RunnerWait: o.runnerWait,
+		StateVersions: o.stateVersions,
 		IDKey:         server.DeriveIDKey(secretKey),
 		MCP:           mcp.HTTPHandler(self, Version),
+		Hub:           hub,
+		NotifyAllow:   o.notifyAllow,
 	})
 	return api
 }
 
 // Version is the version the MCP endpoint reports (set by the command).
 var Version = "dev"
+
+// serveAPI serves the API on addr; a shutdown of the listener first ends
+// the API's open streams, so it never waits on them.
+func serveAPI(addr string, api *server.Server, logger *zap.Logger) (*http.Server, string, error) {
+	srv, bound, err := serveHTTP(addr, api.Handler(), logger)
+	if err != nil {
+		return nil, "", err
+	}
+	srv.RegisterOnShutdown(api.CloseStreams)
+	return srv, bound, nil
+}
+
+// controlPlane starts the control-plane worker.
+func controlPlane(c client.Client, st store.Store, box *secret.Box, logger *zap.Logger) (sdkworker.Worker, error) {
+	cp := worker.NewControlPlane(c, st, worker.ControlOptions{Secrets: box, Logger: logger.Named("delivery")})
+	if err := cp.Start(); err != nil {
+		return nil, fmt.Errorf("starting control-plane worker: %w", err)
+	}
+	return cp, nil
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/terratask/terratask/activities"
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/devserver"
+	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/modules"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/task"
@@ -39,6 +40,9 @@ type DevOptions struct {
 	// StateVersions is how many Terraform state versions the state backend
 	// keeps per workspace (0: all).
 	StateVersions int
+	// NotifyAllow lists the hosts a task's notify URL may name (host,
+	// host:port or *.domain); empty: none.
+	NotifyAllow []string
 	// APIKey is the admin key (TERRATASK_API_KEY); empty: DATA/api-key, created when missing.
 	APIKey string
 	// KeysFile optionally adds the keys of a keys file (YAML or JSON,
@@ -95,6 +99,10 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	o.defaults()
 	if o.StateVersions < 0 {
 		return errors.New("--state-versions must be 0 (keep all) or more")
+	}
+	allow, err := events.ParseAllowList(o.NotifyAllow)
+	if err != nil {
+		return err
 	}
 	log := o.Logger
 	s := &stack{logger: log}
@@ -157,9 +165,9 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	}
 	s.push("temporal client", func() error { c.Close(); return nil })
 
-	cp := worker.NewControlPlane(c, st)
-	if err := cp.Start(); err != nil {
-		return fmt.Errorf("starting control-plane worker: %w", err)
+	cp, err := controlPlane(c, st, box, log)
+	if err != nil {
+		return err
 	}
 	s.push("control-plane worker", func() error { cp.Stop(); return nil })
 
@@ -176,8 +184,8 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	}
 	// The API starts before the runners and stops after them: their steps
 	// keep state on its HTTP backend until the last one has finished.
-	api := newAPI(c, st, keys, box, key, log, o.RunnerWait, o.StateVersions)
-	srv, httpAddr, err := serveHTTP(o.HTTPAddress, api.Handler(), log)
+	api := newAPI(ctx, c, st, keys, box, key, log, apiOptions{runnerWait: o.RunnerWait, stateVersions: o.StateVersions, notifyAllow: allow})
+	srv, httpAddr, err := serveAPI(o.HTTPAddress, api, log)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/terratask/terratask/activities"
 	"github.com/terratask/terratask/auth"
+	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/internal/temporalutil"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
@@ -85,10 +86,13 @@ type ServerOptions struct {
 	// StateVersions is how many Terraform state versions the state backend
 	// keeps per workspace (0: all).
 	StateVersions int
-	Logger        *zap.Logger
-	Reload        <-chan os.Signal // SIGHUP: reload the keys file
-	Ready         func(httpAddr string)
-	SkipRegister  bool // do not try to register search attributes
+	// NotifyAllow lists the hosts a task's notify URL may name (host,
+	// host:port or *.domain); empty: none.
+	NotifyAllow  []string
+	Logger       *zap.Logger
+	Reload       <-chan os.Signal // SIGHUP: reload the keys file
+	Ready        func(httpAddr string)
+	SkipRegister bool // do not try to register search attributes
 }
 
 // RunServer runs the API and the control-plane worker until ctx ends.
@@ -113,6 +117,10 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	if err != nil {
 		return err
 	}
+	allow, err := events.ParseAllowList(o.NotifyAllow)
+	if err != nil {
+		return err
+	}
 	keyList, err := auth.LoadFile(o.KeysFile)
 	if err != nil {
 		return err
@@ -133,9 +141,9 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 			return fmt.Errorf("registering search attributes: %w", err)
 		}
 	}
-	cp := worker.NewControlPlane(c, st)
-	if err := cp.Start(); err != nil {
-		return fmt.Errorf("starting control-plane worker: %w", err)
+	cp, err := controlPlane(c, st, box, log)
+	if err != nil {
+		return err
 	}
 	s.push("control-plane worker", func() error { cp.Stop(); return nil })
 
@@ -143,8 +151,8 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	if err != nil {
 		return err
 	}
-	api := newAPI(c, st, keys, box, rawKey, log, o.RunnerWait, o.StateVersions)
-	srv, addr, err := serveHTTP(o.HTTPAddress, api.Handler(), log)
+	api := newAPI(ctx, c, st, keys, box, rawKey, log, apiOptions{runnerWait: o.RunnerWait, stateVersions: o.StateVersions, notifyAllow: allow})
+	srv, addr, err := serveAPI(o.HTTPAddress, api, log)
 	if err != nil {
 		return err
 	}

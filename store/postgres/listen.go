@@ -54,9 +54,10 @@ func (s *Store) Listen(ctx context.Context, fn func(store.Change)) error {
 	s.listen.once.Do(func() { go s.runListener() })
 	select {
 	case <-ctx.Done():
+		return nil
 	case <-s.listen.ctx.Done():
+		return store.ErrClosed
 	}
-	return nil
 }
 
 func (s *Store) runListener() {

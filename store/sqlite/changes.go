@@ -57,9 +57,10 @@ func (s *Store) Listen(ctx context.Context, fn func(store.Change)) error {
 	s.feed.once.Do(func() { go s.poll() })
 	select {
 	case <-ctx.Done():
+		return nil
 	case <-s.feed.stop:
+		return store.ErrClosed
 	}
-	return nil
 }
 
 // poll looks for rows beyond the highest log ID and event seq it has seen
