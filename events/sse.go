@@ -80,6 +80,8 @@ type SSEEvent struct {
 type SSEReader struct {
 	sc     *bufio.Scanner
 	lastID string
+	// Comments counts the comment lines (keep-alives) read so far.
+	Comments int
 }
 
 // NewSSEReader reads from r.
@@ -117,6 +119,7 @@ func (r *SSEReader) Next() (SSEEvent, error) {
 			return ev, nil
 		}
 		if strings.HasPrefix(line, ":") {
+			r.Comments++
 			continue
 		}
 		field, value, _ := strings.Cut(line, ":")

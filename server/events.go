@@ -191,7 +191,7 @@ func (s *Server) serveEvents(c *gin.Context, eq eventQuery, follow bool) {
 // the org's events unfiltered and filters them here, so its cursor moves
 // past the events it skips and a wake-up never reads them again.
 func (s *Server) followEvents(ctx context.Context, w *events.SSEWriter, sub *events.Follower, q store.EventQuery) error {
-	keepAlive := time.NewTicker(events.KeepAlive)
+	keepAlive := time.NewTicker(s.streams.keepAlive)
 	defer keepAlive.Stop()
 	read := store.EventQuery{Org: q.Org, AfterSeq: q.AfterSeq, Limit: streamPage}
 	for {

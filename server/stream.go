@@ -56,10 +56,13 @@ type streams struct {
 	// end event), so many followers of one task ask Temporal once.
 	closedMu sync.Mutex
 	closed   map[string]bool
+	// keepAlive is events.KeepAlive (tests shorten it).
+	keepAlive time.Duration
 }
 
 func (s *Server) newStreams() *streams {
-	st := &streams{hub: s.opts.Hub, closing: make(chan struct{}), closed: map[string]bool{}, stopHub: func() {}}
+	st := &streams{hub: s.opts.Hub, closing: make(chan struct{}), closed: map[string]bool{}, stopHub: func() {},
+		keepAlive: events.KeepAlive}
 	if st.hub == nil {
 		st.hub = events.NewHub()
 		if s.opts.Store != nil {
@@ -265,7 +268,7 @@ func (s *Server) followLogs(c *gin.Context, q url.Values) {
 }
 
 func (f *logFollower) run(ctx context.Context, sub *events.Follower) error {
-	keepAlive := time.NewTicker(events.KeepAlive)
+	keepAlive := time.NewTicker(f.s.streams.keepAlive)
 	defer keepAlive.Stop()
 	var recheck <-chan time.Time
 	wait := 200 * time.Millisecond
