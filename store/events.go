@@ -168,8 +168,7 @@ type EventStore interface {
 	// returns ErrNotFound.
 	DeleteWebhook(ctx context.Context, org, id string) error
 
-	// AddDelivery records a delivery attempt; an attempt already recorded
-	// for (EventID, Target, Attempt) is kept as it is.
+	// AddDelivery records a delivery attempt.
 	AddDelivery(ctx context.Context, d Delivery) error
 	// ListDeliveries returns attempts, newest first.
 	ListDeliveries(ctx context.Context, q DeliveryQuery) ([]Delivery, error)

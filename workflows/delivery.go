@@ -40,6 +40,9 @@ func Delivery(ctx workflow.Context, in events.WorkflowInput) error {
 			BackoffCoefficient:     2,
 			MaximumInterval:        events.MaxRetryInterval,
 			NonRetryableErrorTypes: []string{"secret"},
+			// The window (ScheduleToCloseTimeout) is the bound; this only
+			// says "not unlimited" (about 150 attempts fit in 24 hours).
+			MaximumAttempts: 1000,
 		},
 	})
 	for {

@@ -314,7 +314,7 @@ func (s *Store) DeleteWebhook(ctx context.Context, org, id string) error {
 	return nil
 }
 
-// AddDelivery records a delivery attempt once per (EventID, Target, Attempt).
+// AddDelivery records a delivery attempt.
 func (s *Store) AddDelivery(ctx context.Context, d store.Delivery) error {
 	if d.Org == "" || d.EventID == "" || d.Target == "" {
 		return errors.New("postgres store: add delivery: org, event ID and target are required")
@@ -323,8 +323,7 @@ func (s *Store) AddDelivery(ctx context.Context, d store.Delivery) error {
 		return fmt.Errorf("postgres store: add delivery of %s: attempt or status out of range", d.EventID)
 	}
 	if _, err := s.pool.Exec(ctx, `INSERT INTO deliveries (org, event_id, event_type, task_id, target, attempt, status_code,
-		latency_us, error, succeeded, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-		ON CONFLICT (event_id, target, attempt) DO NOTHING`,
+		latency_us, error, succeeded, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		txt(d.Org), txt(d.EventID), txt(string(d.EventType)), txt(d.TaskID), txt(d.Target), int32(d.Attempt), int32(d.StatusCode),
 		d.Latency.Microseconds(), txt(d.Error), d.Succeeded, dbTime(d.At)); err != nil {
 		return fmt.Errorf("postgres store: add delivery of %s: %w", d.EventID, err)

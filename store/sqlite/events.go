@@ -343,7 +343,7 @@ func (s *Store) DeleteWebhook(ctx context.Context, org, id string) error {
 	return nil
 }
 
-// AddDelivery records a delivery attempt once per (EventID, Target, Attempt).
+// AddDelivery records a delivery attempt.
 func (s *Store) AddDelivery(ctx context.Context, d store.Delivery) error {
 	if d.Org == "" || d.EventID == "" || d.Target == "" {
 		return errors.New("sqlite store: add delivery: org, event ID and target are required")
@@ -353,8 +353,7 @@ func (s *Store) AddDelivery(ctx context.Context, d store.Delivery) error {
 		ok = 1
 	}
 	if _, err := s.wst.exec(ctx, `INSERT INTO deliveries (org, event_id, event_type, task_id, target, attempt, status_code,
-		latency_us, error, succeeded, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (event_id, target, attempt) DO NOTHING`,
+		latency_us, error, succeeded, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		d.Org, d.EventID, string(d.EventType), d.TaskID, d.Target, d.Attempt, d.StatusCode,
 		d.Latency.Microseconds(), d.Error, ok, dbTime(d.At)); err != nil {
 		return fmt.Errorf("sqlite store: add delivery of %s: %w", d.EventID, err)

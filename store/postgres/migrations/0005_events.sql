@@ -40,7 +40,8 @@ CREATE TABLE webhooks (
 CREATE INDEX webhooks_org ON webhooks (org, created_at, id);
 
 -- Delivery attempts: one row per attempt of one event to one target (a
--- webhook's ID, or 'notify' for a task's own callback).
+-- webhook's ID, or 'notify' for a task's own callback). attempt is
+-- Temporal's count within one delivery workflow run.
 CREATE TABLE deliveries (
 	id          bigint GENERATED ALWAYS AS IDENTITY NOT NULL PRIMARY KEY,
 	org         text COLLATE "C" NOT NULL,
@@ -53,8 +54,8 @@ CREATE TABLE deliveries (
 	latency_us  bigint           NOT NULL DEFAULT 0,
 	error       text             NOT NULL DEFAULT '',
 	succeeded   boolean          NOT NULL DEFAULT false,
-	at          timestamptz      NOT NULL,
-	UNIQUE (event_id, target, attempt)
+	at          timestamptz      NOT NULL
 );
 
 CREATE INDEX deliveries_target ON deliveries (org, target, id);
+CREATE INDEX deliveries_event ON deliveries (event_id, target);

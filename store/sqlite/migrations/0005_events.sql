@@ -39,7 +39,8 @@ CREATE TABLE webhooks (
 CREATE INDEX webhooks_org ON webhooks (org, created_at, id);
 
 -- Delivery attempts: one row per attempt of one event to one target (a
--- webhook's ID, or 'notify' for a task's own callback).
+-- webhook's ID, or 'notify' for a task's own callback). attempt is
+-- Temporal's count within one delivery workflow run.
 CREATE TABLE deliveries (
 	id          INTEGER PRIMARY KEY AUTOINCREMENT,
 	org         TEXT    NOT NULL ON CONFLICT FAIL,
@@ -52,8 +53,8 @@ CREATE TABLE deliveries (
 	latency_us  INTEGER NOT NULL ON CONFLICT FAIL DEFAULT 0,
 	error       TEXT    NOT NULL ON CONFLICT FAIL DEFAULT '',
 	succeeded   INTEGER NOT NULL ON CONFLICT FAIL DEFAULT 0,
-	at          INTEGER NOT NULL ON CONFLICT FAIL,
-	UNIQUE (event_id, target, attempt)
+	at          INTEGER NOT NULL ON CONFLICT FAIL
 );
 
 CREATE INDEX deliveries_target ON deliveries (org, target, id);
+CREATE INDEX deliveries_event ON deliveries (event_id, target);
