@@ -290,7 +290,9 @@ func TestSenderSignsAndReportsTheAnswer(t *testing.T) {
 func TestSenderFollowsNoRedirect(t *testing.T) {
 	var hits atomic.Int32
 	target := receiver(t, func(http.ResponseWriter, *http.Request) { hits.Add(1) })
-	u := receiver(t, func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, target, http.StatusTemporaryRedirect) })
+	u := receiver(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target, http.StatusTemporaryRedirect)
+	})
 	out := NewSender(0).Send(context.Background(), Message{URL: u, Secret: []byte("x"), Type: task.EventPing, ID: "p", Body: []byte(`{}`)})
 	if out.Delivered() || out.StatusCode != http.StatusTemporaryRedirect || !strings.Contains(out.Err.Error(), "redirects are not followed") || hits.Load() != 0 {
 		t.Fatalf("outcome %+v, target hit %d times", out, hits.Load())

@@ -3,7 +3,7 @@ package events
 import (
 	"bufio"
 	"bytes"
-		"fmt"
+	"fmt"
 	"io"
 	"strings"
 	"time"

@@ -256,7 +256,9 @@ func TestFollowLogsResumes(t *testing.T) {
 	// 1: stop right after the log event of a transition's line, before its
 	// status event.
 	c := openSSE(t, t.Context(), url, "k-viewer-a")
-	follow(t, c, &got, func(ev events.SSEEvent) bool { return ev.Name == "log" && strings.Contains(string(ev.Data), "transition 3") })
+	follow(t, c, &got, func(ev events.SSEEvent) bool {
+		return ev.Name == "log" && strings.Contains(string(ev.Data), "transition 3")
+	})
 	c.resp.Body.Close()
 	last := c.LastID()
 	if strings.HasSuffix(last, statusSuffix) {
@@ -269,7 +271,9 @@ func TestFollowLogsResumes(t *testing.T) {
 		w.logs(2)
 	}()
 	c = openSSE(t, t.Context(), url, "k-viewer-a", "Last-Event-ID", last)
-	follow(t, c, &got, func(ev events.SSEEvent) bool { return ev.Name == "status" && strings.Contains(string(ev.Data), "planning") })
+	follow(t, c, &got, func(ev events.SSEEvent) bool {
+		return ev.Name == "status" && strings.Contains(string(ev.Data), "planning")
+	})
 	c.resp.Body.Close()
 	last = c.LastID()
 	// 3: resume by the cursor parameter (as a non-browser client may) and
