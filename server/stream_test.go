@@ -36,7 +36,7 @@ func (ts *testServer) httpServer(t *testing.T) string {
 	return srv.URL
 }
 
-func openSSE(t *testing.T, ctx context.Context, url, key string, header ...string) *sseClient {
+func openSSE(t testing.TB, ctx context.Context, url, key string, header ...string) *sseClient {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -59,7 +59,7 @@ func openSSE(t *testing.T, ctx context.Context, url, key string, header ...strin
 }
 
 // next reads the next event, failing the test at the end of the stream.
-func (c *sseClient) next(t *testing.T) events.SSEEvent {
+func (c *sseClient) next(t testing.TB) events.SSEEvent {
 	t.Helper()
 	ev, err := c.Next()
 	if err != nil {

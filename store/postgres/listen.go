@@ -63,10 +63,8 @@ func (s *Store) Listen(ctx context.Context, fn func(store.Change)) error {
 func (s *Store) runListener() {
 	defer close(s.listen.done)
 	ctx := s.listen.ctx
-	first := true
 	for ctx.Err() == nil {
-		err := s.listenOnce(ctx, first)
-		first = false
+		err := s.listenOnce(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -81,7 +79,7 @@ func (s *Store) runListener() {
 
 // listenOnce connects, LISTENs and publishes notifications until the
 // connection fails or ctx ends.
-func (s *Store) listenOnce(ctx context.Context, first bool) error {
+func (s *Store) listenOnce(ctx context.Context) error {
 	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig)
 	if err != nil {
 		return err
@@ -90,9 +88,10 @@ func (s *Store) listenOnce(ctx context.Context, first bool) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+changesChannel); err != nil {
 		return err
 	}
-	if !first {
-		s.listen.feed.Publish(store.Change{All: true})
-	}
+	// Whatever was written before the LISTEN took effect (before the first
+	// connection, or while reconnecting) was not announced: every follower
+	// reads again.
+	s.listen.feed.Publish(store.Change{All: true})
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {

@@ -70,9 +70,8 @@ func (s *Store) poll() {
 	defer close(s.feed.done)
 	t := time.NewTicker(PollInterval)
 	defer t.Stop()
-	// The poll reads only while someone listens; a new listener reads
-	// after it subscribes, so older rows need no telling: the first read
-	// after a pause only sets where the next starts.
+	// The poll reads only while someone listens; the first read after a
+	// pause sets where the next starts.
 	var lastLog, lastEvent int64
 	baselined := false
 	for {
@@ -90,7 +89,10 @@ func (s *Store) poll() {
 			continue
 		}
 		if !baselined {
+			// Other processes' writes before this point were not
+			// announced: every follower reads again.
 			lastLog, lastEvent, baselined = logID, eventSeq, true
+			s.feed.Publish(store.Change{All: true})
 			continue
 		}
 		if logID > lastLog {
