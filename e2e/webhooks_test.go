@@ -15,7 +15,7 @@ import (
 const hookSecret = "e2e-webhook-secret-0123456789"
 
 // createHook creates a webhook for one agent's tasks (so tests sharing the
-// dev process do not see each other's events).
+// dev process do not see each other's events), deleted after the test.
 func createHook(t testing.TB, p *devProc, url, agent string, eventTypes ...string) api.Webhook {
 	t.Helper()
 	body := map[string]any{"url": url, "agent": agent, "secret": hookSecret}
@@ -31,7 +31,9 @@ func createHook(t testing.TB, p *devProc, url, agent string, eventTypes ...strin
 	if err := json.Unmarshal(r.body, &h); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.call(t, http.MethodDelete, "/api/v1/webhooks/"+h.ID, p.key, nil) })
+	if p == shared { // a test's own dev process goes with its data
+		t.Cleanup(func() { p.call(t, http.MethodDelete, "/api/v1/webhooks/"+h.ID, p.key, nil) })
+	}
 	return h
 }
 
