@@ -78,6 +78,9 @@ func ParseAllowList(entries []string) (AllowList, error) {
 		if e == "" {
 			continue
 		}
+		if strings.ContainsAny(e, "/?#@ ") {
+			return AllowList{}, fmt.Errorf("--notify-allow %q: want a host, host:port or *.domain (not a URL)", raw)
+		}
 		var a allowEntry
 		host := e
 		if h, p, err := net.SplitHostPort(e); err == nil {
