@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -254,9 +255,10 @@ func TestDeliveryOutlivesAKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stopped := false
 	defer func() {
-		if err := p2.stop(); err != nil {
-			t.Error(err)
+		if !stopped {
+			_ = p2.stop()
 		}
 	}()
 	waitFor(t, 3*time.Minute, "delivery after the restart", func() bool { return len(rcv.accepted(tk.ID)) == 1 })
@@ -266,5 +268,14 @@ func TestDeliveryOutlivesAKill(t *testing.T) {
 	}
 	if d := rcv.accepted(tk.ID)[0]; d.verified != nil || d.ev.Type != "task.completed" {
 		t.Fatalf("delivered %s: %v", d.raw, d.verified)
+	}
+	// A stop with streams open ends them and exits cleanly.
+	f := p2.follow(t, waitCtx(t, time.Minute), "/api/v1/events?follow=true", "")
+	stopped = true
+	if err := p2.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := f.Next(); err != io.EOF {
+		t.Fatalf("the stream after the stop: %+v %v", ev, err)
 	}
 }

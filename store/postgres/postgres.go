@@ -18,6 +18,15 @@
 // from its single writer). Every statement is prepared once per connection
 // (pgx's statement cache).
 //
+// A task's transition, its log line and its event are written by
+// RecordTransition in one pipelined batch (one implicit transaction, one
+// round trip). Event inserts of an org are serialised by an advisory lock on
+// the org, as log appends are per task, so a stream following an org's
+// events by seq never skips one. Every log append and event insert sends a
+// NOTIFY on channel terratask_changes in its transaction; Listen holds one
+// LISTEN connection per Store and fans notifications out, so followers on
+// any replica learn of new lines within milliseconds of their commit.
+//
 // Timestamps are timestamptz, truncated to the microsecond and read back in
 // UTC. PostgreSQL text cannot hold NUL bytes or invalid UTF-8, which SQLite
 // stores as given: such strings are stored (and looked up) with each NUL

@@ -14,6 +14,10 @@
 // (except for deep offsets: SQLite still walks the index entries an offset
 // skips). Statements are prepared once per connection and cached.
 //
+// Listen tells followers about this Store's own log appends and events at
+// once, and about those of other processes writing the same file (a runner
+// sharing a server's store) by one poll every PollInterval.
+//
 // Timestamps are stored as integer microseconds since the Unix epoch and read
 // back in UTC; finer precision is truncated.
 package sqlite
