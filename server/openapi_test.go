@@ -204,7 +204,7 @@ func TestOpenAPIMatchesTheCode(t *testing.T) {
 		"LogEntry": api.LogEntry{}, "CancelResult": api.Cancel{}, "CreateTaskRequest": api.CreateTask{},
 		"Health": api.Health{}, "Ready": api.Ready{}, "StateVersion": api.StateVersion{}, "StateLock": api.StateLock{},
 		"Runner": api.Runner{},
-		"Event": api.Event{}, "Webhook": api.Webhook{}, "NewWebhook": api.NewWebhook{}, "Delivery": api.Delivery{},
+		"Event":  api.Event{}, "Webhook": api.Webhook{}, "NewWebhook": api.NewWebhook{}, "Delivery": api.Delivery{},
 		"SigningSecret": api.SigningSecret{}, "StatusEvent": api.StatusEvent{}, "EndEvent": api.EndEvent{},
 	} {
 		if got, want := d.properties(t, schema), jsonFields(view); !reflect.DeepEqual(got, want) {
