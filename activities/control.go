@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
+	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
@@ -28,12 +31,18 @@ type Record struct {
 	// Event is the event this transition emits ("" for none): the task was
 	// created, entered a status that has an event, or started a step.
 	Event task.EventType `json:"event,omitempty"`
+	// Notify is the task's own callback, if it has one: its events go there
+	// too.
+	Notify *task.Notify `json:"notify,omitempty"`
 }
 
 // Names of the other control-plane (local) activities.
 const (
 	NameAcquireWorkspace = "terratask.AcquireWorkspace"
 	NameTaskOpen         = "terratask.TaskOpen"
+	// NameEmit stores and delivers an event outside a transition
+	// (EmitInput; returns the event ID). Run it as a local activity.
+	NameEmit = "terratask.Emit"
 )
 
 // Control holds the control-plane activities. They run on the control-plane
@@ -68,22 +77,96 @@ func (c *Control) TaskOpen(ctx context.Context, taskID string) (bool, error) {
 	return d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
 }
 
-// Record writes a transition and its log lines. It is idempotent: replays and
-// retries insert nothing twice and never move a task backwards.
+// Record writes a transition, its log lines and its event in one store
+// transaction, then hands the event to the delivery workflows of its
+// targets. It is idempotent: replays and retries insert nothing twice, never
+// move a task backwards, and signal each delivery workflow with an event it
+// has already queued (and ignores).
 func (c *Control) Record(ctx context.Context, r Record) error {
-	if err := c.Store.CreateTask(ctx, r.Task); err != nil {
-		return fmt.Errorf("indexing task: %w", err)
+	rec := store.TransitionRecord{Task: r.Task, Transition: r.Transition, Logs: r.Logs}
+	if r.Event != "" {
+		ev, err := events.New(events.TransitionID(r.Task.ID, r.seq()), r.Event,
+			events.TaskAt(r.Task, r.Transition), r.Transition.UpdatedAt)
+		if err != nil {
+			return err
+		}
+		rec.Event = &ev
 	}
-	if err := c.Store.ApplyTransition(ctx, r.Transition); err != nil && !errors.Is(err, store.ErrNotFound) {
+	hooks, err := c.Store.RecordTransition(ctx, rec)
+	if err != nil {
 		return fmt.Errorf("recording transition: %w", err)
 	}
-	if len(r.Logs) > 0 {
-		if err := c.Store.AppendLogs(ctx, r.Logs); err != nil {
-			return fmt.Errorf("writing task logs: %w", err)
+	observeRecord(r)
+	if rec.Event == nil {
+		return nil
+	}
+	return c.dispatch(ctx, *rec.Event, hooks, r.Notify)
+}
+
+// seq is the transition's number: the Seq of its line in the workflow's
+// own log stream ("task"), which the workflow counts deterministically.
+func (r Record) seq() int64 {
+	for _, l := range r.Logs {
+		if l.Stream == "task" {
+			return l.Seq
 		}
 	}
-	observeRecord(r)
+	return r.Transition.UpdatedAt.UnixNano()
+}
+
+// dispatch queues an event on the delivery workflow of each of its
+// targets, starting the workflow when it is not running. The workflow
+// ignores an event it has queued before, so a retried dispatch is harmless.
+func (c *Control) dispatch(ctx context.Context, ev store.Event, hooks []store.Webhook, notify *task.Notify) error {
+	if c.Temporal == nil {
+		return nil
+	}
+	for _, t := range events.Targets(ev, hooks, notify) {
+		in := events.WorkflowInput{Org: ev.Org, TaskID: ev.TaskID, Target: t.ID, URL: t.URL}
+		id := events.WorkflowID(ev.TaskID, t.ID)
+		_, err := c.Temporal.SignalWithStartWorkflow(ctx, id, events.SignalEvent,
+			events.Pending{EventID: ev.ID, Type: ev.Type},
+			client.StartWorkflowOptions{ID: id, TaskQueue: task.ControlPlaneTaskQueue}, events.WorkflowType, in)
+		if err != nil {
+			return fmt.Errorf("queueing event %s for delivery: %w", ev.ID, err)
+		}
+	}
 	return nil
+}
+
+// EmitInput asks for an event outside a transition (drift.detected): of a
+// task, once per (task, type, key).
+type EmitInput struct {
+	Org    string         `json:"org"`
+	TaskID string         `json:"task_id"`
+	Type   task.EventType `json:"type"`
+	// Key distinguishes several events of one type of one task ("" for
+	// one).
+	Key string `json:"key,omitempty"`
+	// Notify is the task's own callback, if it has one.
+	Notify *task.Notify `json:"notify,omitempty"`
+}
+
+// Emit stores an event about a task as the store has it now (with its
+// result once it ended) and hands it to its targets, as Record does for a
+// transition's event. It returns the event's ID. It is idempotent.
+func (c *Control) Emit(ctx context.Context, in EmitInput) (string, error) {
+	if !in.Type.Valid() {
+		return "", temporal.NewNonRetryableApplicationError("unknown event type "+string(in.Type), "bad_event", nil)
+	}
+	t, err := c.Store.GetTask(ctx, in.Org, in.TaskID)
+	if err != nil {
+		return "", fmt.Errorf("reading task %s for its %s event: %w", in.TaskID, in.Type, err)
+	}
+	ev, err := events.New(events.EmitID(in.TaskID, in.Type, in.Key), in.Type, t, time.Now())
+	if err != nil {
+		return "", err
+	}
+	hooks, err := c.Store.AppendEvent(ctx, ev)
+	if err != nil {
+		return "", fmt.Errorf("storing event: %w", err)
+	}
+	return ev.ID, c.dispatch(ctx, ev, hooks, in.Notify)
 }
 
 // TaskRow builds the index row of a task from its workflow input.

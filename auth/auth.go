@@ -46,6 +46,9 @@ const (
 	// ActionWriteState writes a workspace's state or takes and releases its
 	// lock, or breaks it.
 	ActionWriteState
+	// ActionManageWebhooks creates, lists and deletes webhooks, reads their
+	// delivery logs and the org's signing secret.
+	ActionManageWebhooks
 )
 
 // Allows reports whether the role permits the action.

@@ -66,7 +66,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	shared, err = startDev(dataDir, "e2e-admin-key", "--api-keys-file", keysFile)
+	shared, err = startDev(dataDir, "e2e-admin-key", "--api-keys-file", keysFile, "--notify-allow", "127.0.0.1")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting shared terratask dev:", err)
 		return 1

@@ -33,6 +33,8 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 	taskID := created.object(t)["id"].(string)
 	values := map[string]string{"taskId": taskID, "agentId": "agent-openapi", "runnerId": "local",
 		"org": "default", "workspace": "openapi-ws", "version": "1"}
+	rcv := newHookServer(t, hookSecret) // a receiver for the webhook routes
+	hookBody := []byte(`{"url":"` + rcv.URL + `","agent":"agent-openapi","secret":"` + hookSecret + `"}`)
 	param := regexp.MustCompile(`\{([A-Za-z]+)\}`)
 	calls := 0
 	// In path and method order, so the state routes run as a story: read
@@ -53,6 +55,10 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 			if method == "parameters" {
 				continue
 			}
+			if strings.Contains(path, "{webhookId}") {
+				// A webhook of its own for each call (one of them deletes it).
+				values["webhookId"] = createHook(t, shared, rcv.URL, "agent-openapi").ID
+			}
 			url := param.ReplaceAllStringFunc(path, func(m string) string {
 				v, ok := values[strings.Trim(m, "{}")]
 				if !ok {
@@ -68,6 +74,8 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 				body = []byte(`{"payloads":[]}`)
 			case strings.HasPrefix(path, "/api/v1/state/") && method == "post":
 				body = []byte(`{"version":4,"terraform_version":"1.11.4","serial":1,"lineage":"openapi","outputs":{},"resources":[]}`)
+			case path == "/api/v1/webhooks" && method == "post":
+				body = hookBody
 			case method == "post":
 				body = parkedBody("openapi create", "agent-openapi")
 			}

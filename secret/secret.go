@@ -40,6 +40,9 @@ type Box struct {
 	// old are keys of earlier rotations, tried when the current one does
 	// not open (see AcceptOld).
 	old []oldKey
+	// signKey keys the per-org secrets that sign notify deliveries (see
+	// SigningSecret), derived the same way.
+	signKey []byte
 }
 
 // NewBox returns a Box for a 32-byte key.
@@ -55,13 +58,19 @@ func NewBox(key []byte) (*Box, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Box{aead: aead, credKey: credentialKey(key)}, nil
+	return &Box{aead: aead, credKey: credentialKey(key), signKey: signingKey(key)}, nil
 }
 
 func credentialKey(key []byte) []byte {
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte("terratask state credential v1"))
 	return mac.Sum(nil)
+}
+
+func signingKey(key []byte) []byte {
+	sign := hmac.New(sha256.New, key)
+	sign.Write([]byte("terratask notify signing v1"))
+	return sign.Sum(nil)
 }
 
 // ParseKey decodes a base64 (standard or URL) key.

@@ -23,6 +23,8 @@ func FuzzParseCreate(f *testing.F) {
 		`{"name":"n","agent_id":"a","runner_id":"r","parameters":{"files":{"main.tf":"x"},"timeout":"1m","parallelism":3}}`,
 		`{"name":"n","agent_id":"a","runner_id":"r","parameters":{"env":{"A":"b"},"sensitive_variables":{"s":"v"}}}`,
 		`{"name":null}`, `[]`, `{`, `""`, `{"name":"\u0000"}`, `{"parameters":{"targets":[1]}}`,
+		`{"name":"n","agent_id":"a","runner_id":"r","parameters":{"notify":{"url":"https://h:8443/cb?x=1","events":["task.completed"]}}}`,
+		`{"name":"n","agent_id":"a","runner_id":"r","parameters":{"notify":{"url":"https://u:p@h/"}}}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -213,14 +213,14 @@ func pageLinks(u *url.URL, page, limit, total int) string {
 	return strings.Join(links, ", ")
 }
 
-var logParams = map[string]bool{"start_time": true, "end_time": true, "level": true, "limit": true, "cursor": true}
+var logParams = map[string]bool{"start_time": true, "end_time": true, "level": true, "limit": true, "cursor": true, "follow": true}
 
 // parseLogQuery validates the query parameters of the logs route.
 func parseLogQuery(q url.Values) (store.LogQuery, error) {
 	lq := store.LogQuery{Limit: defaultLogLimit}
 	for k, vs := range q {
 		if !logParams[k] {
-			return lq, errField(k, "unknown query parameter (allowed: start_time, end_time, level, limit, cursor)")
+			return lq, errField(k, "unknown query parameter (allowed: start_time, end_time, level, limit, cursor, follow)")
 		}
 		if len(vs) > 1 {
 			return lq, errField(k, "may be given once")
@@ -283,6 +283,18 @@ func (s *Server) getLogs(c *gin.Context) {
 	if !ok {
 		return
 	}
+	follow, err := wantsStream(c, q)
+	if err != nil {
+		var fe *fieldError
+		errors.As(err, &fe)
+		badParameter(c, fe.Field, fe.Error())
+		return
+	}
+	if follow {
+		s.followLogs(c, q)
+		return
+	}
+	delete(q, "follow")
 	lq, err := parseLogQuery(q)
 	if err != nil {
 		var fe *fieldError

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/terratask/terratask/auth"
+	"github.com/terratask/terratask/internal/pgtest"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/store/sqlite"
 	"github.com/terratask/terratask/store/storetest"
@@ -38,6 +39,7 @@ var big struct {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	pgtest.Stop() // the PostgreSQL cluster of the replica tests, if one started
 	if big.st != nil {
 		big.st.Close()
 	}

@@ -204,6 +204,8 @@ func TestOpenAPIMatchesTheCode(t *testing.T) {
 		"LogEntry": api.LogEntry{}, "CancelResult": api.Cancel{}, "CreateTaskRequest": api.CreateTask{},
 		"Health": api.Health{}, "Ready": api.Ready{}, "StateVersion": api.StateVersion{}, "StateLock": api.StateLock{},
 		"Runner": api.Runner{},
+		"Event":  api.Event{}, "Webhook": api.Webhook{}, "NewWebhook": api.NewWebhook{}, "Delivery": api.Delivery{},
+		"SigningSecret": api.SigningSecret{}, "StatusEvent": api.StatusEvent{}, "EndEvent": api.EndEvent{},
 	} {
 		if got, want := d.properties(t, schema), jsonFields(view); !reflect.DeepEqual(got, want) {
 			t.Errorf("schema %s has %v, the view %v", schema, got, want)
@@ -251,6 +253,12 @@ func TestOpenAPIMatchesTheCode(t *testing.T) {
 	}
 	if got, want := queryParams("GET /api/v1/tasks/{taskId}/logs"), sortedSet(logParams); !reflect.DeepEqual(got, want) {
 		t.Errorf("logs query parameters %v, want %v", got, want)
+	}
+	if got, want := queryParams("GET /api/v1/events"), sortedSet(eventParams); !reflect.DeepEqual(got, want) {
+		t.Errorf("events query parameters %v, want %v", got, want)
+	}
+	if got, want := queryParams("GET /api/v1/webhooks/{webhookId}/deliveries"), sortedSet(deliveryParams); !reflect.DeepEqual(got, want) {
+		t.Errorf("deliveries query parameters %v, want %v", got, want)
 	}
 	if got := queryParams("PUT /api/v1/tasks/{taskId}/cancel"); !reflect.DeepEqual(got, []string{"force"}) {
 		t.Errorf("cancel query parameters %v", got)

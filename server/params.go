@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/task"
 )
 
@@ -63,7 +64,7 @@ var reservedParams = map[string]bool{
 	"action": true, "module": true, "source": true, "files": true, "variables": true,
 	"sensitive_variables": true, "env": true, "workspace": true, "terraform_version": true,
 	"targets": true, "replace": true, "refresh_only": true, "parallelism": true, "timeout": true,
-	"runner_timeout": true,
+	"runner_timeout": true, "notify": true,
 }
 
 // topLevelFields are the fields of a create body.
@@ -247,6 +248,12 @@ func parseParams(params map[string]json.RawMessage, req *createRequest) error {
 			} else {
 				p.RunnerTimeout = task.Duration(d)
 			}
+		case "notify":
+			n, err := parseNotify(v)
+			if err != nil {
+				return err
+			}
+			p.Notify = n
 		default:
 			if !varNamePattern.MatchString(k) {
 				return errField(field(k), "is neither a known parameter nor a valid Terraform variable name")
@@ -275,6 +282,45 @@ func parseParams(params map[string]json.RawMessage, req *createRequest) error {
 		}
 	}
 	return nil
+}
+
+// parseNotify validates the notify parameter, {"url": ..., "events": [...]}:
+// its URL's form here, its host against the server's allow list at create.
+func parseNotify(v json.RawMessage) (*task.Notify, error) {
+	var raw map[string]json.RawMessage
+	if err := decodeStrict(v, &raw); err != nil || raw == nil {
+		return nil, errField("parameters.notify", "must be an object {\"url\": ..., \"events\": [...]}")
+	}
+	n := &task.Notify{}
+	for _, k := range sortedKeys(raw) {
+		switch k {
+		case "url":
+			if json.Unmarshal(raw[k], &n.URL) != nil {
+				return nil, errField("parameters.notify.url", "must be a string")
+			}
+		case "events":
+			if isNull(raw[k]) {
+				continue
+			}
+			var names []string
+			if json.Unmarshal(raw[k], &names) != nil {
+				return nil, errField("parameters.notify.events", "must be an array of event types")
+			}
+			for _, name := range names {
+				t := task.EventType(name)
+				if !t.Valid() {
+					return nil, errField("parameters.notify.events", "%q is not an event type", name)
+				}
+				n.Events = append(n.Events, t)
+			}
+		default:
+			return nil, errField("parameters.notify."+k, "unknown field (allowed: url, events)")
+		}
+	}
+	if _, err := events.CheckURL(n.URL); err != nil {
+		return nil, errField("parameters.notify.url", "%s", err.Error())
+	}
+	return n, nil
 }
 
 func setVariable(p *task.Params, name string, val any, field string) error {

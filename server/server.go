@@ -21,6 +21,7 @@ import (
 
 	"github.com/terratask/terratask/api"
 	"github.com/terratask/terratask/auth"
+	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/metrics"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
@@ -80,6 +81,15 @@ type Options struct {
 	// CodecLoopbackOrigins are origins whose requests over loopback need no
 	// key for the codec: terratask dev's own Web UI.
 	CodecLoopbackOrigins []string
+	// Hub wakes the followers of log and event streams (see package
+	// events); nil: the server feeds one of its own from Store until
+	// CloseStreams.
+	Hub *events.Hub
+	// NotifyAllow lists the hosts a task's notify URL may name (the
+	// server's --notify-allow); empty, every notify is refused.
+	NotifyAllow events.AllowList
+	// Sender sends the ping of a new webhook (default events.NewSender(0)).
+	Sender *events.Sender
 }
 
 // Server is the HTTP API.
@@ -91,6 +101,8 @@ type Server struct {
 	stateWrites chan struct{}
 	// codecHandler is the SDK's codec handler of opts.Codec.
 	codecHandler http.Handler
+	// streams tracks the open SSE streams, which CloseStreams ends.
+	streams *streams
 }
 
 // MCPPath is where Options.MCP is served.
@@ -142,6 +154,7 @@ func New(opts Options) *Server {
 	r.RedirectFixedPath = false
 	s := &Server{opts: opts, router: r, states: newStateCache(opts.StateTTL), stateWrites: make(chan struct{}, maxStateWrites),
 		codecHandler: newCodecHandler(opts.Codec)}
+	s.streams = s.newStreams()
 
 	r.Use(metrics.GinMiddleware(), s.requestID, s.accessLog, s.recover, s.codecCORS)
 	r.NoRoute(func(c *gin.Context) {
@@ -171,6 +184,7 @@ func New(opts Options) *Server {
 	api.PUT("/tasks/:taskId/cancel", s.cancelTask)
 	api.GET("/runners", s.listRunners)
 	api.GET("/runners/:runnerId", s.getRunner)
+	s.eventRoutes(api)
 	s.stateRoutes(r)
 	if opts.MCP != nil {
 		h := gin.WrapH(opts.MCP)

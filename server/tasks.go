@@ -67,6 +67,10 @@ func (s *Server) createTask(c *gin.Context) {
 		badField(c, "body", "invalid request body")
 		return
 	}
+	if fe := s.checkNotify(req.Params.Notify); fe != nil {
+		badField(c, fe.Field, fe.Error())
+		return
+	}
 	p := principal(c)
 	if !p.CanSeeAgent(req.AgentID) {
 		fail(c, http.StatusForbidden, codeForbidden, "key "+p.Name+" may only create tasks for agent "+p.Agent, map[string]any{detailField: "agent_id"})

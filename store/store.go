@@ -2,7 +2,8 @@
 // written in batches by runners on each heartbeat tick and at step end, the
 // task index that list, filter, sort and paging are served from, and the
 // Terraform state (versions and lock per org and workspace) that the server's
-// HTTP state backend serves (StateStore).
+// HTTP state backend serves (StateStore), and the events, webhooks and
+// webhook delivery log of package events (EventStore).
 //
 // Temporal stays the source of truth; the store is a projection. The SQLite
 // implementation (package store/sqlite) is the embedded default; a PostgreSQL
@@ -169,6 +170,9 @@ type Store interface {
 	StateStore
 	// TaskCounter counts tasks over every org, for metrics.
 	TaskCounter
+	// EventStore keeps events, webhooks and deliveries, and tells
+	// followers of logs and events about new ones.
+	EventStore
 	// Ping checks the store is reachable.
 	Ping(ctx context.Context) error
 	Close() error

@@ -13,21 +13,41 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
+	"go.uber.org/zap"
 
 	"github.com/terratask/terratask/activities"
+	"github.com/terratask/terratask/events"
+	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 	"github.com/terratask/terratask/workflows"
 )
 
-// NewControlPlane returns the worker of the control-plane task queue.
-func NewControlPlane(c client.Client, st store.Store) sdkworker.Worker {
+// ControlOptions configure the control-plane worker.
+type ControlOptions struct {
+	// Secrets opens webhook secrets and derives the signing secret of
+	// notify deliveries.
+	Secrets *secret.Box
+	Logger  *zap.Logger
+	// ObserveDelivery, when set, is called with the outcome of each
+	// delivery attempt (activities.Outcome*) and the event's type: the hook
+	// of a deliveries-by-outcome metric.
+	ObserveDelivery func(outcome, eventType string)
+}
+
+// NewControlPlane returns the worker of the control-plane task queue: the
+// task, workspace and delivery workflows, the Record and other local
+// activities, and the delivery activity.
+func NewControlPlane(c client.Client, st store.Store, o ControlOptions) sdkworker.Worker {
 	w := sdkworker.New(c, task.ControlPlaneTaskQueue, sdkworker.Options{})
 	workflows.Register(w)
 	ctl := &activities.Control{Store: st, Temporal: c}
 	w.RegisterActivityWithOptions(ctl.Record, activity.RegisterOptions{Name: activities.NameRecord})
 	w.RegisterActivityWithOptions(ctl.AcquireWorkspace, activity.RegisterOptions{Name: activities.NameAcquireWorkspace})
 	w.RegisterActivityWithOptions(ctl.TaskOpen, activity.RegisterOptions{Name: activities.NameTaskOpen})
+	w.RegisterActivityWithOptions(ctl.Emit, activity.RegisterOptions{Name: activities.NameEmit})
+	d := &activities.Deliverer{Store: st, Secrets: o.Secrets, Sender: events.NewSender(0), Logger: o.Logger, Observe: o.ObserveDelivery}
+	w.RegisterActivityWithOptions(d.Deliver, activity.RegisterOptions{Name: events.ActivityDeliver})
 	return w
 }
 

@@ -58,7 +58,7 @@ func (r *run) transition(ctx workflow.Context, change func(*task.State), l line)
 		}
 	}
 	r.logSeq++
-	meta := map[string]any{"component": "workflow", "status": string(r.state.Status)}
+	meta := map[string]any{"component": "workflow", "status": string(r.state.Status), "progress": r.state.Progress}
 	if r.state.CurrentStep != "" {
 		meta["step"] = string(r.state.CurrentStep)
 	}
@@ -87,7 +87,8 @@ func (r *run) transition(ctx workflow.Context, change func(*task.State), l line)
 			Message:   l.message,
 			Metadata:  meta,
 		}},
-		Event: event,
+		Event:  event,
+		Notify: r.in.Params.Notify,
 	}
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout:    10 * time.Second,

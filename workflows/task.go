@@ -29,6 +29,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/terratask/terratask/activities"
+	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
@@ -37,6 +38,7 @@ import (
 func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(Task, workflow.RegisterOptions{Name: task.WorkflowType})
 	r.RegisterWorkflowWithOptions(WorkspaceQueue, workflow.RegisterOptions{Name: task.WorkspaceWorkflowType})
+	r.RegisterWorkflowWithOptions(Delivery, workflow.RegisterOptions{Name: events.WorkflowType})
 }
 
 // Tunables of the workflow. They are constants of this workflow version:

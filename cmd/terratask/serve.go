@@ -15,9 +15,12 @@ import (
 
 // The commands that run terratask's processes: dev, server and runner.
 
+// notifyAllowHelp is the help of --notify-allow, a flag of dev and server.
+const notifyAllowHelp = "host a task's notify URL may name (repeatable): a host or IP, host:port (that port only)\nor *.domain (its subdomains); default none: every notify parameter is refused"
+
 func devCommand(stdout, stderr io.Writer) *cobra.Command {
 	var o app.DevOptions
-	var runners listFlag
+	var runners, notifyAllow listFlag
 	var logLevel string
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -34,6 +37,7 @@ runner ID a task names, on demand; with --runner, it serves exactly those IDs.`,
 				return err
 			}
 			o.Runners = runners.vals
+			o.NotifyAllow = notifyAllow.vals
 			// Runner IDs on demand unless --runner was set (by flag,
 			// environment or file): tests of offline runners rely on that.
 			o.OnDemandRunners = !runners.set
@@ -71,6 +75,7 @@ runner ID a task names, on demand; with --runner, it serves exactly those IDs.`,
 	fs.DurationVar(&o.StopTimeout, "stop-timeout", 0, "grace for running steps at shutdown (default 5s)")
 	fs.StringVar(&o.KeysFile, "api-keys-file", "", "optional API keys file (YAML or JSON, hashes only) whose keys are added next to the admin key; reloaded on SIGHUP")
 	opsFlags(fs, &o.MetricsAddress, &o.OldSecretKeysFile)
+	fs.Var(&notifyAllow, "notify-allow", notifyAllowHelp)
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return configured(cmd)
 }
@@ -78,6 +83,7 @@ runner ID a task names, on demand; with --runner, it serves exactly those IDs.`,
 func serverCommand(stdout, stderr io.Writer) *cobra.Command {
 	var o app.ServerOptions
 	var codecOrigins listFlag
+	var notifyAllow listFlag
 	var secretFile, logLevel string
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -95,6 +101,7 @@ Any number of replicas may run behind a load balancer; they keep no state of the
 			}
 			o.CodecOrigins = codecOrigins.vals
 			o.Temporal.APIKey = os.Getenv("TERRATASK_TEMPORAL_API_KEY")
+			o.NotifyAllow = notifyAllow.vals
 			log, err := newLogger(logLevel, stderr)
 			if err != nil {
 				return err
@@ -121,6 +128,7 @@ Any number of replicas may run behind a load balancer; they keep no state of the
 	fs.BoolVar(&o.SkipRegister, "skip-search-attributes", false, "do not register search attributes (when the key may not)")
 	opsFlags(fs, &o.MetricsAddress, &o.OldSecretKeysFile)
 	fs.Var(&codecOrigins, "codec-cors-origin", "browser origin of a Temporal Web UI allowed to call /api/v1/codec (CORS), e.g.\nhttps://temporal-ui.example.com (repeatable)")
+	fs.Var(&notifyAllow, "notify-allow", notifyAllowHelp)
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return configured(cmd)
 }

@@ -94,12 +94,19 @@ func TestFleetScaleOut(t *testing.T) {
 		}
 	}
 	ids := make([]string, 0, numTasks)
+	// Every tenth task is followed live through the other replica.
+	followCtx, stopFollowing := context.WithCancel(context.Background())
+	defer stopFollowing()
+	followers := map[string]*replicaFollower{}
 	for i := range numTasks {
 		tk, err := replicas[i%2].create(body(i, nil))
 		if err != nil {
 			failf("creating task %d through replica %d: %v", i, i%2+1, err)
 		}
 		ids = append(ids, tk.ID)
+		if i%10 == 0 {
+			followers[tk.ID] = followThrough(followCtx, replicas[(i+1)%2], tk.ID)
+		}
 		time.Sleep(150 * time.Millisecond)
 	}
 	t.Logf("%d tasks created after %s", numTasks, time.Since(began).Round(100*time.Millisecond))
@@ -184,6 +191,7 @@ func TestFleetScaleOut(t *testing.T) {
 	// Logs: none lost, none doubled; which hosts ran each task.
 	pickedUp := regexp.MustCompile(`^picked up by runner ` + runnerID + ` on host (\S+)`)
 	var resumed, doneOnVictim []string
+	var followLags []time.Duration
 	for i, id := range ids {
 		logs, err := replicas[i%2].logs(id)
 		if err != nil {
@@ -223,6 +231,13 @@ func TestFleetScaleOut(t *testing.T) {
 		case hosts[victim]:
 			doneOnVictim = append(doneOnVictim, id)
 		}
+		if f := followers[id]; f != nil {
+			lags, err := f.check(logs)
+			if err != nil {
+				failf("%v", err)
+			}
+			followLags = append(followLags, lags...)
+		}
 		tk, err := replicas[(i+1)%2].get(id)
 		if err != nil {
 			failf("get %s: %v", id, err)
@@ -232,6 +247,8 @@ func TestFleetScaleOut(t *testing.T) {
 		}
 	}
 	t.Logf("tasks that moved from the killed host to the survivor: %d; completed on the killed host before the kill: %d", len(resumed), len(doneOnVictim))
+	t.Logf("%d tasks followed through the other replica: every line once, then the end; terraform line -> follower median %s over %d lines",
+		len(followers), medianDuration(followLags), len(followLags))
 	if len(resumed) == 0 {
 		failf("no task was picked up by both hosts: the kill did not interrupt any task")
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/terratask/terratask/activities"
 	"github.com/terratask/terratask/auth"
+	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/mcp"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/server"
@@ -195,25 +196,59 @@ func shutdownHTTP(srv *http.Server) error {
 	return srv.Shutdown(ctx)
 }
 
-// newAPI builds the HTTP API. secretKey is the raw key of box; the key of
-// idempotent task IDs is derived from it. ops adds metrics and the codec.
+// apiOptions are what newAPI needs beyond the parts every process shares.
+type apiOptions struct {
+	runnerWait    time.Duration
+	stateVersions int
+	// notifyAllow is --notify-allow: hosts a task's notify URL may name.
+	notifyAllow events.AllowList
+	// ops adds metrics and the codec.
+	ops apiOps
+}
+
+// newAPI builds the HTTP API and the hub that wakes its streams, fed from
+// the store until ctx ends. secretKey is the raw key of box; the key of
+// idempotent task IDs is derived from it.
 //
 // The API serves the MCP endpoint at /mcp too: its tools call this very API
 // in process, with each request's own key.
-func newAPI(c client.Client, st store.Store, keys *auth.Keyring, box *secret.Box, secretKey []byte, logger *zap.Logger, runnerWait time.Duration, stateVersions int, ops apiOps) *server.Server {
+func newAPI(ctx context.Context, c client.Client, st store.Store, keys *auth.Keyring, box *secret.Box, secretKey []byte, logger *zap.Logger, o apiOptions) *server.Server {
+	hub := events.NewHub()
+	go hub.Run(ctx, st, logger.Named("events"))
 	var api *server.Server
 	self := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.Handler().ServeHTTP(w, r) })
 	api = server.New(server.Options{
-		Temporal: c, Store: st, Keys: keys, Secrets: box, Logger: logger.Named("http"), RunnerWait: runnerWait,
-		StateVersions: stateVersions,
+		Temporal: c, Store: st, Keys: keys, Secrets: box, Logger: logger.Named("http"), RunnerWait: o.runnerWait,
+		StateVersions: o.stateVersions,
 		IDKey:         server.DeriveIDKey(secretKey),
 		MCP:           mcp.HTTPHandler(self, Version),
-		DataConverter: ops.codec.DataConverter(), Codec: ops.codec,
-		CodecOrigins: ops.codecOrigins, CodecLoopbackOrigins: ops.devUIOrigins,
-		Metrics: ops.metrics,
+		DataConverter: o.ops.codec.DataConverter(), Codec: o.ops.codec,
+		CodecOrigins: o.ops.codecOrigins, CodecLoopbackOrigins: o.ops.devUIOrigins,
+		Metrics:     o.ops.metrics,
+		Hub:         hub,
+		NotifyAllow: o.notifyAllow,
 	})
 	return api
 }
 
 // Version is the version the MCP endpoint reports (set by the command).
 var Version = "dev"
+
+// serveAPI serves the API on ln; a shutdown of the server first ends the
+// API's open streams, so it never waits on them.
+func serveAPI(ln net.Listener, api *server.Server, logger *zap.Logger) *http.Server {
+	srv := serveListener(ln, api.Handler(), logger)
+	srv.RegisterOnShutdown(api.CloseStreams)
+	return srv
+}
+
+// controlPlane starts the control-plane worker.
+func controlPlane(c client.Client, st store.Store, box *secret.Box, logger *zap.Logger) (sdkworker.Worker, error) {
+	cp := worker.NewControlPlane(c, countingStore{st}, worker.ControlOptions{
+		Secrets: box, Logger: logger.Named("delivery"), ObserveDelivery: observeDelivery,
+	})
+	if err := cp.Start(); err != nil {
+		return nil, fmt.Errorf("starting control-plane worker: %w", err)
+	}
+	return cp, nil
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/terratask/terratask/activities"
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/devserver"
+	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/metrics"
 	"github.com/terratask/terratask/modules"
 	"github.com/terratask/terratask/secret"
@@ -42,6 +43,9 @@ type DevOptions struct {
 	// StateVersions is how many Terraform state versions the state backend
 	// keeps per workspace (0: all).
 	StateVersions int
+	// NotifyAllow lists the hosts a task's notify URL may name (host,
+	// host:port or *.domain); empty: none.
+	NotifyAllow []string
 	// APIKey is the admin key (TERRATASK_API_KEY); empty: DATA/api-key, created when missing.
 	APIKey string
 	// KeysFile optionally adds the keys of a keys file (YAML or JSON,
@@ -104,6 +108,10 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	o.defaults()
 	if o.StateVersions < 0 {
 		return errors.New("--state-versions must be 0 (keep all) or more")
+	}
+	allow, err := events.ParseAllowList(o.NotifyAllow)
+	if err != nil {
+		return err
 	}
 	log := o.Logger
 	s := &stack{logger: log}
@@ -197,9 +205,9 @@ func RunDev(ctx context.Context, o DevOptions) error {
 		ops.metrics = nil
 	}
 
-	cp := worker.NewControlPlane(c, countingStore{st})
-	if err := cp.Start(); err != nil {
-		return fmt.Errorf("starting control-plane worker: %w", err)
+	cp, err := controlPlane(c, st, box, log)
+	if err != nil {
+		return err
 	}
 	s.push("control-plane worker", func() error { cp.Stop(); return nil })
 
@@ -216,8 +224,8 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	}
 	// The API starts before the runners and stops after them: their steps
 	// keep state on its HTTP backend until the last one has finished.
-	api := newAPI(c, st, keyring, box, key, log, o.RunnerWait, o.StateVersions, ops)
-	srv := serveListener(apiLn, api.Handler(), log)
+	api := newAPI(ctx, c, st, keyring, box, key, log, apiOptions{runnerWait: o.RunnerWait, stateVersions: o.StateVersions, notifyAllow: allow, ops: ops})
+	srv := serveAPI(apiLn, api, log)
 	apiLnServed = true
 	s.push("http", func() error { return shutdownHTTP(srv) })
 

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/terratask/terratask/activities"
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/codec"
+	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/internal/temporalutil"
 	"github.com/terratask/terratask/metrics"
 	"github.com/terratask/terratask/secret"
@@ -96,6 +98,9 @@ type ServerOptions struct {
 	// CodecOrigins are browser origins of Temporal Web UIs allowed to call
 	// the codec routes (CORS).
 	CodecOrigins []string
+	// NotifyAllow lists the hosts a task's notify URL may name (host,
+	// host:port or *.domain); empty: none.
+	NotifyAllow  []string
 	Logger       *zap.Logger
 	Reload       <-chan os.Signal // SIGHUP: reload the keys file
 	Ready        func(httpAddr string)
@@ -132,6 +137,10 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	if err != nil {
 		return err
 	}
+	allow, err := events.ParseAllowList(o.NotifyAllow)
+	if err != nil {
+		return err
+	}
 	keyList, err := auth.LoadFile(o.KeysFile)
 	if err != nil {
 		return err
@@ -152,9 +161,9 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 			return fmt.Errorf("registering search attributes: %w", err)
 		}
 	}
-	cp := worker.NewControlPlane(c, countingStore{st})
-	if err := cp.Start(); err != nil {
-		return fmt.Errorf("starting control-plane worker: %w", err)
+	cp, err := controlPlane(c, st, box, log)
+	if err != nil {
+		return err
 	}
 	s.push("control-plane worker", func() error { cp.Stop(); return nil })
 
@@ -166,11 +175,12 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 		}
 		ops.metrics = nil
 	}
-	api := newAPI(c, st, keyring, box, keys.current, log, o.RunnerWait, o.StateVersions, ops)
-	srv, addr, err := serveHTTP(o.HTTPAddress, api.Handler(), log)
+	api := newAPI(ctx, c, st, keyring, box, keys.current, log, apiOptions{runnerWait: o.RunnerWait, stateVersions: o.StateVersions, notifyAllow: allow, ops: ops})
+	ln, err := net.Listen("tcp", o.HTTPAddress)
 	if err != nil {
-		return err
+		return fmt.Errorf("listening on %s: %w", o.HTTPAddress, err)
 	}
+	srv, addr := serveAPI(ln, api, log), ln.Addr().String()
 	s.push("http", func() error { return shutdownHTTP(srv) })
 	log.Info("terratask server ready", zap.String("http", addr), zap.String("temporal", copts.HostPort))
 	if o.Ready != nil {

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
+	"github.com/terratask/terratask/activities"
 	"github.com/terratask/terratask/codec"
 	"github.com/terratask/terratask/metrics"
 	"github.com/terratask/terratask/secret"
@@ -121,6 +122,21 @@ func (s countingStore) AppendLogs(ctx context.Context, entries []store.LogEntry)
 	if err := s.Store.AppendLogs(ctx, entries); err != nil {
 		return err
 	}
+	countLines(entries)
+	return nil
+}
+
+// RecordTransition counts the workflow's own lines, which arrive with
+// their transition.
+func (s countingStore) RecordTransition(ctx context.Context, r store.TransitionRecord) ([]store.Webhook, error) {
+	hooks, err := s.Store.RecordTransition(ctx, r)
+	if err == nil {
+		countLines(r.Logs)
+	}
+	return hooks, err
+}
+
+func countLines(entries []store.LogEntry) {
 	var byLevel [4]int
 	for _, e := range entries {
 		for i, l := range store.Levels {
@@ -134,7 +150,18 @@ func (s countingStore) AppendLogs(ctx context.Context, entries []store.LogEntry)
 			metrics.LogLinesAppended(string(store.Levels[i]), n)
 		}
 	}
-	return nil
+}
+
+// observeDelivery counts a webhook or notify delivery attempt by outcome.
+func observeDelivery(outcome, _ string) {
+	switch outcome {
+	case activities.OutcomeDelivered:
+		metrics.WebhookDelivery(metrics.OutcomeSuccess)
+	case activities.OutcomeFailed:
+		metrics.WebhookDelivery(metrics.OutcomeError)
+	default:
+		metrics.WebhookDelivery(outcome)
+	}
 }
 
 // serveMetrics serves reg at /metrics on a listener of its own.

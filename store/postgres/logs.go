@@ -54,6 +54,20 @@ func (s *Store) AppendLogs(ctx context.Context, entries []store.LogEntry) error 
 	if len(entries) == 0 {
 		return nil
 	}
+	var b pgx.Batch
+	if err := queueLogs(&b, entries); err != nil {
+		return err
+	}
+	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
+		return fmt.Errorf("postgres store: append logs: %w", err)
+	}
+	return nil
+}
+
+// queueLogs queues the statements that append entries: the append lock of
+// each task, the insert, and the notification of the tasks' followers
+// (sent by PostgreSQL when the transaction commits).
+func queueLogs(b *pgx.Batch, entries []store.LogEntry) error {
 	n := len(entries)
 	var (
 		taskIDs, streams, levels, messages = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -72,12 +86,10 @@ func (s *Store) AppendLogs(ctx context.Context, entries []store.LogEntry) error 
 		taskIDs[i], streams[i], seqs[i], stamps[i] = txt(e.TaskID), txt(e.Stream), e.Seq, dbTime(e.Timestamp)
 		levels[i], messages[i], metas[i] = txt(string(e.Level)), txt(e.Message), textOf(meta)
 	}
-	var b pgx.Batch
-	b.Queue(lockTasksSQL, sqlkit.Dedupe(taskIDs), logLockClass)
+	tasks := sqlkit.Dedupe(taskIDs)
+	b.Queue(lockTasksSQL, tasks, logLockClass)
 	b.Queue(insertLogsSQL, taskIDs, streams, seqs, stamps, levels, messages, metas)
-	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
-		return fmt.Errorf("postgres store: append logs: %w", err)
-	}
+	b.Queue(notifyTasksSQL, changesChannel, tasks)
 	return nil
 }
 

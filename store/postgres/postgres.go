@@ -18,6 +18,15 @@
 // from its single writer). Every statement is prepared once per connection
 // (pgx's statement cache).
 //
+// A task's transition, its log line and its event are written by
+// RecordTransition in one pipelined batch (one implicit transaction, one
+// round trip). Event inserts of an org are serialised by an advisory lock on
+// the org, as log appends are per task, so a stream following an org's
+// events by seq never skips one. Every log append and event insert sends a
+// NOTIFY on channel terratask_changes in its transaction; Listen holds one
+// LISTEN connection per Store and fans notifications out, so followers on
+// any replica learn of new lines within milliseconds of their commit.
+//
 // Timestamps are timestamptz, truncated to the microsecond and read back in
 // UTC. PostgreSQL text cannot hold NUL bytes or invalid UTF-8, which SQLite
 // stores as given: such strings are stored (and looked up) with each NUL
@@ -41,6 +50,8 @@ import (
 // concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
+	// listen is the LISTEN connection of Listen, started by its first call.
+	listen *listener
 }
 
 var (
@@ -75,7 +86,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres store: %w", err)
 	}
-	return &Store{pool: pool}, nil
+	return &Store{pool: pool, listen: newListener()}, nil
 }
 
 // Migrate applies the pending schema migrations to the database of dsn and
@@ -104,6 +115,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes the pool's connections, waiting for those in use to be
 // released.
 func (s *Store) Close() error {
+	s.listen.close()
 	s.pool.Close()
 	return nil
 }

@@ -695,3 +695,12 @@ func TestListShapes(t *testing.T) {
 		}
 	}
 }
+
+// TestListenAcrossProcesses: a second Store on the same database (another
+// replica) is told about what the first writes, by LISTEN/NOTIFY.
+func TestListenAcrossProcesses(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	storetest.RunListenAcross(t, func(t *testing.T) (store.Store, store.Store) {
+		return openDSN(t, dsn), openDSN(t, dsn)
+	})
+}

@@ -30,44 +30,69 @@ func (m multiInsert) sql(n int) string {
 // insertBatch inserts the rows of args (m.width values per row) in order, in
 // one write transaction.
 func (s *Store) insertBatch(ctx context.Context, m multiInsert, args []any) error {
-	rows := len(args) / m.width
-	if rows == 0 {
-		return nil
+	b, err := s.prepareBatch(ctx, m, args)
+	if err != nil {
+		return err
 	}
-	// Fetch every statement before the transaction takes the single write
-	// connection (see stmtCache).
-	type chunk struct {
-		stmt        *sql.Stmt
-		size, count int // count consecutive statements of size rows
-	}
-	var chunks []chunk
-	rest := rows
+	defer b.release()
+	return s.inTx(ctx, func(tx *sql.Tx) error { return b.exec(ctx, tx) })
+}
+
+// batch is a multiInsert's statements for one set of rows, prepared before
+// the write transaction that runs them.
+type batch struct {
+	args     []any
+	width    int
+	chunks   []chunk
+	releases []func()
+}
+
+type chunk struct {
+	stmt        *sql.Stmt
+	size, count int // count consecutive statements of size rows
+}
+
+// prepareBatch fetches the statements of m for args. It must be called
+// before the transaction takes the single write connection (see stmtCache).
+func (s *Store) prepareBatch(ctx context.Context, m multiInsert, args []any) (*batch, error) {
+	b := &batch{args: args, width: m.width}
+	rest := len(args) / m.width
 	for _, size := range m.sizes {
 		if rest < size {
 			continue
 		}
 		st, release, err := s.wst.get(ctx, m.sql(size))
 		if err != nil {
-			return err
+			b.release()
+			return nil, err
 		}
-		defer release()
-		chunks = append(chunks, chunk{st, size, rest / size})
+		b.releases = append(b.releases, release)
+		b.chunks = append(b.chunks, chunk{st, size, rest / size})
 		rest %= size
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
-		off := 0
-		for _, c := range chunks {
-			stmt := tx.StmtContext(ctx, c.stmt)
-			for range c.count {
-				end := off + c.size*m.width
-				if _, err := stmt.ExecContext(ctx, args[off:end]...); err != nil {
-					stmt.Close()
-					return err
-				}
-				off = end
+	return b, nil
+}
+
+func (b *batch) release() {
+	for _, r := range b.releases {
+		r()
+	}
+}
+
+// exec runs the batch in tx.
+func (b *batch) exec(ctx context.Context, tx *sql.Tx) error {
+	off := 0
+	for _, c := range b.chunks {
+		stmt := tx.StmtContext(ctx, c.stmt)
+		for range c.count {
+			end := off + c.size*b.width
+			if _, err := stmt.ExecContext(ctx, b.args[off:end]...); err != nil {
+				stmt.Close()
+				return err
 			}
-			stmt.Close()
+			off = end
 		}
-		return nil
-	})
+		stmt.Close()
+	}
+	return nil
 }

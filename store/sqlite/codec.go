@@ -21,6 +21,9 @@ func dbTimePtr(t *time.Time) any {
 // goTime converts a stored timestamp back, in UTC.
 func goTime(us int64) time.Time { return time.UnixMicro(us).UTC() }
 
+// microseconds is a stored duration.
+func microseconds(us int64) time.Duration { return time.Duration(us) * time.Microsecond }
+
 // goTimePtr converts a nullable stored timestamp back.
 func goTimePtr(v sql.NullInt64) *time.Time {
 	if !v.Valid {

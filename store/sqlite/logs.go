@@ -27,21 +27,31 @@ var insertLogs = multiInsert{
 // repeats an earlier entry of the slice, is dropped. An empty slice is a
 // no-op. Every entry needs a TaskID.
 func (s *Store) AppendLogs(ctx context.Context, entries []store.LogEntry) error {
-	args := make([]any, 0, insertLogs.width*len(entries))
-	for i, e := range entries {
-		if e.TaskID == "" {
-			return fmt.Errorf("sqlite store: append logs: entry %d: task ID is required", i)
-		}
-		meta, err := metadataJSON(e.Metadata)
-		if err != nil {
-			return fmt.Errorf("sqlite store: append logs: task %s stream %s seq %d: %w", e.TaskID, e.Stream, e.Seq, err)
-		}
-		args = append(args, e.TaskID, e.Stream, e.Seq, dbTime(e.Timestamp), string(e.Level), e.Message, meta)
+	args, err := logsArgs(entries)
+	if err != nil {
+		return err
 	}
 	if err := s.insertBatch(ctx, insertLogs, args); err != nil {
 		return fmt.Errorf("sqlite store: append logs: %w", err)
 	}
+	s.feed.publishLogs(entries)
 	return nil
+}
+
+// logsArgs validates entries and returns insertLogs' arguments.
+func logsArgs(entries []store.LogEntry) ([]any, error) {
+	args := make([]any, 0, insertLogs.width*len(entries))
+	for i, e := range entries {
+		if e.TaskID == "" {
+			return nil, fmt.Errorf("sqlite store: append logs: entry %d: task ID is required", i)
+		}
+		meta, err := metadataJSON(e.Metadata)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite store: append logs: task %s stream %s seq %d: %w", e.TaskID, e.Stream, e.Seq, err)
+		}
+		args = append(args, e.TaskID, e.Stream, e.Seq, dbTime(e.Timestamp), string(e.Level), e.Message, meta)
+	}
+	return args, nil
 }
 
 // listLogsSQL validates q and returns its statement and arguments.

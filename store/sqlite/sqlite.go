@@ -14,6 +14,10 @@
 // (except for deep offsets: SQLite still walks the index entries an offset
 // skips). Statements are prepared once per connection and cached.
 //
+// Listen tells followers about this Store's own log appends and events at
+// once, and about those of other processes writing the same file (a runner
+// sharing a server's store) by one poll every PollInterval.
+//
 // Timestamps are stored as integer microseconds since the Unix epoch and read
 // back in UTC; finer precision is truncated.
 package sqlite
@@ -44,6 +48,8 @@ type Store struct {
 	r   *sql.DB // reads: query-only connections
 	wst *stmtCache
 	rst *stmtCache
+	// feed tells Listen callers about new log lines and events.
+	feed *changeFeed
 }
 
 var _ store.Store = (*Store)(nil)
@@ -93,7 +99,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlite store: open %s: %w", abs, err)
 	}
-	return &Store{w: w, r: r, wst: newStmtCache(w), rst: newStmtCache(r)}, nil
+	return &Store{w: w, r: r, wst: newStmtCache(w), rst: newStmtCache(r), feed: newChangeFeed()}, nil
 }
 
 // dsn is the driver's data source name for the file at abs. The _pragma
@@ -139,6 +145,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // run it): without statistics SQLite's planner picks the (filter, sort)
 // indexes the schema was designed for, which TestQueryPlans pins.
 func (s *Store) Close() error {
+	s.feed.close()
 	errs := []error{s.rst.close(), s.wst.close()}
 	return errors.Join(append(errs, s.r.Close(), s.w.Close())...)
 }

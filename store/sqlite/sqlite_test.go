@@ -592,3 +592,13 @@ func BenchmarkAppendLogs(b *testing.B) {
 func BenchmarkTaskCounts100k(b *testing.B) {
 	storetest.BenchTaskCounts(b, storeOpener(b), 100_000)
 }
+
+// TestListenAcrossProcesses: a second Store on the same file (another
+// process, such as a runner sharing a server's store) is told about what the
+// first writes, by its poll.
+func TestListenAcrossProcesses(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "store.db")
+	storetest.RunListenAcross(t, func(t *testing.T) (store.Store, store.Store) {
+		return openPath(t, path), openPath(t, path)
+	})
+}

@@ -34,7 +34,13 @@
 //     bytes); an empty lock ID is an error for LockState;
 //   - AppendLogs: an entry repeated inside one slice is stored once (the
 //     first); ListLogs: Limit <= 0 is an error; an unknown level matches
-//     nothing.
+//     nothing;
+//   - events: RecordTransition writes all of a record or nothing; an event
+//     is stored once per ID and its Seq increases in insertion order within
+//     an org; webhooks come back in creation order with their sealed secret
+//     byte for byte; deleting a webhook deletes its delivery log; Listen
+//     reports appends, records and events written through another Store of
+//     the same database (RunListenAcross).
 package storetest
 
 import (
@@ -94,6 +100,13 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("Locks", h.testStateLocks)
 		t.Run("Isolation", h.testStateIsolation)
 		t.Run("Concurrency", h.testStateConcurrency)
+	})
+	t.Run("Events", func(t *testing.T) {
+		t.Run("RecordTransition", h.testRecordTransition)
+		t.Run("List", h.testEventsList)
+		t.Run("Webhooks", h.testWebhooks)
+		t.Run("Deliveries", h.testDeliveries)
+		t.Run("Listen", h.testListen)
 	})
 	t.Run("RunnerStats", h.testRunnerStats)
 	t.Run("TaskCounts", h.testTaskCounts)
