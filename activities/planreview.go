@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	tfjson "github.com/hashicorp/terraform-json"
 	"github.com/hashicorp/terraform-exec/tfexec"
+	tfjson "github.com/hashicorp/terraform-json"
 
 	"github.com/terratask/terratask/api"
 	"github.com/terratask/terratask/secret"

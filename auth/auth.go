@@ -27,7 +27,7 @@ type Role string
 // Roles, each allowed everything the one before it is.
 const (
 	RoleViewer   Role = "viewer"   // read
-	RoleOperator Role = "operator" // read, create, cancel
+	RoleOperator Role = "operator" // read, create, cancel, approve or reject plans
 	RoleAdmin    Role = "admin"    // everything, including force-cancel and state
 )
 
@@ -46,6 +46,9 @@ const (
 	// ActionWriteState writes a workspace's state or takes and releases its
 	// lock, or breaks it.
 	ActionWriteState
+	// ActionDecide approves or rejects a task's plan (never with a key
+	// bound to an agent; see the approval routes for four eyes).
+	ActionDecide
 )
 
 // Allows reports whether the role permits the action.
@@ -54,7 +57,7 @@ func (r Role) Allows(a Action) bool {
 	case RoleAdmin:
 		return true
 	case RoleOperator:
-		return a == ActionRead || a == ActionCreate || a == ActionCancel
+		return a == ActionRead || a == ActionCreate || a == ActionCancel || a == ActionDecide
 	case RoleViewer:
 		return a == ActionRead
 	}

@@ -77,7 +77,7 @@ func (s *Server) createTask(c *gin.Context) {
 	in := task.Input{
 		ID: newTaskID(), Name: req.Name, Description: req.Description, AgentID: req.AgentID,
 		RunnerID: req.RunnerID, Org: p.Org, Metadata: req.Metadata, CreatedAt: now, CreatedBy: p.Name,
-		Params: req.Params, RunnerWait: task.Duration(s.opts.RunnerWait),
+		Params: req.Params, RunnerWait: task.Duration(s.opts.RunnerWait), ApprovalWait: task.Duration(s.opts.ApprovalWait),
 	}
 	opts := client.StartWorkflowOptions{
 		TaskQueue:                task.ControlPlaneTaskQueue,
@@ -221,9 +221,11 @@ func (s *Server) getStatus(c *gin.Context) {
 		"steps_completed": t.StepsCompleted,
 		"total_steps":     t.TotalSteps,
 	}
+	plan, approval := t.Plan, t.Approval
 	if !t.Status.Terminal() {
 		if st, ok := s.liveState(c.Request.Context(), t.ID); ok {
 			overlay(&t, st)
+			plan, approval = st.Plan, st.Approval
 			meta["current_step"] = string(st.CurrentStep)
 			meta["steps_completed"] = st.StepsCompleted
 			meta["total_steps"] = st.TotalSteps
@@ -241,6 +243,7 @@ func (s *Server) getStatus(c *gin.Context) {
 	if t.Status.Terminal() {
 		meta["current_step"] = ""
 	}
+	approvalMeta(meta, plan, approval, t.Status)
 	c.JSON(http.StatusOK, api.Status{
 		ID: t.ID, Status: t.Status, Progress: t.Progress, StartedAt: tsPtr(t.StartedAt),
 		UpdatedAt: ts(t.UpdatedAt), Metadata: meta,

@@ -194,11 +194,12 @@ func shutdownHTTP(srv *http.Server) error {
 //
 // The API serves the MCP endpoint at /mcp too: its tools call this very API
 // in process, with each request's own key.
-func newAPI(c client.Client, st store.Store, keys *auth.Keyring, box *secret.Box, secretKey []byte, logger *zap.Logger, runnerWait time.Duration, stateVersions int) *server.Server {
+func newAPI(c client.Client, st store.Store, keys *auth.Keyring, box *secret.Box, secretKey []byte, logger *zap.Logger, runnerWait, approvalWait time.Duration, stateVersions int) *server.Server {
 	var api *server.Server
 	self := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.Handler().ServeHTTP(w, r) })
 	api = server.New(server.Options{
 		Temporal: c, Store: st, Keys: keys, Secrets: box, Logger: logger.Named("http"), RunnerWait: runnerWait,
+		ApprovalWait:  approvalWait,
 		StateVersions: stateVersions,
 		IDKey:         server.DeriveIDKey(secretKey),
 		MCP:           mcp.HTTPHandler(self, Version),
@@ -208,3 +209,11 @@ func newAPI(c client.Client, st store.Store, keys *auth.Keyring, box *secret.Box
 
 // Version is the version the MCP endpoint reports (set by the command).
 var Version = "dev"
+
+// checkApprovalWait validates --approval-timeout (0: the default, 24h).
+func checkApprovalWait(d time.Duration) error {
+	if d < 0 || (d > 0 && d < time.Second) || d > 720*time.Hour {
+		return fmt.Errorf("--approval-timeout must be from 1s to 720h (or 0 for the default, 24h), got %s", d)
+	}
+	return nil
+}

@@ -36,6 +36,9 @@ type DevOptions struct {
 	OnDemandRunners bool
 	ModulesDir      string // runner module catalog; default DATA/modules
 	RunnerWait      time.Duration
+	// ApprovalWait is how long a task waits for a decision on its plan
+	// when its approval_timeout says nothing (default 24h).
+	ApprovalWait time.Duration
 	// StateVersions is how many Terraform state versions the state backend
 	// keeps per workspace (0: all).
 	StateVersions int
@@ -95,6 +98,9 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	o.defaults()
 	if o.StateVersions < 0 {
 		return errors.New("--state-versions must be 0 (keep all) or more")
+	}
+	if err := checkApprovalWait(o.ApprovalWait); err != nil {
+		return err
 	}
 	log := o.Logger
 	s := &stack{logger: log}
@@ -176,7 +182,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	}
 	// The API starts before the runners and stops after them: their steps
 	// keep state on its HTTP backend until the last one has finished.
-	api := newAPI(c, st, keys, box, key, log, o.RunnerWait, o.StateVersions)
+	api := newAPI(c, st, keys, box, key, log, o.RunnerWait, o.ApprovalWait, o.StateVersions)
 	srv, httpAddr, err := serveHTTP(o.HTTPAddress, api.Handler(), log)
 	if err != nil {
 		return err
@@ -192,7 +198,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 		r := &activities.Runner{
 			RunnerID: id, HostID: host, DataDir: runnerDir, ModulesDir: modulesDir,
 			DefaultModule: demoDir, SourceRoots: []string{modulesDir, demoDir},
-			Logs: st, Secrets: box, StateURL: loopbackURL(httpAddr),
+			Logs: st, Plans: st, Secrets: box, StateURL: loopbackURL(httpAddr),
 			Logger: log.Named("runner").With(zap.String("runner", id)),
 		}
 		return startRunner(c, r, o.StopTimeout)

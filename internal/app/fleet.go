@@ -82,6 +82,9 @@ type ServerOptions struct {
 	KeysFile    string // required
 	SecretKey   string // base64 32-byte key shared with the runners
 	RunnerWait  time.Duration
+	// ApprovalWait is how long a task waits for a decision on its plan
+	// when its approval_timeout says nothing (default 24h).
+	ApprovalWait time.Duration
 	// StateVersions is how many Terraform state versions the state backend
 	// keeps per workspace (0: all).
 	StateVersions int
@@ -105,6 +108,9 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	}
 	if o.StateVersions < 0 {
 		return errors.New("--state-versions must be 0 (keep all) or more")
+	}
+	if err := checkApprovalWait(o.ApprovalWait); err != nil {
+		return err
 	}
 	if o.HTTPAddress == "" {
 		o.HTTPAddress = "127.0.0.1:8080"
@@ -143,7 +149,7 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	if err != nil {
 		return err
 	}
-	api := newAPI(c, st, keys, box, rawKey, log, o.RunnerWait, o.StateVersions)
+	api := newAPI(c, st, keys, box, rawKey, log, o.RunnerWait, o.ApprovalWait, o.StateVersions)
 	srv, addr, err := serveHTTP(o.HTTPAddress, api.Handler(), log)
 	if err != nil {
 		return err
@@ -234,7 +240,7 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	}
 	r := &activities.Runner{
 		RunnerID: o.ID, HostID: host, DataDir: dataDir, ModulesDir: o.ModulesDir,
-		DefaultModule: o.DefaultModule, SourceRoots: roots, Logs: st, Secrets: box, StateDir: o.StateDir, StateURL: o.StateURL,
+		DefaultModule: o.DefaultModule, SourceRoots: roots, Logs: st, Plans: st, Secrets: box, StateDir: o.StateDir, StateURL: o.StateURL,
 		Logger: log.Named("runner").With(zap.String("runner", o.ID)),
 	}
 	ws, err := startRunner(c, r, o.Grace)
