@@ -34,6 +34,8 @@ fuzz:
 	$(GO) test ./server -run '^$$' -fuzz FuzzParseLogQuery -fuzztime $(FUZZ_TIME)
 	$(GO) test ./server -run '^$$' -fuzz FuzzIdempotencyKey -fuzztime $(FUZZ_TIME)
 	$(GO) test ./server -run '^$$' -fuzz FuzzStateRoutes -fuzztime $(FUZZ_TIME)
+	$(GO) test ./server -run '^$$' -fuzz FuzzParseDecision -fuzztime $(FUZZ_TIME)
+	$(GO) test ./server -run '^$$' -fuzz FuzzParsePlanFormat -fuzztime $(FUZZ_TIME)
 
 # terratask against bare Terraform and bare Temporal (bench/README.md): one
 # table, results added to bench/RESULTS.md and bench/results.json.
