@@ -158,10 +158,13 @@ func (s *Server) loadTask(c *gin.Context) (store.Task, bool) {
 	return t, true
 }
 
-// liveState queries the running workflow; ok is false when the workflow is
-// closed or nobody answers in time, and the store's row stands.
-func (s *Server) liveState(ctx context.Context, id string) (task.State, bool) {
-	if st, ok := s.states.get(id); ok {
+// liveState queries the running workflow (or reuses a recent answer no
+// older than stored, the store row's update time); ok is false when the
+// workflow is closed or nobody answers in time, and the store's row stands.
+func (s *Server) liveState(ctx context.Context, id string, stored time.Time) (task.State, bool) {
+	// A cached answer older than the store's row (a transition recorded
+	// since) is not reused.
+	if st, ok := s.states.get(id); ok && !st.UpdatedAt.Before(stored) {
 		return st, true
 	}
 	return s.queryState(ctx, id)
@@ -197,7 +200,7 @@ func (s *Server) fresh(c *gin.Context, t store.Task) store.Task {
 	if t.Status.Terminal() {
 		return t
 	}
-	if st, ok := s.liveState(c.Request.Context(), t.ID); ok {
+	if st, ok := s.liveState(c.Request.Context(), t.ID, t.UpdatedAt); ok {
 		overlay(&t, st)
 	}
 	return t
@@ -223,7 +226,7 @@ func (s *Server) getStatus(c *gin.Context) {
 	}
 	plan, approval := t.Plan, t.Approval
 	if !t.Status.Terminal() {
-		if st, ok := s.liveState(c.Request.Context(), t.ID); ok {
+		if st, ok := s.liveState(c.Request.Context(), t.ID, t.UpdatedAt); ok {
 			overlay(&t, st)
 			plan, approval = st.Plan, st.Approval
 			meta["current_step"] = string(st.CurrentStep)

@@ -454,7 +454,7 @@ func waitTerminal(t testing.TB, c *apiClient, id string, timeout time.Duration, 
 		if err != nil {
 			failf("status of %s: %v", id, err)
 		}
-		if st.Status == "completed" || st.Status == "failed" || st.Status == "cancelled" {
+		if st.Status == "completed" || st.Status == "failed" || st.Status == "cancelled" || st.Status == "rejected" {
 			return st
 		}
 		if time.Now().After(deadline) {
