@@ -205,7 +205,7 @@ func TestOpenAPIMatchesTheCode(t *testing.T) {
 		"LogEntry": api.LogEntry{}, "CancelResult": api.Cancel{}, "CreateTaskRequest": api.CreateTask{},
 		"Health": api.Health{}, "Ready": api.Ready{}, "StateVersion": api.StateVersion{}, "StateLock": api.StateLock{},
 		"Runner": api.Runner{},
-		"Plan": api.Plan{}, "ResourceChange": api.ResourceChange{}, "OutputChange": api.OutputChange{},
+		"Plan":   api.Plan{}, "ResourceChange": api.ResourceChange{}, "OutputChange": api.OutputChange{},
 		"Decision": api.Decision{}, "PlanSummary": task.PlanSummary{},
 	} {
 		if got, want := d.properties(t, schema), jsonFields(view); !reflect.DeepEqual(got, want) {
