@@ -40,20 +40,32 @@ func (s *stepRun) reviewPlan(ctx context.Context, tf *tfexec.Terraform, out *Pla
 	sum := sha256.Sum256(raw)
 	out.Digest = hex.EncodeToString(sum[:])
 
+	// Both forms at once: each is a Terraform process of its own (about
+	// 0.1 s on a small configuration), and both only read the plan.
+	type shown struct {
+		text string
+		err  error
+	}
+	textDone := make(chan shown, 1)
+	go func() {
+		text, err := tf.ShowPlanFileRaw(ctx, p.planFile)
+		textDone <- shown{text, err}
+	}()
 	plan, err := tf.ShowPlanFile(ctx, p.planFile, tfexec.JSONNumber(true))
-	if err != nil {
+	txt := <-textDone
+	for _, e := range []struct {
+		cmd string
+		err error
+	}{{"show -json", err}, {"show", txt.err}} {
+		if e.err == nil {
+			continue
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return terraformError(task.CodeTerraform, "show -json", err, nil)
+		return terraformError(task.CodeTerraform, e.cmd, e.err, nil)
 	}
-	text, err := tf.ShowPlanFileRaw(ctx, p.planFile)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return terraformError(task.CodeTerraform, "show", err, nil)
-	}
+	text := txt.text
 	doc := reviewOf(plan, s.masker)
 	doc.TaskID, doc.CreatedAt = s.in.Task.ID, api.Time(time.Now())
 	out.Summary = doc.Summary

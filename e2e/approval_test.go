@@ -9,6 +9,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	sdkpb "go.temporal.io/api/sdk/v1"
+	"go.temporal.io/sdk/client"
 )
 
 // Keys of the plan review tests' own `terratask dev`.
@@ -149,6 +152,19 @@ func testApprove(t *testing.T, dev *devProc) {
 	}
 	if got := dev.get(t, tk.ID); got.Status != "waiting_approval" || got.ApprovedBy != "" {
 		t.Fatalf("task while waiting %+v", got)
+	}
+	// The Temporal Web UI shows what the workflow waits for (its current
+	// details, from the SDK's metadata query).
+	c, err := client.Dial(client.Options{HostPort: dev.temporal, Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	v, err := c.QueryWorkflow(waitCtx(t, time.Minute), tk.ID, "", "__temporal_workflow_metadata")
+	var md sdkpb.WorkflowMetadata
+	if err != nil || v.Get(&md) != nil || !strings.Contains(md.GetCurrentDetails(), "Waiting for approval") ||
+		!strings.Contains(md.GetCurrentDetails(), "2 to add") || !strings.Contains(md.GetCurrentDetails(), "other than `op-one`") {
+		t.Fatalf("current details %q (%v)", md.GetCurrentDetails(), err)
 	}
 
 	// Who may not.
