@@ -84,6 +84,10 @@ func TestPlanIsKeptForReviewMasked(t *testing.T) {
 	if stored.Digest != plan.Digest || stored.Summary != want {
 		t.Fatalf("stored %+v", stored)
 	}
+	// Neither form reaches the task's log.
+	if logs := f.sink.text(in.Task.ID); strings.Contains(logs, `"resource_changes"`) || strings.Contains(logs, "+ resource \"terraform_data\" \"db\"") {
+		t.Fatalf("the shown plan is in the log:\n%s", logs)
+	}
 }
 
 // TestApprovedPlanAppliesOnAnotherHost plans on host A under approval

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -40,6 +41,9 @@ func (s *stepRun) reviewPlan(ctx context.Context, tf *tfexec.Terraform, out *Pla
 	sum := sha256.Sum256(raw)
 	out.Digest = hex.EncodeToString(sum[:])
 
+	// Neither form goes to the log: the JSON holds every value in plain
+	// text (PlanJSON left the log as the handle's stdout).
+	tf.SetStdout(io.Discard)
 	// Both forms at once: each is a Terraform process of its own (about
 	// 0.1 s on a small configuration), and both only read the plan.
 	type shown struct {
