@@ -37,7 +37,8 @@ var (
 	// DESIGN: a cancelled task also carries cancelled_at and cancelled_by,
 	// and a task whose plan was decided on who decided, when, and the
 	// comment.
-	cancelledFields = []string{"cancelled_at", "cancelled_by", "approved_by", "approved_at", "rejected_by", "rejected_at", "approval_comment"}
+	cancelledFields = []string{"cancelled_at", "cancelled_by"}
+	decidedFields   = []string{"approved_by", "approved_at", "rejected_by", "rejected_at", "approval_comment"}
 	statuses        = map[string]bool{"pending": true, "running": true, "waiting_approval": true, "cancelling": true,
 		"completed": true, "failed": true, "cancelled": true, "rejected": true}
 )
@@ -45,7 +46,7 @@ var (
 // checkTask checks a Task Object of the seed, field by field.
 func checkTask(t *testing.T, what string, m map[string]any, fields []string) {
 	t.Helper()
-	fieldSet(t, what, m, fields, cancelledFields...)
+	fieldSet(t, what, m, fields, append(append([]string{}, cancelledFields...), decidedFields...)...)
 	for _, k := range []string{"id", "name", "description", "agent_id", "runner_id"} {
 		if _, ok := m[k]; ok {
 			isString(t, what+"."+k, m[k])
