@@ -166,7 +166,8 @@ func TestFleetScaleOut(t *testing.T) {
 			case "failed", "cancelled":
 				tk, _ := replicas[0].get(id)
 				res, _ := json.Marshal(tk.Result)
-				failf("task %s ended %s: %s", id, st.Status, res)
+				logs, _ := replicas[0].logs(id)
+				failf("task %s ended %s: %s\n%s", id, st.Status, res, messages(logs))
 			default:
 				pending++
 			}
