@@ -8,6 +8,12 @@
 // of the same runner. Every transition is recorded in the store (a local
 // activity), upserted into search attributes, and answered by the state query.
 //
+// A task whose approval parameter makes its plan wait holds between planning
+// and applying, on a durable timer and without any activity, until a person
+// decides (the task.UpdateDecision update, or the task.SignalDecision signal
+// of a parent workflow), the approval timeout passes, or it is cancelled;
+// approved, exactly the saved plan is applied (approval.go).
+//
 // Other Temporal applications run it as a child workflow by name:
 //
 //	var out task.Output
