@@ -49,14 +49,23 @@ func (r *Runner) Apply(ctx context.Context, in StepInput) (out ApplyOutput, err 
 	if err != nil {
 		return out, err
 	}
-	// A retried apply may follow a partial one (a crash mid-apply), which
-	// makes the saved plan stale: plan again against the state as it is, so
-	// Terraform converges instead of failing.
-	_, statErr := os.Stat(p.planFile)
-	if attempt := activity.GetInfo(ctx).Attempt; attempt > 1 || statErr != nil {
-		s.book.runner(store.LevelInfo, "attempt %d: planning again before %s, since an earlier attempt may have changed the state", attempt, step)
-		if _, err := s.savePlan(ctx, tfPath); err != nil {
+	if in.SavedPlan != nil {
+		// An approved plan is applied as it was reviewed, never planned
+		// again: if the state moved since (a partial earlier attempt, a
+		// state pushed by hand), Terraform refuses it as stale.
+		if err := s.placeSavedPlan(ctx, in.SavedPlan.Digest); err != nil {
 			return out, err
+		}
+	} else {
+		// A retried apply may follow a partial one (a crash mid-apply), which
+		// makes the saved plan stale: plan again against the state as it is, so
+		// Terraform converges instead of failing.
+		_, statErr := os.Stat(p.planFile)
+		if attempt := activity.GetInfo(ctx).Attempt; attempt > 1 || statErr != nil {
+			s.book.runner(store.LevelInfo, "attempt %d: planning again before %s, since an earlier attempt may have changed the state", attempt, step)
+			if _, err := s.savePlan(ctx, tfPath); err != nil {
+				return out, err
+			}
 		}
 	}
 	tf, err := s.terraform(p.config, tfPath)
@@ -76,7 +85,12 @@ func (r *Runner) Apply(ctx context.Context, in StepInput) (out ApplyOutput, err 
 		if ctx.Err() != nil {
 			return out, ctx.Err()
 		}
-		return out, terraformError(task.CodeTerraform, "apply", err, s.ui.diagnostics())
+		diags := s.ui.diagnostics()
+		if in.SavedPlan != nil && staleDiagnostics(diags) {
+			return out, &stepError{code: task.CodePlanStale, cause: err, diags: diags,
+				msg: "the approved plan was not applied: the workspace's state changed since it was planned; create a new task to plan again"}
+		}
+		return out, terraformError(task.CodeTerraform, "apply", err, diags)
 	}
 	// The saved plan holds variable values; it is not needed any more.
 	if err := os.Remove(p.planFile); err != nil && !errors.Is(err, os.ErrNotExist) {

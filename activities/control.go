@@ -97,6 +97,13 @@ func (c *Control) Record(ctx context.Context, r Record) error {
 		return fmt.Errorf("recording transition: %w", err)
 	}
 	observeRecord(r)
+	if r.Transition.Status.Terminal() {
+		// An ended task applies nothing more: its sealed plan file (variable
+		// values, prior state) goes; the plan for review stays.
+		if err := c.Store.DeletePlanFile(ctx, r.Transition.ID); err != nil {
+			return fmt.Errorf("removing the task's plan file: %w", err)
+		}
+	}
 	if rec.Event == nil {
 		return nil
 	}

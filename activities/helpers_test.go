@@ -23,6 +23,7 @@ import (
 
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/store/sqlite"
 	"github.com/terratask/terratask/task"
 )
 
@@ -85,6 +86,8 @@ type fixture struct {
 	box    *secret.Box
 	suite  testsuite.WorkflowTestSuite
 	tfPath string
+	// plans is the real SQLite store the runner keeps plans in.
+	plans *sqlite.Store
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -104,6 +107,11 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	sink := newMemSink()
+	plans, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { plans.Close() })
 	r := &Runner{
 		RunnerID:        "test",
 		HostID:          "host-a",
@@ -111,13 +119,14 @@ func newFixture(t *testing.T) *fixture {
 		ModulesDir:      catalog,
 		SourceRoots:     []string{catalog},
 		Logs:            sink,
+		Plans:           plans,
 		Secrets:         box,
 		Logger:          zaptest.NewLogger(t),
 		HeartbeatEvery:  100 * time.Millisecond,
 		StopGrace:       10 * time.Second,
 		DisableDownload: true,
 	}
-	f := &fixture{t: t, r: r, sink: sink, box: box, tfPath: tfPath}
+	f := &fixture{t: t, r: r, sink: sink, box: box, tfPath: tfPath, plans: plans}
 	f.suite.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
 	return f
 }

@@ -85,6 +85,14 @@ func (s *stepRun) savePlan(ctx context.Context, tfPath string) (out PlanOutput, 
 		out.Add, out.Change, out.Remove = sum.Add, sum.Change, sum.Remove
 	}
 	s.book.runner(store.LevelInfo, "plan saved: %d to add, %d to change, %d to destroy", out.Add, out.Change, out.Remove)
+	if err := s.reviewPlan(ctx, tf, &out); err != nil {
+		// A task that may wait needs its plan kept: a reviewer reads it and
+		// another host may apply it. Any other task applies at once, here.
+		if in.Task.Params.EffectiveApproval() != task.ApprovalNone || ctx.Err() != nil {
+			return out, err
+		}
+		s.book.runner(store.LevelWarn, "the plan could not be kept for review: %v", s.masker.String(firstLine(err.Error())))
+	}
 	return out, nil
 }
 

@@ -29,6 +29,14 @@ type LogSink interface {
 	AppendLogs(ctx context.Context, entries []store.LogEntry) error
 }
 
+// PlanKeeper keeps the plans tasks make: the reviewable plan and the sealed
+// plan file an approved task applies. store.Store satisfies it.
+type PlanKeeper interface {
+	PutPlan(ctx context.Context, p store.Plan) error
+	PutPlanFile(ctx context.Context, f store.PlanFile) error
+	GetPlanFile(ctx context.Context, org, id string) (store.PlanFile, error)
+}
+
 // Runner executes the Terraform steps of tasks on one runner host. Its
 // methods are the runner activities; its fields are their dependencies.
 //
@@ -58,7 +66,11 @@ type Runner struct {
 	// SourceRoots are the directories a local-path `source` must lie in.
 	SourceRoots []string
 	Logs        LogSink
-	Secrets     *secret.Box
+	// Plans keeps the plans of tasks (usually the same store as Logs):
+	// every plan for review, and the sealed plan file of a plan that waits
+	// for approval. A runner without it cannot run tasks that wait.
+	Plans   PlanKeeper
+	Secrets *secret.Box
 	// Progress, when set, is called at a heartbeat tick when resource counts
 	// changed (the worker wires it to the task workflow's progress signal).
 	Progress func(ctx context.Context, workflowID, runID string, p task.Progress) error

@@ -12,6 +12,16 @@ type StepInput struct {
 	Run int `json:"run"`
 	// TerraformPath is the binary chosen by Install, passed to later steps.
 	TerraformPath string `json:"terraform_path,omitempty"`
+	// SavedPlan, on an Apply, is the approved plan it must apply: exactly
+	// that plan file, never a new plan (see Runner.Apply).
+	SavedPlan *SavedPlan `json:"saved_plan,omitempty"`
+}
+
+// SavedPlan names an approved plan by the SHA-256 of its plan file. Its
+// host keeps it in the task's work dir; the store keeps it sealed, so any
+// host of the runner can apply it.
+type SavedPlan struct {
+	Digest string `json:"digest"`
 }
 
 // ClaimOutput tells the workflow which host took the task.
@@ -33,6 +43,14 @@ type PlanOutput struct {
 	Add            int  `json:"add"`
 	Change         int  `json:"change"`
 	Remove         int  `json:"remove"`
+	// Summary counts the plan's changes from its JSON form (replaces and
+	// output changes apart); the approval decision is made on it.
+	Summary task.PlanSummary `json:"summary"`
+	// Digest is the hex SHA-256 of the plan file.
+	Digest string `json:"digest,omitempty"`
+	// Sealed reports that the plan file is kept sealed in the store, so
+	// another host can apply it (done when the plan waits for approval).
+	Sealed bool `json:"sealed,omitempty"`
 }
 
 // ApplyOutput is the outcome of applying the saved plan.

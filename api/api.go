@@ -16,7 +16,9 @@ import (
 )
 
 // Task is the seed's Task Object, plus cancelled_at / cancelled_by once a
-// task is cancelled. Result is set in the detail view only.
+// task is cancelled, and approved_by / approved_at or rejected_by /
+// rejected_at (with approval_comment) once a person decided on its plan.
+// Result is set in the detail view only.
 type Task struct {
 	ID          string         `json:"id"`
 	Name        string         `json:"name"`
@@ -33,6 +35,12 @@ type Task struct {
 	Result      *task.Result   `json:"result,omitempty"`
 	CancelledAt *string        `json:"cancelled_at,omitempty"`
 	CancelledBy string         `json:"cancelled_by,omitempty"`
+	// The decision on the task's plan (approval other than none).
+	ApprovedBy      string  `json:"approved_by,omitempty"`
+	ApprovedAt      *string `json:"approved_at,omitempty"`
+	RejectedBy      string  `json:"rejected_by,omitempty"`
+	RejectedAt      *string `json:"rejected_at,omitempty"`
+	ApprovalComment string  `json:"approval_comment,omitempty"`
 }
 
 // TaskSummary is an entry of the agent and runner lists: the seed shows
@@ -134,6 +142,11 @@ func TaskOf(t store.Task, withResult bool) Task {
 	}
 	if v.Metadata == nil {
 		v.Metadata = map[string]any{}
+	}
+	if a := t.Approval; a != nil {
+		v.ApprovedBy, v.ApprovedAt = a.ApprovedBy, TimePtr(a.ApprovedAt)
+		v.RejectedBy, v.RejectedAt = a.RejectedBy, TimePtr(a.RejectedAt)
+		v.ApprovalComment = a.Comment
 	}
 	if withResult {
 		v.Result = t.Result

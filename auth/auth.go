@@ -27,7 +27,7 @@ type Role string
 // Roles, each allowed everything the one before it is.
 const (
 	RoleViewer   Role = "viewer"   // read
-	RoleOperator Role = "operator" // read, create, cancel
+	RoleOperator Role = "operator" // read, create, cancel, approve or reject plans
 	RoleAdmin    Role = "admin"    // everything, including force-cancel and state
 )
 
@@ -49,6 +49,9 @@ const (
 	// ActionManageWebhooks creates, lists and deletes webhooks, reads their
 	// delivery logs and the org's signing secret.
 	ActionManageWebhooks
+	// ActionDecide approves or rejects a task's plan (never with a key
+	// bound to an agent; see the approval routes for four eyes).
+	ActionDecide
 )
 
 // Allows reports whether the role permits the action.
@@ -57,7 +60,7 @@ func (r Role) Allows(a Action) bool {
 	case RoleAdmin:
 		return true
 	case RoleOperator:
-		return a == ActionRead || a == ActionCreate || a == ActionCancel
+		return a == ActionRead || a == ActionCreate || a == ActionCancel || a == ActionDecide
 	case RoleViewer:
 		return a == ActionRead
 	}

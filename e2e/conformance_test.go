@@ -34,15 +34,19 @@ var (
 	seedSummaryFields = []string{"id", "name", "status", "progress", "created_at", "updated_at"}
 	seedStatusFields  = []string{"id", "status", "progress", "started_at", "updated_at", "metadata"}
 	seedCancelFields  = []string{"id", "status", "cancelled_at", "cancelled_by"}
-	// DESIGN: a cancelled task also carries cancelled_at and cancelled_by.
+	// DESIGN: a cancelled task also carries cancelled_at and cancelled_by,
+	// and a task whose plan was decided on who decided, when, and the
+	// comment.
 	cancelledFields = []string{"cancelled_at", "cancelled_by"}
-	statuses        = map[string]bool{"pending": true, "running": true, "cancelling": true, "completed": true, "failed": true, "cancelled": true}
+	decidedFields   = []string{"approved_by", "approved_at", "rejected_by", "rejected_at", "approval_comment"}
+	statuses        = map[string]bool{"pending": true, "running": true, "waiting_approval": true, "cancelling": true,
+		"completed": true, "failed": true, "cancelled": true, "rejected": true}
 )
 
 // checkTask checks a Task Object of the seed, field by field.
 func checkTask(t *testing.T, what string, m map[string]any, fields []string) {
 	t.Helper()
-	fieldSet(t, what, m, fields, cancelledFields...)
+	fieldSet(t, what, m, fields, append(append([]string{}, cancelledFields...), decidedFields...)...)
 	for _, k := range []string{"id", "name", "description", "agent_id", "runner_id"} {
 		if _, ok := m[k]; ok {
 			isString(t, what+"."+k, m[k])
@@ -67,6 +71,12 @@ func checkTask(t *testing.T, what string, m map[string]any, fields []string) {
 	if _, ok := m["cancelled_at"]; ok {
 		rfc3339(t, what+".cancelled_at", m["cancelled_at"])
 		isString(t, what+".cancelled_by", m["cancelled_by"])
+	}
+	for _, who := range []string{"approved", "rejected"} {
+		if _, ok := m[who+"_at"]; ok {
+			rfc3339(t, what+"."+who+"_at", m[who+"_at"])
+			isString(t, what+"."+who+"_by", m[who+"_by"])
+		}
 	}
 	if r, ok := m["result"]; ok {
 		res := isObject(t, what+".result", r)

@@ -111,13 +111,16 @@ func sameLogs(t testing.TB, got []api.LogEntry, want []LogEntry) {
 }
 
 // median of durations.
-func median(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
+func median[T ~int64 | ~float64](v []T) T {
+	if len(v) == 0 {
 		return 0
 	}
-	s := append([]time.Duration(nil), ds...)
+	s := append([]T(nil), v...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // lineLags are the delays from each line's stored timestamp to its arrival.

@@ -256,8 +256,13 @@ type Task struct {
 			Details map[string]any `json:"details"`
 		} `json:"error"`
 	} `json:"result"`
-	CancelledAt *string `json:"cancelled_at"`
-	CancelledBy string  `json:"cancelled_by"`
+	CancelledAt     *string `json:"cancelled_at"`
+	CancelledBy     string  `json:"cancelled_by"`
+	ApprovedBy      string  `json:"approved_by"`
+	ApprovedAt      *string `json:"approved_at"`
+	RejectedBy      string  `json:"rejected_by"`
+	RejectedAt      *string `json:"rejected_at"`
+	ApprovalComment string  `json:"approval_comment"`
 }
 
 // Status is the body of the status route.
@@ -276,6 +281,13 @@ type Status struct {
 		WaitingFor     string `json:"waiting_for"`
 		Host           string `json:"host"`
 		Attempt        int    `json:"attempt"`
+		Plan           *struct {
+			Add, Change, Destroy, Replace, Outputs int
+		} `json:"plan"`
+		ApprovalExpiresAt string `json:"approval_expires_at"`
+		ApprovedBy        string `json:"approved_by"`
+		RejectedBy        string `json:"rejected_by"`
+		ApprovalComment   string `json:"approval_comment"`
 	} `json:"metadata"`
 }
 
@@ -324,7 +336,7 @@ func (p *devProc) waitStatus(t testing.TB, id string, timeout time.Duration, don
 }
 
 func terminal(s Status) bool {
-	return s.Status == "completed" || s.Status == "failed" || s.Status == "cancelled"
+	return s.Status == "completed" || s.Status == "failed" || s.Status == "cancelled" || s.Status == "rejected"
 }
 
 func (p *devProc) logs(t testing.TB, id, query string) []LogEntry {

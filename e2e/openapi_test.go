@@ -81,10 +81,12 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 			}
 			r := shared.call(t, strings.ToUpper(method), url, shared.key, body)
 			calls++
-			if r.code == http.StatusMethodNotAllowed || (r.code == http.StatusNotFound) {
+			// A parked task has not planned: its plan is a 404 of its own.
+			noPlanYet := strings.HasSuffix(path, "/plan") && r.code == http.StatusNotFound && strings.Contains(string(r.body), "has not finished planning")
+			if r.code == http.StatusMethodNotAllowed || (r.code == http.StatusNotFound && !noPlanYet) {
 				t.Errorf("%s %s (%s): %d %s", strings.ToUpper(method), path, url, r.code, r.body)
 			}
-			if r.code >= 300 && method != "put" {
+			if r.code >= 300 && method != "put" && !noPlanYet {
 				t.Errorf("%s %s: %d %s", strings.ToUpper(method), url, r.code, r.body)
 			}
 			if method == "post" && r.code == 200 && strings.HasPrefix(path, "/api/v1/tasks") {

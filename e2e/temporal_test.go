@@ -36,7 +36,14 @@ func parentWorkflow(ctx workflow.Context, in task.Input) (task.Output, error) {
 // shares terratask's secret key: its payloads are encrypted (package codec).
 func dialShared(t *testing.T) client.Client {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(shared.dataDir, "secret.key"))
+	return dialDev(t, shared.temporal, shared.dataDir)
+}
+
+// dialDev dials the Temporal of a dev whose data dir is dataDir, with the
+// codec of its secret key.
+func dialDev(t *testing.T, hostPort, dataDir string) client.Client {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dataDir, "secret.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +55,7 @@ func dialShared(t *testing.T) client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.Dial(client.Options{HostPort: shared.temporal, Namespace: "default",
+	c, err := client.Dial(client.Options{HostPort: hostPort, Namespace: "default",
 		DataConverter: cdc.DataConverter(), FailureConverter: cdc.FailureConverter()})
 	if err != nil {
 		t.Fatal(err)

@@ -149,3 +149,45 @@ func FuzzStateRoutes(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseDecision(f *testing.F) {
+	for _, s := range []string{``, `{}`, `{"comment":"ship it"}`, `{"comment":null}`, `{"comment":1}`, `{"x":1}`, `[`, `{"comment":"\u0000"}`, " \n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		comment, err := parseDecision(body)
+		if err != nil {
+			var fe *fieldError
+			if !errors.As(err, &fe) || fe.Field == "" || fe.Message == "" {
+				t.Fatalf("error is not a field error: %v", err)
+			}
+			return
+		}
+		if len(comment) > maxCommentLen || strings.ContainsRune(comment, 0) {
+			t.Fatalf("accepted comment of %d bytes", len(comment))
+		}
+	})
+}
+
+func FuzzParsePlanFormat(f *testing.F) {
+	for _, s := range [][2]string{{"", "text/plain"}, {"format=text", ""}, {"format=json", "text/plain;q=0.1, application/json"}, {"format=x", ""}, {"a=b", "*/*;q=2"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, rawQuery, accept string) {
+		q, err := url.ParseQuery(rawQuery)
+		if err != nil {
+			return
+		}
+		format, err := parsePlanFormat(q, accept)
+		if err != nil {
+			var fe *fieldError
+			if !errors.As(err, &fe) || fe.Field == "" {
+				t.Fatalf("not a field error: %v", err)
+			}
+			return
+		}
+		if format != planJSON && format != planText {
+			t.Fatalf("format %q", format)
+		}
+	})
+}

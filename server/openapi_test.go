@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/terratask/terratask/api"
+	"github.com/terratask/terratask/task"
 )
 
 // oaDoc is the embedded OpenAPI document, decoded generically.
@@ -206,6 +207,8 @@ func TestOpenAPIMatchesTheCode(t *testing.T) {
 		"Runner": api.Runner{},
 		"Event":  api.Event{}, "Webhook": api.Webhook{}, "NewWebhook": api.NewWebhook{}, "Delivery": api.Delivery{},
 		"SigningSecret": api.SigningSecret{}, "StatusEvent": api.StatusEvent{}, "EndEvent": api.EndEvent{},
+		"Plan": api.Plan{}, "ResourceChange": api.ResourceChange{}, "OutputChange": api.OutputChange{},
+		"Decision": api.Decision{}, "PlanSummary": task.PlanSummary{},
 	} {
 		if got, want := d.properties(t, schema), jsonFields(view); !reflect.DeepEqual(got, want) {
 			t.Errorf("schema %s has %v, the view %v", schema, got, want)
@@ -262,6 +265,21 @@ func TestOpenAPIMatchesTheCode(t *testing.T) {
 	}
 	if got := queryParams("PUT /api/v1/tasks/{taskId}/cancel"); !reflect.DeepEqual(got, []string{"force"}) {
 		t.Errorf("cancel query parameters %v", got)
+	}
+	if got := queryParams("GET /api/v1/tasks/{taskId}/plan"); !reflect.DeepEqual(got, []string{"format"}) {
+		t.Errorf("plan query parameters %v", got)
+	}
+	// Statuses and task error codes are the task package's.
+	var statuses []string
+	for _, s := range d.resolve(t, map[string]any{"$ref": "#/components/schemas/Status"})["enum"].([]any) {
+		statuses = append(statuses, s.(string))
+	}
+	var want []string
+	for _, s := range task.Statuses {
+		want = append(want, string(s))
+	}
+	if !reflect.DeepEqual(statuses, want) {
+		t.Errorf("Status enum %v, want %v", statuses, want)
 	}
 	var headers []string
 	for _, p := range ops["POST /api/v1/tasks"]["parameters"].([]any) {

@@ -45,6 +45,8 @@ const (
 	maxFilesBytes     = 1 << 20
 	maxSourceLen      = 2048
 	maxListItems      = 1000
+	// maxApprovalTimeout bounds approval_timeout (and the server's default).
+	maxApprovalTimeout = 720 * time.Hour
 )
 
 var (
@@ -64,7 +66,7 @@ var reservedParams = map[string]bool{
 	"action": true, "module": true, "source": true, "files": true, "variables": true,
 	"sensitive_variables": true, "env": true, "workspace": true, "terraform_version": true,
 	"targets": true, "replace": true, "refresh_only": true, "parallelism": true, "timeout": true,
-	"runner_timeout": true, "notify": true,
+	"runner_timeout": true, "notify": true, "approval": true, "approval_timeout": true,
 }
 
 // topLevelFields are the fields of a create body.
@@ -234,6 +236,22 @@ func parseParams(params map[string]json.RawMessage, req *createRequest) error {
 				return errField(field(k), "must be an integer from 1 to 256")
 			}
 			p.Parallelism = int(n)
+		case "approval":
+			var a string
+			if json.Unmarshal(v, &a) != nil || !task.Approval(a).Valid() || a == "" {
+				return errField(field(k), "must be none, required or destructive")
+			}
+			p.Approval = task.Approval(a)
+		case "approval_timeout":
+			var s string
+			if json.Unmarshal(v, &s) != nil {
+				return errField(field(k), "must be a duration string such as \"4h\"")
+			}
+			d, err := time.ParseDuration(s)
+			if err != nil || d < time.Second || d > maxApprovalTimeout {
+				return errField(field(k), "must be a duration from 1s to 720h, such as \"4h\"")
+			}
+			p.ApprovalTimeout = task.Duration(d)
 		case "timeout", "runner_timeout":
 			var s string
 			if json.Unmarshal(v, &s) != nil {
@@ -275,6 +293,9 @@ func parseParams(params map[string]json.RawMessage, req *createRequest) error {
 	}
 	if sources > 1 {
 		return errField("parameters", "give at most one of module, source and files")
+	}
+	if err := checkApproval(p); err != nil {
+		return err
 	}
 	for name := range req.Secrets.SensitiveVariables {
 		if _, dup := p.Variables[name]; dup {
@@ -420,4 +441,18 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// checkApproval rejects approval parameters that cannot take effect: a
+// plan-only task never applies, and approval_timeout needs a mode that
+// waits.
+func checkApproval(p *task.Params) error {
+	mode := p.EffectiveApproval()
+	if mode != task.ApprovalNone && p.EffectiveAction() == task.ActionPlan {
+		return errField("parameters.approval", "a plan-only task (action plan) never applies, so its plan cannot wait for approval")
+	}
+	if p.ApprovalTimeout > 0 && mode == task.ApprovalNone {
+		return errField("parameters.approval_timeout", "applies only with approval required or destructive")
+	}
+	return nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/terratask/terratask/metrics"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/task"
 )
 
 // Options configure the API.
@@ -50,6 +51,9 @@ type Options struct {
 	// RunnerWait is how long a task waits for its runner before failing
 	// with runner_unavailable (default 24h).
 	RunnerWait time.Duration
+	// ApprovalWait is how long a task waits for a decision on its plan
+	// when its approval_timeout says nothing (default 24h).
+	ApprovalWait time.Duration
 	// QueryTimeout bounds a live state query before the store answers
 	// instead (default 2s).
 	QueryTimeout time.Duration
@@ -128,6 +132,9 @@ func New(opts Options) *Server {
 	if opts.RunnerWait <= 0 {
 		opts.RunnerWait = 24 * time.Hour
 	}
+	if opts.ApprovalWait <= 0 {
+		opts.ApprovalWait = task.DefaultApprovalTimeout
+	}
 	if opts.QueryTimeout <= 0 {
 		opts.QueryTimeout = 2 * time.Second
 	}
@@ -182,6 +189,9 @@ func New(opts Options) *Server {
 	api.GET("/tasks/:taskId/status", s.getStatus)
 	api.GET("/tasks/:taskId/logs", s.getLogs)
 	api.PUT("/tasks/:taskId/cancel", s.cancelTask)
+	api.GET("/tasks/:taskId/plan", s.getPlan)
+	api.PUT("/tasks/:taskId/approve", s.decide(true))
+	api.PUT("/tasks/:taskId/reject", s.decide(false))
 	api.GET("/runners", s.listRunners)
 	api.GET("/runners/:runnerId", s.getRunner)
 	s.eventRoutes(api)

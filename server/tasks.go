@@ -81,7 +81,7 @@ func (s *Server) createTask(c *gin.Context) {
 	in := task.Input{
 		ID: newTaskID(), Name: req.Name, Description: req.Description, AgentID: req.AgentID,
 		RunnerID: req.RunnerID, Org: p.Org, Metadata: req.Metadata, CreatedAt: now, CreatedBy: p.Name,
-		Params: req.Params, RunnerWait: task.Duration(s.opts.RunnerWait),
+		Params: req.Params, RunnerWait: task.Duration(s.opts.RunnerWait), ApprovalWait: task.Duration(s.opts.ApprovalWait),
 	}
 	opts := client.StartWorkflowOptions{
 		TaskQueue:                task.ControlPlaneTaskQueue,
@@ -163,10 +163,13 @@ func (s *Server) loadTask(c *gin.Context) (store.Task, bool) {
 	return t, true
 }
 
-// liveState queries the running workflow; ok is false when the workflow is
-// closed or nobody answers in time, and the store's row stands.
-func (s *Server) liveState(ctx context.Context, id string) (task.State, bool) {
-	if st, ok := s.states.get(id); ok {
+// liveState queries the running workflow (or reuses a recent answer no
+// older than stored, the store row's update time); ok is false when the
+// workflow is closed or nobody answers in time, and the store's row stands.
+func (s *Server) liveState(ctx context.Context, id string, stored time.Time) (task.State, bool) {
+	// A cached answer older than the store's row (a transition recorded
+	// since) is not reused.
+	if st, ok := s.states.get(id); ok && !st.UpdatedAt.Before(stored) {
 		return st, true
 	}
 	return s.queryState(ctx, id)
@@ -202,7 +205,7 @@ func (s *Server) fresh(c *gin.Context, t store.Task) store.Task {
 	if t.Status.Terminal() {
 		return t
 	}
-	if st, ok := s.liveState(c.Request.Context(), t.ID); ok {
+	if st, ok := s.liveState(c.Request.Context(), t.ID, t.UpdatedAt); ok {
 		overlay(&t, st)
 	}
 	return t
@@ -226,9 +229,11 @@ func (s *Server) getStatus(c *gin.Context) {
 		"steps_completed": t.StepsCompleted,
 		"total_steps":     t.TotalSteps,
 	}
+	plan, approval := t.Plan, t.Approval
 	if !t.Status.Terminal() {
-		if st, ok := s.liveState(c.Request.Context(), t.ID); ok {
+		if st, ok := s.liveState(c.Request.Context(), t.ID, t.UpdatedAt); ok {
 			overlay(&t, st)
+			plan, approval = st.Plan, st.Approval
 			meta["current_step"] = string(st.CurrentStep)
 			meta["steps_completed"] = st.StepsCompleted
 			meta["total_steps"] = st.TotalSteps
@@ -246,6 +251,7 @@ func (s *Server) getStatus(c *gin.Context) {
 	if t.Status.Terminal() {
 		meta["current_step"] = ""
 	}
+	approvalMeta(meta, plan, approval, t.Status)
 	c.JSON(http.StatusOK, api.Status{
 		ID: t.ID, Status: t.Status, Progress: t.Progress, StartedAt: tsPtr(t.StartedAt),
 		UpdatedAt: ts(t.UpdatedAt), Metadata: meta,

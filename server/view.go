@@ -48,4 +48,10 @@ func overlay(t *store.Task, st task.State) {
 	if st.Result != nil {
 		t.Result = st.Result
 	}
+	if st.Approval != nil {
+		t.Approval = st.Approval
+	}
+	if st.Plan != nil {
+		t.Plan = st.Plan
+	}
 }

@@ -8,9 +8,15 @@ const TaskColumns = `id, org, name, description, agent_id, runner_id, status, pr
 	current_step, steps_completed, total_steps, result,
 	created_at, updated_at, started_at, completed_at, cancelled_at, cancelled_by`
 
-// TaskColumnsOf is TaskColumns qualified by a table alias.
+// TaskReadColumns is the column list reads select: TaskColumns (which
+// inserts write) and the columns only transitions write: the review of the
+// task's plan (JSON of task.ApprovalState) and its plan's counts (JSON of
+// task.PlanSummary), both NULL until set.
+const TaskReadColumns = TaskColumns + `, approval, plan_summary`
+
+// TaskColumnsOf is TaskReadColumns qualified by a table alias.
 func TaskColumnsOf(alias string) string {
-	cols := strings.Split(TaskColumns, ",")
+	cols := strings.Split(TaskReadColumns, ",")
 	for i, c := range cols {
 		cols[i] = alias + "." + strings.TrimSpace(c)
 	}

@@ -1,9 +1,10 @@
 // Package store defines terratask's heartbeat-fed store: task log entries,
 // written in batches by runners on each heartbeat tick and at step end, the
-// task index that list, filter, sort and paging are served from, and the
+// task index that list, filter, sort and paging are served from, the
 // Terraform state (versions and lock per org and workspace) that the server's
-// HTTP state backend serves (StateStore), and the events, webhooks and
-// webhook delivery log of package events (EventStore).
+// HTTP state backend serves (StateStore), tasks' saved plans (PlanStore),
+// and the events, webhooks and webhook delivery log of package events
+// (EventStore).
 //
 // Temporal stays the source of truth; the store is a projection. The SQLite
 // implementation (package store/sqlite) is the embedded default; a PostgreSQL
@@ -45,6 +46,10 @@ type Task struct {
 	CompletedAt    *time.Time
 	CancelledAt    *time.Time
 	CancelledBy    string
+	// Approval is the review of the task's plan (nil: none yet), and Plan
+	// the counts of its latest plan (nil: it has not planned).
+	Approval *task.ApprovalState
+	Plan     *task.PlanSummary
 }
 
 // Transition is a change of a task's state recorded by the task workflow. A
@@ -63,6 +68,9 @@ type Transition struct {
 	CompletedAt    *time.Time
 	CancelledAt    *time.Time
 	CancelledBy    string
+	// Approval and Plan replace the stored ones when not nil.
+	Approval *task.ApprovalState
+	Plan     *task.PlanSummary
 }
 
 // SortField is a column lists may be sorted by.
@@ -173,6 +181,8 @@ type Store interface {
 	// EventStore keeps events, webhooks and deliveries, and tells
 	// followers of logs and events about new ones.
 	EventStore
+	// PlanStore keeps tasks' saved plans for review and apply.
+	PlanStore
 	// Ping checks the store is reachable.
 	Ping(ctx context.Context) error
 	Close() error

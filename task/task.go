@@ -303,6 +303,9 @@ type State struct {
 	CancelledAt    *time.Time `json:"cancelled_at,omitempty"`
 	CancelledBy    string     `json:"cancelled_by,omitempty"`
 	Result         *Result    `json:"result,omitempty"`
+	// CreatedBy is the input's CreatedBy: the name of the key that
+	// created the task (four eyes: an operator key never approves it).
+	CreatedBy string `json:"created_by,omitempty"`
 	// Plan summarises the task's saved plan once it planned.
 	Plan *PlanSummary `json:"plan,omitempty"`
 	// Approval is the review of the plan: its deadline while the task

@@ -77,6 +77,8 @@ func (r *run) transition(ctx workflow.Context, change func(*task.State), l line)
 			CompletedAt:    r.state.CompletedAt,
 			CancelledAt:    r.state.CancelledAt,
 			CancelledBy:    r.state.CancelledBy,
+			Approval:       r.state.Approval,
+			Plan:           r.state.Plan,
 		},
 		Logs: []store.LogEntry{{
 			TaskID:    r.in.ID,

@@ -8,6 +8,12 @@
 // of the same runner. Every transition is recorded in the store (a local
 // activity), upserted into search attributes, and answered by the state query.
 //
+// A task whose approval parameter makes its plan wait holds between planning
+// and applying, on a durable timer and without any activity, until a person
+// decides (the task.UpdateDecision update, or the task.SignalDecision signal
+// of a parent workflow), the approval timeout passes, or it is cancelled;
+// approved, exactly the saved plan is applied (approval.go).
+//
 // Other Temporal applications run it as a child workflow by name:
 //
 //	var out task.Output
@@ -73,6 +79,9 @@ func Task(ctx workflow.Context, in task.Input) (task.Output, error) {
 	}); err != nil {
 		return task.Output{}, err
 	}
+	if err := r.handleDecisions(ctx); err != nil {
+		return task.Output{}, err
+	}
 	// Signals are handled to the end, even after a cancel: a force-cancel
 	// arrives while the cancelled steps are still stopping.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
@@ -89,7 +98,9 @@ func Task(ctx workflow.Context, in task.Input) (task.Output, error) {
 		out, err = r.execute(runCtx)
 	}
 	stopRun()
-	return r.finish(ctx, out, err)
+	out, err = r.finish(ctx, out, err)
+	r.awaitHandlers(ctx)
+	return out, err
 }
 
 // queueOnWorkspace waits for the task's turn on a shared workspace: tasks of
@@ -144,8 +155,16 @@ func (r *run) startTimeout(ctx workflow.Context) {
 		return
 	}
 	r.timerArmed = true
-	workflow.Go(ctx, func(g workflow.Context) {
-		if err := workflow.NewTimer(g, timeout).Get(g, nil); err == nil {
+	r.armTimeout(ctx, timeout)
+}
+
+// armTimeout starts the timer that ends the run after d (see
+// pauseTimeout for the approval wait, which does not count).
+func (r *run) armTimeout(ctx workflow.Context, d time.Duration) {
+	tctx, cancel := workflow.WithCancel(ctx)
+	r.timeoutLeft, r.timeoutArmedAt, r.stopTimeout = d, workflow.Now(ctx), cancel
+	workflow.Go(tctx, func(g workflow.Context) {
+		if err := workflow.NewTimer(g, d).Get(g, nil); err == nil {
 			r.timedOut = true
 			r.stopRun()
 		}
@@ -168,6 +187,13 @@ type run struct {
 	timedOut   bool
 	timerArmed bool
 	stopRun    workflow.CancelFunc
+	// The running timeout timer: what it had left when armed, when, and
+	// its cancel (see pauseTimeout).
+	timeoutLeft    time.Duration
+	timeoutArmedAt time.Time
+	stopTimeout    workflow.CancelFunc
+	// approval is the review of the task's plan (approval.go).
+	approval approvalRun
 	// queueID is the workspace queue the task holds or waits in.
 	queueID string
 	// plan is the latest plan's summary (webui.go).
@@ -185,6 +211,7 @@ func newRun(ctx workflow.Context, in task.Input) *run {
 			TotalSteps: len(steps),
 			UpdatedAt:  workflow.Now(ctx).UTC(),
 			WaitingFor: "runner " + in.RunnerID,
+			CreatedBy:  in.CreatedBy,
 		},
 	}
 }
@@ -193,6 +220,7 @@ func newRun(ctx workflow.Context, in task.Input) *run {
 func (r *run) listen(ctx workflow.Context) {
 	progress := workflow.GetSignalChannel(ctx, task.SignalProgress)
 	cancels := workflow.GetSignalChannel(ctx, task.SignalCancel)
+	decisions := workflow.GetSignalChannel(ctx, task.SignalDecision)
 	workflow.Go(ctx, func(gctx workflow.Context) {
 		for {
 			sel := workflow.NewSelector(gctx)
@@ -205,6 +233,11 @@ func (r *run) listen(ctx workflow.Context) {
 				var req task.CancelRequest
 				c.Receive(gctx, &req)
 				r.onCancelRequest(gctx, req)
+			})
+			sel.AddReceive(decisions, func(c workflow.ReceiveChannel, _ bool) {
+				var d task.Decision
+				c.Receive(gctx, &d)
+				r.onDecisionSignal(gctx, d)
 			})
 			sel.Select(gctx)
 		}
@@ -220,12 +253,16 @@ func (r *run) onCancelRequest(ctx workflow.Context, req task.CancelRequest) {
 	}
 	if r.cancel == nil {
 		r.cancel = &req
+		msg := fmt.Sprintf("cancel requested by %s during step %s; stopping Terraform gracefully", req.By, stepOrPending(r.state.CurrentStep))
+		if r.approval.waiting {
+			msg = fmt.Sprintf("cancel requested by %s while the plan waits for approval; no Terraform runs", req.By)
+		}
 		r.transition(ctx, func(s *task.State) {
 			s.Status = task.StatusCancelling
 			s.CancelledBy = req.By
 			at := req.At.UTC()
 			s.CancelledAt = &at
-		}, logLine(store.LevelWarn, fmt.Sprintf("cancel requested by %s during step %s; stopping Terraform gracefully", req.By, stepOrPending(r.state.CurrentStep))))
+		}, logLine(store.LevelWarn, msg))
 	}
 	if req.Force && r.hostQueue != "" {
 		fctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -298,7 +335,7 @@ func (r *run) execute(ctx workflow.Context) (task.Output, error) {
 
 // runBlock claims a host and runs every step on it.
 func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
-	in := activities.StepInput{Task: r.in, Run: runNo}
+	in := activities.StepInput{Task: r.in, Run: runNo, SavedPlan: r.approval.saved}
 	r.state.Attempt = runNo
 
 	wait := time.Duration(r.in.Params.RunnerTimeout)
@@ -359,6 +396,11 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 	r.stepIn = in
 	var out task.Output
 	for i, step := range r.steps {
+		if step == task.StepPlanning && r.approval.saved != nil {
+			// A block restarted after the approval applies the approved
+			// plan; it never plans again.
+			continue
+		}
 		r.transition(ctx, func(s *task.State) {
 			s.CurrentStep = step
 			s.StepsCompleted = i
@@ -383,6 +425,12 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 			}
 			r.state.PlannedChanges = plan.PlannedChanges
 			r.plan = plan
+			if plan.Digest != "" {
+				r.state.Plan = &plan.Summary
+			}
+			if err := r.afterPlan(ctx, plan, &in); err != nil {
+				return out, err
+			}
 		case task.StepApplying, task.StepDestroying:
 			var applied activities.ApplyOutput
 			if err := workflow.ExecuteActivity(hostCtx, activities.NameApply, in).Get(ctx, &applied); err != nil {
@@ -491,12 +539,16 @@ func (r *run) finish(ctx workflow.Context, out task.Output, err error) (task.Out
 		return task.Output{Status: task.StatusCancelled, Result: *r.state.Result}, temporal.NewCanceledError(by)
 	default:
 		te := toTaskError(err)
+		status, level, msg := task.StatusFailed, store.LevelError, "task failed: "+te.Message
+		if te.Code == task.CodeRejected || te.Code == task.CodeApprovalTimeout {
+			status, level, msg = task.StatusRejected, store.LevelWarn, "task rejected: "+te.Message
+		}
 		r.transition(dctx, func(s *task.State) {
-			s.Status = task.StatusFailed
+			s.Status = status
 			s.CompletedAt = &now
 			s.Result = &task.Result{Output: map[string]any{}, Error: &te}
-		}, logLine(store.LevelError, "task failed: "+te.Message))
-		return task.Output{Status: task.StatusFailed, Result: *r.state.Result},
+		}, logLine(level, msg))
+		return task.Output{Status: status, Result: *r.state.Result},
 			temporal.NewNonRetryableApplicationError(te.Message, te.Code, nil, te)
 	}
 }

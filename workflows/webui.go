@@ -57,6 +57,9 @@ func (r *run) stepSummary(step task.Step) string {
 // details is the workflow's current details, in Temporal markdown.
 func (r *run) details() string {
 	s := r.state
+	if s.Status == task.StatusWaitingApproval && s.Plan != nil && s.Approval != nil && s.Approval.ExpiresAt != nil {
+		return r.waitingDetails(*s.Plan, *s.Approval.ExpiresAt)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "**%s**, %d%%", s.Status, s.Progress)
 	if s.CurrentStep != "" {
@@ -71,6 +74,12 @@ func (r *run) details() string {
 	}
 	if s.PlannedChanges > 0 {
 		fmt.Fprintf(&b, "- changes: %d of %d done\n", s.ChangesDone, s.PlannedChanges)
+	}
+	if a := s.Approval; a != nil && a.ApprovedBy != "" {
+		fmt.Fprintf(&b, "- plan approved by: %s\n", a.ApprovedBy)
+	}
+	if a := s.Approval; a != nil && a.RejectedBy != "" {
+		fmt.Fprintf(&b, "- plan rejected by: %s\n", a.RejectedBy)
 	}
 	if s.CancelledBy != "" {
 		fmt.Fprintf(&b, "- cancelled by: %s\n", s.CancelledBy)

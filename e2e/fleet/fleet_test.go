@@ -173,7 +173,8 @@ func TestFleetScaleOut(t *testing.T) {
 			case "failed", "cancelled":
 				tk, _ := replicas[0].get(id)
 				res, _ := json.Marshal(tk.Result)
-				failf("task %s ended %s: %s", id, st.Status, res)
+				logs, _ := replicas[0].logs(id)
+				failf("task %s ended %s: %s\n%s", id, st.Status, res, messages(logs))
 			default:
 				pending++
 			}
@@ -471,7 +472,7 @@ func waitTerminal(t testing.TB, c *apiClient, id string, timeout time.Duration, 
 		if err != nil {
 			failf("status of %s: %v", id, err)
 		}
-		if st.Status == "completed" || st.Status == "failed" || st.Status == "cancelled" {
+		if st.Status == "completed" || st.Status == "failed" || st.Status == "cancelled" || st.Status == "rejected" {
 			return st
 		}
 		if time.Now().After(deadline) {

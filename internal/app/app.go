@@ -199,6 +199,7 @@ func shutdownHTTP(srv *http.Server) error {
 // apiOptions are what newAPI needs beyond the parts every process shares.
 type apiOptions struct {
 	runnerWait    time.Duration
+	approvalWait  time.Duration
 	stateVersions int
 	// notifyAllow is --notify-allow: hosts a task's notify URL may name.
 	notifyAllow events.AllowList
@@ -219,6 +220,7 @@ func newAPI(ctx context.Context, c client.Client, st store.Store, keys *auth.Key
 	self := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.Handler().ServeHTTP(w, r) })
 	api = server.New(server.Options{
 		Temporal: c, Store: st, Keys: keys, Secrets: box, Logger: logger.Named("http"), RunnerWait: o.runnerWait,
+		ApprovalWait:  o.approvalWait,
 		StateVersions: o.stateVersions,
 		IDKey:         server.DeriveIDKey(secretKey),
 		MCP:           mcp.HTTPHandler(self, Version),
@@ -251,4 +253,12 @@ func controlPlane(c client.Client, st store.Store, box *secret.Box, logger *zap.
 		return nil, fmt.Errorf("starting control-plane worker: %w", err)
 	}
 	return cp, nil
+}
+
+// checkApprovalWait validates --approval-timeout (0: the default, 24h).
+func checkApprovalWait(d time.Duration) error {
+	if d < 0 || (d > 0 && d < time.Second) || d > 720*time.Hour {
+		return fmt.Errorf("--approval-timeout must be from 1s to 720h (or 0 for the default, 24h), got %s", d)
+	}
+	return nil
 }

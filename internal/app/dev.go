@@ -40,6 +40,9 @@ type DevOptions struct {
 	OnDemandRunners bool
 	ModulesDir      string // runner module catalog; default DATA/modules
 	RunnerWait      time.Duration
+	// ApprovalWait is how long a task waits for a decision on its plan
+	// when its approval_timeout says nothing (default 24h).
+	ApprovalWait time.Duration
 	// StateVersions is how many Terraform state versions the state backend
 	// keeps per workspace (0: all).
 	StateVersions int
@@ -108,6 +111,9 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	o.defaults()
 	if o.StateVersions < 0 {
 		return errors.New("--state-versions must be 0 (keep all) or more")
+	}
+	if err := checkApprovalWait(o.ApprovalWait); err != nil {
+		return err
 	}
 	allow, err := events.ParseAllowList(o.NotifyAllow)
 	if err != nil {
@@ -224,7 +230,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	}
 	// The API starts before the runners and stops after them: their steps
 	// keep state on its HTTP backend until the last one has finished.
-	api := newAPI(ctx, c, st, keyring, box, key, log, apiOptions{runnerWait: o.RunnerWait, stateVersions: o.StateVersions, notifyAllow: allow, ops: ops})
+	api := newAPI(ctx, c, st, keyring, box, key, log, apiOptions{runnerWait: o.RunnerWait, approvalWait: o.ApprovalWait, stateVersions: o.StateVersions, notifyAllow: allow, ops: ops})
 	srv := serveAPI(apiLn, api, log)
 	apiLnServed = true
 	s.push("http", func() error { return shutdownHTTP(srv) })
@@ -238,7 +244,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 		r := &activities.Runner{
 			RunnerID: id, HostID: host, DataDir: runnerDir, ModulesDir: modulesDir,
 			DefaultModule: demoDir, SourceRoots: []string{modulesDir, demoDir},
-			Logs: countingStore{st}, Secrets: box, StateURL: loopbackURL(httpAddr),
+			Logs: countingStore{st}, Plans: st, Secrets: box, StateURL: loopbackURL(httpAddr),
 			Logger: log.Named("runner").With(zap.String("runner", id)),
 		}
 		return startRunner(c, r, o.StopTimeout)

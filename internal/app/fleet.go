@@ -86,6 +86,9 @@ type ServerOptions struct {
 	KeysFile    string // required
 	SecretKey   string // base64 32-byte key shared with the runners
 	RunnerWait  time.Duration
+	// ApprovalWait is how long a task waits for a decision on its plan
+	// when its approval_timeout says nothing (default 24h).
+	ApprovalWait time.Duration
 	// StateVersions is how many Terraform state versions the state backend
 	// keeps per workspace (0: all).
 	StateVersions int
@@ -121,6 +124,9 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	}
 	if o.StateVersions < 0 {
 		return errors.New("--state-versions must be 0 (keep all) or more")
+	}
+	if err := checkApprovalWait(o.ApprovalWait); err != nil {
+		return err
 	}
 	if o.HTTPAddress == "" {
 		o.HTTPAddress = "127.0.0.1:8080"
@@ -175,7 +181,7 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 		}
 		ops.metrics = nil
 	}
-	api := newAPI(ctx, c, st, keyring, box, keys.current, log, apiOptions{runnerWait: o.RunnerWait, stateVersions: o.StateVersions, notifyAllow: allow, ops: ops})
+	api := newAPI(ctx, c, st, keyring, box, keys.current, log, apiOptions{runnerWait: o.RunnerWait, approvalWait: o.ApprovalWait, stateVersions: o.StateVersions, notifyAllow: allow, ops: ops})
 	ln, err := net.Listen("tcp", o.HTTPAddress)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", o.HTTPAddress, err)
@@ -286,7 +292,7 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	}
 	r := &activities.Runner{
 		RunnerID: o.ID, HostID: host, DataDir: dataDir, ModulesDir: o.ModulesDir,
-		DefaultModule: o.DefaultModule, SourceRoots: roots, Logs: countingStore{st}, Secrets: box, StateDir: o.StateDir, StateURL: o.StateURL,
+		DefaultModule: o.DefaultModule, SourceRoots: roots, Logs: countingStore{st}, Plans: st, Secrets: box, StateDir: o.StateDir, StateURL: o.StateURL,
 		Logger: log.Named("runner").With(zap.String("runner", o.ID)),
 	}
 	ws, err := startRunner(c, r, o.Grace)

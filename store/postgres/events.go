@@ -64,29 +64,15 @@ func (s *Store) RecordTransition(ctx context.Context, r store.TransitionRecord) 
 	if tr.ID == "" {
 		tr.ID = r.Task.ID
 	}
-	result, err := dbJSON(tr.Result, tr.Result == nil)
+	args, err := transitionArgs(tr)
 	if err != nil {
-		return nil, fmt.Errorf("postgres store: record transition of task %s: encode result: %w", tr.ID, err)
-	}
-	var nums [3]int32
-	for i, v := range []struct {
-		field string
-		v     int
-	}{{"progress", tr.Progress}, {"steps completed", tr.StepsCompleted}, {"total steps", tr.TotalSteps}} {
-		if nums[i], err = int32Of(v.field, v.v); err != nil {
-			return nil, fmt.Errorf("postgres store: record transition of task %s: %w", tr.ID, err)
-		}
+		return nil, fmt.Errorf("postgres store: record transition of task %s: %w", tr.ID, err)
 	}
 	var b pgx.Batch
 	b.Queue(insertTaskSQL, row.id, row.org, row.name, row.description, row.agentID, row.runnerID, row.status, row.progress, row.metadata,
 		row.currentStep, row.stepsCompleted, row.totalSteps, row.result,
 		row.createdAt, row.updatedAt, row.startedAt, row.completedAt, row.cancelledAt, row.cancelledBy)
-	b.Queue(applyTransitionSQL,
-		txt(string(tr.Status)), tr.Status.Terminal(), nums[0],
-		txt(string(tr.CurrentStep)), nums[1], nums[2],
-		result, dbTime(tr.UpdatedAt), dbTimePtr(tr.StartedAt),
-		dbTimePtr(tr.CompletedAt), dbTimePtr(tr.CancelledAt), txt(tr.CancelledBy),
-		txt(tr.ID))
+	b.Queue(applyTransitionSQL, args...)
 	if len(r.Logs) > 0 {
 		if err := queueLogs(&b, r.Logs); err != nil {
 			return nil, err

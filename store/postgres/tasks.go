@@ -217,7 +217,7 @@ func textOf(b []byte) *string {
 //	$4 current step ('' keeps) $5 steps completed          $6 total steps (0 keeps)
 //	$7 result JSON (NULL keeps) $8 updated_at              $9 started_at (NULL keeps)
 //	$10 completed_at (NULL keeps) $11 cancelled_at (NULL keeps) $12 cancelled_by ('' keeps)
-//	$13 id
+//	$13 id                     $14 approval JSON (NULL keeps) $15 plan summary JSON (NULL keeps)
 const applyTransitionSQL = `WITH u AS (
 	UPDATE tasks SET
 		status = CASE
@@ -233,11 +233,46 @@ const applyTransitionSQL = `WITH u AS (
 		started_at      = coalesce($9::timestamptz, started_at),
 		completed_at    = coalesce($10::timestamptz, completed_at),
 		cancelled_at    = coalesce($11::timestamptz, cancelled_at),
-		cancelled_by    = CASE WHEN $12::text = '' THEN cancelled_by ELSE $12::text END
+		cancelled_by    = CASE WHEN $12::text = '' THEN cancelled_by ELSE $12::text END,
+		approval        = coalesce($14::json, approval),
+		plan_summary    = coalesce($15::json, plan_summary)
 	WHERE id = $13::text AND updated_at <= $8::timestamptz
 	RETURNING 1
 )
 SELECT EXISTS (SELECT 1 FROM u), EXISTS (SELECT 1 FROM tasks WHERE id = $13::text)`
+
+// transitionArgs are the arguments of applyTransitionSQL for tr (see its
+// parameter list): ApplyTransition and RecordTransition share them.
+func transitionArgs(tr store.Transition) ([]any, error) {
+	result, err := dbJSON(tr.Result, tr.Result == nil)
+	if err != nil {
+		return nil, fmt.Errorf("encode result: %w", err)
+	}
+	approval, err := dbJSON(tr.Approval, tr.Approval == nil)
+	if err != nil {
+		return nil, fmt.Errorf("encode approval: %w", err)
+	}
+	plan, err := dbJSON(tr.Plan, tr.Plan == nil)
+	if err != nil {
+		return nil, fmt.Errorf("encode plan summary: %w", err)
+	}
+	var nums [3]int32
+	for i, v := range []struct {
+		field string
+		v     int
+	}{{"progress", tr.Progress}, {"steps completed", tr.StepsCompleted}, {"total steps", tr.TotalSteps}} {
+		if nums[i], err = int32Of(v.field, v.v); err != nil {
+			return nil, err
+		}
+	}
+	return []any{
+		txt(string(tr.Status)), tr.Status.Terminal(), nums[0],
+		txt(string(tr.CurrentStep)), nums[1], nums[2],
+		result, dbTime(tr.UpdatedAt), dbTimePtr(tr.StartedAt),
+		dbTimePtr(tr.CompletedAt), dbTimePtr(tr.CancelledAt), txt(tr.CancelledBy),
+		txt(tr.ID), textOf(approval), textOf(plan),
+	}, nil
+}
 
 // ApplyTransition updates a task's state. A transition whose UpdatedAt is
 // before the stored one is ignored (nil is returned). Otherwise:
@@ -246,7 +281,8 @@ SELECT EXISTS (SELECT 1 FROM u), EXISTS (SELECT 1 FROM tasks WHERE id = $13::tex
 //     another terminal one;
 //   - Progress and StepsCompleted never decrease;
 //   - an empty CurrentStep or CancelledBy, a zero TotalSteps and nil
-//     StartedAt, CompletedAt, CancelledAt or Result keep the stored value;
+//     StartedAt, CompletedAt, CancelledAt, Result, Approval or Plan keep the
+//     stored value;
 //   - UpdatedAt is stored.
 //
 // It returns store.ErrNotFound if the task does not exist.
@@ -254,26 +290,12 @@ func (s *Store) ApplyTransition(ctx context.Context, tr store.Transition) error 
 	if tr.ID == "" {
 		return errors.New("postgres store: transition: task ID is required")
 	}
-	result, err := dbJSON(tr.Result, tr.Result == nil)
+	args, err := transitionArgs(tr)
 	if err != nil {
-		return fmt.Errorf("postgres store: transition of task %s: encode result: %w", tr.ID, err)
-	}
-	var nums [3]int32
-	for i, v := range []struct {
-		field string
-		v     int
-	}{{"progress", tr.Progress}, {"steps completed", tr.StepsCompleted}, {"total steps", tr.TotalSteps}} {
-		if nums[i], err = int32Of(v.field, v.v); err != nil {
-			return fmt.Errorf("postgres store: transition of task %s: %w", tr.ID, err)
-		}
+		return fmt.Errorf("postgres store: transition of task %s: %w", tr.ID, err)
 	}
 	var updated, exists bool
-	err = s.pool.QueryRow(ctx, applyTransitionSQL,
-		txt(string(tr.Status)), tr.Status.Terminal(), nums[0],
-		txt(string(tr.CurrentStep)), nums[1], nums[2],
-		result, dbTime(tr.UpdatedAt), dbTimePtr(tr.StartedAt),
-		dbTimePtr(tr.CompletedAt), dbTimePtr(tr.CancelledAt), txt(tr.CancelledBy),
-		txt(tr.ID)).Scan(&updated, &exists)
+	err = s.pool.QueryRow(ctx, applyTransitionSQL, args...).Scan(&updated, &exists)
 	if err != nil {
 		return fmt.Errorf("postgres store: transition of task %s: %w", tr.ID, err)
 	}
@@ -283,7 +305,7 @@ func (s *Store) ApplyTransition(ctx context.Context, tr store.Transition) error 
 	return nil
 }
 
-const getTaskSQL = `SELECT ` + store.TaskColumns + ` FROM tasks WHERE id = $1 AND org = $2`
+const getTaskSQL = `SELECT ` + store.TaskReadColumns + ` FROM tasks WHERE id = $1 AND org = $2`
 
 // GetTask returns the task id of org, or an error wrapping store.ErrNotFound
 // when there is none (a task of another org is not found either).
@@ -375,7 +397,7 @@ func listTasksSQL(q store.TaskQuery) (string, []any, error) {
 	if q.Offset < deferredJoinFactor*q.Limit {
 		// The rows come straight from an index walk.
 		page = `SELECT c.total, t.* FROM (` + total + `) AS c
-LEFT JOIN LATERAL (SELECT ` + store.TaskColumns + ` FROM tasks WHERE ` + where.String() + order + `) AS t ON true
+LEFT JOIN LATERAL (SELECT ` + store.TaskReadColumns + ` FROM tasks WHERE ` + where.String() + order + `) AS t ON true
 ORDER BY t.` + col + ` ` + dir + `, t.id ` + dir
 	} else {
 		// The inner query walks an index to the page's IDs without reading
@@ -383,7 +405,7 @@ ORDER BY t.` + col + ` ` + dir + `, t.id ` + dir
 		// only the page's rows.
 		page = `SELECT c.total, t.* FROM (` + total + `) AS c
 LEFT JOIN (SELECT id FROM tasks WHERE ` + where.String() + order + `) AS p ON true
-LEFT JOIN LATERAL (SELECT ` + store.TaskColumns + ` FROM tasks WHERE id = p.id LIMIT 1) AS t ON true
+LEFT JOIN LATERAL (SELECT ` + store.TaskReadColumns + ` FROM tasks WHERE id = p.id LIMIT 1) AS t ON true
 ORDER BY t.` + col + ` ` + dir + `, t.id ` + dir
 	}
 	return page, args, nil
@@ -423,7 +445,7 @@ func (s *Store) ListTasks(ctx context.Context, q store.TaskQuery) ([]store.Task,
 	return tasks, int(total), nil
 }
 
-// scanTask reads a row of store.TaskColumns, preceded by a total when total is not
+// scanTask reads a row of store.TaskReadColumns, preceded by a total when total is not
 // nil. A row whose id is NULL (an outer join's empty side) only sets the
 // total, and comes back as the zero Task.
 func scanTask(rows pgx.Rows, total *int64) (store.Task, error) {
@@ -431,9 +453,9 @@ func scanTask(rows pgx.Rows, total *int64) (store.Task, error) {
 		t                                    store.Task
 		status, step                         string
 		progress, stepsCompleted, totalSteps int32
-		meta, result                         []byte
+		meta, result, approval, plan         []byte
 		started, completed, cancelled        pgtype.Timestamptz
-		dest                                 [20]any
+		dest                                 [22]any
 	)
 	d := dest[:0]
 	if total != nil {
@@ -444,9 +466,21 @@ func scanTask(rows pgx.Rows, total *int64) (store.Task, error) {
 	}
 	d = append(d, &t.ID, &t.Org, &t.Name, &t.Description, &t.AgentID, &t.RunnerID, &status, &progress, &meta,
 		&step, &stepsCompleted, &totalSteps, &result,
-		&t.CreatedAt, &t.UpdatedAt, &started, &completed, &cancelled, &t.CancelledBy)
+		&t.CreatedAt, &t.UpdatedAt, &started, &completed, &cancelled, &t.CancelledBy, &approval, &plan)
 	if err := rows.Scan(d...); err != nil {
 		return store.Task{}, err
+	}
+	if approval != nil {
+		t.Approval = new(task.ApprovalState)
+		if err := json.Unmarshal(approval, t.Approval); err != nil {
+			return store.Task{}, fmt.Errorf("task %s: decode approval: %w", t.ID, err)
+		}
+	}
+	if plan != nil {
+		t.Plan = new(task.PlanSummary)
+		if err := json.Unmarshal(plan, t.Plan); err != nil {
+			return store.Task{}, fmt.Errorf("task %s: decode plan summary: %w", t.ID, err)
+		}
 	}
 	t.Status, t.CurrentStep = task.Status(status), task.Step(step)
 	t.Progress, t.StepsCompleted, t.TotalSteps = int(progress), int(stepsCompleted), int(totalSteps)

@@ -44,13 +44,9 @@ func (s *Store) RecordTransition(ctx context.Context, r store.TransitionRecord) 
 	if tr.ID == "" {
 		tr.ID = r.Task.ID
 	}
-	result, err := dbJSON(tr.Result, tr.Result == nil)
+	trArgs, err := transitionArgs(tr)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite store: record transition of task %s: encode result: %w", tr.ID, err)
-	}
-	terminal := 0
-	if tr.Status.Terminal() {
-		terminal = 1
+		return nil, fmt.Errorf("sqlite store: record transition of task %s: %w", tr.ID, err)
 	}
 	logArgs, err := logsArgs(r.Logs)
 	if err != nil {
@@ -84,12 +80,7 @@ func (s *Store) RecordTransition(ctx context.Context, r store.TransitionRecord) 
 		if _, err := tx.StmtContext(ctx, stmts[insertTaskSQL]).ExecContext(ctx, taskRow...); err != nil {
 			return err
 		}
-		if _, err := tx.StmtContext(ctx, stmts[applyTransitionSQL]).ExecContext(ctx,
-			string(tr.Status), terminal, tr.Progress,
-			string(tr.CurrentStep), tr.StepsCompleted, tr.TotalSteps,
-			result, dbTime(tr.UpdatedAt), dbTimePtr(tr.StartedAt),
-			dbTimePtr(tr.CompletedAt), dbTimePtr(tr.CancelledAt), tr.CancelledBy,
-			tr.ID); err != nil {
+		if _, err := tx.StmtContext(ctx, stmts[applyTransitionSQL]).ExecContext(ctx, trArgs...); err != nil {
 			return err
 		}
 		if err := logs.exec(ctx, tx); err != nil {

@@ -94,7 +94,7 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []store.Task) error {
 //	?4 current step ('' keeps) ?5 steps completed          ?6 total steps (0 keeps)
 //	?7 result JSON (NULL keeps) ?8 updated_at              ?9 started_at (NULL keeps)
 //	?10 completed_at (NULL keeps) ?11 cancelled_at (NULL keeps) ?12 cancelled_by ('' keeps)
-//	?13 id
+//	?13 id                     ?14 approval JSON (NULL keeps) ?15 plan summary JSON (NULL keeps)
 const applyTransitionSQL = `UPDATE tasks SET
 	status = CASE
 		WHEN ?1 = '' THEN status
@@ -109,8 +109,38 @@ const applyTransitionSQL = `UPDATE tasks SET
 	started_at      = coalesce(?9, started_at),
 	completed_at    = coalesce(?10, completed_at),
 	cancelled_at    = coalesce(?11, cancelled_at),
-	cancelled_by    = CASE WHEN ?12 = '' THEN cancelled_by ELSE ?12 END
+	cancelled_by    = CASE WHEN ?12 = '' THEN cancelled_by ELSE ?12 END,
+	approval        = coalesce(?14, approval),
+	plan_summary    = coalesce(?15, plan_summary)
 WHERE id = ?13 AND updated_at <= ?8`
+
+// transitionArgs are the arguments of applyTransitionSQL for tr (see its
+// parameter list): ApplyTransition and RecordTransition share them.
+func transitionArgs(tr store.Transition) ([]any, error) {
+	result, err := dbJSON(tr.Result, tr.Result == nil)
+	if err != nil {
+		return nil, fmt.Errorf("encode result: %w", err)
+	}
+	approval, err := dbJSON(tr.Approval, tr.Approval == nil)
+	if err != nil {
+		return nil, fmt.Errorf("encode approval: %w", err)
+	}
+	plan, err := dbJSON(tr.Plan, tr.Plan == nil)
+	if err != nil {
+		return nil, fmt.Errorf("encode plan summary: %w", err)
+	}
+	terminal := 0
+	if tr.Status.Terminal() {
+		terminal = 1
+	}
+	return []any{
+		string(tr.Status), terminal, tr.Progress,
+		string(tr.CurrentStep), tr.StepsCompleted, tr.TotalSteps,
+		result, dbTime(tr.UpdatedAt), dbTimePtr(tr.StartedAt),
+		dbTimePtr(tr.CompletedAt), dbTimePtr(tr.CancelledAt), tr.CancelledBy,
+		tr.ID, approval, plan,
+	}, nil
+}
 
 // ApplyTransition updates a task's state. A transition whose UpdatedAt is
 // before the stored one is ignored (nil is returned). Otherwise:
@@ -119,7 +149,8 @@ WHERE id = ?13 AND updated_at <= ?8`
 //     another terminal one;
 //   - Progress and StepsCompleted never decrease;
 //   - an empty CurrentStep or CancelledBy, a zero TotalSteps and nil
-//     StartedAt, CompletedAt, CancelledAt or Result keep the stored value;
+//     StartedAt, CompletedAt, CancelledAt, Result, Approval or Plan keep the
+//     stored value;
 //   - UpdatedAt is stored.
 //
 // It returns store.ErrNotFound if the task does not exist.
@@ -127,20 +158,11 @@ func (s *Store) ApplyTransition(ctx context.Context, tr store.Transition) error 
 	if tr.ID == "" {
 		return errors.New("sqlite store: transition: task ID is required")
 	}
-	result, err := dbJSON(tr.Result, tr.Result == nil)
+	args, err := transitionArgs(tr)
 	if err != nil {
-		return fmt.Errorf("sqlite store: transition of task %s: encode result: %w", tr.ID, err)
+		return fmt.Errorf("sqlite store: transition of task %s: %w", tr.ID, err)
 	}
-	terminal := 0
-	if tr.Status.Terminal() {
-		terminal = 1
-	}
-	res, err := s.wst.exec(ctx, applyTransitionSQL,
-		string(tr.Status), terminal, tr.Progress,
-		string(tr.CurrentStep), tr.StepsCompleted, tr.TotalSteps,
-		result, dbTime(tr.UpdatedAt), dbTimePtr(tr.StartedAt),
-		dbTimePtr(tr.CompletedAt), dbTimePtr(tr.CancelledAt), tr.CancelledBy,
-		tr.ID)
+	res, err := s.wst.exec(ctx, applyTransitionSQL, args...)
 	if err != nil {
 		return fmt.Errorf("sqlite store: transition of task %s: %w", tr.ID, err)
 	}
@@ -164,7 +186,7 @@ func (s *Store) ApplyTransition(ctx context.Context, tr store.Transition) error 
 	return nil
 }
 
-const getTaskSQL = `SELECT ` + store.TaskColumns + ` FROM tasks WHERE id = ? AND org = ?`
+const getTaskSQL = `SELECT ` + store.TaskReadColumns + ` FROM tasks WHERE id = ? AND org = ?`
 
 // GetTask returns the task id of org, or an error wrapping store.ErrNotFound
 // when there is none (a task of another org is not found either).
@@ -305,19 +327,31 @@ func (s *Store) ListTasks(ctx context.Context, q store.TaskQuery) ([]store.Task,
 // scanner is a *sql.Row or *sql.Rows.
 type scanner interface{ Scan(dest ...any) error }
 
-// scanTask reads a row of store.TaskColumns.
+// scanTask reads a row of store.TaskReadColumns.
 func scanTask(sc scanner) (store.Task, error) {
 	var (
 		t                                 store.Task
 		status, step                      string
-		meta, result                      sql.NullString
+		meta, result, approval, plan      sql.NullString
 		created, updated                  int64
 		started, completed, cancelledTime sql.NullInt64
 	)
 	if err := sc.Scan(&t.ID, &t.Org, &t.Name, &t.Description, &t.AgentID, &t.RunnerID, &status, &t.Progress, &meta,
 		&step, &t.StepsCompleted, &t.TotalSteps, &result,
-		&created, &updated, &started, &completed, &cancelledTime, &t.CancelledBy); err != nil {
+		&created, &updated, &started, &completed, &cancelledTime, &t.CancelledBy, &approval, &plan); err != nil {
 		return store.Task{}, err
+	}
+	if approval.Valid {
+		t.Approval = new(task.ApprovalState)
+		if err := json.Unmarshal([]byte(approval.String), t.Approval); err != nil {
+			return store.Task{}, fmt.Errorf("task %s: decode approval: %w", t.ID, err)
+		}
+	}
+	if plan.Valid {
+		t.Plan = new(task.PlanSummary)
+		if err := json.Unmarshal([]byte(plan.String), t.Plan); err != nil {
+			return store.Task{}, fmt.Errorf("task %s: decode plan summary: %w", t.ID, err)
+		}
 	}
 	t.Status = task.Status(status)
 	t.CurrentStep = task.Step(step)

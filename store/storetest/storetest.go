@@ -32,6 +32,9 @@
 //     past the end; Limit <= 0 and an unknown Sort are errors;
 //   - state: Data round-trips byte for byte (including empty and non-UTF-8
 //     bytes); an empty lock ID is an error for LockState;
+//   - plans: JSON and plan file Data round-trip byte for byte; Text as
+//     given (valid UTF-8 without NUL); a task's approval and plan summary
+//     round-trip as JSON, with times at microsecond precision;
 //   - AppendLogs: an entry repeated inside one slice is stored once (the
 //     first); ListLogs: Limit <= 0 is an error; an unknown level matches
 //     nothing;
@@ -107,6 +110,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("Webhooks", h.testWebhooks)
 		t.Run("Deliveries", h.testDeliveries)
 		t.Run("Listen", h.testListen)
+	})
+	t.Run("Plans", func(t *testing.T) {
+		t.Run("RoundTrip", h.testPlansRoundTrip)
+		t.Run("Files", h.testPlanFiles)
+		t.Run("ApprovalTransitions", h.testApprovalTransitions)
 	})
 	t.Run("RunnerStats", h.testRunnerStats)
 	t.Run("TaskCounts", h.testTaskCounts)
@@ -229,7 +237,27 @@ func diffTask(got, want store.Task) []string {
 	tp("CompletedAt", got.CompletedAt, want.CompletedAt)
 	tp("CancelledAt", got.CancelledAt, want.CancelledAt)
 	str("CancelledBy", got.CancelledBy, want.CancelledBy)
+	if g, w := normJSON(usApproval(got.Approval)), normJSON(usApproval(want.Approval)); !reflect.DeepEqual(g, w) {
+		add("Approval", jsonString(g), jsonString(w))
+	}
+	if g, w := normJSON(got.Plan), normJSON(want.Plan); !reflect.DeepEqual(g, w) {
+		add("Plan", jsonString(g), jsonString(w))
+	}
 	return d
+}
+
+// usApproval is a copy of a with its times truncated to the microsecond.
+func usApproval(a *task.ApprovalState) *task.ApprovalState {
+	if a == nil {
+		return nil
+	}
+	c := *a
+	for _, p := range []**time.Time{&c.ExpiresAt, &c.ApprovedAt, &c.RejectedAt} {
+		if *p != nil {
+			*p = ptr(us(**p))
+		}
+	}
+	return &c
 }
 
 // jsonString renders v as JSON for messages.

@@ -1,0 +1,245 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/task"
+)
+
+// recordEnv is the environment of the history recorder's scenarios: a
+// fresh `terratask dev` and a Temporal client of it.
+type recordEnv struct {
+	dev    *devProc
+	client client.Client
+}
+
+// recordScenarios are the runs whose task workflow histories the replay
+// tests keep (workflows/testdata/<name>.json). Each runs against the
+// recorder's dev and returns the ID of the task whose history to keep,
+// once it has ended. Add a scenario here when the workflow gets a new
+// version.
+var recordScenarios = []struct {
+	name string
+	run  func(t *testing.T, e recordEnv) string
+}{
+	// The v1 workflow under the payload codec (ops): encrypted histories.
+	{"v1-encrypted-completed", func(t *testing.T, e recordEnv) string {
+		return e.dev.create(t, map[string]any{"name": "record completed", "agent_id": "agent-record", "runner_id": "local",
+			"parameters": map[string]any{"files": fixture(t, "echo"), "word": "recorded",
+				"sensitive_variables": map[string]any{"token": "recorded-secret"}}}).ID
+	}},
+	{"v1-encrypted-plan", func(t *testing.T, e recordEnv) string {
+		return e.dev.create(t, map[string]any{"name": "record plan", "agent_id": "agent-record", "runner_id": "local",
+			"parameters": map[string]any{"files": fixture(t, "workspace"), "action": "plan"}}).ID
+	}},
+	{"v1-encrypted-failed", func(t *testing.T, e recordEnv) string {
+		return e.dev.create(t, map[string]any{"name": "record failed", "agent_id": "agent-record", "runner_id": "local",
+			"parameters": map[string]any{"files": fixture(t, "broken")}}).ID
+	}},
+	{"v1-encrypted-cancelled", func(t *testing.T, e recordEnv) string {
+		id := e.dev.create(t, map[string]any{"name": "record cancelled", "agent_id": "agent-record", "runner_id": "local",
+			"parameters": map[string]any{"files": fixture(t, "slow"), "parallelism": 1, "step_seconds": 2}}).ID
+		e.dev.waitStatus(t, id, 2*time.Minute, func(s Status) bool {
+			return s.Metadata.CurrentStep == "applying" && s.Metadata.ChangesDone >= 1 || terminal(s)
+		})
+		if code, _ := e.dev.request(t, http.MethodPut, "/api/v1/tasks/"+id+"/cancel", nil, nil); code != http.StatusOK {
+			t.Fatalf("cancel: %d", code)
+		}
+		return id
+	}},
+	// The approval version (GetVersion "approval").
+	{"v2-approved", func(t *testing.T, e recordEnv) string {
+		tk := e.dev.create(t, reviewBody(t, "approved", "rec-approved", 1, map[string]any{"approval": "required"}))
+		waitWaiting(t, e.dev, tk.ID)
+		mustDecide(t, e.dev, tk.ID, "approve", `{"comment":"recorded"}`)
+		return tk.ID
+	}},
+	{"v2-rejected", func(t *testing.T, e recordEnv) string {
+		tk := e.dev.create(t, reviewBody(t, "rejected", "rec-rejected", 1, map[string]any{"approval": "destructive"}))
+		waitEnd(t, e.dev, tk.ID) // create-only: applies at once
+		tk = e.dev.create(t, reviewBody(t, "rejected", "rec-rejected", 2, map[string]any{"approval": "destructive"}))
+		waitWaiting(t, e.dev, tk.ID)
+		mustDecide(t, e.dev, tk.ID, "reject", "")
+		return tk.ID
+	}},
+	{"v2-approval-timeout", func(t *testing.T, e recordEnv) string {
+		tk := e.dev.create(t, reviewBody(t, "timeout", "rec-timeout", 1, map[string]any{"approval": "required", "approval_timeout": "2s", "timeout": "1h"}))
+		return tk.ID
+	}},
+	{"v2-cancelled-waiting", func(t *testing.T, e recordEnv) string {
+		tk := e.dev.create(t, reviewBody(t, "cancel", "rec-cancel", 1, map[string]any{"approval": "required", "timeout": "1h"}))
+		waitWaiting(t, e.dev, tk.ID)
+		if r := e.dev.call(t, http.MethodPut, "/api/v1/tasks/"+tk.ID+"/cancel", e.dev.key, nil); r.code != 200 {
+			t.Fatalf("cancel: %d %s", r.code, r.body)
+		}
+		return tk.ID
+	}},
+	{"v2-approved-by-parent", func(t *testing.T, e recordEnv) string {
+		return runApprovingParent(t, e.client, "local", fmt.Sprintf("task-rec-parent-%d", time.Now().UnixNano()))
+	}},
+}
+
+func mustDecide(t *testing.T, p *devProc, id, verb, body string) {
+	t.Helper()
+	var b []byte
+	if body != "" {
+		b = []byte(body)
+	}
+	if r := decide(t, p, p.key, id, verb, b); r.code != 200 {
+		t.Fatalf("%s: %d %s", verb, r.code, r.body)
+	}
+}
+
+// TestRecordHistories records the histories of recordScenarios into the
+// directory TERRATASK_RECORD_HISTORIES names (skipped without it):
+//
+//	TERRATASK_RECORD_HISTORIES=$PWD/workflows/testdata go test ./e2e -run TestRecordHistories
+//
+// The dev runs with the replay test's secret key
+// (workflows/testdata/replay-secret.key), so payloads are encrypted as in
+// production. A history whose file exists is never written again: old
+// histories guard old workflow versions. Add a scenario for a new version
+// and run the recorder; only the new files appear.
+func TestRecordHistories(t *testing.T) {
+	dir := os.Getenv("TERRATASK_RECORD_HISTORIES")
+	if dir == "" {
+		t.Skip("set TERRATASK_RECORD_HISTORIES=<dir> to record the replay tests' histories")
+	}
+	keys, err := secret.ReadKeysFile("../workflows/testdata/replay-secret.key")
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("replay key: %v", err)
+	}
+	dataDir := filepath.Join(t.TempDir(), "data")
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, "secret.key"), []byte(base64.StdEncoding.EncodeToString(keys[0])+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := startDev(dataDir, "raw-recorder-key-3e7a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := dev.stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	c := dialDev(t, dev.temporal, dataDir)
+	for _, sc := range recordScenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			path := filepath.Join(dir, sc.name+".json")
+			if _, err := os.Stat(path); err == nil {
+				t.Skipf("%s exists: recorded histories are never re-recorded", path)
+			}
+			id := sc.run(t, recordEnv{dev: dev, client: c})
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			if err := c.GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
+				t.Logf("task %s ended with %v", id, err)
+			}
+			writeHistory(t, c, id, path)
+		})
+	}
+}
+
+// writeHistory writes a workflow's history as `temporal workflow show
+// --output json` does (protojson of a history).
+func writeHistory(t *testing.T, c client.Client, id, path string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	it := c.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	h := &historypb.History{}
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Events = append(h.Events, ev)
+	}
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s (%d events)", path, len(h.Events))
+}
+
+// approvingParent runs a task as a child workflow, hears that it waits
+// for approval, and approves it by signal, as another Temporal
+// application embedding terratask would.
+func approvingParent(ctx workflow.Context, in task.Input) (task.Output, error) {
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: in.ID, TaskQueue: task.ControlPlaneTaskQueue})
+	child := workflow.ExecuteChildWorkflow(cctx, task.WorkflowType, in)
+	var req task.ApprovalRequest
+	workflow.GetSignalChannel(ctx, task.SignalApprovalRequest).Receive(ctx, &req)
+	d := task.Decision{Approve: true, By: "parent-workflow", At: workflow.Now(ctx),
+		Comment: fmt.Sprintf("%d to add, %d to destroy", req.Plan.Add, req.Plan.Destroy)}
+	if err := child.SignalChildWorkflow(ctx, task.SignalDecision, d).Get(ctx, nil); err != nil {
+		return task.Output{}, err
+	}
+	var out task.Output
+	err := child.Get(ctx, &out)
+	return out, err
+}
+
+// runApprovingParent starts approvingParent for a new task id on runner
+// and waits for it; it returns the task's ID.
+func runApprovingParent(t *testing.T, c client.Client, runner, id string) string {
+	t.Helper()
+	queue := "parent-" + id
+	w := worker.New(c, queue, worker.Options{})
+	w.RegisterWorkflowWithOptions(approvingParent, workflow.RegisterOptions{Name: "e2e.ApprovingParent"})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	in := task.Input{
+		ID: id, Name: "child", AgentID: "agent-parent", RunnerID: runner, Org: "default", CreatedAt: time.Now().UTC(),
+		Params: task.Params{Files: fixture(t, "review"), Workspace: id, Approval: task.ApprovalRequired},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "parent-" + id, TaskQueue: queue}, "e2e.ApprovingParent", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out task.Output
+	if err := run.Get(ctx, &out); err != nil {
+		t.Fatalf("parent: %v", err)
+	}
+	if out.Status != task.StatusCompleted || out.Result.Output["endpoint"] != "web-1" {
+		t.Fatalf("child output %+v", out)
+	}
+	return id
+}
+
+// TestParentApprovesChildBySignal: another Temporal application runs a
+// task that waits for approval as a child workflow and approves it by
+// signal; the API shows who approved.
+func TestParentApprovesChildBySignal(t *testing.T) {
+	t.Parallel()
+	id := runApprovingParent(t, dialShared(t), "local", fmt.Sprintf("task-parent-approves-%d", time.Now().UnixNano()))
+	tk := shared.get(t, id)
+	if tk.Status != "completed" || tk.ApprovedBy != "parent-workflow" || tk.ApprovalComment != "2 to add, 0 to destroy" {
+		t.Fatalf("API view of the approved child %+v", tk)
+	}
+}
