@@ -34,7 +34,15 @@ func (r *Runner) Plan(ctx context.Context, in StepInput) (out PlanOutput, err er
 	if err != nil {
 		return out, err
 	}
-	return s.savePlan(ctx, tfPath)
+	if out, err = s.savePlan(ctx, tfPath); err != nil || !in.Task.Params.DetectDrift {
+		return out, err
+	}
+	tf, err := s.terraform(s.paths.config, tfPath)
+	if err != nil {
+		return out, err
+	}
+	out.Drift, err = s.detectDrift(ctx, tf)
+	return out, err
 }
 
 // savePlan runs `terraform plan -json -out` into the work dir's saved plan,
