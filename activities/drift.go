@@ -1,12 +1,10 @@
 package activities
 
 import (
-	"context"
 	"encoding/json"
 	"reflect"
 	"sort"
 
-	"github.com/hashicorp/terraform-exec/tfexec"
 	tfjson "github.com/hashicorp/terraform-json"
 
 	"github.com/terratask/terratask/secret"
@@ -16,31 +14,23 @@ import (
 
 // Drift detection (detect_drift on a plan-only task). The plan's refresh
 // compares the state with the real world; Terraform's JSON plan (`terraform
-// show -json` of the saved plan, read through terraform-json) lists what
-// moved outside Terraform since the last apply (resource_drift) and what the
-// plan would change to match the configuration (resource_changes). Both go
-// into the task's result as task.Drift: addresses, actions and the names of
-// the attributes that differ, never their values (they may be sensitive).
-// Plan review (GET /tasks/{id}/plan) reads the same JSON plan; a task that
-// keeps its plan for review and detects drift could share the one `show
-// -json` (see reviewPlan on the approval branch).
+// show -json` of the saved plan, which plan review reads anyway: see
+// reviewPlan) lists what moved outside Terraform since the last apply
+// (resource_drift) and what the plan would change to match the
+// configuration (resource_changes). Both go into the task's result as
+// task.Drift: addresses, actions and the names of the attributes that
+// differ, never their values (they may be sensitive).
 
-// detectDrift reads the work dir's saved plan and reports its drift.
-func (s *stepRun) detectDrift(ctx context.Context, tf *tfexec.Terraform) (*task.Drift, error) {
-	plan, err := tf.ShowPlanFile(ctx, s.paths.planFile, tfexec.JSONNumber(true))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, terraformError(task.CodeTerraform, "show -json", err, nil)
-	}
+// driftFinding reduces the saved plan's JSON form to its drift and logs
+// the finding.
+func (s *stepRun) driftFinding(plan *tfjson.Plan) *task.Drift {
 	d := driftOf(plan, s.masker)
 	if d.Drifted {
 		s.book.runner(store.LevelWarn, "drift detected: %d resource change(s) outside Terraform or against the configuration", len(d.Resources))
 	} else {
 		s.book.runner(store.LevelInfo, "no drift: the real world matches the state and the configuration")
 	}
-	return d, nil
+	return d
 }
 
 // driftOf reduces a JSON plan to its drift: every resource_drift entry

@@ -34,15 +34,8 @@ func (r *Runner) Plan(ctx context.Context, in StepInput) (out PlanOutput, err er
 	if err != nil {
 		return out, err
 	}
-	if out, err = s.savePlan(ctx, tfPath); err != nil || !in.Task.Params.DetectDrift {
-		return out, err
-	}
-	tf, err := s.terraform(s.paths.config, tfPath)
-	if err != nil {
-		return out, err
-	}
-	out.Drift, err = s.detectDrift(ctx, tf)
-	return out, err
+	// A detect_drift plan's drift comes with its review (reviewPlan).
+	return s.savePlan(ctx, tfPath)
 }
 
 // savePlan runs `terraform plan -json -out` into the work dir's saved plan,

@@ -43,21 +43,25 @@ func TestDriftDetection(t *testing.T) {
 		if mirrorErr != nil {
 			t.Skipf("no provider mirror: %v", mirrorErr)
 		}
+		agent := "agent-drift-" + string(eng)
 		apply := func(ws string, at time.Time) map[string]any {
 			params := eng.params(map[string]any{"files": fixture(t, "drift"), "workspace": ws,
 				"rotate_at": at.UTC().Format(time.RFC3339)})
-			tk := shared.create(t, map[string]any{"name": "apply " + ws, "agent_id": "agent-drift", "runner_id": "local", "parameters": params})
+			tk := shared.create(t, map[string]any{"name": "apply " + ws, "agent_id": agent, "runner_id": "local", "parameters": params})
 			if s := shared.waitStatus(t, tk.ID, 2*time.Minute, terminal); s[len(s)-1].Status != "completed" {
 				t.Fatalf("apply %s: %+v %v", ws, s[len(s)-1], shared.logs(t, tk.ID, "?level=error"))
 			}
 			return params
 		}
 		suffix := fmt.Sprintf("%s-%d", eng, time.Now().UnixNano())
+		// A webhook for drift.detected of this subtest's agent.
+		rcv := newHookServer(t, hookSecret)
+		createHook(t, shared, rcv.URL, agent, "drift.detected")
 
 		// Nothing moved: a drift check says so.
 		steady := apply("steady-"+suffix, time.Now().Add(time.Hour))
 		steady["action"], steady["detect_drift"] = "plan", true
-		check := shared.create(t, map[string]any{"name": "check steady", "agent_id": "agent-drift", "runner_id": "local", "parameters": steady})
+		check := shared.create(t, map[string]any{"name": "check steady", "agent_id": agent, "runner_id": "local", "parameters": steady})
 		shared.waitStatus(t, check.ID, 2*time.Minute, terminal)
 		if d := driftOf(t, check.ID); d.Drifted || len(d.Resources) != 0 {
 			t.Fatalf("unchanged workspace: %+v", d)
@@ -68,7 +72,7 @@ func TestDriftDetection(t *testing.T) {
 		moving := apply("moving-"+suffix, at)
 		s := shared.createSchedule(t, map[string]any{
 			"name": "drift " + suffix, "kind": "drift", "cron": "0 2 * * *", "paused": true,
-			"template": map[string]any{"name": "nightly drift", "agent_id": "agent-drift", "runner_id": "local", "parameters": moving},
+			"template": map[string]any{"name": "nightly drift", "agent_id": agent, "runner_id": "local", "parameters": moving},
 		})
 		if s.Kind != "drift" || s.Template["parameters"].(map[string]any)["detect_drift"] != true {
 			t.Fatalf("drift schedule %+v", s)
@@ -89,6 +93,17 @@ func TestDriftDetection(t *testing.T) {
 		if !d.Drifted || !gone {
 			t.Fatalf("drift %+v", d)
 		}
+		// The webhook got drift.detected of that check, signed, with the
+		// task and its drift; none of the steady workspace's check.
+		waitFor(t, time.Minute, "drift.detected delivered", func() bool { return len(rcv.accepted(runs[0].ID)) > 0 })
+		dl := rcv.accepted(runs[0].ID)[0]
+		if dl.ev.Type != "drift.detected" || dl.verified != nil || dl.header.Get("X-Terratask-Event") != "drift.detected" ||
+			dl.ev.Task.Result == nil || dl.ev.Task.Result.Drift == nil || !dl.ev.Task.Result.Drift.Drifted {
+			t.Fatalf("delivery %+v (verified: %v)", dl.ev, dl.verified)
+		}
+		if len(rcv.accepted(check.ID)) != 0 {
+			t.Fatalf("drift.detected for a check that found none: %+v", rcv.accepted(check.ID))
+		}
 		// The schedule says its latest check drifted.
 		var got Schedule
 		if code, _ := shared.request(t, http.MethodGet, "/api/v1/schedules/"+s.ID, nil, &got); code != 200 ||
@@ -100,7 +115,7 @@ func TestDriftDetection(t *testing.T) {
 		for k, v := range moving {
 			recheck[k] = v
 		}
-		again := shared.create(t, map[string]any{"name": "check again", "agent_id": "agent-drift", "runner_id": "local", "parameters": recheck})
+		again := shared.create(t, map[string]any{"name": "check again", "agent_id": agent, "runner_id": "local", "parameters": recheck})
 		shared.waitStatus(t, again.ID, 2*time.Minute, terminal)
 		if d := driftOf(t, again.ID); !d.Drifted {
 			t.Fatalf("second check: %+v", d)
@@ -142,7 +157,7 @@ func TestDriftRemediationWaitsForApproval(t *testing.T) {
 	ws := fmt.Sprintf("remediate-%d", time.Now().UnixNano())
 	at := time.Now().Add(3 * time.Second).Truncate(time.Second)
 	params := map[string]any{"files": fixture(t, "drift"), "workspace": ws, "rotate_at": at.UTC().Format(time.RFC3339)}
-	tk := shared.create(t, map[string]any{"name": "apply", "agent_id": "agent-drift", "runner_id": "local", "parameters": params})
+	tk := shared.create(t, map[string]any{"name": "apply", "agent_id": "agent-remediate", "runner_id": "local", "parameters": params})
 	if s := shared.waitStatus(t, tk.ID, 2*time.Minute, terminal); s[len(s)-1].Status != "completed" {
 		t.Fatalf("apply: %+v", s[len(s)-1])
 	}
@@ -151,7 +166,7 @@ func TestDriftRemediationWaitsForApproval(t *testing.T) {
 	for k, v := range params {
 		check[k] = v
 	}
-	c := shared.create(t, map[string]any{"name": "check", "agent_id": "agent-drift", "runner_id": "local",
+	c := shared.create(t, map[string]any{"name": "check", "agent_id": "agent-remediate", "runner_id": "local",
 		"metadata": map[string]any{"team": "infra"}, "parameters": check})
 	shared.waitStatus(t, c.ID, 2*time.Minute, terminal)
 	d := driftOf(t, c.ID)
@@ -165,7 +180,7 @@ func TestDriftRemediationWaitsForApproval(t *testing.T) {
 		t.Fatalf("remediation %+v: want waiting_approval\n%v", last, shared.logs(t, d.RemediationTaskID, "?level=warn,error"))
 	}
 	rem := shared.get(t, d.RemediationTaskID)
-	if rem.Metadata["remediates"] != c.ID || rem.Metadata["team"] != "infra" || rem.AgentID != "agent-drift" {
+	if rem.Metadata["remediates"] != c.ID || rem.Metadata["team"] != "infra" || rem.AgentID != "agent-remediate" {
 		t.Fatalf("remediation task %+v", rem)
 	}
 	if code, _ := shared.request(t, http.MethodPut, "/api/v1/tasks/"+rem.ID+"/cancel", nil, nil); code != 200 {

@@ -23,6 +23,10 @@ var ErrNotFound = errors.New("schedule not found in Temporal")
 type Action struct {
 	Input            task.Input
 	SearchAttributes temporal.SearchAttributes
+	// StaticSummary, StaticDetails and Memo are what the Web UI shows of
+	// each run, as of a task the API starts.
+	StaticSummary, StaticDetails string
+	Memo                         map[string]any
 }
 
 func (a Action) temporal(scheduleID string) *client.ScheduleWorkflowAction {
@@ -35,6 +39,9 @@ func (a Action) temporal(scheduleID string) *client.ScheduleWorkflowAction {
 		Args:                  []any{in},
 		TaskQueue:             task.ControlPlaneTaskQueue,
 		TypedSearchAttributes: a.SearchAttributes,
+		StaticSummary:         a.StaticSummary,
+		StaticDetails:         a.StaticDetails,
+		Memo:                  a.Memo,
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
@@ -112,7 +113,7 @@ func (s *Server) scheduleAction(p auth.Principal, id string, req *createRequest)
 	in := task.Input{
 		Name: req.Name, Description: req.Description, AgentID: req.AgentID, RunnerID: req.RunnerID,
 		Org: p.Org, Metadata: meta, CreatedBy: p.Name, Params: req.Params,
-		RunnerWait: task.Duration(s.opts.RunnerWait), ScheduleID: id,
+		RunnerWait: task.Duration(s.opts.RunnerWait), ApprovalWait: task.Duration(s.opts.ApprovalWait), ScheduleID: id,
 	}
 	if !req.Secrets.Empty() && s.opts.Secrets == nil {
 		return schedules.Action{}, errors.New("a schedule's template has secrets but the server has no secret box")
@@ -122,7 +123,14 @@ func (s *Server) scheduleAction(p auth.Principal, id string, req *createRequest)
 		return schedules.Action{}, fmt.Errorf("sealing secrets: %w", err)
 	}
 	in.SealedSecrets = sealed
-	return schedules.Action{Input: in, SearchAttributes: workflows.SearchAttributes(in, task.StatusPending)}, nil
+	// What the Web UI shows of each run: named after the action ID (each
+	// run's ID adds its time).
+	var ui client.StartWorkflowOptions
+	shown := in
+	shown.ID = schedules.ActionID(id) + "-<run time>"
+	describeForUI(&ui, shown)
+	return schedules.Action{Input: in, SearchAttributes: workflows.SearchAttributes(in, task.StatusPending),
+		StaticSummary: ui.StaticSummary, StaticDetails: ui.StaticDetails, Memo: ui.Memo}, nil
 }
 
 func (s *Server) createSchedule(c *gin.Context) {
