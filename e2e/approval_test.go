@@ -11,7 +11,6 @@ import (
 	"time"
 
 	sdkpb "go.temporal.io/api/sdk/v1"
-	"go.temporal.io/sdk/client"
 )
 
 // Keys of the plan review tests' own `terratask dev`.
@@ -155,11 +154,8 @@ func testApprove(t *testing.T, dev *devProc) {
 	}
 	// The Temporal Web UI shows what the workflow waits for (its current
 	// details, from the SDK's metadata query).
-	c, err := client.Dial(client.Options{HostPort: dev.temporal, Namespace: "default"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	// Through the payload codec: the dev encrypts every payload.
+	c := dialDev(t, dev.temporal, dev.dataDir)
 	v, err := c.QueryWorkflow(waitCtx(t, time.Minute), tk.ID, "", "__temporal_workflow_metadata")
 	var md sdkpb.WorkflowMetadata
 	if err != nil || v.Get(&md) != nil || !strings.Contains(md.GetCurrentDetails(), "Waiting for approval") ||
