@@ -271,3 +271,33 @@ type ScheduleRun struct {
 	StartedAt   string      `json:"started_at"`
 	Status      task.Status `json:"status,omitempty"`
 }
+
+// NewSchedule is the body of POST /schedules: a cron expression or an
+// interval (a duration such as "24h"), and the create body of the tasks it
+// starts.
+type NewSchedule struct {
+	Name     string     `json:"name"`
+	Cron     string     `json:"cron,omitempty"`
+	Interval string     `json:"interval,omitempty"`
+	TimeZone string     `json:"time_zone,omitempty"`
+	Jitter   string     `json:"jitter,omitempty"`
+	Paused   bool       `json:"paused,omitempty"`
+	Overlap  string     `json:"overlap,omitempty"`
+	Kind     string     `json:"kind,omitempty"`
+	Template CreateTask `json:"template"`
+}
+
+// SchedulePatch is the body of PATCH /schedules/{id}: only the fields set
+// change (Cron or Interval replaces the other; Template replaces the whole
+// template).
+type SchedulePatch struct {
+	Name     *string     `json:"name,omitempty"`
+	Cron     *string     `json:"cron,omitempty"`
+	Interval *string     `json:"interval,omitempty"`
+	TimeZone *string     `json:"time_zone,omitempty"`
+	Jitter   *string     `json:"jitter,omitempty"`
+	Paused   *bool       `json:"paused,omitempty"`
+	Overlap  *string     `json:"overlap,omitempty"`
+	Kind     *string     `json:"kind,omitempty"`
+	Template *CreateTask `json:"template,omitempty"`
+}

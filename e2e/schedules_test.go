@@ -14,6 +14,9 @@ import (
 
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/terratask/terratask/api"
+	"github.com/terratask/terratask/client"
 )
 
 // Schedule is the API's schedule object as a client sees it.
@@ -248,5 +251,50 @@ func TestScheduleBadRequests(t *testing.T) {
 		if code, _ := shared.request(t, http.MethodPost, "/api/v1/schedules", c.body, &e); code != 400 || e.Error.Code != "bad_request" || e.Error.Details["field"] != c.field {
 			t.Errorf("%v: %d %+v, want field %s", c.body["name"], code, e, c.field)
 		}
+	}
+}
+
+// TestClientSchedules drives the schedule routes through package client
+// against the real binary.
+func TestClientSchedules(t *testing.T) {
+	t.Parallel()
+	ctx := waitCtx(t, 3*time.Minute)
+	c := newClient(t, shared.api, shared.key)
+	tpl := api.CreateTask{Name: "client scheduled", AgentID: "agent-client-sched", RunnerID: "local",
+		Parameters: map[string]any{"files": fixture(t, "five"), "action": "plan"}}
+	_, err := c.CreateSchedule(ctx, api.NewSchedule{Name: "bad", Cron: "0 2 * *", Template: tpl})
+	var apiErr *client.Error
+	if !errors.As(err, &apiErr) || !errors.Is(err, client.ErrBadRequest) || apiErr.Details["field"] != "cron" {
+		t.Fatalf("bad cron: %v", err)
+	}
+	s, err := c.CreateSchedule(ctx, api.NewSchedule{Name: "client", Interval: "1h", Paused: true, Template: tpl})
+	if err != nil || s.Interval == nil || !s.Paused {
+		t.Fatalf("create: %+v %v", s, err)
+	}
+	if _, err := c.TriggerSchedule(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	runs := shared.waitScheduled(t, s.ID, 1, 2*time.Minute)
+	page, err := c.ListTasks(ctx, client.ListOptions{Schedule: s.ID})
+	if err != nil || page.Total != 1 || page.Tasks[0].ID != runs[0].ID || page.Tasks[0].Status != "completed" {
+		t.Fatalf("tasks of the schedule: %+v %v", page, err)
+	}
+	cron := "30 4 * * *"
+	up, err := c.UpdateSchedule(ctx, s.ID, api.SchedulePatch{Cron: &cron})
+	if err != nil || up.Cron == nil || *up.Cron != cron || up.Interval != nil || !up.Paused {
+		t.Fatalf("update: %+v %v", up, err)
+	}
+	got, err := c.GetSchedule(ctx, s.ID)
+	if err != nil || len(got.RecentRuns) != 1 || got.RecentRuns[0].TaskID != runs[0].ID {
+		t.Fatalf("get: %+v %v", got, err)
+	}
+	if list, err := c.ListSchedules(ctx, client.ScheduleListOptions{Kind: "task", Limit: 1000}); err != nil || list.Total < 1 {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+	if _, err := c.DeleteSchedule(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetSchedule(ctx, s.ID); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("get after delete: %v", err)
 	}
 }

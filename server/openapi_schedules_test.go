@@ -21,9 +21,12 @@ func TestOpenAPISchedulesMatchTheCode(t *testing.T) {
 			t.Errorf("schema %s has %v, the code %v", schema, got, want)
 		}
 	}
-	for _, schema := range []string{"ScheduleRequest", "SchedulePatch"} {
+	for schema, body := range map[string]any{"ScheduleRequest": api.NewSchedule{}, "SchedulePatch": api.SchedulePatch{}} {
 		if got, want := d.properties(t, schema), sortedSet(scheduleFields); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s has %v, the parser %v", schema, got, want)
+		}
+		if got, want := d.properties(t, schema), jsonFields(body); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s has %v, the client's body %v", schema, got, want)
 		}
 	}
 	var names []string
