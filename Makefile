@@ -40,6 +40,8 @@ fuzz:
 	$(GO) test ./events -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZ_TIME)
 	$(GO) test ./server -run '^$$' -fuzz FuzzParseDecision -fuzztime $(FUZZ_TIME)
 	$(GO) test ./server -run '^$$' -fuzz FuzzParsePlanFormat -fuzztime $(FUZZ_TIME)
+	$(GO) test ./server -run '^$$' -fuzz FuzzParseScheduleBody -fuzztime $(FUZZ_TIME)
+	$(GO) test ./server -run '^$$' -fuzz FuzzParseScheduleListQuery -fuzztime $(FUZZ_TIME)
 
 # terratask against bare Terraform and bare Temporal (bench/README.md): one
 # table, results added to bench/RESULTS.md and bench/results.json.

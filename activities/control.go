@@ -34,6 +34,9 @@ type Record struct {
 	// Notify is the task's own callback, if it has one: its events go there
 	// too.
 	Notify *task.Notify `json:"notify,omitempty"`
+	// Remediation is the apply task a drifted plan starts, on the task's
+	// completed transition (see drift.go).
+	Remediation *task.Input `json:"remediation,omitempty"`
 }
 
 // Names of the other control-plane (local) activities.
@@ -104,10 +107,12 @@ func (c *Control) Record(ctx context.Context, r Record) error {
 			return fmt.Errorf("removing the task's plan file: %w", err)
 		}
 	}
-	if rec.Event == nil {
-		return nil
+	if rec.Event != nil {
+		if err := c.dispatch(ctx, *rec.Event, hooks, r.Notify); err != nil {
+			return err
+		}
 	}
-	return c.dispatch(ctx, *rec.Event, hooks, r.Notify)
+	return c.afterDrift(ctx, r)
 }
 
 // seq is the transition's number: the Seq of its line in the workflow's
@@ -190,5 +195,6 @@ func TaskRow(in task.Input, steps int) store.Task {
 		TotalSteps:  steps,
 		CreatedAt:   in.CreatedAt,
 		UpdatedAt:   in.CreatedAt,
+		ScheduleID:  in.ScheduleID,
 	}
 }

@@ -22,7 +22,10 @@ import (
 
 // The plugin cache lock.
 //
-// Every init of the runner shares DataDir/plugin-cache (TF_PLUGIN_CACHE_DIR).
+// Every init of the runner shares DataDir/plugin-cache (TF_PLUGIN_CACHE_DIR;
+// OpenTofu's inits share DataDir/plugin-cache-opentofu instead: each engine
+// rewrites a cache entry the other one made, under the feet of its running
+// commands).
 // Terraform writes to it only when it installs a provider package the cache
 // lacks; a provider that is there it only reads and links into the
 // configuration's .terraform/providers. Terraform does not lock the cache, so
@@ -83,7 +86,7 @@ func (s *stepRun) holdPluginCache(ctx context.Context, tfPath string, fromModule
 			s.book.runner(store.LevelDebug, "plugin cache: no init key (%v); init takes the cache exclusively", err)
 		} else {
 			h.key, h.lockSum = key, lockSum
-			h.shared = s.r.isWarm(key)
+			h.shared = s.r.isWarm(s.pluginCache(), key)
 		}
 	}
 	if h.shared {
@@ -93,7 +96,7 @@ func (s *stepRun) holdPluginCache(ctx context.Context, tfPath string, fromModule
 	if err != nil {
 		return nil, err
 	}
-	if !h.shared && h.key != "" && s.r.isWarm(h.key) {
+	if !h.shared && h.key != "" && s.r.isWarm(s.pluginCache(), h.key) {
 		// An init of the same key ended while this one waited (a burst
 		// of tasks of one configuration): go on beside the others.
 		unlock()
@@ -117,7 +120,7 @@ func (h *cacheHold) release(err error) {
 	r := h.s.r
 	switch {
 	case err != nil && h.shared:
-		if rerr := os.Remove(r.warmMarker(h.key)); rerr == nil {
+		if rerr := os.Remove(r.warmMarker(h.s.pluginCache(), h.key)); rerr == nil {
 			h.s.book.runner(store.LevelInfo, "plugin cache: init failed; the next init of this configuration takes the cache exclusively")
 		}
 	case err == nil && !h.shared:
@@ -126,7 +129,7 @@ func (h *cacheHold) release(err error) {
 			h.s.book.runner(store.LevelDebug, "plugin cache: later inits of this configuration stay exclusive: %s", why)
 			return
 		}
-		if werr := r.markWarm(h.key, entries); werr != nil {
+		if werr := r.markWarm(h.s.pluginCache(), h.key, entries); werr != nil {
 			h.s.book.runner(store.LevelWarn, "plugin cache: cannot record the configuration's providers as cached: %v", werr)
 		}
 	}
@@ -148,7 +151,7 @@ func (s *stepRun) lockInit(ctx context.Context, shared bool) (func(), error) {
 			return nil, err
 		}
 	}
-	path := s.r.pluginCacheDir() + ".lock"
+	path := s.pluginCache() + ".lock"
 	fl, err := tryFile(path)
 	if err == nil && fl == nil {
 		s.book.runner(store.LevelInfo, "waiting for a terraform init of another process on this runner (shared plugin cache)")
@@ -255,7 +258,7 @@ func (s *stepRun) cachedProviders(lockSumBefore string) (entries []string, whyNo
 	if why := nonLocalModule(dir); why != "" {
 		return nil, why
 	}
-	cache := s.r.pluginCacheDir()
+	cache := s.pluginCache()
 	realCache, err := filepath.EvalSymlinks(cache)
 	if err != nil {
 		return nil, "the plugin cache is not readable"
@@ -322,15 +325,15 @@ func nonLocalModule(dir string) string {
 	return ""
 }
 
-// warmMarker is the marker file of an init key.
-func (r *Runner) warmMarker(key string) string {
-	return filepath.Join(r.pluginCacheDir(), warmDir, key)
+// warmMarker is the marker file of an init key in a plugin cache.
+func (r *Runner) warmMarker(cache, key string) string {
+	return filepath.Join(cache, warmDir, key)
 }
 
 // isWarm tells whether an init of key may share the cache: its marker exists
 // and every cache entry it lists is still there.
-func (r *Runner) isWarm(key string) bool {
-	b, err := os.ReadFile(r.warmMarker(key))
+func (r *Runner) isWarm(cache, key string) bool {
+	b, err := os.ReadFile(r.warmMarker(cache, key))
 	if err != nil {
 		return false
 	}
@@ -341,7 +344,7 @@ func (r *Runner) isWarm(key string) bool {
 		if !filepath.IsLocal(e) {
 			return false
 		}
-		if fi, err := os.Stat(filepath.Join(r.pluginCacheDir(), filepath.FromSlash(e))); err != nil || !fi.IsDir() {
+		if fi, err := os.Stat(filepath.Join(cache, filepath.FromSlash(e))); err != nil || !fi.IsDir() {
 			return false
 		}
 	}
@@ -350,8 +353,8 @@ func (r *Runner) isWarm(key string) bool {
 
 // markWarm writes key's marker atomically, so processes sharing the data dir
 // never read half of it.
-func (r *Runner) markWarm(key string, entries []string) error {
-	dir := filepath.Join(r.pluginCacheDir(), warmDir)
+func (r *Runner) markWarm(cache, key string, entries []string) error {
+	dir := filepath.Join(cache, warmDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -368,7 +371,7 @@ func (r *Runner) markWarm(key string, entries []string) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), r.warmMarker(key))
+		err = os.Rename(tmp.Name(), r.warmMarker(cache, key))
 	}
 	if err != nil {
 		os.Remove(tmp.Name())

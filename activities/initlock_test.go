@@ -285,7 +285,7 @@ func TestProviderInitsAreWarmOnlyWithALockFile(t *testing.T) {
 	if len(keys) != 1 {
 		t.Fatalf("warm keys: %v, want one; logs:\n%s", keys, logs)
 	}
-	b, err := os.ReadFile(f.r.warmMarker(keys[0]))
+	b, err := os.ReadFile(f.r.warmMarker(f.r.pluginCacheDir(), keys[0]))
 	if want := "example.com/test/fake/1.0.0/" + platform + "\n"; err != nil || string(b) != want {
 		t.Fatalf("marker = %q, %v; want %q", b, err, want)
 	}

@@ -34,6 +34,7 @@ func (r *Runner) Plan(ctx context.Context, in StepInput) (out PlanOutput, err er
 	if err != nil {
 		return out, err
 	}
+	// A detect_drift plan's drift comes with its review (reviewPlan).
 	return s.savePlan(ctx, tfPath)
 }
 

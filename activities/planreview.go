@@ -72,6 +72,9 @@ func (s *stepRun) reviewPlan(ctx context.Context, tf *tfexec.Terraform, out *Pla
 	text := txt.text
 	doc := reviewOf(plan, s.masker)
 	doc.TaskID, doc.CreatedAt = s.in.Task.ID, api.Time(time.Now())
+	if s.in.Task.Params.DetectDrift {
+		out.Drift = s.driftFinding(plan) // drift.go
+	}
 	out.Summary = doc.Summary
 	body, err := json.Marshal(doc)
 	if err != nil {

@@ -47,6 +47,7 @@ type PlanKeeper interface {
 //	work/<task-id>/.terratask/    private: var file, saved plan, log spool
 //	state/<org>/<workspace>/      local state, kept across tasks
 //	plugin-cache/                 Terraform's shared provider cache
+//	plugin-cache-opentofu/        OpenTofu's (and plugin-cache-opentofu.lock)
 //	plugin-cache/.terratask-warm/ keys of inits that only read the cache
 //	plugin-cache.lock             the cache's lock between processes (initlock.go)
 //	terraform/<version>/          Terraform binaries installed by the runner
@@ -90,6 +91,10 @@ type Runner struct {
 	CLIConfigFile string
 	// DisableDownload stops Install from downloading Terraform releases.
 	DisableDownload bool
+	// TofuPaths are where tasks with engine opentofu find `tofu` before
+	// PATH: binaries, or directories holding tofu or one subdirectory per
+	// version (see tfinstall.TofuFinder). OpenTofu is never downloaded.
+	TofuPaths []string
 	// StateDir holds local state per (org, workspace) when the module has
 	// no backend of its own (default DataDir/state). Hosts of one runner ID
 	// that share it (a shared volume) share state, so a task resumed on
@@ -108,6 +113,7 @@ type Runner struct {
 // runnerState is the in-process state shared by a Runner's activities.
 type runnerState struct {
 	installer *tfinstall.Installer
+	tofu      *tfinstall.TofuFinder
 	// initLock is the plugin cache lock in this process (a file lock
 	// extends it to processes sharing the data dir); see initlock.go.
 	initLock rwlock.Mutex
@@ -147,6 +153,7 @@ func (r *Runner) st() *runnerState {
 				Dir:             filepath.Join(r.dataDir(), "terraform"),
 				DisableDownload: r.DisableDownload,
 			}),
+			tofu:   tfinstall.NewTofuFinder(r.TofuPaths),
 			execs:  map[string]bool{},
 			spools: map[string]bool{},
 		}
@@ -198,7 +205,22 @@ func (r *Runner) dataDir() string {
 	return d
 }
 
-func (r *Runner) pluginCacheDir() string { return filepath.Join(r.dataDir(), "plugin-cache") }
+// pluginCacheDir is Terraform's shared provider cache.
+func (r *Runner) pluginCacheDir() string { return r.pluginCacheDirOf(task.EngineTerraform) }
+
+// pluginCacheDirOf is an engine's shared provider cache: each engine has its
+// own (see initlock.go).
+func (r *Runner) pluginCacheDirOf(e task.Engine) string {
+	if e == task.EngineOpenTofu {
+		return filepath.Join(r.dataDir(), "plugin-cache-opentofu")
+	}
+	return filepath.Join(r.dataDir(), "plugin-cache")
+}
+
+// pluginCache is the provider cache of the step's engine.
+func (s *stepRun) pluginCache() string {
+	return s.r.pluginCacheDirOf(s.in.Task.Params.EffectiveEngine())
+}
 
 // nameRe is what a task ID, org or workspace must look like to become one
 // path component: it cannot be empty, ".", ".." or contain a separator.
@@ -217,10 +239,12 @@ type taskPaths struct {
 }
 
 func (r *Runner) paths(taskID string) (taskPaths, error) {
-	if !nameRe.MatchString(taskID) {
+	// The ID of a task started by a schedule holds ':' (see task.SafeName).
+	name := task.SafeName(taskID)
+	if !nameRe.MatchString(name) {
 		return taskPaths{}, configErrorf("invalid task id %q", taskID)
 	}
-	work := filepath.Join(r.dataDir(), "work", taskID)
+	work := filepath.Join(r.dataDir(), "work", name)
 	priv := filepath.Join(work, ".terratask")
 	return taskPaths{
 		work:        work,

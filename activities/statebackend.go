@@ -42,7 +42,8 @@ func stateWorkspace(in task.Input) (org, ws string) {
 		org = "default"
 	}
 	if ws == "" {
-		ws = in.ID
+		// A task's own workspace; the ID of a scheduled run holds ':'.
+		ws = task.SafeName(in.ID)
 	}
 	return org, ws
 }

@@ -277,7 +277,7 @@ func (s *stepRun) finish(ctx context.Context, err error) error {
 		s.book.runner(store.LevelWarn, "step %s cancelled: %v", s.step, context.Cause(ctx))
 		out = ctx.Err()
 	case err != nil:
-		out = toApplicationError(err, s.step, s.masker)
+		out = toApplicationError(engineWording(err, s.in.Task.Params.EffectiveEngine()), s.step, s.masker)
 		s.book.runner(store.LevelError, "step %s failed: %s", s.step, firstLine(err.Error()))
 	}
 

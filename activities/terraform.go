@@ -2,7 +2,6 @@ package activities
 
 import (
 	"context"
-	"errors"
 	"io"
 	"os"
 	"regexp"
@@ -12,9 +11,7 @@ import (
 	"github.com/hashicorp/terraform-exec/tfexec"
 
 	"github.com/terratask/terratask/internal/procgroup"
-	"github.com/terratask/terratask/internal/tfinstall"
 	"github.com/terratask/terratask/store"
-	"github.com/terratask/terratask/task"
 )
 
 // Environment variables that mark the processes of a step, so the runner
@@ -48,7 +45,7 @@ func checkTaskEnv(env map[string]string) error {
 		switch {
 		case !envNameRe.MatchString(k):
 			return configErrorf("env: %q is not a valid environment variable name", k)
-		case strings.HasPrefix(k, "TERRATASK_") || runnerOwnedEnv[k]:
+		case strings.HasPrefix(k, "TERRATASK_") || strings.HasPrefix(k, "TOFU_") || runnerOwnedEnv[k]:
 			return configErrorf("env: %s is set by the runner and cannot be overridden", k)
 		case len(tfexec.ProhibitedEnv(map[string]string{k: ""})) > 0:
 			return configErrorf("env: %s cannot be set through env; pass Terraform variables in variables or sensitive_variables", k)
@@ -79,7 +76,7 @@ func (s *stepRun) terraformEnv() (map[string]string, error) {
 	}
 	env = tfexec.CleanEnv(env)
 	env["TF_CLI_CONFIG_FILE"] = cliConfig
-	env["TF_PLUGIN_CACHE_DIR"] = s.r.pluginCacheDir()
+	env["TF_PLUGIN_CACHE_DIR"] = s.pluginCache()
 	env["CHECKPOINT_DISABLE"] = "1"
 	for k, v := range s.secrets.Env {
 		env[k] = v
@@ -106,7 +103,7 @@ func (s *stepRun) terraformEnv() (map[string]string, error) {
 // terraform returns a terraform-exec handle for dir whose stderr feeds the
 // step's log. Every process it starts carries the step's marker.
 func (s *stepRun) terraform(dir, execPath string) (*tfexec.Terraform, error) {
-	if err := os.MkdirAll(s.r.pluginCacheDir(), 0o755); err != nil {
+	if err := os.MkdirAll(s.pluginCache(), 0o755); err != nil {
 		return nil, transientError("creating the plugin cache", err)
 	}
 	tf, err := s.r.terraformHandle(s.in.Task.ID, dir, execPath)
@@ -196,28 +193,11 @@ func (s *stepRun) terraformPath(ctx context.Context) (string, error) {
 			return p, nil
 		}
 	}
-	res, err := s.r.install(ctx, s.in.Task.Params.TerraformVersion)
+	res, err := s.r.install(ctx, s.in.Task.Params)
 	if err != nil {
 		return "", err
 	}
 	return res.Path, nil
-}
-
-func (r *Runner) install(ctx context.Context, want string) (tfinstall.Result, error) {
-	res, err := r.st().installer.Ensure(ctx, want)
-	var ie *tfinstall.InstallError
-	switch {
-	case err == nil:
-		return res, nil
-	case ctx.Err() != nil:
-		return res, ctx.Err()
-	case errors.Is(err, tfinstall.ErrInvalidVersion):
-		return res, configErrorf("%v", err)
-	case errors.As(err, &ie):
-		return res, &stepError{code: task.CodeInstall, msg: err.Error(), cause: err}
-	default:
-		return res, transientError("installing terraform", err)
-	}
 }
 
 // terraformHandle returns the task's terraform-exec handle for dir and

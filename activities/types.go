@@ -34,6 +34,8 @@ type ClaimOutput struct {
 type InstallOutput struct {
 	TerraformPath string `json:"terraform_path"`
 	Version       string `json:"version"`
+	// Engine is the task's engine (terraform or opentofu) the binary is of.
+	Engine task.Engine `json:"engine,omitempty"`
 }
 
 // PlanOutput summarises a saved plan.
@@ -51,6 +53,8 @@ type PlanOutput struct {
 	// Sealed reports that the plan file is kept sealed in the store, so
 	// another host can apply it (done when the plan waits for approval).
 	Sealed bool `json:"sealed,omitempty"`
+	// Drift is what a detect_drift plan found (nil otherwise).
+	Drift *task.Drift `json:"drift,omitempty"`
 }
 
 // ApplyOutput is the outcome of applying the saved plan.

@@ -95,12 +95,18 @@ type Runner struct {
 	Workers  int            `json:"workers"`
 	Hosts    []RunnerHost   `json:"hosts"`
 	Tasks    map[string]int `json:"tasks"` // by status, this org's tasks
+	// Engines is what the runner's live hosts offer together: every
+	// version any of them runs, per engine (see task.EngineInfo).
+	Engines []task.EngineInfo `json:"engines"`
 }
 
 // RunnerHost is one process polling a runner's queue.
 type RunnerHost struct {
 	Identity string `json:"identity"`
 	LastSeen string `json:"last_seen"`
+	// Engines is what this host published it offers (empty for a host
+	// that publishes nothing).
+	Engines []task.EngineInfo `json:"engines"`
 }
 
 // ErrorBody is the seed's error response: {"error": {...}}.
@@ -226,4 +232,72 @@ func StateLockOf(l store.StateLock) StateLock {
 		v.Info = l.Info
 	}
 	return v
+}
+
+// Schedule is a schedule as GET /api/v1/schedules and /schedules/{id} show
+// it. Cron or Interval is set, the other null. Template is the create body
+// of the tasks it starts, with the values of sensitive_variables and env
+// replaced by "(sensitive)". The live fields (Note, NextRuns, RecentRuns,
+// Running) come from Temporal and are in the detail view only; Drifted and
+// DriftTaskID, for a drift schedule, from its latest completed task.
+type Schedule struct {
+	ID        string          `json:"id"`
+	Name      string          `json:"name"`
+	Kind      string          `json:"kind"`
+	Cron      *string         `json:"cron"`
+	Interval  *string         `json:"interval"`
+	TimeZone  string          `json:"time_zone"`
+	Jitter    string          `json:"jitter"`
+	Paused    bool            `json:"paused"`
+	Overlap   string          `json:"overlap"`
+	Template  json.RawMessage `json:"template"`
+	CreatedAt string          `json:"created_at"`
+	UpdatedAt string          `json:"updated_at"`
+	CreatedBy string          `json:"created_by"`
+
+	Note       string        `json:"note,omitempty"`
+	NextRuns   []string      `json:"next_runs,omitempty"`
+	RecentRuns []ScheduleRun `json:"recent_runs,omitempty"`
+	Running    []string      `json:"running,omitempty"`
+
+	Drifted     *bool  `json:"drifted,omitempty"`
+	DriftTaskID string `json:"drift_task_id,omitempty"`
+}
+
+// ScheduleRun is one task a schedule started.
+type ScheduleRun struct {
+	TaskID      string      `json:"task_id"`
+	ScheduledAt string      `json:"scheduled_at"`
+	StartedAt   string      `json:"started_at"`
+	Status      task.Status `json:"status,omitempty"`
+}
+
+// NewSchedule is the body of POST /schedules: a cron expression or an
+// interval (a duration such as "24h"), and the create body of the tasks it
+// starts.
+type NewSchedule struct {
+	Name     string     `json:"name"`
+	Cron     string     `json:"cron,omitempty"`
+	Interval string     `json:"interval,omitempty"`
+	TimeZone string     `json:"time_zone,omitempty"`
+	Jitter   string     `json:"jitter,omitempty"`
+	Paused   bool       `json:"paused,omitempty"`
+	Overlap  string     `json:"overlap,omitempty"`
+	Kind     string     `json:"kind,omitempty"`
+	Template CreateTask `json:"template"`
+}
+
+// SchedulePatch is the body of PATCH /schedules/{id}: only the fields set
+// change (Cron or Interval replaces the other; Template replaces the whole
+// template).
+type SchedulePatch struct {
+	Name     *string     `json:"name,omitempty"`
+	Cron     *string     `json:"cron,omitempty"`
+	Interval *string     `json:"interval,omitempty"`
+	TimeZone *string     `json:"time_zone,omitempty"`
+	Jitter   *string     `json:"jitter,omitempty"`
+	Paused   *bool       `json:"paused,omitempty"`
+	Overlap  *string     `json:"overlap,omitempty"`
+	Kind     *string     `json:"kind,omitempty"`
+	Template *CreateTask `json:"template,omitempty"`
 }

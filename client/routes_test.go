@@ -54,7 +54,7 @@ func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasSuffix(r.URL.Path, "/runners") || strings.HasSuffix(r.URL.Path, "/tasks") && r.Method == http.MethodGet ||
 		strings.Contains(r.URL.Path, "/tasks/agent/") || strings.Contains(r.URL.Path, "/tasks/runner/") || strings.HasSuffix(r.URL.Path, "/versions") ||
 		strings.HasSuffix(r.URL.Path, "/events") || strings.HasSuffix(r.URL.Path, "/webhooks") && r.Method == http.MethodGet ||
-		strings.HasSuffix(r.URL.Path, "/deliveries") {
+		strings.HasSuffix(r.URL.Path, "/deliveries") || strings.HasSuffix(r.URL.Path, "/schedules") && r.Method == http.MethodGet {
 		_, _ = w.Write([]byte(`[]`))
 		return
 	}
@@ -115,6 +115,19 @@ func TestEveryDocumentedRouteHasAMethod(t *testing.T) {
 		func() error { _, err := c.DeleteWebhook(ctx, "wh-1"); return err },
 		func() error { _, err := c.ListDeliveries(ctx, "wh-1", client.DeliveryOptions{}); return err },
 		func() error { _, err := c.SigningSecret(ctx); return err },
+		func() error { _, err := c.ListSchedules(ctx, client.ScheduleListOptions{Kind: "drift"}); return err },
+		func() error {
+			_, err := c.CreateSchedule(ctx, api.NewSchedule{Name: "n", Cron: "@daily", Template: api.CreateTask{Name: "n", AgentID: "a", RunnerID: "r"}})
+			return err
+		},
+		func() error { _, err := c.GetSchedule(ctx, "sched-1"); return err },
+		func() error {
+			paused := true
+			_, err := c.UpdateSchedule(ctx, "sched-1", api.SchedulePatch{Paused: &paused})
+			return err
+		},
+		func() error { _, err := c.DeleteSchedule(ctx, "sched-1"); return err },
+		func() error { _, err := c.TriggerSchedule(ctx, "sched-1"); return err },
 	}
 	for i, call := range calls {
 		if err := call(); err != nil {

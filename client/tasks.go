@@ -73,10 +73,12 @@ type ListOptions struct {
 	Status []task.Status
 	Agent  string
 	Runner string
-	Limit  int    // 1..1000
-	Page   int    // from 1
-	Sort   string // created_at, updated_at or status
-	Order  string // asc or desc
+	// Schedule lists the tasks a schedule started.
+	Schedule string
+	Limit    int    // 1..1000
+	Page     int    // from 1
+	Sort     string // created_at, updated_at or status
+	Order    string // asc or desc
 }
 
 func (o ListOptions) values() url.Values {
@@ -95,6 +97,7 @@ func (o ListOptions) values() url.Values {
 	}
 	set("agent", o.Agent)
 	set("runner", o.Runner)
+	set("schedule", o.Schedule)
 	set("sort", o.Sort)
 	set("order", o.Order)
 	if o.Limit > 0 {

@@ -153,7 +153,8 @@ func testApprove(t *testing.T, dev *devProc) {
 		t.Fatalf("task while waiting %+v", got)
 	}
 	// The Temporal Web UI shows what the workflow waits for (its current
-	// details, from the SDK's metadata query; payloads are encrypted).
+	// details, from the SDK's metadata query).
+	// Through the payload codec: the dev encrypts every payload.
 	c := dialDev(t, dev.temporal, dev.dataDir)
 	v, err := c.QueryWorkflow(waitCtx(t, time.Minute), tk.ID, "", "__temporal_workflow_metadata")
 	var md sdkpb.WorkflowMetadata

@@ -22,11 +22,20 @@ import (
 	"time"
 
 	"github.com/terratask/terratask/auth"
+	"github.com/terratask/terratask/internal/testbin"
 )
 
 var (
 	binPath string
 	shared  *devProc
+	// tofuPath is OpenTofu's binary, which the shared dev's runners get as
+	// --tofu-path; "" when it could not be had (engine tests skip).
+	tofuPath string
+	// tofuErr says why tofuPath is empty.
+	tofuErr error
+	// mirrorErr says why the shared dev has no provider mirror (the drift
+	// tests skip).
+	mirrorErr error
 )
 
 // viewerKey is a viewer's key of the shared dev's org.
@@ -66,7 +75,35 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	shared, err = startDev(dataDir, "e2e-admin-key", "--api-keys-file", keysFile, "--notify-allow", "127.0.0.1")
+	// OpenTofu: the core tests run on both engines (engines_test.go).
+	devFlags := []string{"--api-keys-file", keysFile, "--notify-allow", "127.0.0.1"}
+	if tofuPath, tofuErr = testbin.TofuPath(); tofuErr != nil {
+		if testbin.Required() {
+			fmt.Fprintln(os.Stderr, "OpenTofu for the engine tests:", tofuErr)
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, "OpenTofu unavailable; the opentofu cases skip:", tofuErr)
+		tofuPath = ""
+	} else {
+		devFlags = append(devFlags, "--tofu-path", tofuPath)
+	}
+	// The time provider from a filesystem mirror, for the drift tests.
+	if mirror, err := testbin.ProviderMirrorPath(); err != nil {
+		if testbin.Required() {
+			fmt.Fprintln(os.Stderr, "the time provider for the drift tests:", err)
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, "time provider unavailable; the drift tests skip:", err)
+		mirrorErr = err
+	} else {
+		conf := filepath.Join(dataDir, "mirror.tfrc")
+		if err := os.WriteFile(conf, []byte(fmt.Sprintf("provider_installation {\n  filesystem_mirror {\n    path = %q\n  }\n}\n", mirror)), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		devFlags = append(devFlags, "--terraform-cli-config", conf)
+	}
+	shared, err = startDev(dataDir, "e2e-admin-key", devFlags...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting shared terratask dev:", err)
 		return 1

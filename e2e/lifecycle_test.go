@@ -28,67 +28,68 @@ func processesWith(marker string) []string {
 }
 
 func TestCancelDuringApplyStopsEverything(t *testing.T) {
-	t.Parallel()
-	marker := fmt.Sprintf("tt-cancel-marker-%d", time.Now().UnixNano())
-	ws := "cancel-" + marker[len(marker)-8:]
-	tk := shared.create(t, map[string]any{
-		"name": "hang", "agent_id": "agent-e2e", "runner_id": "local",
-		"parameters": map[string]any{"files": fixture(t, "hang"), "marker": marker, "workspace": ws},
-	})
-	shared.waitStatus(t, tk.ID, 2*time.Minute, func(s Status) bool {
-		return s.Metadata.CurrentStep == "applying" && len(processesWith(marker)) > 0
-	})
-	start := time.Now()
-	var reply struct {
-		ID          string  `json:"id"`
-		Status      string  `json:"status"`
-		CancelledAt *string `json:"cancelled_at"`
-		CancelledBy string  `json:"cancelled_by"`
-	}
-	code, _ := shared.request(t, http.MethodPut, "/api/v1/tasks/"+tk.ID+"/cancel", nil, &reply)
-	if code != 200 || reply.ID != tk.ID || (reply.Status != "cancelled" && reply.Status != "cancelling") ||
-		reply.CancelledAt == nil || reply.CancelledBy != "dev-admin" {
-		t.Fatalf("cancel reply %d %+v", code, reply)
-	}
-	seen := shared.waitStatus(t, tk.ID, time.Minute, terminal)
-	if last := seen[len(seen)-1]; last.Status != "cancelled" {
-		t.Fatalf("ended %+v", last)
-	}
-	t.Logf("cancel request to cancelled: %s", time.Since(start).Round(10*time.Millisecond))
-	if left := processesWith(marker); len(left) > 0 {
-		t.Fatalf("processes left after cancel: %v", left)
-	}
-	got := shared.get(t, tk.ID)
-	if got.CancelledAt == nil || got.CancelledBy != "dev-admin" || got.Result.Error == nil || got.Result.Error.Code != "cancelled" {
-		t.Fatalf("cancelled task %+v", got)
-	}
-	var where bool
-	for _, l := range shared.logs(t, tk.ID, "?level=warn") {
-		if strings.Contains(l.Message, "cancelled by dev-admin during step applying") {
-			where = true
+	forEachEngine(t, func(t *testing.T, eng engine) {
+		marker := fmt.Sprintf("tt-cancel-marker-%s-%d", eng, time.Now().UnixNano())
+		ws := "cancel-" + marker[len(marker)-8:]
+		tk := shared.create(t, map[string]any{
+			"name": "hang", "agent_id": "agent-e2e", "runner_id": "local",
+			"parameters": eng.params(map[string]any{"files": fixture(t, "hang"), "marker": marker, "workspace": ws}),
+		})
+		shared.waitStatus(t, tk.ID, 2*time.Minute, func(s Status) bool {
+			return s.Metadata.CurrentStep == "applying" && len(processesWith(marker)) > 0
+		})
+		start := time.Now()
+		var reply struct {
+			ID          string  `json:"id"`
+			Status      string  `json:"status"`
+			CancelledAt *string `json:"cancelled_at"`
+			CancelledBy string  `json:"cancelled_by"`
 		}
-	}
-	if !where {
-		t.Fatal("logs do not say where the task stopped")
-	}
-	// A second cancel is a conflict that reports the status.
-	var e struct {
-		Error struct {
-			Code    string         `json:"code"`
-			Details map[string]any `json:"details"`
-		} `json:"error"`
-	}
-	if code, _ := shared.request(t, http.MethodPut, "/api/v1/tasks/"+tk.ID+"/cancel", nil, &e); code != 409 || e.Error.Details["status"] != "cancelled" {
-		t.Fatalf("second cancel: %d %+v", code, e)
-	}
-	// The state lock was released: the next task on the workspace runs.
-	next := shared.create(t, map[string]any{
-		"name": "after-cancel", "agent_id": "agent-e2e", "runner_id": "local",
-		"parameters": map[string]any{"files": fixture(t, "workspace"), "workspace": ws},
+		code, _ := shared.request(t, http.MethodPut, "/api/v1/tasks/"+tk.ID+"/cancel", nil, &reply)
+		if code != 200 || reply.ID != tk.ID || (reply.Status != "cancelled" && reply.Status != "cancelling") ||
+			reply.CancelledAt == nil || reply.CancelledBy != "dev-admin" {
+			t.Fatalf("cancel reply %d %+v", code, reply)
+		}
+		seen := shared.waitStatus(t, tk.ID, time.Minute, terminal)
+		if last := seen[len(seen)-1]; last.Status != "cancelled" {
+			t.Fatalf("ended %+v", last)
+		}
+		t.Logf("cancel request to cancelled: %s", time.Since(start).Round(10*time.Millisecond))
+		if left := processesWith(marker); len(left) > 0 {
+			t.Fatalf("processes left after cancel: %v", left)
+		}
+		got := shared.get(t, tk.ID)
+		if got.CancelledAt == nil || got.CancelledBy != "dev-admin" || got.Result.Error == nil || got.Result.Error.Code != "cancelled" {
+			t.Fatalf("cancelled task %+v", got)
+		}
+		var where bool
+		for _, l := range shared.logs(t, tk.ID, "?level=warn") {
+			if strings.Contains(l.Message, "cancelled by dev-admin during step applying") {
+				where = true
+			}
+		}
+		if !where {
+			t.Fatal("logs do not say where the task stopped")
+		}
+		// A second cancel is a conflict that reports the status.
+		var e struct {
+			Error struct {
+				Code    string         `json:"code"`
+				Details map[string]any `json:"details"`
+			} `json:"error"`
+		}
+		if code, _ := shared.request(t, http.MethodPut, "/api/v1/tasks/"+tk.ID+"/cancel", nil, &e); code != 409 || e.Error.Details["status"] != "cancelled" {
+			t.Fatalf("second cancel: %d %+v", code, e)
+		}
+		// The state lock was released: the next task on the workspace runs.
+		next := shared.create(t, map[string]any{
+			"name": "after-cancel", "agent_id": "agent-e2e", "runner_id": "local",
+			"parameters": eng.params(map[string]any{"files": fixture(t, "workspace"), "workspace": ws}),
+		})
+		if s := shared.waitStatus(t, next.ID, 2*time.Minute, terminal); s[len(s)-1].Status != "completed" {
+			t.Fatalf("task after cancel ended %+v: %v", s[len(s)-1], shared.logs(t, next.ID, "?level=error"))
+		}
 	})
-	if s := shared.waitStatus(t, next.ID, 2*time.Minute, terminal); s[len(s)-1].Status != "completed" {
-		t.Fatalf("task after cancel ended %+v: %v", s[len(s)-1], shared.logs(t, next.ID, "?level=error"))
-	}
 }
 
 func TestCancelPendingTaskWhoseRunnerNeverCame(t *testing.T) {

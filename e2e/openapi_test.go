@@ -35,6 +35,9 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 		"org": "default", "workspace": "openapi-ws", "version": "1"}
 	rcv := newHookServer(t, hookSecret) // a receiver for the webhook routes
 	hookBody := []byte(`{"url":"` + rcv.URL + `","agent":"agent-openapi","secret":"` + hookSecret + `"}`)
+	// Schedules for the {scheduleId} routes: a paused one to read, patch
+	// and trigger, another to delete.
+	values["scheduleId"], values["scheduleToDelete"] = openAPISchedule(t), openAPISchedule(t)
 	param := regexp.MustCompile(`\{([A-Za-z]+)\}`)
 	calls := 0
 	// In path and method order, so the state routes run as a story: read
@@ -66,8 +69,16 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 				}
 				return v
 			})
+			if strings.HasPrefix(path, "/api/v1/schedules/") && method == "delete" {
+				url = strings.Replace(url, values["scheduleId"], values["scheduleToDelete"], 1)
+			}
 			var body []byte
 			switch {
+			case path == "/api/v1/schedules" && method == "post":
+				body = scheduleBody("openapi create")
+			case strings.HasPrefix(path, "/api/v1/schedules/") && method == "patch":
+				body = []byte(`{"paused":true,"jitter":"1s"}`)
+			case strings.HasSuffix(path, "/trigger"):
 			case strings.HasSuffix(path, "/lock") && method != "get":
 				body = []byte(`{"ID":"openapi-lock","Operation":"OperationTypeApply","Who":"e2e"}`)
 			case strings.HasPrefix(path, "/api/v1/codec/"):
@@ -97,6 +108,33 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 	if calls < 11 {
 		t.Fatalf("only %d documented operations", calls)
 	}
+}
+
+// scheduleBody is a paused schedule whose template parks its tasks.
+func scheduleBody(name string) []byte {
+	b, _ := json.Marshal(map[string]any{"name": name, "cron": "@daily", "paused": true,
+		"template": map[string]any{"name": name, "agent_id": "agent-openapi", "runner_id": "nobody-serves-this"}})
+	return b
+}
+
+// openAPISchedule creates a schedule for the walk; it is deleted after.
+func openAPISchedule(t *testing.T) string {
+	t.Helper()
+	r := shared.call(t, http.MethodPost, "/api/v1/schedules", shared.key, scheduleBody("openapi"))
+	if r.code != 200 {
+		t.Fatalf("create schedule: %d %s", r.code, r.body)
+	}
+	id := r.object(t)["id"].(string)
+	t.Cleanup(func() {
+		shared.call(t, http.MethodDelete, "/api/v1/schedules/"+id, shared.key, nil)
+		// The walk's trigger started a task that waits for a runner.
+		var tasks []Task
+		shared.request(t, http.MethodGet, "/api/v1/tasks?schedule="+id, nil, &tasks)
+		for _, tk := range tasks {
+			shared.call(t, http.MethodPut, "/api/v1/tasks/"+tk.ID+"/cancel", shared.key, nil)
+		}
+	})
+	return id
 }
 
 // TestHealthAndReadiness checks /healthz and /readyz on the real binary:

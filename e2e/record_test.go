@@ -92,6 +92,17 @@ var recordScenarios = []struct {
 	{"v2-approved-by-parent", func(t *testing.T, e recordEnv) string {
 		return runApprovingParent(t, e.client, "local", fmt.Sprintf("task-rec-parent-%d", time.Now().UnixNano()))
 	}},
+	// A run of a drift schedule (engines): no ID in the input (the
+	// workflow's own, with the run's time), a drift result.
+	{"v2-scheduled-drift", func(t *testing.T, e recordEnv) string {
+		s := e.dev.createSchedule(t, map[string]any{"name": "record drift", "kind": "drift", "cron": "@daily", "paused": true,
+			"template": map[string]any{"name": "record drift check", "agent_id": "agent-record", "runner_id": "local",
+				"parameters": map[string]any{"files": fixture(t, "workspace"), "workspace": "rec-drift"}}})
+		if code, _ := e.dev.request(t, http.MethodPost, "/api/v1/schedules/"+s.ID+"/trigger", nil, nil); code != http.StatusOK {
+			t.Fatalf("trigger: %d", code)
+		}
+		return e.dev.waitScheduled(t, s.ID, 1, 2*time.Minute)[0].ID
+	}},
 }
 
 func mustDecide(t *testing.T, p *devProc, id, verb, body string) {

@@ -47,52 +47,53 @@ func checkProgress(t *testing.T, seen []Status) {
 }
 
 func TestSeedCreateExampleRunsDemoModule(t *testing.T) {
-	t.Parallel()
-	// The seed's own example, as written: no module named, so the runner's
-	// default (the demo module) runs with app_name and deploy_strategy.
-	body := map[string]any{
-		"name":        "Deploy Application",
-		"description": "Deploy application to production environment",
-		"agent_id":    "agent-456",
-		"runner_id":   "local",
-		"metadata":    map[string]any{"environment": "production", "version": "1.2.0", "priority": "high"},
-		"parameters":  map[string]any{"app_name": "my-app", "deploy_strategy": "rolling"},
-	}
-	tk := shared.create(t, body)
-	if tk.Name != "Deploy Application" || tk.AgentID != "agent-456" || tk.Metadata["priority"] != "high" || tk.Progress != 0 {
-		t.Fatalf("create echoed %+v", tk)
-	}
-	seen := shared.waitStatus(t, tk.ID, 2*time.Minute, terminal)
-	last := seen[len(seen)-1]
-	if last.Status != "completed" || last.Progress != 100 {
-		t.Fatalf("demo task ended %+v\n%s", last, shared.output.String())
-	}
-	checkProgress(t, seen)
-	if last.Metadata.TotalSteps != 4 || last.Metadata.StepsCompleted != 4 {
-		t.Fatalf("steps: %+v", last.Metadata)
-	}
+	forEachEngine(t, func(t *testing.T, eng engine) {
+		// The seed's own example, as written: no module named, so the runner's
+		// default (the demo module) runs with app_name and deploy_strategy.
+		body := map[string]any{
+			"name":        "Deploy Application",
+			"description": "Deploy application to production environment",
+			"agent_id":    "agent-456",
+			"runner_id":   "local",
+			"metadata":    map[string]any{"environment": "production", "version": "1.2.0", "priority": "high"},
+			"parameters":  eng.params(map[string]any{"app_name": "my-app", "deploy_strategy": "rolling"}),
+		}
+		tk := shared.create(t, body)
+		if tk.Name != "Deploy Application" || tk.AgentID != "agent-456" || tk.Metadata["priority"] != "high" || tk.Progress != 0 {
+			t.Fatalf("create echoed %+v", tk)
+		}
+		seen := shared.waitStatus(t, tk.ID, 2*time.Minute, terminal)
+		last := seen[len(seen)-1]
+		if last.Status != "completed" || last.Progress != 100 {
+			t.Fatalf("demo task ended %+v\n%s", last, shared.output.String())
+		}
+		checkProgress(t, seen)
+		if last.Metadata.TotalSteps != 4 || last.Metadata.StepsCompleted != 4 {
+			t.Fatalf("steps: %+v", last.Metadata)
+		}
 
-	got := shared.get(t, tk.ID)
-	if got.Status != "completed" || got.StartedAt == nil || got.CompletedAt == nil || got.Result == nil || got.Result.Error != nil {
-		t.Fatalf("task detail %+v", got)
-	}
-	if got.Result.Output["app_name"] != "my-app" {
-		t.Fatalf("demo outputs %v: want app_name my-app", got.Result.Output)
-	}
-	logs := shared.logs(t, tk.ID, "")
-	if len(logs) < 10 {
-		t.Fatalf("only %d log entries", len(logs))
-	}
-	checkLogsOrdered(t, logs)
-	levels := map[string]bool{}
-	components := map[string]bool{}
-	for _, l := range logs {
-		levels[l.Level] = true
-		components[fmt.Sprint(l.Metadata["component"])] = true
-	}
-	if !levels["info"] || !components["terraform"] || !components["runner"] || !components["workflow"] {
-		t.Fatalf("levels %v components %v", levels, components)
-	}
+		got := shared.get(t, tk.ID)
+		if got.Status != "completed" || got.StartedAt == nil || got.CompletedAt == nil || got.Result == nil || got.Result.Error != nil {
+			t.Fatalf("task detail %+v", got)
+		}
+		if got.Result.Output["app_name"] != "my-app" {
+			t.Fatalf("demo outputs %v: want app_name my-app", got.Result.Output)
+		}
+		logs := shared.logs(t, tk.ID, "")
+		if len(logs) < 10 {
+			t.Fatalf("only %d log entries", len(logs))
+		}
+		checkLogsOrdered(t, logs)
+		levels := map[string]bool{}
+		components := map[string]bool{}
+		for _, l := range logs {
+			levels[l.Level] = true
+			components[fmt.Sprint(l.Metadata["component"])] = true
+		}
+		if !levels["info"] || !components["terraform"] || !components["runner"] || !components["workflow"] {
+			t.Fatalf("levels %v components %v", levels, components)
+		}
+	})
 }
 
 func checkLogsOrdered(t *testing.T, logs []LogEntry) {
@@ -108,159 +109,162 @@ func checkLogsOrdered(t *testing.T, logs []LogEntry) {
 }
 
 func TestOutputsWithSensitiveRedacted(t *testing.T) {
-	t.Parallel()
-	tk := shared.create(t, map[string]any{
-		"name": "five", "agent_id": "agent-e2e", "runner_id": "local",
-		"parameters": map[string]any{
-			"files":               fixture(t, "five"),
-			"greeting":            "hi",
-			"sensitive_variables": map[string]any{"api_token": "s3cr3t-t0ken-value"},
-		},
-	})
-	seen := shared.waitStatus(t, tk.ID, 2*time.Minute, terminal)
-	if last := seen[len(seen)-1]; last.Status != "completed" || last.Metadata.ChangesDone != 5 || last.Metadata.PlannedChanges != 5 {
-		// The final poll is served from the store once the workflow closes;
-		// check the counts on the last live poll instead when absent.
-		if last.Status != "completed" {
-			t.Fatalf("ended %+v", last)
-		}
-	}
-	got := shared.get(t, tk.ID)
-	out := got.Result.Output
-	if out["greeting"] != "hi" {
-		t.Fatalf("outputs %v", out)
-	}
-	names, _ := out["names"].([]any)
-	if len(names) != 5 || names[0] != "hi-0" {
-		t.Fatalf("names output %v", out["names"])
-	}
-	if out["token"] == "s3cr3t-t0ken-value" {
-		t.Fatal("sensitive output leaked")
-	}
-	raw, _ := json.Marshal(got)
-	logs := shared.logs(t, tk.ID, "")
-	rawLogs, _ := json.Marshal(logs)
-	for _, blob := range [][]byte{raw, rawLogs} {
-		if strings.Contains(string(blob), "s3cr3t-t0ken-value") {
-			t.Fatalf("secret value in API output: %s", blob)
-		}
-	}
-	var applied int
-	for _, l := range logs {
-		if l.Metadata["type"] == "apply_complete" {
-			applied++
-			if !strings.HasPrefix(fmt.Sprint(l.Metadata["resource"]), "terraform_data.item[") {
-				t.Fatalf("apply_complete without resource address: %+v", l)
+	forEachEngine(t, func(t *testing.T, eng engine) {
+		tk := shared.create(t, map[string]any{
+			"name": "five", "agent_id": "agent-e2e", "runner_id": "local",
+			"parameters": eng.params(map[string]any{
+				"files":               fixture(t, "five"),
+				"greeting":            "hi",
+				"sensitive_variables": map[string]any{"api_token": "s3cr3t-t0ken-value"},
+			}),
+		})
+		seen := shared.waitStatus(t, tk.ID, 2*time.Minute, terminal)
+		if last := seen[len(seen)-1]; last.Status != "completed" || last.Metadata.ChangesDone != 5 || last.Metadata.PlannedChanges != 5 {
+			// The final poll is served from the store once the workflow closes;
+			// check the counts on the last live poll instead when absent.
+			if last.Status != "completed" {
+				t.Fatalf("ended %+v", last)
 			}
 		}
-	}
-	if applied != 5 {
-		t.Fatalf("%d apply_complete log entries, want 5", applied)
-	}
+		got := shared.get(t, tk.ID)
+		out := got.Result.Output
+		if out["greeting"] != "hi" {
+			t.Fatalf("outputs %v", out)
+		}
+		names, _ := out["names"].([]any)
+		if len(names) != 5 || names[0] != "hi-0" {
+			t.Fatalf("names output %v", out["names"])
+		}
+		if out["token"] == "s3cr3t-t0ken-value" {
+			t.Fatal("sensitive output leaked")
+		}
+		raw, _ := json.Marshal(got)
+		logs := shared.logs(t, tk.ID, "")
+		rawLogs, _ := json.Marshal(logs)
+		for _, blob := range [][]byte{raw, rawLogs} {
+			if strings.Contains(string(blob), "s3cr3t-t0ken-value") {
+				t.Fatalf("secret value in API output: %s", blob)
+			}
+		}
+		var applied int
+		for _, l := range logs {
+			if l.Metadata["type"] == "apply_complete" {
+				applied++
+				if !strings.HasPrefix(fmt.Sprint(l.Metadata["resource"]), "terraform_data.item[") {
+					t.Fatalf("apply_complete without resource address: %+v", l)
+				}
+			}
+		}
+		if applied != 5 {
+			t.Fatalf("%d apply_complete log entries, want 5", applied)
+		}
+	})
 }
 
 func TestBrokenConfigFailsWithDiagnostics(t *testing.T) {
-	t.Parallel()
-	tk := shared.create(t, map[string]any{
-		"name": "broken", "agent_id": "agent-e2e", "runner_id": "local",
-		"parameters": map[string]any{"files": fixture(t, "broken")},
-	})
-	seen := shared.waitStatus(t, tk.ID, 2*time.Minute, terminal)
-	if last := seen[len(seen)-1]; last.Status != "failed" || last.Progress == 100 {
-		t.Fatalf("broken config ended %+v", last)
-	}
-	got := shared.get(t, tk.ID)
-	if got.Result == nil || got.Result.Error == nil {
-		t.Fatalf("no result.error: %+v", got)
-	}
-	e := got.Result.Error
-	if e.Code == "" || e.Message == "" {
-		t.Fatalf("error %+v", e)
-	}
-	diags, _ := e.Details["diagnostics"].([]any)
-	if len(diags) == 0 {
-		t.Fatalf("no diagnostics in %+v", e.Details)
-	}
-	d := diags[0].(map[string]any)
-	if !strings.Contains(strings.ToLower(fmt.Sprint(d["summary"])), "unsupported argument") {
-		t.Fatalf("diagnostic %v", d)
-	}
-	var errs int
-	for _, l := range shared.logs(t, tk.ID, "?level=error") {
-		if l.Level != "error" {
-			t.Fatalf("level filter returned %+v", l)
+	forEachEngine(t, func(t *testing.T, eng engine) {
+		tk := shared.create(t, map[string]any{
+			"name": "broken", "agent_id": "agent-e2e", "runner_id": "local",
+			"parameters": eng.params(map[string]any{"files": fixture(t, "broken")}),
+		})
+		seen := shared.waitStatus(t, tk.ID, 2*time.Minute, terminal)
+		if last := seen[len(seen)-1]; last.Status != "failed" || last.Progress == 100 {
+			t.Fatalf("broken config ended %+v", last)
 		}
-		errs++
-	}
-	if errs == 0 {
-		t.Fatal("no error log entries for a failed task")
-	}
+		got := shared.get(t, tk.ID)
+		if got.Result == nil || got.Result.Error == nil {
+			t.Fatalf("no result.error: %+v", got)
+		}
+		e := got.Result.Error
+		if e.Code == "" || !strings.HasPrefix(e.Message, eng.binary()+" ") {
+			t.Fatalf("error %+v", e)
+		}
+		diags, _ := e.Details["diagnostics"].([]any)
+		if len(diags) == 0 {
+			t.Fatalf("no diagnostics in %+v", e.Details)
+		}
+		d := diags[0].(map[string]any)
+		if !strings.Contains(strings.ToLower(fmt.Sprint(d["summary"])), "unsupported argument") {
+			t.Fatalf("diagnostic %v", d)
+		}
+		var errs int
+		for _, l := range shared.logs(t, tk.ID, "?level=error") {
+			if l.Level != "error" {
+				t.Fatalf("level filter returned %+v", l)
+			}
+			errs++
+		}
+		if errs == 0 {
+			t.Fatal("no error log entries for a failed task")
+		}
+	})
 }
 
 func TestPlanOnlyThenApplyThenDestroyOnOneWorkspace(t *testing.T) {
-	t.Parallel()
-	ws := fmt.Sprintf("ws-%d", time.Now().UnixNano())
-	run := func(action string, size int) (Task, []Status) {
-		tk := shared.create(t, map[string]any{
-			"name": action, "agent_id": "agent-e2e", "runner_id": "local",
-			"parameters": map[string]any{"files": fixture(t, "workspace"), "workspace": ws, "action": action, "size": size},
-		})
-		seen := shared.waitStatus(t, tk.ID, 2*time.Minute, terminal)
-		if last := seen[len(seen)-1]; last.Status != "completed" {
-			t.Fatalf("%s ended %+v\n%v", action, last, shared.logs(t, tk.ID, "?level=error"))
+	forEachEngine(t, func(t *testing.T, eng engine) {
+		ws := fmt.Sprintf("ws-%s-%d", eng, time.Now().UnixNano())
+		run := func(action string, size int) (Task, []Status) {
+			tk := shared.create(t, map[string]any{
+				"name": action, "agent_id": "agent-e2e", "runner_id": "local",
+				"parameters": eng.params(map[string]any{"files": fixture(t, "workspace"), "workspace": ws, "action": action, "size": size}),
+			})
+			seen := shared.waitStatus(t, tk.ID, 2*time.Minute, terminal)
+			if last := seen[len(seen)-1]; last.Status != "completed" {
+				t.Fatalf("%s ended %+v\n%v", action, last, shared.logs(t, tk.ID, "?level=error"))
+			}
+			return shared.get(t, tk.ID), seen
 		}
-		return shared.get(t, tk.ID), seen
-	}
-	planned := func(tk Task) int {
-		n := 0
-		for _, l := range shared.logs(t, tk.ID, "") {
-			if l.Metadata["type"] == "planned_change" && l.Metadata["step"] == "planning" {
-				n++
+		planned := func(tk Task) int {
+			n := 0
+			for _, l := range shared.logs(t, tk.ID, "") {
+				if l.Metadata["type"] == "planned_change" && l.Metadata["step"] == "planning" {
+					n++
+				}
+			}
+			return n
+		}
+
+		plan, seen := run("plan", 3)
+		if seen[len(seen)-1].Metadata.TotalSteps != 3 {
+			t.Fatalf("plan-only steps %+v", seen[len(seen)-1].Metadata)
+		}
+		if n := planned(plan); n != 3 {
+			t.Fatalf("plan-only planned %d changes, want 3", n)
+		}
+		// A plan changes nothing: the apply still has 3 to create.
+		apply, _ := run("apply", 3)
+		if n := planned(apply); n != 3 {
+			t.Fatalf("apply planned %d changes, want 3", n)
+		}
+		if fmt.Sprint(apply.Result.Output["count"]) != "3" {
+			t.Fatalf("apply outputs %v", apply.Result.Output)
+		}
+		// The state persisted: growing to 4 plans one change only.
+		grow, _ := run("apply", 4)
+		if n := planned(grow); n != 1 {
+			t.Fatalf("second apply planned %d changes, want 1 (state not kept?)", n)
+		}
+		destroy, seen := run("destroy", 4)
+		if n := planned(destroy); n != 4 {
+			t.Fatalf("destroy planned %d changes, want 4", n)
+		}
+		var destroySteps []string
+		for _, s := range seen {
+			if s.Metadata.CurrentStep != "" && (len(destroySteps) == 0 || destroySteps[len(destroySteps)-1] != s.Metadata.CurrentStep) {
+				destroySteps = append(destroySteps, s.Metadata.CurrentStep)
 			}
 		}
-		return n
-	}
-
-	plan, seen := run("plan", 3)
-	if seen[len(seen)-1].Metadata.TotalSteps != 3 {
-		t.Fatalf("plan-only steps %+v", seen[len(seen)-1].Metadata)
-	}
-	if n := planned(plan); n != 3 {
-		t.Fatalf("plan-only planned %d changes, want 3", n)
-	}
-	// A plan changes nothing: the apply still has 3 to create.
-	apply, _ := run("apply", 3)
-	if n := planned(apply); n != 3 {
-		t.Fatalf("apply planned %d changes, want 3", n)
-	}
-	if fmt.Sprint(apply.Result.Output["count"]) != "3" {
-		t.Fatalf("apply outputs %v", apply.Result.Output)
-	}
-	// The state persisted: growing to 4 plans one change only.
-	grow, _ := run("apply", 4)
-	if n := planned(grow); n != 1 {
-		t.Fatalf("second apply planned %d changes, want 1 (state not kept?)", n)
-	}
-	destroy, seen := run("destroy", 4)
-	if n := planned(destroy); n != 4 {
-		t.Fatalf("destroy planned %d changes, want 4", n)
-	}
-	var destroySteps []string
-	for _, s := range seen {
-		if s.Metadata.CurrentStep != "" && (len(destroySteps) == 0 || destroySteps[len(destroySteps)-1] != s.Metadata.CurrentStep) {
-			destroySteps = append(destroySteps, s.Metadata.CurrentStep)
+		for _, s := range destroySteps {
+			if s == "applying" {
+				t.Fatalf("destroy task showed step applying: %v", destroySteps)
+			}
 		}
-	}
-	for _, s := range destroySteps {
-		if s == "applying" {
-			t.Fatalf("destroy task showed step applying: %v", destroySteps)
+		// Nothing left: a new plan wants to create all 4 again.
+		again, _ := run("plan", 4)
+		if n := planned(again); n != 4 {
+			t.Fatalf("plan after destroy planned %d, want 4", n)
 		}
-	}
-	// Nothing left: a new plan wants to create all 4 again.
-	again, _ := run("plan", 4)
-	if n := planned(again); n != 4 {
-		t.Fatalf("plan after destroy planned %d, want 4", n)
-	}
+	})
 }
 
 func TestTwoTasksInitialiseAtOnce(t *testing.T) {

@@ -155,8 +155,12 @@ func (b *Box) OpenBytes(sealed, context []byte) ([]byte, error) {
 // of one step of task taskID reaches the state backend: the task ID and the
 // attempt's fence, an increasing number (see activities) that lets the
 // server refuse an older attempt that is still running somewhere.
+//
+// A basic-auth user name cannot hold ':', which the IDs of tasks started by
+// a schedule do (they end in an RFC 3339 time): it is written as %3A ('%'
+// is in no task ID).
 func StateUser(taskID string, fence int64) string {
-	return taskID + "." + strconv.FormatInt(fence, 10)
+	return strings.ReplaceAll(taskID, ":", "%3A") + "." + strconv.FormatInt(fence, 10)
 }
 
 // ParseStateUser splits what StateUser made.
@@ -169,7 +173,7 @@ func ParseStateUser(user string) (taskID string, fence int64, ok bool) {
 	if err != nil || fence < 0 || user[i+1:] != strconv.FormatInt(fence, 10) {
 		return "", 0, false
 	}
-	return user[:i], fence, true
+	return strings.ReplaceAll(user[:i], "%3A", ":"), fence, true
 }
 
 // StateCredential is the password of user (see StateUser) for the state of

@@ -118,9 +118,14 @@ func TestStateCredential(t *testing.T) {
 	}{
 		{StateUser("task-a", 7), "task-a", 7, true},
 		{StateUser("task.with.dots", 1<<33), "task.with.dots", 1 << 33, true},
+		// A scheduled run's ID: no ':' may reach the basic-auth user name.
+		{StateUser("task-a-2026-01-02T03:04:05Z", 3), "task-a-2026-01-02T03:04:05Z", 3, true},
 		{"task-a", "", 0, false}, {"task-a.", "", 0, false}, {"task-a.-1", "", 0, false},
 		{"task-a.01", "", 0, false}, {".5", "", 0, false}, {"task-a.x", "", 0, false},
 	} {
+		if strings.Contains(c.user, ":") {
+			t.Errorf("state user %q holds ':'", c.user)
+		}
 		id, fence, ok := ParseStateUser(c.user)
 		if ok != c.ok || (ok && (id != c.id || fence != c.fence)) {
 			t.Errorf("ParseStateUser(%q) = %q, %d, %v", c.user, id, fence, ok)

@@ -32,14 +32,14 @@ type listQuery struct {
 	Page int
 }
 
-var listParams = map[string]bool{"status": true, "agent": true, "runner": true, "limit": true, "page": true, "sort": true, "order": true}
+var listParams = map[string]bool{"status": true, "agent": true, "runner": true, "schedule": true, "limit": true, "page": true, "sort": true, "order": true}
 
 // parseListQuery validates the query parameters of the three list routes.
 func parseListQuery(q url.Values) (listQuery, error) {
 	lq := listQuery{TaskQuery: store.TaskQuery{Sort: store.SortCreatedAt, Descending: true, Limit: defaultListLimit}, Page: 1}
 	for k := range q {
 		if !listParams[k] {
-			return lq, errField(k, "unknown query parameter (allowed: status, agent, runner, limit, page, sort, order)")
+			return lq, errField(k, "unknown query parameter (allowed: status, agent, runner, schedule, limit, page, sort, order)")
 		}
 	}
 	if v, ok := single(q, "status"); ok {
@@ -62,6 +62,12 @@ func parseListQuery(q url.Values) (listQuery, error) {
 			return lq, errField("runner", "is not a valid runner ID")
 		}
 		lq.RunnerID = v
+	}
+	if v, ok := single(q, "schedule"); ok {
+		if !validID(v) {
+			return lq, errField("schedule", "is not a valid schedule ID")
+		}
+		lq.ScheduleID = v
 	}
 	if err := parsePaging(q, &lq.Limit, &lq.Page); err != nil {
 		return lq, err

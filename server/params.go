@@ -67,6 +67,7 @@ var reservedParams = map[string]bool{
 	"sensitive_variables": true, "env": true, "workspace": true, "terraform_version": true,
 	"targets": true, "replace": true, "refresh_only": true, "parallelism": true, "timeout": true,
 	"runner_timeout": true, "notify": true, "approval": true, "approval_timeout": true,
+	"engine": true, "tofu_version": true, "detect_drift": true, "remediate": true,
 }
 
 // topLevelFields are the fields of a create body.
@@ -199,8 +200,8 @@ func parseParams(params map[string]json.RawMessage, req *createRequest) error {
 				if !envNamePattern.MatchString(name) {
 					return errField(field(k)+"."+name, "is not a valid environment variable name")
 				}
-				if strings.HasPrefix(name, "TF_") && !strings.HasPrefix(name, "TF_VAR_") {
-					return errField(field(k)+"."+name, "TF_ variables other than TF_VAR_ are set by the runner")
+				if strings.HasPrefix(name, "TF_") && !strings.HasPrefix(name, "TF_VAR_") || strings.HasPrefix(name, "TOFU_") {
+					return errField(field(k)+"."+name, "TF_ variables other than TF_VAR_, and OpenTofu's TOFU_ ones, are set by the runner")
 				}
 			}
 		case "workspace":
@@ -210,6 +211,20 @@ func parseParams(params map[string]json.RawMessage, req *createRequest) error {
 		case "terraform_version":
 			if json.Unmarshal(v, &p.TerraformVersion) != nil || !versionPattern.MatchString(p.TerraformVersion) {
 				return errField(field(k), "must be an exact version such as 1.11.4")
+			}
+		case "engine":
+			var e string
+			if json.Unmarshal(v, &e) != nil || !task.Engine(e).Valid() {
+				return errField(field(k), "must be terraform or opentofu")
+			}
+			p.Engine = task.Engine(e)
+		case "detect_drift", "remediate":
+			if err := parseDriftParam(k, v, p); err != nil {
+				return err
+			}
+		case "tofu_version":
+			if json.Unmarshal(v, &p.TofuVersion) != nil || !versionPattern.MatchString(p.TofuVersion) {
+				return errField(field(k), "must be an exact version such as 1.6.3")
 			}
 		case "targets", "replace":
 			var addrs []string
@@ -295,6 +310,12 @@ func parseParams(params map[string]json.RawMessage, req *createRequest) error {
 		return errField("parameters", "give at most one of module, source and files")
 	}
 	if err := checkApproval(p); err != nil {
+		return err
+	}
+	if err := checkEngineParams(p); err != nil {
+		return err
+	}
+	if err := checkDriftParams(p); err != nil {
 		return err
 	}
 	for name := range req.Secrets.SensitiveVariables {

@@ -23,7 +23,7 @@ const runnerOnlineWithin = 2 * time.Minute
 
 // describeRunner asks Temporal who polls the runner's shared queue.
 func (s *Server) describeRunner(ctx context.Context, id string, stats []store.RunnerStat) (api.Runner, error) {
-	v := api.Runner{ID: id, Status: "offline", Hosts: []api.RunnerHost{}, Tasks: map[string]int{}}
+	v := api.Runner{ID: id, Status: "offline", Hosts: []api.RunnerHost{}, Tasks: map[string]int{}, Engines: []task.EngineInfo{}}
 	for _, st := range stats {
 		if st.RunnerID == id {
 			v.Tasks[string(st.Status)] += st.Tasks
@@ -42,7 +42,7 @@ func (s *Server) describeRunner(ctx context.Context, id string, stats []store.Ru
 		if time.Since(seen) <= runnerOnlineWithin {
 			v.Workers++
 		}
-		v.Hosts = append(v.Hosts, api.RunnerHost{Identity: p.GetIdentity(), LastSeen: ts(seen)})
+		v.Hosts = append(v.Hosts, api.RunnerHost{Identity: p.GetIdentity(), LastSeen: ts(seen), Engines: []task.EngineInfo{}})
 	}
 	sort.Slice(v.Hosts, func(i, j int) bool { return v.Hosts[i].Identity < v.Hosts[j].Identity })
 	if !last.IsZero() {
@@ -50,6 +50,9 @@ func (s *Server) describeRunner(ctx context.Context, id string, stats []store.Ru
 	}
 	if v.Workers > 0 {
 		v.Status = "online"
+	}
+	if err := s.addEngines(ctx, &v); err != nil {
+		return v, err
 	}
 	return v, nil
 }

@@ -195,6 +195,7 @@ func New(opts Options) *Server {
 	api.GET("/runners", s.listRunners)
 	api.GET("/runners/:runnerId", s.getRunner)
 	s.eventRoutes(api)
+	s.scheduleRoutes(api)
 	s.stateRoutes(r)
 	if opts.MCP != nil {
 		h := gin.WrapH(opts.MCP)

@@ -6,7 +6,7 @@ import "strings"
 // implementation selects, in one order shared by their row scanners.
 const TaskColumns = `id, org, name, description, agent_id, runner_id, status, progress, metadata,
 	current_step, steps_completed, total_steps, result,
-	created_at, updated_at, started_at, completed_at, cancelled_at, cancelled_by`
+	created_at, updated_at, started_at, completed_at, cancelled_at, cancelled_by, schedule_id`
 
 // TaskReadColumns is the column list reads select: TaskColumns (which
 // inserts write) and the columns only transitions write: the review of the

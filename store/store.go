@@ -50,6 +50,8 @@ type Task struct {
 	// the counts of its latest plan (nil: it has not planned).
 	Approval *task.ApprovalState
 	Plan     *task.PlanSummary
+	// ScheduleID names the schedule that started the task ("" for none).
+	ScheduleID string
 }
 
 // Transition is a change of a task's state recorded by the task workflow. A
@@ -91,6 +93,7 @@ type TaskQuery struct {
 	Status     []task.Status
 	AgentID    string
 	RunnerID   string
+	ScheduleID string
 	Sort       SortField // default SortCreatedAt
 	Descending bool
 	Limit      int // required, > 0
@@ -183,6 +186,10 @@ type Store interface {
 	EventStore
 	// PlanStore keeps tasks' saved plans for review and apply.
 	PlanStore
+	// RunnerHostStore keeps what runner hosts offer (engines).
+	RunnerHostStore
+	// ScheduleStore keeps the schedule index.
+	ScheduleStore
 	// Ping checks the store is reachable.
 	Ping(ctx context.Context) error
 	Close() error

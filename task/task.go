@@ -235,6 +235,8 @@ type Output struct {
 type Result struct {
 	Output map[string]any `json:"output"`
 	Error  *Error         `json:"error"`
+	// Drift is set for a plan-only task with detect_drift (see Drift).
+	Drift *Drift `json:"drift,omitempty"`
 }
 
 // Error is a task failure in the seed's error shape.

@@ -7,7 +7,6 @@ package worker
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -71,7 +70,7 @@ func NewRunner(c client.Client, r *activities.Runner, opts sdkworker.Options) []
 	}
 	if opts.Identity == "" {
 		// The runners routes list hosts by this identity.
-		opts.Identity = fmt.Sprintf("%s@%s/pid-%d", r.RunnerID, r.HostID, os.Getpid())
+		opts.Identity = RunnerIdentity(r)
 	}
 	shared := sdkworker.New(c, task.RunnerTaskQueue(r.RunnerID), opts)
 	shared.RegisterActivityWithOptions(r.Claim, activity.RegisterOptions{Name: activities.NameClaim})

@@ -92,6 +92,7 @@ func (r *run) transition(ctx workflow.Context, change func(*task.State), l line)
 		Event:  event,
 		Notify: r.in.Params.Notify,
 	}
+	rec.Remediation = r.finalRemediation()
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout:    10 * time.Second,
 		ScheduleToCloseTimeout: time.Minute,

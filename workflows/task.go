@@ -73,6 +73,7 @@ var nonRetryable = []string{task.CodeConfig, task.CodeTerraform, task.CodeInstal
 
 // Task is the task workflow.
 func Task(ctx workflow.Context, in task.Input) (task.Output, error) {
+	in = scheduledInput(ctx, in)
 	r := newRun(ctx, in)
 	if err := workflow.SetQueryHandler(ctx, task.QueryState, func() (task.State, error) {
 		return r.state, nil
@@ -198,6 +199,8 @@ type run struct {
 	queueID string
 	// plan is the latest plan's summary (webui.go).
 	plan activities.PlanOutput
+	// remediation is the apply task a drifted plan starts (see drift.go).
+	remediation *task.Input
 }
 
 func newRun(ctx workflow.Context, in task.Input) *run {
@@ -431,6 +434,7 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 			if err := r.afterPlan(ctx, plan, &in); err != nil {
 				return out, err
 			}
+			out.Result.Drift = r.driftOutcome(ctx, plan.Drift)
 		case task.StepApplying, task.StepDestroying:
 			var applied activities.ApplyOutput
 			if err := workflow.ExecuteActivity(hostCtx, activities.NameApply, in).Get(ctx, &applied); err != nil {

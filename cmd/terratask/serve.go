@@ -20,7 +20,7 @@ const notifyAllowHelp = "host a task's notify URL may name (repeatable): a host 
 
 func devCommand(stdout, stderr io.Writer) *cobra.Command {
 	var o app.DevOptions
-	var runners, notifyAllow listFlag
+	var runners, notifyAllow, tofuPaths listFlag
 	var logLevel string
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -38,6 +38,7 @@ runner ID a task names, on demand; with --runner, it serves exactly those IDs.`,
 			}
 			o.Runners = runners.vals
 			o.NotifyAllow = notifyAllow.vals
+			o.TofuPaths = tofuPaths.vals
 			// Runner IDs on demand unless --runner was set (by flag,
 			// environment or file): tests of offline runners rely on that.
 			o.OnDemandRunners = !runners.set
@@ -77,9 +78,13 @@ runner ID a task names, on demand; with --runner, it serves exactly those IDs.`,
 	fs.StringVar(&o.KeysFile, "api-keys-file", "", "optional API keys file (YAML or JSON, hashes only) whose keys are added next to the admin key; reloaded on SIGHUP")
 	opsFlags(fs, &o.MetricsAddress, &o.OldSecretKeysFile)
 	fs.Var(&notifyAllow, "notify-allow", notifyAllowHelp)
+	fs.Var(&tofuPaths, "tofu-path", tofuPathUsage)
+	fs.StringVar(&o.CLIConfigFile, "terraform-cli-config", "", "Terraform/OpenTofu CLI config file the runners use, e.g. with a provider mirror (default: generated)")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return configured(cmd)
 }
+
+const tofuPathUsage = "OpenTofu for tasks with engine opentofu, searched before PATH (repeatable): a tofu binary,\nor a directory holding tofu or one subdirectory per version (DIR/1.6.3/tofu)"
 
 func serverCommand(stdout, stderr io.Writer) *cobra.Command {
 	var o app.ServerOptions
@@ -137,7 +142,7 @@ Any number of replicas may run behind a load balancer; they keep no state of the
 
 func runnerCommand(stdout, stderr io.Writer) *cobra.Command {
 	var o app.RunnerOptions
-	var roots listFlag
+	var roots, tofuPaths listFlag
 	var secretFile, logLevel string
 	cmd := &cobra.Command{
 		Use:   "runner",
@@ -150,6 +155,7 @@ Many processes on many hosts may share one ID.`,
 				return err
 			}
 			o.SourceRoots = roots.vals
+			o.TofuPaths = tofuPaths.vals
 			var err error
 			if o.SecretKey, err = secretKey(secretFile); err != nil {
 				return err
@@ -179,6 +185,8 @@ Many processes on many hosts may share one ID.`,
 	fs.Var(&roots, "source-root", "directory under which local source paths are allowed (repeatable)")
 	fs.DurationVar(&o.Grace, "grace", 0, "at SIGTERM, how long running steps may finish before they are handed back (default 30s)")
 	opsFlags(fs, &o.MetricsAddress, &o.OldSecretKeysFile)
+	fs.Var(&tofuPaths, "tofu-path", tofuPathUsage)
+	fs.StringVar(&o.CLIConfigFile, "terraform-cli-config", "", "Terraform/OpenTofu CLI config file, e.g. with a provider mirror (default: generated in DATA-DIR)")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return configured(cmd)
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -156,6 +157,37 @@ func startRunner(c client.Client, r *activities.Runner, stopTimeout time.Duratio
 	return ws, nil
 }
 
+// hostPublisher keeps runner hosts' rows of the store current (their
+// engines) until stop; see worker.PublishHost.
+type hostPublisher struct {
+	st     store.RunnerHostStore
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newHostPublisher(st store.RunnerHostStore) *hostPublisher {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &hostPublisher{st: st, ctx: ctx, cancel: cancel}
+}
+
+// publish writes r's host row now, then keeps it current.
+func (p *hostPublisher) publish(r *activities.Runner) {
+	started := time.Now()
+	worker.PublishHostOnce(p.ctx, p.st, r, started, r.Logger)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		worker.PublishHost(p.ctx, p.st, r, started, r.Logger)
+	}()
+}
+
+func (p *hostPublisher) stop() error {
+	p.cancel()
+	p.wg.Wait()
+	return nil
+}
+
 // serveHTTP listens on addr and serves h until Shutdown.
 func serveHTTP(addr string, h http.Handler, logger *zap.Logger) (*http.Server, string, error) {
 	ln, err := net.Listen("tcp", addr)
@@ -261,4 +293,20 @@ func checkApprovalWait(d time.Duration) error {
 		return fmt.Errorf("--approval-timeout must be from 1s to 720h (or 0 for the default, 24h), got %s", d)
 	}
 	return nil
+}
+
+// cliConfigPath checks the runner's --terraform-cli-config and makes it
+// absolute: Terraform runs in each task's own directory.
+func cliConfigPath(p string) (string, error) {
+	if p == "" {
+		return "", nil
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	if fi, err := os.Stat(abs); err != nil || fi.IsDir() {
+		return "", fmt.Errorf("--terraform-cli-config %s: not a readable file", p)
+	}
+	return abs, nil
 }

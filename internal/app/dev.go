@@ -55,6 +55,12 @@ type DevOptions struct {
 	// hashes only) next to the admin key; reloaded when Reload delivers.
 	KeysFile string
 	Reload   <-chan os.Signal
+	// TofuPaths are where the runners find OpenTofu before PATH (see
+	// activities.Runner.TofuPaths).
+	TofuPaths []string
+	// CLIConfigFile is the Terraform CLI config the runners use (for
+	// example one with a provider mirror); "" generates one per runner.
+	CLIConfigFile string
 	// StopTimeout is how long in-flight steps get at shutdown before their
 	// Terraform is interrupted (they resume after a restart).
 	StopTimeout time.Duration
@@ -125,6 +131,9 @@ func RunDev(ctx context.Context, o DevOptions) error {
 
 	dataDir, err := filepath.Abs(o.DataDir)
 	if err != nil {
+		return err
+	}
+	if o.CLIConfigFile, err = cliConfigPath(o.CLIConfigFile); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
@@ -235,6 +244,10 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	apiLnServed = true
 	s.push("http", func() error { return shutdownHTTP(srv) })
 
+	// Each local runner publishes its engines until shutdown (after the
+	// on-demand runners stop: closers run in reverse).
+	hosts := newHostPublisher(st)
+	s.push("runner hosts", hosts.stop)
 	startLocal := func(id string) ([]sdkworker.Worker, error) {
 		runnerDir := filepath.Join(dataDir, "runners", id)
 		host, err := hostID(runnerDir)
@@ -245,8 +258,10 @@ func RunDev(ctx context.Context, o DevOptions) error {
 			RunnerID: id, HostID: host, DataDir: runnerDir, ModulesDir: modulesDir,
 			DefaultModule: demoDir, SourceRoots: []string{modulesDir, demoDir},
 			Logs: countingStore{st}, Plans: st, Secrets: box, StateURL: loopbackURL(httpAddr),
+			TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile,
 			Logger: log.Named("runner").With(zap.String("runner", id)),
 		}
+		hosts.publish(r) // before it polls: what it offers is known first
 		return startRunner(c, r, o.StopTimeout)
 	}
 	for _, id := range o.Runners {

@@ -221,6 +221,12 @@ type RunnerOptions struct {
 	// DATA-DIR/state); hosts sharing a runner ID should then share it (a
 	// shared volume).
 	StateDir string
+	// TofuPaths are where the runner finds OpenTofu before PATH (see
+	// activities.Runner.TofuPaths).
+	TofuPaths []string
+	// CLIConfigFile is the Terraform CLI config Terraform and OpenTofu run
+	// with (for example one with a provider mirror); "" generates one.
+	CLIConfigFile string
 	// Grace is how long in-flight steps may finish at SIGTERM before they
 	// are interrupted and handed back to another host (default 30s).
 	Grace time.Duration
@@ -267,6 +273,9 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	if err != nil {
 		return err
 	}
+	if o.CLIConfigFile, err = cliConfigPath(o.CLIConfigFile); err != nil {
+		return err
+	}
 	dataDir, err := filepath.Abs(o.DataDir)
 	if err != nil {
 		return err
@@ -293,8 +302,13 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	r := &activities.Runner{
 		RunnerID: o.ID, HostID: host, DataDir: dataDir, ModulesDir: o.ModulesDir,
 		DefaultModule: o.DefaultModule, SourceRoots: roots, Logs: countingStore{st}, Plans: st, Secrets: box, StateDir: o.StateDir, StateURL: o.StateURL,
+		TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile,
 		Logger: log.Named("runner").With(zap.String("runner", o.ID)),
 	}
+	// What the host offers is in the store before it polls.
+	hosts := newHostPublisher(st)
+	s.push("runner host", hosts.stop)
+	hosts.publish(r)
 	ws, err := startRunner(c, r, o.Grace)
 	if err != nil {
 		return err

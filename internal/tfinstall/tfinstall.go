@@ -81,6 +81,8 @@ type Installer struct {
 	mu    sync.Mutex
 	done  map[string]Result
 	locks map[string]chan struct{}
+	// versions serves Available.
+	versions versionCache
 }
 
 // New returns an Installer.

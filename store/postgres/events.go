@@ -71,7 +71,7 @@ func (s *Store) RecordTransition(ctx context.Context, r store.TransitionRecord) 
 	var b pgx.Batch
 	b.Queue(insertTaskSQL, row.id, row.org, row.name, row.description, row.agentID, row.runnerID, row.status, row.progress, row.metadata,
 		row.currentStep, row.stepsCompleted, row.totalSteps, row.result,
-		row.createdAt, row.updatedAt, row.startedAt, row.completedAt, row.cancelledAt, row.cancelledBy)
+		row.createdAt, row.updatedAt, row.startedAt, row.completedAt, row.cancelledAt, row.cancelledBy, row.scheduleID)
 	b.Queue(applyTransitionSQL, args...)
 	if len(r.Logs) > 0 {
 		if err := queueLogs(&b, r.Logs); err != nil {

@@ -28,7 +28,7 @@ type taskRow struct {
 	result                                                []byte
 	createdAt, updatedAt                                  time.Time
 	startedAt, completedAt, cancelledAt                   *time.Time
-	cancelledBy                                           string
+	cancelledBy, scheduleID                               string
 }
 
 // int32Of converts a count the schema stores as integer.
@@ -60,7 +60,7 @@ func rowOf(t store.Task) (taskRow, error) {
 		currentStep: txt(string(t.CurrentStep)),
 		createdAt:   dbTime(t.CreatedAt), updatedAt: dbTime(t.UpdatedAt),
 		startedAt: dbTimePtr(t.StartedAt), completedAt: dbTimePtr(t.CompletedAt), cancelledAt: dbTimePtr(t.CancelledAt),
-		cancelledBy: txt(t.CancelledBy),
+		cancelledBy: txt(t.CancelledBy), scheduleID: txt(t.ScheduleID),
 	}
 	var err error
 	if r.progress, err = int32Of("progress", t.Progress); err != nil {
@@ -82,7 +82,7 @@ func rowOf(t store.Task) (taskRow, error) {
 }
 
 const insertTaskSQL = `INSERT INTO tasks (` + store.TaskColumns + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
 	ON CONFLICT (id) DO NOTHING`
 
 // CreateTask inserts t; an existing ID (in any org) makes it a no-op. An
@@ -95,7 +95,7 @@ func (s *Store) CreateTask(ctx context.Context, t store.Task) error {
 	if _, err := s.pool.Exec(ctx, insertTaskSQL,
 		r.id, r.org, r.name, r.description, r.agentID, r.runnerID, r.status, r.progress, r.metadata,
 		r.currentStep, r.stepsCompleted, r.totalSteps, r.result,
-		r.createdAt, r.updatedAt, r.startedAt, r.completedAt, r.cancelledAt, r.cancelledBy); err != nil {
+		r.createdAt, r.updatedAt, r.startedAt, r.completedAt, r.cancelledAt, r.cancelledBy, r.scheduleID); err != nil {
 		return fmt.Errorf("postgres store: create task %s: %w", t.ID, err)
 	}
 	return nil
@@ -106,15 +106,15 @@ func (s *Store) CreateTask(ctx context.Context, t store.Task) error {
 const insertTasksSQL = `INSERT INTO tasks (` + store.TaskColumns + `)
 	SELECT id, org, name, description, agent_id, runner_id, status, progress, metadata::json,
 		current_step, steps_completed, total_steps, result::json,
-		created_at, updated_at, started_at, completed_at, cancelled_at, cancelled_by
+		created_at, updated_at, started_at, completed_at, cancelled_at, cancelled_by, schedule_id
 	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
 		$8::integer[], $9::text[], $10::text[], $11::integer[], $12::integer[], $13::text[],
 		$14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[],
-		$19::text[]) WITH ORDINALITY
+		$19::text[], $20::text[]) WITH ORDINALITY
 		AS u (id, org, name, description, agent_id, runner_id, status,
 			progress, metadata, current_step, steps_completed, total_steps, result,
 			created_at, updated_at, started_at, completed_at, cancelled_at,
-			cancelled_by, n)
+			cancelled_by, schedule_id, n)
 	ORDER BY n
 	ON CONFLICT (id) DO NOTHING`
 
@@ -158,6 +158,7 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []store.Task) error {
 		progress, steps, total = make([]int32, n), make([]int32, n), make([]int32, n)
 		meta, result           = make([]*string, n), make([]*string, n)
 		step, cancelledBy      = make([]string, n), make([]string, n)
+		scheduleID             = make([]string, n)
 		created, updated       = make([]time.Time, n), make([]time.Time, n)
 		started, completed     = make([]*time.Time, n), make([]*time.Time, n)
 		cancelled              = make([]*time.Time, n)
@@ -166,13 +167,13 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []store.Task) error {
 		id[i], org[i], name[i], desc[i], agent[i], runner[i], status[i] = r.id, r.org, r.name, r.description, r.agentID, r.runnerID, r.status
 		progress[i], steps[i], total[i] = r.progress, r.stepsCompleted, r.totalSteps
 		meta[i], result[i] = textOf(r.metadata), textOf(r.result)
-		step[i], cancelledBy[i] = r.currentStep, r.cancelledBy
+		step[i], cancelledBy[i], scheduleID[i] = r.currentStep, r.cancelledBy, r.scheduleID
 		created[i], updated[i] = r.createdAt, r.updatedAt
 		started[i], completed[i], cancelled[i] = r.startedAt, r.completedAt, r.cancelledAt
 	}
 	args := []any{id, org, name, desc, agent, runner, status, progress, meta,
 		step, steps, total, result,
-		created, updated, started, completed, cancelled, cancelledBy}
+		created, updated, started, completed, cancelled, cancelledBy, scheduleID}
 	if n < vacuumAfter {
 		if _, err := s.pool.Exec(ctx, insertTasksSQL, args...); err != nil {
 			return fmt.Errorf("postgres store: create tasks: %w", err)
@@ -386,12 +387,21 @@ func listTasksSQL(q store.TaskQuery) (string, []any, error) {
 	if q.RunnerID != "" {
 		where.WriteString(` AND runner_id = ` + param(txt(q.RunnerID)))
 	}
+	if q.ScheduleID != "" {
+		// The literal lets the planner use the partial index of
+		// scheduled tasks.
+		where.WriteString(` AND schedule_id = ` + param(txt(q.ScheduleID)) + ` AND schedule_id <> ''`)
+	}
 	dir := "ASC"
 	if q.Descending {
 		dir = "DESC"
 	}
 	limit, offset := param(int64(q.Limit)), param(int64(q.Offset))
 	total := `SELECT coalesce(sum(n), 0)::bigint AS total FROM task_counts WHERE ` + where.String()
+	if q.ScheduleID != "" {
+		// task_counts has no schedule: count the scheduled tasks' index.
+		total = `SELECT count(*)::bigint AS total FROM tasks WHERE ` + where.String()
+	}
 	order := ` ORDER BY ` + col + ` ` + dir + `, id ` + dir + ` LIMIT ` + limit + ` OFFSET ` + offset
 	var page string
 	if q.Offset < deferredJoinFactor*q.Limit {
@@ -455,7 +465,7 @@ func scanTask(rows pgx.Rows, total *int64) (store.Task, error) {
 		progress, stepsCompleted, totalSteps int32
 		meta, result, approval, plan         []byte
 		started, completed, cancelled        pgtype.Timestamptz
-		dest                                 [22]any
+		dest                                 [23]any
 	)
 	d := dest[:0]
 	if total != nil {
@@ -466,7 +476,7 @@ func scanTask(rows pgx.Rows, total *int64) (store.Task, error) {
 	}
 	d = append(d, &t.ID, &t.Org, &t.Name, &t.Description, &t.AgentID, &t.RunnerID, &status, &progress, &meta,
 		&step, &stepsCompleted, &totalSteps, &result,
-		&t.CreatedAt, &t.UpdatedAt, &started, &completed, &cancelled, &t.CancelledBy, &approval, &plan)
+		&t.CreatedAt, &t.UpdatedAt, &started, &completed, &cancelled, &t.CancelledBy, &t.ScheduleID, &approval, &plan)
 	if err := rows.Scan(d...); err != nil {
 		return store.Task{}, err
 	}

@@ -16,7 +16,7 @@ import (
 // insertTasks inserts tasks; an existing ID is skipped.
 var insertTasks = multiInsert{
 	head:  `INSERT INTO tasks (` + store.TaskColumns + `)`,
-	width: 19,
+	width: 20,
 	tail:  ` ON CONFLICT (id) DO NOTHING`,
 	sizes: []int{16, 4, 1},
 }
@@ -51,7 +51,7 @@ func taskArgs(t store.Task) ([]any, error) {
 		t.ID, t.Org, t.Name, t.Description, t.AgentID, t.RunnerID, string(t.Status), t.Progress, meta,
 		string(t.CurrentStep), t.StepsCompleted, t.TotalSteps, result,
 		dbTime(t.CreatedAt), dbTime(t.UpdatedAt), dbTimePtr(t.StartedAt), dbTimePtr(t.CompletedAt),
-		dbTimePtr(t.CancelledAt), t.CancelledBy,
+		dbTimePtr(t.CancelledAt), t.CancelledBy, t.ScheduleID,
 	}, nil
 }
 
@@ -251,6 +251,12 @@ func listTasksSQL(q store.TaskQuery) (page, count string, args []any, err error)
 		where.WriteString(` AND runner_id = ?`)
 		args = append(args, q.RunnerID)
 	}
+	if q.ScheduleID != "" {
+		// The literal lets the planner use the partial index of
+		// scheduled tasks.
+		where.WriteString(` AND schedule_id = ? AND schedule_id <> ''`)
+		args = append(args, q.ScheduleID)
+	}
 	dir := "ASC"
 	if q.Descending {
 		dir = "DESC"
@@ -262,8 +268,12 @@ func listTasksSQL(q store.TaskQuery) (page, count string, args []any, err error)
 		where.String() + ` ORDER BY ` + col + ` ` + dir + `, id ` + dir + ` LIMIT ? OFFSET ?) AS p` +
 		` CROSS JOIN tasks AS t ON t.rowid = p.rid ORDER BY p.k ` + dir + `, p.id ` + dir
 	// task_counts has the filter columns of tasks, so the same condition
-	// sums the matching counts.
+	// sums the matching counts; it has no schedule, whose tasks are
+	// counted in the index of scheduled tasks.
 	count = `SELECT coalesce(sum(n), 0) FROM task_counts WHERE ` + where.String()
+	if q.ScheduleID != "" {
+		count = `SELECT count(*) FROM tasks WHERE ` + where.String()
+	}
 	return page, count, args, nil
 }
 
@@ -338,7 +348,7 @@ func scanTask(sc scanner) (store.Task, error) {
 	)
 	if err := sc.Scan(&t.ID, &t.Org, &t.Name, &t.Description, &t.AgentID, &t.RunnerID, &status, &t.Progress, &meta,
 		&step, &t.StepsCompleted, &t.TotalSteps, &result,
-		&created, &updated, &started, &completed, &cancelledTime, &t.CancelledBy, &approval, &plan); err != nil {
+		&created, &updated, &started, &completed, &cancelledTime, &t.CancelledBy, &t.ScheduleID, &approval, &plan); err != nil {
 		return store.Task{}, err
 	}
 	if approval.Valid {

@@ -118,6 +118,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	})
 	t.Run("RunnerStats", h.testRunnerStats)
 	t.Run("TaskCounts", h.testTaskCounts)
+	t.Run("RunnerHosts", h.testRunnerHosts)
+	t.Run("Schedules", func(t *testing.T) {
+		t.Run("CRUD", h.testSchedulesCRUD)
+		t.Run("List", h.testSchedulesList)
+		t.Run("TasksOfSchedule", h.testTasksOfSchedule)
+	})
 	t.Run("Concurrency", h.testConcurrency)
 	t.Run("Ping", func(t *testing.T) {
 		if err := h.open(t).Ping(t.Context()); err != nil {
@@ -214,6 +220,7 @@ func diffTask(got, want store.Task) []string {
 	str("Description", got.Description, want.Description)
 	str("AgentID", got.AgentID, want.AgentID)
 	str("RunnerID", got.RunnerID, want.RunnerID)
+	str("ScheduleID", got.ScheduleID, want.ScheduleID)
 	str("Status", string(got.Status), string(want.Status))
 	num("Progress", got.Progress, want.Progress)
 	if g, w := normMeta(got.Metadata), normMeta(want.Metadata); !reflect.DeepEqual(g, w) {

@@ -42,6 +42,7 @@ func (h *harness) testCreateGet(t *testing.T) {
 		CompletedAt: ptr(baseTime.Add(2 * time.Second)),
 		CancelledAt: ptr(baseTime.Add(3 * time.Second)),
 		CancelledBy: "ops-key",
+		ScheduleID:  "sched-abc",
 	}
 	minimal := store.Task{
 		ID:        h.name("task"),
