@@ -31,6 +31,7 @@ func (r *Runner) Apply(ctx context.Context, in StepInput) (out ApplyOutput, err 
 		step = task.StepDestroying
 	}
 	s, err := r.begin(ctx, in, step, true)
+	ctx = s.ctx
 	defer func() { err = s.finish(ctx, err) }()
 	if err != nil {
 		return out, err

@@ -18,6 +18,7 @@ const (
 // tells the workflow its own queue, where every later step runs.
 func (r *Runner) Claim(ctx context.Context, in StepInput) (out ClaimOutput, err error) {
 	s, err := r.begin(ctx, in, stepClaim, true)
+	ctx = s.ctx
 	defer func() { err = s.finish(ctx, err) }()
 	if err != nil {
 		return out, err

@@ -12,6 +12,7 @@ import (
 // idempotent.
 func (r *Runner) Cleanup(ctx context.Context, in StepInput) (err error) {
 	s, err := r.begin(ctx, in, stepCleanup, false)
+	ctx = s.ctx
 	defer func() { err = s.finish(ctx, err) }()
 	if err != nil {
 		return err

@@ -25,6 +25,7 @@ import (
 // has no StateURL (see statebackend.go).
 func (r *Runner) Init(ctx context.Context, in StepInput) (err error) {
 	s, err := r.begin(ctx, in, task.StepInitializing, true)
+	ctx = s.ctx
 	defer func() { err = s.finish(ctx, err) }()
 	if err != nil {
 		return err

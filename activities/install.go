@@ -22,6 +22,7 @@ import (
 // non-retryable engine_unavailable error that lists what was tried.
 func (r *Runner) Install(ctx context.Context, in StepInput) (out InstallOutput, err error) {
 	s, err := r.begin(ctx, in, task.StepInstalling, true)
+	ctx = s.ctx
 	defer func() { err = s.finish(ctx, err) }()
 	if err != nil {
 		return out, err

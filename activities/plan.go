@@ -20,6 +20,7 @@ import (
 // (app_name, deploy_strategy) never fail a module that ignores them.
 func (r *Runner) Plan(ctx context.Context, in StepInput) (out PlanOutput, err error) {
 	s, err := r.begin(ctx, in, task.StepPlanning, true)
+	ctx = s.ctx
 	defer func() { err = s.finish(ctx, err) }()
 	if err != nil {
 		return out, err

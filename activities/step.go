@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -26,7 +27,14 @@ const flushTimeout = 30 * time.Second
 // stepRun is one activity execution: its log stream, its secrets and the
 // heartbeat loop that flushes logs and reports progress while it runs.
 type stepRun struct {
-	r       *Runner
+	r *Runner
+	// ctx is the step's context: Terraform runs under it. It ends with the
+	// activity's context, or when a heartbeat's answer (or a long silence
+	// of the server) stops the step; never because one heartbeat failed
+	// (heartbeat.go).
+	ctx  context.Context
+	stop context.CancelCauseFunc
+	hb   heartbeats
 	in      StepInput
 	step    task.Step
 	paths   taskPaths
@@ -52,8 +60,10 @@ type stepRun struct {
 	// procs follows the processes of the step's Terraform commands.
 	procs *procgroup.Tracker
 
-	flushing atomic.Bool    // a tick's flush is in flight
-	flushes  sync.WaitGroup // tick flushes
+	flushing  atomic.Bool    // a tick's flush is in flight
+	flushes   sync.WaitGroup // tick flushes
+	reporting atomic.Bool    // a tick's progress report is in flight
+	reports   sync.WaitGroup // tick progress reports
 
 	mu       sync.Mutex
 	reported task.Progress
@@ -65,7 +75,7 @@ type stepRun struct {
 // begin starts a step: it opens the task's secrets, sets up the log stream
 // (re-sending what earlier streams of the task left in their spools) and
 // starts the heartbeat loop. It always returns a stepRun, which the caller
-// must finish, even with an error.
+// must finish, even with an error. The caller runs the step under s.ctx.
 func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool bool) (*stepRun, error) {
 	info := activity.GetInfo(ctx)
 	attempt := int(info.Attempt)
@@ -78,6 +88,7 @@ func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool 
 	}
 	s := &stepRun{r: r, in: in, step: step, ui: newUITracker(), execID: newExecID(),
 		masker: secret.NewMasker(task.Secrets{}), started: time.Now()}
+	s.ctx, s.stop = context.WithCancelCause(ctx)
 	s.procs = procgroup.NewTracker(envExecID, s.execID)
 	s.fence = fence(run, step, attempt)
 	s.textDiags = &textDiagnostics{tr: s.ui}
@@ -147,6 +158,7 @@ func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool 
 	r.st().execs[s.execID] = true
 	r.st().mu.Unlock()
 
+	s.startHeartbeats(ctx)
 	s.stopTick, s.tickDone = make(chan struct{}), make(chan struct{})
 	go s.tickLoop(ctx)
 
@@ -206,7 +218,7 @@ func (s *stepRun) tickLoop(ctx context.Context) {
 
 func (s *stepRun) tick(ctx context.Context) {
 	p := s.progress()
-	activity.RecordHeartbeat(ctx, p)
+	s.heartbeat(ctx, p)
 
 	s.procs.Scan()
 
@@ -228,20 +240,27 @@ func (s *stepRun) tick(ctx context.Context) {
 	s.mu.Lock()
 	changed := p != s.reported
 	s.mu.Unlock()
-	if !changed || s.r.Progress == nil || ctx.Err() != nil {
+	if !changed || s.r.Progress == nil || s.ctx.Err() != nil || !s.reporting.CompareAndSwap(false, true) {
 		return
 	}
-	info := activity.GetInfo(ctx)
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := s.r.Progress(pctx, info.WorkflowExecution.ID, info.WorkflowExecution.RunID, p); err != nil {
-		// Sent again at the next tick.
-		s.r.logger().Debug("reporting progress failed", zap.String("task", s.in.Task.ID), zap.Error(err))
-		return
-	}
-	s.mu.Lock()
-	s.reported = p
-	s.mu.Unlock()
+	// Like flushes, a slow progress signal must not hold up the next
+	// heartbeat.
+	s.reports.Add(1)
+	go func() {
+		defer s.reports.Done()
+		defer s.reporting.Store(false)
+		info := activity.GetInfo(ctx)
+		pctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		defer cancel()
+		if err := s.r.Progress(pctx, info.WorkflowExecution.ID, info.WorkflowExecution.RunID, p); err != nil {
+			// Sent again at the next tick.
+			s.r.logger().Debug("reporting progress failed", zap.String("task", s.in.Task.ID), zap.Error(err))
+			return
+		}
+		s.mu.Lock()
+		s.reported = p
+		s.mu.Unlock()
+	}()
 }
 
 func (s *stepRun) progress() task.Progress {
@@ -252,11 +271,16 @@ func (s *stepRun) progress() task.Progress {
 // finish ends a step: it stops the heartbeat loop, makes sure no process of
 // the step survives, records the outcome, flushes the logs with a context of
 // its own (ctx may be cancelled) and turns err into the activity's error. A
-// step that failed because ctx was cancelled returns ctx.Err() unchanged.
+// step that failed because ctx (the step's context) was cancelled returns
+// ctx.Err() unchanged; one the runner stopped (heartbeat.go) returns a
+// retryable error that says why.
 func (s *stepRun) finish(ctx context.Context, err error) error {
+	defer s.stop(context.Canceled)
 	close(s.stopTick)
 	<-s.tickDone
+	s.stopHeartbeats()
 	s.flushes.Wait()
+	s.reports.Wait()
 	s.stopProcesses()
 	s.mu.Lock()
 	if s.closeProxy != nil {
@@ -270,9 +294,14 @@ func (s *stepRun) finish(ctx context.Context, err error) error {
 
 	metrics.ObserveStep(s.step, outcome(ctx, err), time.Since(s.started))
 	var out error
+	var stopped *stepStopped
 	switch {
 	case err == nil:
 		// Done, even if a cancel arrived meanwhile: the result is true.
+	case ctx.Err() != nil && errors.As(context.Cause(ctx), &stopped):
+		s.book.runner(store.LevelWarn, "step %s stopped: %v", s.step, stopped)
+		out = toApplicationError(&stepError{code: task.CodeInternal, retryable: true, cause: stopped.err,
+			msg: fmt.Sprintf("step %s stopped before it finished: %s", s.step, stopped.reason)}, s.step, s.masker)
 	case ctx.Err() != nil:
 		s.book.runner(store.LevelWarn, "step %s cancelled: %v", s.step, context.Cause(ctx))
 		out = ctx.Err()

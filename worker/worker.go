@@ -7,7 +7,6 @@ package worker
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
@@ -52,21 +51,20 @@ func NewControlPlane(c client.Client, st store.Store, o ControlOptions) sdkworke
 
 // NewRunner returns the two workers of a runner host: Claim on the runner's
 // shared queue, every later step on the host's own queue. It also wires the
-// runner's progress reports to the task workflow's progress signal.
+// runner's progress reports to the task workflow's progress signal and its
+// heartbeats to the client.
 func NewRunner(c client.Client, r *activities.Runner, opts sdkworker.Options) []sdkworker.Worker {
 	if r.Progress == nil {
 		r.Progress = func(ctx context.Context, workflowID, runID string, p task.Progress) error {
 			return c.SignalWorkflow(ctx, workflowID, runID, task.SignalProgress, p)
 		}
 	}
-	// Heartbeats reach the server at least every second, so a cancel
-	// reaches Terraform within about a heartbeat tick (the SDK otherwise
-	// throttles them to 80% of the heartbeat timeout).
-	if opts.MaxHeartbeatThrottleInterval == 0 || opts.MaxHeartbeatThrottleInterval > time.Second {
-		opts.MaxHeartbeatThrottleInterval = time.Second
-	}
-	if opts.DefaultHeartbeatThrottleInterval == 0 || opts.DefaultHeartbeatThrottleInterval > time.Second {
-		opts.DefaultHeartbeatThrottleInterval = time.Second
+	// Steps send their heartbeats themselves, at every tick, so a cancel
+	// reaches Terraform within about a tick; they tell a failed heartbeat
+	// RPC (which the SDK's own heartbeat turns into a cancel) from the
+	// server's answer (activities/heartbeat.go).
+	if r.Heartbeat == nil {
+		r.Heartbeat = c.RecordActivityHeartbeat
 	}
 	if opts.Identity == "" {
 		// The runners routes list hosts by this identity.
