@@ -75,16 +75,16 @@ type Runner struct {
 	// Progress, when set, is called at a heartbeat tick when resource counts
 	// changed (the worker wires it to the task workflow's progress signal).
 	Progress func(ctx context.Context, workflowID, runID string, p task.Progress) error
+	Logger   *zap.Logger
+	// HeartbeatEvery is the tick of heartbeats, log flushes and progress
+	// reports; default 2s.
+	HeartbeatEvery time.Duration
 	// Heartbeat, when set, sends a heartbeat of the running activity whose
 	// task token is given and returns the server's answer (the worker wires
 	// it to client.RecordActivityHeartbeat). Steps then tell a failed RPC
 	// from the server's verdict (heartbeat.go); without it they use the
 	// SDK's activity.RecordHeartbeat, which cancels a step on any failed RPC.
 	Heartbeat func(ctx context.Context, taskToken []byte, details ...any) error
-	Logger   *zap.Logger
-	// HeartbeatEvery is the tick of heartbeats, log flushes and progress
-	// reports; default 2s.
-	HeartbeatEvery time.Duration
 
 	// StopGrace is how long Terraform may take to stop after SIGINT before
 	// it is killed; default 30s.

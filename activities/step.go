@@ -27,14 +27,7 @@ const flushTimeout = 30 * time.Second
 // stepRun is one activity execution: its log stream, its secrets and the
 // heartbeat loop that flushes logs and reports progress while it runs.
 type stepRun struct {
-	r *Runner
-	// ctx is the step's context: Terraform runs under it. It ends with the
-	// activity's context, or when a heartbeat's answer (or a long silence
-	// of the server) stops the step; never because one heartbeat failed
-	// (heartbeat.go).
-	ctx  context.Context
-	stop context.CancelCauseFunc
-	hb   heartbeats
+	r       *Runner
 	in      StepInput
 	step    task.Step
 	paths   taskPaths
@@ -70,6 +63,14 @@ type stepRun struct {
 
 	// started is when the step attempt began (step duration metric).
 	started time.Time
+
+	// ctx is the step's context: Terraform runs under it. It ends with the
+	// activity's context, or when a heartbeat's answer (or a long silence
+	// of the server) stops the step; never because one heartbeat failed
+	// (heartbeat.go).
+	ctx  context.Context
+	stop context.CancelCauseFunc
+	hb   heartbeats
 }
 
 // begin starts a step: it opens the task's secrets, sets up the log stream
