@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -42,6 +43,11 @@ const (
 // mark file. An activity of the same task that starts later on this host
 // re-sends what a spool holds beyond its mark (recoverSpools); the sink
 // ignores entries it has already.
+//
+// An entry's Seq is also in its metadata ("seq"): with run, step and attempt
+// it names the entry, so a reader tells a line Terraform wrote twice (an
+// interrupted apply ends with one "Error: execution halted" per halted node,
+// microseconds apart) from one stored twice, and sees a gap as a lost line.
 type logBook struct {
 	sink   LogSink
 	taskID string
@@ -82,6 +88,9 @@ func newLogBook(sink LogSink, taskID, stream, spoolDir string, m *secret.Masker,
 		b.seq = max(b.seq, e.Seq)
 	}
 	b.flushed = readMark(b.markFn)
+	// Seqs up to the mark are in the sink even when the spool lost them (a
+	// crash between removing the spool and its mark): never reuse one.
+	b.seq = max(b.seq, b.flushed)
 	for _, e := range entries {
 		if e.Seq > b.flushed {
 			b.pending = append(b.pending, e)
@@ -92,8 +101,36 @@ func newLogBook(sink LogSink, taskID, stream, spoolDir string, m *secret.Masker,
 		log.Warn("cannot open log spool; logs are kept in memory only", zap.Error(err))
 		return b
 	}
+	if torn, err := tornTail(b.spoolFn); err == nil && torn {
+		// A crash cut the last line: end it, or the next entry would
+		// share its line and be unreadable too.
+		_, err = f.Write([]byte{'\n'})
+		if err != nil {
+			log.Warn("cannot repair log spool; logs are kept in memory only", zap.Error(err))
+			f.Close()
+			return b
+		}
+	}
 	b.spool = f
 	return b
+}
+
+// tornTail reports whether a file's last line lacks its newline.
+func tornTail(fn string) (bool, error) {
+	f, err := os.Open(fn)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return false, err
+	}
+	last := make([]byte, 1)
+	if _, err := f.ReadAt(last, fi.Size()-1); err != nil {
+		return false, err
+	}
+	return last[0] != '\n', nil
 }
 
 // add records one entry. meta holds the entry's own metadata (type,
@@ -127,6 +164,7 @@ func (b *logBook) add(level store.Level, component, msg string, ts time.Time, me
 	}
 	b.lastTS = ts
 	b.seq++
+	md["seq"] = b.seq
 	e := store.LogEntry{
 		TaskID:    b.taskID,
 		Stream:    b.stream,
@@ -201,8 +239,7 @@ func (b *logBook) close(ctx context.Context) error {
 		b.spool = nil
 	}
 	if err == nil && len(b.pending) == 0 && b.spoolFn != "" {
-		os.Remove(b.spoolFn)
-		os.Remove(b.markFn)
+		removeSpool(b.spoolFn)
 	}
 	return err
 }
@@ -248,14 +285,23 @@ func recoverSpools(ctx context.Context, sink LogSink, dir string, busy func(path
 			errs = append(errs, fmt.Errorf("re-sending spooled logs: %w", err))
 			continue
 		}
-		os.Remove(fn)
-		os.Remove(markName(fn))
+		removeSpool(fn)
 	}
 	return sent, errors.Join(errs...)
 }
 
-// readSpool reads a spool file; a torn last line (a crash mid-write) is
-// skipped.
+// removeSpool removes a fully flushed spool and then its mark: a crash in
+// between leaves the spool alone, which is re-sent whole (the sink ignores
+// what it has), never a mark that would let a new book reuse its seqs.
+func removeSpool(fn string) {
+	os.Remove(markName(fn))
+	os.Remove(fn)
+}
+
+// readSpool reads a spool file; a torn line (a crash mid-write) is
+// skipped. Lines have no length limit: only the message is capped, not the
+// metadata (a diagnostic's detail), and a line the reader could not take
+// would hide every line after it.
 func readSpool(fn string) ([]store.LogEntry, error) {
 	f, err := os.Open(fn)
 	if err != nil {
@@ -266,15 +312,20 @@ func readSpool(fn string) ([]store.LogEntry, error) {
 	}
 	defer f.Close()
 	var out []store.LogEntry
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 4*maxMessage)
-	for sc.Scan() {
+	rd := bufio.NewReaderSize(f, 64<<10)
+	for {
+		line, err := rd.ReadBytes('\n')
 		var e store.LogEntry
-		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Seq > 0 {
+		if len(line) > 0 && json.Unmarshal(line, &e) == nil && e.Seq > 0 {
 			out = append(out, e)
 		}
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
 	}
-	return out, sc.Err()
 }
 
 func readMark(fn string) int64 {
