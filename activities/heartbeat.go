@@ -20,14 +20,16 @@ import (
 // Heartbeats of runner steps.
 //
 // The SDK's activity.RecordHeartbeat gives each heartbeat RPC the heartbeat
-// throttle interval as its deadline (1 s once that is capped to make cancels
-// quick) and, when the RPC fails for any reason it deems transient (a
-// deadline exceeded on a loaded machine, a reset stream, an unavailable
-// frontend), cancels the activity's context as though the server had timed
-// the attempt out (go.temporal.io/sdk v1.50.0 internal/
-// internal_task_handlers.go, temporalInvoker.internalHeartBeat). A second's
-// hiccup of the control plane then stopped Terraform mid-apply, the step
-// failed with "context canceled", and five such attempts failed the task.
+// throttle interval as its deadline (runners had capped it at 1 s so that
+// cancels were quick) and, when the RPC fails for any reason it deems
+// transient (a deadline exceeded on a loaded machine, a reset stream, an
+// unavailable frontend), cancels the activity's context as though the
+// server had timed the attempt out (go.temporal.io/sdk v1.50.0
+// internal/internal_task_handlers.go, temporalInvoker.internalHeartBeat;
+// serviceerror.DeadlineExceeded has no GRPCStatus, so retry.IsRetryable
+// sees codes.Unknown, a "retryable" code). A second's hiccup of the control
+// plane then stopped Terraform mid-apply, the step failed with "context
+// canceled", and five such attempts failed the task (code internal).
 //
 // So a step sends its heartbeats itself (Runner.Heartbeat, one RPC at a
 // time, bounded by the heartbeat timeout) and acts only on what the server

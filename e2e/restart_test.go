@@ -49,15 +49,7 @@ func TestRestartMidApplyLosesNothing(t *testing.T) {
 	}
 
 	logs := p2.logs(t, tk.ID, "?limit=10000")
-	seenKey := map[string]int{}
-	for _, l := range logs {
-		// The same line of the same attempt twice would be a duplicate.
-		k := fmt.Sprint(l.Metadata["run"], "/", l.Metadata["step"], "/", l.Metadata["attempt"], "/", l.Metadata["component"], "/", l.Timestamp, "/", l.Message)
-		seenKey[k]++
-		if seenKey[k] > 1 {
-			t.Fatalf("duplicated log entry %+v", l)
-		}
-	}
+	checkNoLineDoubledOrLost(t, logs)
 	// No lost lines: every step's start and done echo of the first attempt
 	// that ran before the kill is present, and each step completed at least
 	// once across both attempts.

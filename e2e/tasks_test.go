@@ -108,6 +108,54 @@ func checkLogsOrdered(t *testing.T, logs []LogEntry) {
 	}
 }
 
+// checkNoLineDoubledOrLost checks a task's logs: a runner line is named by
+// its run, step, attempt and seq (metadata), so no name may repeat (a line
+// stored twice) and each attempt's seqs run from 1 without a gap (a line
+// lost). Lines that look alike are fine: an interrupted apply ends with one
+// "Error: execution halted" per halted node, in one millisecond. The
+// workflow's own lines, which carry no seq, must not repeat.
+func checkNoLineDoubledOrLost(t *testing.T, logs []LogEntry) {
+	t.Helper()
+	seen := map[string]bool{}
+	streams := map[string]map[int]bool{}
+	for _, l := range logs {
+		m := l.Metadata
+		var k string
+		switch seq, ok := m["seq"].(float64); {
+		case ok:
+			stream := fmt.Sprint(m["run"], "/", m["step"], "/", m["attempt"])
+			if streams[stream] == nil {
+				streams[stream] = map[int]bool{}
+			}
+			streams[stream][int(seq)] = true
+			k = fmt.Sprint(stream, "#", int(seq))
+		case m["component"] == "terraform" || m["component"] == "runner":
+			t.Fatalf("runner log entry without its seq: %+v", l)
+		default:
+			k = fmt.Sprint(m["component"], "/", l.Timestamp, "/", l.Message)
+		}
+		if seen[k] {
+			t.Fatalf("duplicated log entry %s: %+v", k, l)
+		}
+		seen[k] = true
+	}
+	for stream, seqs := range streams {
+		for i := 1; i <= len(seqs); i++ {
+			if !seqs[i] {
+				t.Fatalf("stream %s lost line %d: has %d lines up to %d", stream, i, len(seqs), maxKey(seqs))
+			}
+		}
+	}
+}
+
+func maxKey(m map[int]bool) int {
+	n := 0
+	for k := range m {
+		n = max(n, k)
+	}
+	return n
+}
+
 func TestOutputsWithSensitiveRedacted(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, eng engine) {
 		tk := shared.create(t, map[string]any{

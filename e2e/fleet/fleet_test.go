@@ -198,16 +198,12 @@ func TestFleetScaleOut(t *testing.T) {
 		if err != nil {
 			failf("logs of %s: %v", id, err)
 		}
-		seen := map[string]bool{}
+		if problem := lineDoubledOrLost(logs); problem != "" {
+			failf("task %s: %s\n%s", id, problem, messages(logs))
+		}
 		hosts := map[string]bool{}
 		complete := false
 		for _, l := range logs {
-			meta, _ := json.Marshal(l.Metadata)
-			k := l.Timestamp + "\x00" + l.Message + "\x00" + string(meta)
-			if seen[k] && !repeatedByTerraform(l) {
-				failf("task %s: duplicated log entry %+v\n%s", id, l, messages(logs))
-			}
-			seen[k] = true
 			if m := pickedUp.FindStringSubmatch(l.Message); m != nil {
 				hosts[m[1]] = true
 			}
@@ -379,13 +375,44 @@ func startFleet(t testing.TB, n int) *fleet {
 	return f
 }
 
-// repeatedByTerraform reports entries Terraform itself writes several times
-// in one instant: an interrupted apply (here: a step cancelled when its
-// heartbeat failed, before the host moves) ends with one "Error: execution
-// halted" diagnostic per halted node, microseconds apart, identical at the
-// API's millisecond precision. Seen with terraform 1.11 on SIGINT.
-func repeatedByTerraform(l LogEntry) bool {
-	return l.Message == "Error: execution halted" && l.Metadata["component"] == "terraform" && l.Metadata["type"] == "diagnostic"
+// lineDoubledOrLost names a doubled or lost line, "" if there is none. A
+// runner line is named by run, step, attempt and seq (metadata): no name may
+// repeat, and each attempt's seqs run from 1 without a gap. Lines that only
+// look alike are fine: an interrupted apply (a step stopped before the host
+// moves) ends with one "Error: execution halted" per halted node,
+// microseconds apart, identical at the API's millisecond precision.
+func lineDoubledOrLost(logs []LogEntry) string {
+	seen := map[string]bool{}
+	streams := map[string]map[int]bool{}
+	for _, l := range logs {
+		m := l.Metadata
+		var k string
+		switch seq, ok := m["seq"].(float64); {
+		case ok:
+			stream := fmt.Sprint(m["run"], "/", m["step"], "/", m["attempt"])
+			if streams[stream] == nil {
+				streams[stream] = map[int]bool{}
+			}
+			streams[stream][int(seq)] = true
+			k = fmt.Sprint(stream, "#", int(seq))
+		case m["component"] == "terraform" || m["component"] == "runner":
+			return fmt.Sprintf("runner log entry without its seq: %+v", l)
+		default:
+			k = fmt.Sprint(m["component"], "/", l.Timestamp, "/", l.Message)
+		}
+		if seen[k] {
+			return fmt.Sprintf("duplicated log entry %s: %+v", k, l)
+		}
+		seen[k] = true
+	}
+	for stream, seqs := range streams {
+		for i := 1; i <= len(seqs); i++ {
+			if !seqs[i] {
+				return fmt.Sprintf("stream %s lost line %d of %d", stream, i, len(seqs))
+			}
+		}
+	}
+	return ""
 }
 
 func other(hosts []string, h string) string {
