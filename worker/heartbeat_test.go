@@ -19,6 +19,8 @@ import (
 	"go.temporal.io/server/temporaltest"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/terratask/terratask/activities"
 	"github.com/terratask/terratask/internal/temporalutil"
@@ -42,6 +44,9 @@ type fleet struct {
 	// (nanoseconds) before it goes to the server; heartbeats counts them.
 	heartbeatDelay atomic.Int64
 	heartbeats     atomic.Int64
+	// heartbeatsFailUntil (unix nanoseconds) fails every heartbeat RPC
+	// until then, as a stream reset does.
+	heartbeatsFailUntil atomic.Int64
 }
 
 func newFleet(t *testing.T) *fleet {
@@ -86,6 +91,9 @@ func newFleet(t *testing.T) *fleet {
 func (f *fleet) slowHeartbeats(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	if method == heartbeatMethod {
 		f.heartbeats.Add(1)
+		if time.Now().UnixNano() < f.heartbeatsFailUntil.Load() {
+			return status.Error(codes.Canceled, "stream terminated by RST_STREAM with error code: CANCEL")
+		}
 		if d := time.Duration(f.heartbeatDelay.Load()); d > 0 {
 			select {
 			case <-time.After(d):
@@ -169,33 +177,50 @@ func (f *fleet) activityEvents(ctx context.Context, id string) map[enumspb.Event
 
 // TestSlowHeartbeatsDoNotFailATask reproduces e2e/fleet's failure under
 // load: every heartbeat RPC takes 1.5 s (the frontend is slow, nothing is
-// lost). The task must complete on its first attempts: a heartbeat that is
-// late is no reason to stop Terraform, let alone to fail the task.
+// lost), then, in a second task, every heartbeat RPC fails for 4 s (a reset
+// stream) while Terraform applies. Both tasks must complete on their first
+// attempts: a heartbeat that is late or lost is no reason to stop
+// Terraform, let alone to fail the task.
 func TestSlowHeartbeatsDoNotFailATask(t *testing.T) {
 	f := newFleet(t)
-	f.heartbeatDelay.Store(int64(1500 * time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	check := func(id string, run client.WorkflowRun) {
+		t.Helper()
+		var out task.Output
+		if err := run.Get(ctx, &out); err != nil || out.Status != task.StatusCompleted {
+			t.Fatalf("task %s ended %v (%v), want completed\n%s", id, out.Status, err, f.logs(id))
+		}
+		if fmt.Sprint(out.Result.Output["n"]) != "2" {
+			t.Fatalf("outputs %v", out.Result.Output)
+		}
+		logs := f.logs(id)
+		if strings.Contains(logs, "/attempt2") || strings.Contains(logs, "execution halted") {
+			t.Fatalf("a step of %s was interrupted or retried:\n%s", id, logs)
+		}
+		if ev := f.activityEvents(ctx, id); ev[enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED] != 1 || len(ev) != 1 {
+			t.Fatalf("apply activity events of %s: %v, want one completion", id, ev)
+		}
+	}
 
+	f.heartbeatDelay.Store(int64(1500 * time.Millisecond))
 	id := "task-slow-heartbeats"
-	run := f.start(ctx, id, task.Params{Files: slowApply("41"), Parallelism: 1})
-	var out task.Output
-	if err := run.Get(ctx, &out); err != nil || out.Status != task.StatusCompleted {
-		t.Fatalf("task ended %v (%v), want completed\n%s", out.Status, err, f.logs(id))
-	}
-	if fmt.Sprint(out.Result.Output["n"]) != "2" {
-		t.Fatalf("outputs %v", out.Result.Output)
-	}
+	check(id, f.start(ctx, id, task.Params{Files: slowApply("41"), Parallelism: 1}))
 	if n := f.heartbeats.Load(); n < 3 {
 		t.Fatalf("only %d heartbeat RPCs: the apply did not heartbeat through the slow frontend", n)
 	}
-	logs := f.logs(id)
-	if strings.Contains(logs, "/attempt2") || strings.Contains(logs, "execution halted") {
-		t.Fatalf("a step was interrupted or retried:\n%s", logs)
+
+	f.heartbeatDelay.Store(0)
+	id = "task-failing-heartbeats"
+	run := f.start(ctx, id, task.Params{Files: slowApply("43"), Parallelism: 1})
+	for len(procsWith("sleep 2.43")) == 0 {
+		if ctx.Err() != nil {
+			t.Fatalf("the provisioner never started\n%s", f.logs(id))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	if ev := f.activityEvents(ctx, id); ev[enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED] != 1 || len(ev) != 1 {
-		t.Fatalf("apply activity events %v, want one completion", ev)
-	}
+	f.heartbeatsFailUntil.Store(time.Now().Add(4 * time.Second).UnixNano())
+	check(id, run)
 }
 
 // TestCancelStopsTerraformWithinAHeartbeat cancels a task mid-apply while
