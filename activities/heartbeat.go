@@ -161,6 +161,9 @@ func (s *stepRun) heard(ctx context.Context, p task.Progress, err error, now tim
 		log.Warn("heartbeat did not reach Temporal; Terraform runs on and the next tick tries again",
 			zap.Duration("since_last_heartbeat", now.Sub(lastOK)), zap.Error(err))
 	case heartbeatLost:
+		if s.ctx.Err() != nil {
+			return // already stopping
+		}
 		since := now.Sub(lastOK).Round(time.Second)
 		s.book.runner(store.LevelWarn, "no heartbeat reached Temporal for %s (%v): stopping Terraform, the attempt will be retried", since, err)
 		s.stop(&stepStopped{reason: fmt.Sprintf("no heartbeat reached Temporal for %s", since), err: err})

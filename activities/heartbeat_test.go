@@ -161,7 +161,11 @@ func TestLongSilenceStopsAStep(t *testing.T) {
 	if err := s.book.flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if logs := sink.text("task-silent"); !strings.Contains(logs, "stopping Terraform, the attempt will be retried") {
-		t.Fatalf("no line says why the step stopped:\n%s", logs)
+	s.heard(context.Background(), task.Progress{}, transient, t0.Add(34*time.Second)) // Terraform is still stopping
+	if err := s.book.flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if logs := sink.text("task-silent"); strings.Count(logs, "stopping Terraform, the attempt will be retried") != 1 {
+		t.Fatalf("want one line that says why the step stopped:\n%s", logs)
 	}
 }
