@@ -28,10 +28,6 @@ func checkDriftParams(p *task.Params) error {
 	switch {
 	case p.Remediate != "" && !p.DetectDrift:
 		return errField("parameters.remediate", "needs \"detect_drift\": true")
-	case p.Remediate != "" && !reservedParams["approval"]:
-		// The remediation must wait for a person: without plan approval
-		// it would apply at once.
-		return errField("parameters.remediate", "needs plan approval (the approval parameter), which this server does not have")
 	case !p.DetectDrift:
 		return nil
 	case p.EffectiveAction() != task.ActionPlan:
