@@ -3,10 +3,12 @@
 // Every route of the API has a method, typed with the wire types of package
 // api (the same types the server renders with, so the two cannot drift):
 // CreateTask, ListTasks, GetTask, GetStatus, GetLogs, CancelTask, GetPlan,
-// ApproveTask, RejectTask, ListRunners, GetRunner, the Terraform state
-// routes, Health, Ready and OpenAPI. Above them, Wait polls a task until it
-// is terminal and Follow streams its log entries until the task has ended
-// and its last lines are read.
+// ApproveTask, RejectTask, ListRunners, GetRunner, the events and webhooks
+// routes (ListEvents, FollowEvents, CreateWebhook, ListDeliveries, ...),
+// the schedules, the Terraform state routes, Health, Ready and OpenAPI.
+// Above them, Wait polls a task until it is terminal and Follow streams its
+// log entries (server-sent events, resumed with Last-Event-ID after a broken
+// connection) until the task has ended and its last lines are read.
 //
 //	c, err := client.New("http://127.0.0.1:8080", client.WithAPIKey(os.Getenv("TERRATASK_API_KEY")))
 //	if err != nil { ... }
