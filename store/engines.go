@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/terratask/terratask/task"
@@ -55,6 +57,18 @@ type Schedule struct {
 	CreatedBy  string
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
+}
+
+// Check says what makes s unfit to store: both stores refuse a schedule
+// without ID or org, or whose definition is not JSON.
+func (s Schedule) Check() error {
+	switch {
+	case s.ID == "" || s.Org == "":
+		return errors.New("schedule ID and org are required")
+	case !json.Valid(s.Definition):
+		return fmt.Errorf("schedule %s: definition is not JSON", s.ID)
+	}
+	return nil
 }
 
 // ScheduleQuery selects a page of an org's schedules, newest first (by

@@ -88,19 +88,9 @@ func scanSchedule(row pgx.Row) (store.Schedule, error) {
 	return s, nil
 }
 
-func checkSchedule(s store.Schedule) error {
-	switch {
-	case s.ID == "" || s.Org == "":
-		return errors.New("schedule ID and org are required")
-	case !json.Valid(s.Definition):
-		return fmt.Errorf("schedule %s: definition is not JSON", s.ID)
-	}
-	return nil
-}
-
 // CreateSchedule inserts a schedule; an existing ID is an error.
 func (s *Store) CreateSchedule(ctx context.Context, sc store.Schedule) error {
-	if err := checkSchedule(sc); err != nil {
+	if err := sc.Check(); err != nil {
 		return fmt.Errorf("postgres store: %w", err)
 	}
 	if sc.UpdatedAt.IsZero() {
@@ -130,7 +120,7 @@ func (s *Store) GetSchedule(ctx context.Context, org, id string) (store.Schedule
 // UpdateSchedule replaces a schedule's name, kind, agent, runner,
 // definition and UpdatedAt.
 func (s *Store) UpdateSchedule(ctx context.Context, sc store.Schedule) error {
-	if err := checkSchedule(sc); err != nil {
+	if err := sc.Check(); err != nil {
 		return fmt.Errorf("postgres store: %w", err)
 	}
 	tag, err := s.pool.Exec(ctx, `UPDATE schedules SET name = $1, kind = $2, agent_id = $3, runner_id = $4, definition = $5::json, updated_at = $6

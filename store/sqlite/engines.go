@@ -93,19 +93,9 @@ func scanSchedule(sc scanner) (store.Schedule, error) {
 	return s, nil
 }
 
-func checkSchedule(s store.Schedule) error {
-	switch {
-	case s.ID == "" || s.Org == "":
-		return errors.New("schedule ID and org are required")
-	case !json.Valid(s.Definition):
-		return fmt.Errorf("schedule %s: definition is not JSON", s.ID)
-	}
-	return nil
-}
-
 // CreateSchedule inserts a schedule; an existing ID is an error.
 func (s *Store) CreateSchedule(ctx context.Context, sc store.Schedule) error {
-	if err := checkSchedule(sc); err != nil {
+	if err := sc.Check(); err != nil {
 		return fmt.Errorf("sqlite store: %w", err)
 	}
 	if sc.UpdatedAt.IsZero() {
@@ -140,7 +130,7 @@ func (s *Store) GetSchedule(ctx context.Context, org, id string) (store.Schedule
 // UpdateSchedule replaces a schedule's name, kind, agent, runner,
 // definition and UpdatedAt.
 func (s *Store) UpdateSchedule(ctx context.Context, sc store.Schedule) error {
-	if err := checkSchedule(sc); err != nil {
+	if err := sc.Check(); err != nil {
 		return fmt.Errorf("sqlite store: %w", err)
 	}
 	res, err := s.wst.exec(ctx, `UPDATE schedules SET name = ?, kind = ?, agent_id = ?, runner_id = ?, definition = ?, updated_at = ?
