@@ -1,11 +1,8 @@
 package server
 
 import (
-	"bytes"
 	"encoding/json"
-	"fmt"
 	"regexp"
-	"sort"
 	"strings"
 	"time"
 
@@ -22,18 +19,6 @@ type createRequest struct {
 	Metadata    map[string]any
 	Params      task.Params
 	Secrets     task.Secrets
-}
-
-// fieldError is a 400 naming the offending field.
-type fieldError struct {
-	Field   string
-	Message string
-}
-
-func (e *fieldError) Error() string { return e.Field + ": " + e.Message }
-
-func errField(field, format string, args ...any) *fieldError {
-	return &fieldError{Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
 // Limits on create bodies.
@@ -374,94 +359,6 @@ func setVariable(p *task.Params, name string, val any, field string) error {
 	}
 	p.Variables[name] = val
 	return nil
-}
-
-func requiredString(raw map[string]json.RawMessage, k string, max int) (string, error) {
-	v, ok := raw[k]
-	if !ok || isNull(v) {
-		return "", errField(k, "is required")
-	}
-	var s string
-	if json.Unmarshal(v, &s) != nil {
-		return "", errField(k, "must be a string")
-	}
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return "", errField(k, "must not be empty")
-	}
-	if len(s) > max {
-		return "", errField(k, "must be at most %d bytes", max)
-	}
-	return s, nil
-}
-
-func optionalString(raw map[string]json.RawMessage, k string, max int) (string, error) {
-	if v, ok := raw[k]; !ok || isNull(v) {
-		return "", nil
-	}
-	var s string
-	if json.Unmarshal(raw[k], &s) != nil {
-		return "", errField(k, "must be a string")
-	}
-	if len(s) > max {
-		return "", errField(k, "must be at most %d bytes", max)
-	}
-	return s, nil
-}
-
-func requiredID(raw map[string]json.RawMessage, k string) (string, error) {
-	s, err := requiredString(raw, k, maxIDLen)
-	if err != nil {
-		return "", err
-	}
-	if !idPattern.MatchString(s) {
-		return "", errField(k, "must be letters, digits and . _ : @ -, starting with a letter or digit")
-	}
-	return s, nil
-}
-
-// validID reports whether s is a valid agent or runner ID (for path params).
-func validID(s string) bool { return len(s) <= maxIDLen && idPattern.MatchString(s) }
-
-func isNull(v json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(v), []byte("null")) }
-
-// decodeStrict decodes exactly one JSON value.
-func decodeStrict(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return fmt.Errorf("unexpected data after the JSON value")
-	}
-	if _, err := dec.Token(); err == nil {
-		return fmt.Errorf("unexpected data after the JSON value")
-	}
-	return nil
-}
-
-// jsonProblem describes a decode error without echoing input.
-func jsonProblem(err error) string {
-	switch e := err.(type) {
-	case *json.SyntaxError:
-		return fmt.Sprintf("malformed JSON at byte %d", e.Offset)
-	case *json.UnmarshalTypeError:
-		return fmt.Sprintf("wrong type at byte %d", e.Offset)
-	}
-	if err.Error() == "EOF" {
-		return "empty body"
-	}
-	return "malformed JSON"
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // checkApproval rejects approval parameters that cannot take effect: a

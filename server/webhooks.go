@@ -4,14 +4,12 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -38,87 +36,6 @@ var (
 	webhookIDPattern = regexp.MustCompile(`^wh-[a-z2-7]{26}$`)
 	secretPattern    = regexp.MustCompile(`^[\x21-\x7e]+$`)
 )
-
-// webhookFields are the fields of a create body.
-var webhookFields = map[string]bool{"url": true, "events": true, "agent": true, "runner": true, "secret": true}
-
-// parseWebhook decodes and validates a POST /webhooks body. Errors are
-// *fieldError; messages never echo the secret.
-func parseWebhook(body []byte) (api.NewWebhook, error) {
-	var raw map[string]json.RawMessage
-	var w api.NewWebhook
-	if err := decodeStrict(body, &raw); err != nil || raw == nil {
-		return w, errField("body", "request body must be a JSON object")
-	}
-	for _, k := range sortedKeys(raw) {
-		if !webhookFields[k] {
-			name := k
-			if name == "" {
-				name = `""`
-			}
-			return w, errField(name, "unknown field %q (allowed: url, events, agent, runner, secret)", k)
-		}
-	}
-	str := func(k string) (string, bool, error) {
-		v, ok := raw[k]
-		if !ok || isNull(v) {
-			return "", false, nil
-		}
-		var s string
-		if json.Unmarshal(v, &s) != nil {
-			return "", false, errField(k, "must be a string")
-		}
-		return s, true, nil
-	}
-	u, _, err := str("url")
-	if err != nil {
-		return w, err
-	}
-	if _, err := events.CheckURL(u); err != nil {
-		return w, errField("url", "%s", err.Error())
-	}
-	w.URL = u
-	if v, ok := raw["events"]; ok && !isNull(v) {
-		var names []string
-		if json.Unmarshal(v, &names) != nil {
-			return w, errField("events", "must be an array of event types")
-		}
-		seen := map[task.EventType]bool{}
-		for _, n := range names {
-			t := task.EventType(n)
-			if !t.Valid() {
-				return w, errField("events", "%q is not an event type (%s)", n, eventTypeList())
-			}
-			if !seen[t] {
-				seen[t] = true
-				w.Events = append(w.Events, t)
-			}
-		}
-	}
-	for _, k := range []string{"agent", "runner"} {
-		v, ok, err := str(k)
-		if err != nil {
-			return w, err
-		}
-		if ok && !validID(v) {
-			return w, errField(k, "is not a valid %s ID", k)
-		}
-		if k == "agent" {
-			w.Agent = v
-		} else {
-			w.Runner = v
-		}
-	}
-	sec, ok, err := str("secret")
-	if err != nil {
-		return w, err
-	}
-	if ok && (len(sec) < minSecretLen || len(sec) > maxSecretLen || !secretPattern.MatchString(sec)) {
-		return w, errField("secret", "must be %d to %d printable ASCII characters without spaces (or left out: the server generates one)", minSecretLen, maxSecretLen)
-	}
-	w.Secret = sec
-	return w, nil
-}
 
 // newWebhookID returns "wh-" and 26 characters of base32 (130 random bits).
 func newWebhookID() string {
@@ -326,112 +243,4 @@ func (s *Server) deleteWebhook(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, webhookView(w))
-}
-
-var deliveryParams = map[string]bool{"limit": true, "cursor": true, "event_id": true}
-
-// parseDeliveryQuery validates the query of a webhook's delivery log.
-func parseDeliveryQuery(q map[string][]string) (store.DeliveryQuery, error) {
-	dq := store.DeliveryQuery{Limit: defaultDeliveryLim}
-	for k, vs := range q {
-		if !deliveryParams[k] {
-			return dq, errField(k, "unknown query parameter (allowed: limit, cursor, event_id)")
-		}
-		if len(vs) > 1 {
-			return dq, errField(k, "may be given once")
-		}
-	}
-	if v, ok := single(q, "limit"); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxDeliveryLimit {
-			return dq, errField("limit", "must be an integer from 1 to %d", maxDeliveryLimit)
-		}
-		dq.Limit = n
-	}
-	if v, ok := single(q, "cursor"); ok {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 {
-			return dq, errField("cursor", "must be the X-Next-Cursor value of an earlier page")
-		}
-		dq.BeforeID = n
-	}
-	if v, ok := single(q, "event_id"); ok {
-		if v == "" || len(v) > 512 || strings.ContainsAny(v, "\x00\n\r") {
-			return dq, errField("event_id", "is not an event ID")
-		}
-		dq.EventID = v
-	}
-	return dq, nil
-}
-
-// listDeliveries answers a webhook's delivery attempts, newest first.
-func (s *Server) listDeliveries(c *gin.Context) {
-	if !allowWebhooks(c) {
-		return
-	}
-	q, ok := query(c)
-	if !ok {
-		return
-	}
-	dq, err := parseDeliveryQuery(q)
-	if err != nil {
-		var fe *fieldError
-		errors.As(err, &fe)
-		badParameter(c, fe.Field, fe.Error())
-		return
-	}
-	w, ok := s.loadWebhook(c)
-	if !ok {
-		return
-	}
-	dq.Org, dq.Target = w.Org, w.ID
-	ds, err := s.opts.Store.ListDeliveries(c.Request.Context(), dq)
-	if err != nil {
-		s.opts.Logger.Error("listing deliveries", zap.Error(err))
-		internal(c)
-		return
-	}
-	out := make([]api.Delivery, 0, len(ds))
-	for _, d := range ds {
-		out = append(out, api.DeliveryOf(d))
-	}
-	if len(ds) == dq.Limit {
-		c.Header("X-Next-Cursor", strconv.FormatInt(ds[len(ds)-1].ID, 10))
-	}
-	c.JSON(http.StatusOK, out)
-}
-
-// getSigningSecret shows an admin the secret that signs the org's notify
-// deliveries (derived from the server's secret key and the org).
-func (s *Server) getSigningSecret(c *gin.Context) {
-	if !allowWebhooks(c) || !noQuery(c) {
-		return
-	}
-	if s.opts.Secrets == nil {
-		internal(c)
-		return
-	}
-	org := principal(c).Org
-	s.opts.Logger.Info("notify signing secret shown", zap.String("org", org), zap.String("key", principal(c).Name))
-	c.Header("Cache-Control", "no-store")
-	c.JSON(http.StatusOK, api.SigningSecret{Org: org, Secret: s.opts.Secrets.SigningSecret(org)})
-}
-
-// checkNotify refuses a task's notify URL whose host the server does not
-// allow (--notify-allow).
-func (s *Server) checkNotify(n *task.Notify) *fieldError {
-	if n == nil {
-		return nil
-	}
-	u, err := events.CheckURL(n.URL)
-	if err != nil {
-		return errField("parameters.notify.url", "%s", err.Error())
-	}
-	if s.opts.NotifyAllow.Empty() {
-		return errField("parameters.notify.url", "this server allows no notify hosts (it runs without --notify-allow)")
-	}
-	if !s.opts.NotifyAllow.Allows(u) {
-		return errField("parameters.notify.url", "the host is not one this server allows (--notify-allow: %s)", s.opts.NotifyAllow)
-	}
-	return nil
 }
