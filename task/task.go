@@ -279,13 +279,6 @@ type Diagnostic struct {
 	Line     int    `json:"line,omitempty"`
 }
 
-// Progress is what a runner reports while a step runs.
-type Progress struct {
-	Step           Step `json:"step"`
-	PlannedChanges int  `json:"planned_changes"`
-	ChangesDone    int  `json:"changes_done"`
-}
-
 // State is a task's live state, returned by the QueryState query.
 type State struct {
 	ID             string     `json:"id"`
@@ -332,49 +325,6 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// stepWeight is a step's share of the progress bar: applying dominates, since
-// it is where resources change and progress moves resource by resource.
-func stepWeight(s Step) int {
-	switch s {
-	case StepInstalling:
-		return 1
-	case StepInitializing:
-		return 2
-	case StepPlanning:
-		return 3
-	default:
-		return 14
-	}
-}
-
-// ComputeProgress maps a position in a task's steps to 0..99: stepsCompleted
-// whole steps plus the fraction done/planned of the current step. 100 is kept
-// for a completed task, which the caller sets.
-func ComputeProgress(steps []Step, stepsCompleted, planned, done int) int {
-	total, before := 0, 0
-	for i, s := range steps {
-		total += stepWeight(s)
-		if i < stepsCompleted {
-			before += stepWeight(s)
-		}
-	}
-	if total == 0 {
-		return 0
-	}
-	num := before * 99 * 100 // in hundredths of a weight unit
-	if stepsCompleted < len(steps) && planned > 0 {
-		if done > planned {
-			done = planned
-		}
-		num += stepWeight(steps[stepsCompleted]) * 99 * 100 * done / planned
-	}
-	p := num / (total * 100)
-	if p > 99 {
-		p = 99
-	}
-	return p
-}
-
 // CancelRequest is sent with SignalCancel just before the workflow is
 // cancelled, so the task records who cancelled it.
 type CancelRequest struct {
@@ -385,31 +335,3 @@ type CancelRequest struct {
 
 // SignalCancel carries a CancelRequest.
 const SignalCancel = "cancel-request"
-
-// WorkspaceWorkflowType is the workflow that queues the tasks of one
-// (org, workspace): one runs at a time, in creation order.
-const WorkspaceWorkflowType = "terratask.WorkspaceQueue"
-
-// Signals of the workspace queue.
-const (
-	SignalWorkspaceAcquire = "workspace-acquire" // WorkspaceRequest, to the queue
-	SignalWorkspaceRelease = "workspace-release" // WorkspaceRequest, to the queue
-	SignalWorkspaceGranted = "workspace-granted" // string (queue ID), to the task
-)
-
-// WorkspaceRequest asks a workspace queue for its turn, or gives it back.
-type WorkspaceRequest struct {
-	TaskID    string    `json:"task_id"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-// WorkspaceQueueID is the workflow ID of the queue of (org, workspace).
-func WorkspaceQueueID(org, workspace string) string {
-	return "terratask-workspace/" + org + "/" + workspace
-}
-
-// SharesWorkspace reports whether the task's state may be shared with other
-// tasks, so it must queue: a task on its own default workspace never waits.
-func (in Input) SharesWorkspace() bool {
-	return in.Params.Workspace != "" && in.Params.Workspace != in.ID
-}
