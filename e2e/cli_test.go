@@ -64,11 +64,15 @@ func TestCLICreateWaitCompletes(t *testing.T) {
 	if tk.Status != "completed" || tk.Result == nil || tk.Result.Output["greeting"] != "yo" || tk.Metadata["via"] != "cli" {
 		t.Fatalf("task %+v", tk)
 	}
-	// Not a terminal: plain progress lines, with the resource counts.
+	// Not a terminal: plain progress lines. Which intermediate states a line
+	// shows depends on when the status was polled (this apply takes tens of
+	// milliseconds), so only the first and the last line are certain here;
+	// TestCLIPlainProgressLines shows the resource counts of a slower one.
 	if controlChars.MatchString(out + errOut) {
 		t.Fatalf("control characters in non-terminal output: %q", errOut)
 	}
-	if !strings.Contains(errOut, "created "+tk.ID) || !strings.Contains(errOut, "of 5 resources") {
+	lines := strings.Split(strings.TrimSpace(errOut), "\n")
+	if lines[0] != "created "+tk.ID || !regexp.MustCompile(`^`+tk.ID+`\s+completed\s+100%`).MatchString(lines[len(lines)-1]) {
 		t.Fatalf("stderr lacks the progress lines:\n%s", errOut)
 	}
 	// The table views of the same task.
@@ -183,6 +187,21 @@ func TestCLIListOutputAndUsage(t *testing.T) {
 	}
 	if code, _, _ := cli(t, "tasks", "cancel", tk.ID); code != 0 {
 		t.Fatalf("cancel: exit %d", code)
+	}
+}
+
+// TestCLIPlainProgressLines: off a terminal, --wait writes a plain line per
+// change it sees, with the resources done of planned while a task applies
+// (each of the four resources here takes a second, one at a time).
+func TestCLIPlainProgressLines(t *testing.T) {
+	t.Parallel()
+	code, _, errOut := cli(t, "tasks", "create", "--name", "cli plain", "--agent", "agent-cli", "--runner", "local",
+		"--file", "testdata/slow/main.tf", "--var", "step_seconds=1", "--param", "parallelism=1", "--wait", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	if controlChars.MatchString(errOut) || !regexp.MustCompile(`(?m)\s+running\s+\d+%\s+step applying \(step 4 of 4\)\s+[0-4] of 4 resources`).MatchString(errOut) {
+		t.Fatalf("no plain line with the resource counts:\n%q", errOut)
 	}
 }
 
