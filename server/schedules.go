@@ -75,6 +75,12 @@ func scheduleNotFound(c *gin.Context, id string) {
 	fail(c, http.StatusNotFound, codeNotFound, "Schedule not found", map[string]any{"scheduleId": id})
 }
 
+// scheduleGone answers a change to a schedule Temporal no longer has.
+func scheduleGone(c *gin.Context, id string) {
+	fail(c, http.StatusConflict, codeConflict, "Temporal no longer has this schedule (deleted outside the API); delete it here too",
+		map[string]any{"scheduleId": id})
+}
+
 // loadSchedule returns the caller's schedule and its definition, writing the
 // 404 when it is missing, of another org, or of another agent than the
 // caller's key is bound to.
@@ -100,6 +106,25 @@ func (s *Server) loadSchedule(c *gin.Context) (store.Schedule, schedules.Definit
 		return store.Schedule{}, schedules.Definition{}, false
 	}
 	return row, def, true
+}
+
+// templateAction checks that the caller may schedule the template's tasks
+// and builds the action that starts them; it writes the 4xx or 5xx itself
+// and reports false.
+func (s *Server) templateAction(c *gin.Context, id string, req *createRequest) (schedules.Action, bool) {
+	p := principal(c)
+	if !p.CanSeeAgent(req.AgentID) {
+		fail(c, http.StatusForbidden, codeForbidden, "key "+p.Name+" may only schedule tasks for agent "+p.Agent,
+			map[string]any{detailField: "template.agent_id"})
+		return schedules.Action{}, false
+	}
+	action, err := s.scheduleAction(p, id, req)
+	if err != nil {
+		s.opts.Logger.Error("building a schedule's action", zap.Error(err))
+		internal(c)
+		return schedules.Action{}, false
+	}
+	return action, true
 }
 
 // scheduleAction builds what the schedule starts from its parsed template:
@@ -152,16 +177,9 @@ func (s *Server) createSchedule(c *gin.Context) {
 		return
 	}
 	p := principal(c)
-	if !p.CanSeeAgent(res.Task.AgentID) {
-		fail(c, http.StatusForbidden, codeForbidden, "key "+p.Name+" may only schedule tasks for agent "+p.Agent,
-			map[string]any{detailField: "template.agent_id"})
-		return
-	}
 	id := schedules.NewID()
-	action, err := s.scheduleAction(p, id, res.Task)
-	if err != nil {
-		s.opts.Logger.Error("building a schedule's action", zap.Error(err))
-		internal(c)
+	action, ok := s.templateAction(c, id, res.Task)
+	if !ok {
 		return
 	}
 	def, err := json.Marshal(res.Def)
@@ -223,18 +241,10 @@ func (s *Server) patchSchedule(c *gin.Context) {
 		badBody(c, err)
 		return
 	}
-	p := principal(c)
 	var action *schedules.Action
 	if res.Task != nil {
-		if !p.CanSeeAgent(res.Task.AgentID) {
-			fail(c, http.StatusForbidden, codeForbidden, "key "+p.Name+" may only schedule tasks for agent "+p.Agent,
-				map[string]any{detailField: "template.agent_id"})
-			return
-		}
-		a, err := s.scheduleAction(p, row.ID, res.Task)
-		if err != nil {
-			s.opts.Logger.Error("building a schedule's action", zap.Error(err))
-			internal(c)
+		a, ok := s.templateAction(c, row.ID, res.Task)
+		if !ok {
 			return
 		}
 		action = &a
@@ -248,8 +258,7 @@ func (s *Server) patchSchedule(c *gin.Context) {
 	}
 	if err := s.schedules().Update(ctx, row.ID, res.Def, action, sa); err != nil {
 		if errors.Is(err, schedules.ErrNotFound) {
-			fail(c, http.StatusConflict, codeConflict, "Temporal no longer has this schedule (deleted outside the API); delete it here too",
-				map[string]any{"scheduleId": row.ID})
+			scheduleGone(c, row.ID)
 			return
 		}
 		s.opts.Logger.Error("updating a Temporal schedule", zap.String("schedule_id", row.ID), zap.Error(err))
@@ -302,8 +311,7 @@ func (s *Server) triggerSchedule(c *gin.Context) {
 	ctx := c.Request.Context()
 	if err := s.schedules().Trigger(ctx, row.ID); err != nil {
 		if errors.Is(err, schedules.ErrNotFound) {
-			fail(c, http.StatusConflict, codeConflict, "Temporal no longer has this schedule (deleted outside the API); delete it here too",
-				map[string]any{"scheduleId": row.ID})
+			scheduleGone(c, row.ID)
 			return
 		}
 		s.opts.Logger.Error("triggering a Temporal schedule", zap.String("schedule_id", row.ID), zap.Error(err))
