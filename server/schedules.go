@@ -108,10 +108,14 @@ func (s *Server) loadSchedule(c *gin.Context) (store.Schedule, schedules.Definit
 	return row, def, true
 }
 
-// templateAction checks that the caller may schedule the template's tasks
-// and builds the action that starts them; it writes the 4xx or 5xx itself
-// and reports false.
+// templateAction checks the template's tasks as a create checks a task (its
+// notify host, the caller's agent) and builds the action that starts them;
+// it writes the 4xx or 5xx itself and reports false.
 func (s *Server) templateAction(c *gin.Context, id string, req *createRequest) (schedules.Action, bool) {
+	if fe := s.checkNotify(req.Params.Notify); fe != nil {
+		badBody(c, errField("template."+fe.Field, "%s", fe.Message))
+		return schedules.Action{}, false
+	}
 	p := principal(c)
 	if !p.CanSeeAgent(req.AgentID) {
 		fail(c, http.StatusForbidden, codeForbidden, "key "+p.Name+" may only schedule tasks for agent "+p.Agent,

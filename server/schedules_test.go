@@ -16,13 +16,14 @@ import (
 	"go.temporal.io/server/temporaltest"
 
 	"github.com/terratask/terratask/api"
+	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/internal/temporalutil"
 	"github.com/terratask/terratask/task"
 )
 
 // scheduleServer is a test server on a real Temporal server (temporaltest)
 // with terratask's search attributes registered.
-func scheduleServer(t *testing.T) (*testServer, client.Client) {
+func scheduleServer(t *testing.T, mod ...func(*Options)) (*testServer, client.Client) {
 	t.Helper()
 	srv := temporaltest.NewServer(temporaltest.WithT(t))
 	c := srv.GetDefaultClient()
@@ -31,7 +32,7 @@ func scheduleServer(t *testing.T) (*testServer, client.Client) {
 	if err := temporalutil.EnsureSearchAttributes(ctx, c, srv.GetDefaultNamespace(), task.SearchAttributes); err != nil {
 		t.Fatal(err)
 	}
-	return newTestServer(t, false, func(o *Options) { o.Temporal = c }), c
+	return newTestServer(t, false, append([]func(*Options){func(o *Options) { o.Temporal = c }}, mod...)...), c
 }
 
 func decodeSchedule(t *testing.T, body []byte) api.Schedule {
@@ -188,5 +189,34 @@ func TestSchedulesOnTemporal(t *testing.T) {
 		if w := ts.do(t, r); w.Code != http.StatusNotFound {
 			t.Fatalf("%s after delete: %d", r.method, w.Code)
 		}
+	}
+}
+
+// TestScheduleTemplateNotify: a template's notify URL is held to
+// --notify-allow as a create's is, in a create and in a patch.
+func TestScheduleTemplateNotify(t *testing.T) {
+	allow, err := events.ParseAllowList([]string{"hooks.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, _ := scheduleServer(t, func(o *Options) { o.NotifyAllow = allow })
+	template := func(host string) string {
+		return `{"name":"n","agent_id":"agent-1","runner_id":"local","parameters":{"notify":{"url":"https://` + host + `/cb"}}}`
+	}
+	w := ts.do(t, req{method: "POST", path: "/api/v1/schedules", key: "k-operator-a",
+		body: `{"name":"s","interval":"1h","template":` + template("evil.example.com") + `}`})
+	if e := decodeError(t, w); w.Code != 400 || e.Error.Details["field"] != "template.parameters.notify.url" || !strings.Contains(e.Error.Message, "--notify-allow") {
+		t.Fatalf("create, host not allowed: %d %s", w.Code, w.Body)
+	}
+	w = ts.do(t, req{method: "POST", path: "/api/v1/schedules", key: "k-operator-a",
+		body: `{"name":"s","interval":"1h","template":` + template("hooks.example.com") + `}`})
+	if w.Code != 200 {
+		t.Fatalf("create, host allowed: %d %s", w.Code, w.Body)
+	}
+	id := decodeSchedule(t, w.Body.Bytes()).ID
+	w = ts.do(t, req{method: "PATCH", path: "/api/v1/schedules/" + id, key: "k-operator-a",
+		body: `{"template":` + template("evil.example.com") + `}`})
+	if e := decodeError(t, w); w.Code != 400 || e.Error.Details["field"] != "template.parameters.notify.url" {
+		t.Fatalf("patch, host not allowed: %d %s", w.Code, w.Body)
 	}
 }
