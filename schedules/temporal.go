@@ -53,9 +53,9 @@ type Client struct {
 // New returns a Client of c's namespace.
 func New(c client.Client) *Client { return &Client{c: c} }
 
-// Create creates the Temporal Schedule id. searchAttrs are the schedule's
-// own (the Web UI filters schedules by them).
-func (s *Client) Create(ctx context.Context, id string, d Definition, a Action, searchAttrs temporal.SearchAttributes) error {
+// Create creates the Temporal Schedule id. The schedule carries its
+// action's search attributes too (the Web UI filters schedules by them).
+func (s *Client) Create(ctx context.Context, id string, d Definition, a Action) error {
 	_, err := s.c.ScheduleClient().Create(ctx, client.ScheduleOptions{
 		ID:                    id,
 		Spec:                  d.Spec.temporal(),
@@ -63,7 +63,7 @@ func (s *Client) Create(ctx context.Context, id string, d Definition, a Action, 
 		Overlap:               d.Overlap.policy(),
 		Paused:                d.Paused,
 		Note:                  noteOf(d),
-		TypedSearchAttributes: searchAttrs,
+		TypedSearchAttributes: a.SearchAttributes,
 	})
 	if err != nil {
 		return fmt.Errorf("creating Temporal schedule %s: %w", id, err)
@@ -72,9 +72,14 @@ func (s *Client) Create(ctx context.Context, id string, d Definition, a Action, 
 }
 
 // Update replaces the schedule's spec, overlap policy and pause state, and
-// its action when a is not nil (a new template); a nil a keeps the action
-// as Temporal has it (the sealed secrets in it included).
-func (s *Client) Update(ctx context.Context, id string, d Definition, a *Action, searchAttrs *temporal.SearchAttributes) error {
+// its action and search attributes when a is not nil (a new template); a
+// nil a keeps the action as Temporal has it (the sealed secrets in it
+// included).
+func (s *Client) Update(ctx context.Context, id string, d Definition, a *Action) error {
+	var searchAttrs *temporal.SearchAttributes
+	if a != nil {
+		searchAttrs = &a.SearchAttributes
+	}
 	h := s.c.ScheduleClient().GetHandle(ctx, id)
 	err := h.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
 		sch := in.Description.Schedule

@@ -13,7 +13,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
 	"github.com/terratask/terratask/api"
@@ -201,7 +200,7 @@ func (s *Server) createSchedule(c *gin.Context) {
 		internal(c)
 		return
 	}
-	if err := s.schedules().Create(ctx, id, res.Def, action, workflows.SearchAttributes(action.Input, task.StatusPending)); err != nil {
+	if err := s.schedules().Create(ctx, id, res.Def, action); err != nil {
 		s.opts.Logger.Error("creating a Temporal schedule", zap.String("schedule_id", id), zap.Error(err))
 		if derr := s.opts.Store.DeleteSchedule(context.WithoutCancel(ctx), p.Org, id); derr != nil {
 			s.opts.Logger.Error("removing the index row of a schedule Temporal did not create", zap.String("schedule_id", id), zap.Error(derr))
@@ -255,12 +254,7 @@ func (s *Server) patchSchedule(c *gin.Context) {
 		row.AgentID, row.RunnerID = res.Task.AgentID, res.Task.RunnerID
 	}
 	ctx := c.Request.Context()
-	var sa *temporal.SearchAttributes
-	if action != nil {
-		v := workflows.SearchAttributes(action.Input, task.StatusPending)
-		sa = &v
-	}
-	if err := s.schedules().Update(ctx, row.ID, res.Def, action, sa); err != nil {
+	if err := s.schedules().Update(ctx, row.ID, res.Def, action); err != nil {
 		if errors.Is(err, schedules.ErrNotFound) {
 			scheduleGone(c, row.ID)
 			return
