@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"mime"
 	"net"
 	"net/http"
 	"strings"
@@ -76,9 +75,7 @@ func (s *Server) codec(c *gin.Context) {
 			return
 		}
 	}
-	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
-		fail(c, http.StatusUnsupportedMediaType, codeUnsupportedMedia, "Content-Type must be application/json",
-			map[string]any{detailHeader: "Content-Type"})
+	if !requireJSON(c) {
 		return
 	}
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxCodecBody)

@@ -3,9 +3,15 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"mime"
+	"net/http"
 	"sort"
 	"strings"
+
+	"github.com/gin-gonic/gin"
 )
 
 // fieldError is a 400 naming the offending field.
@@ -106,4 +112,41 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// readJSONBody checks the content type and reads a body of at most
+// MaxBodyBytes; it writes the 4xx itself and reports false.
+func (s *Server) readJSONBody(c *gin.Context) ([]byte, bool) {
+	if !requireJSON(c) {
+		return nil, false
+	}
+	return readBody(c, s.opts.MaxBodyBytes)
+}
+
+// requireJSON answers a request whose body is not application/json with a
+// 415 and reports false.
+func requireJSON(c *gin.Context) bool {
+	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
+		fail(c, http.StatusUnsupportedMediaType, codeUnsupportedMedia, "Content-Type must be application/json",
+			map[string]any{detailHeader: "Content-Type"})
+		return false
+	}
+	return true
+}
+
+// readBody reads a body of at most limit bytes; it writes the 4xx itself
+// and reports false.
+func readBody(c *gin.Context, limit int64) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			fail(c, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("request body exceeds %d bytes", limit),
+				map[string]any{"limit_bytes": limit})
+			return nil, false
+		}
+		badField(c, "body", "could not read the request body")
+		return nil, false
+	}
+	return body, true
 }

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"strconv"
 	"time"
@@ -37,28 +35,6 @@ func (s *Server) scheduleRoutes(g *gin.RouterGroup) {
 }
 
 func (s *Server) schedules() *schedules.Client { return schedules.New(s.opts.Temporal) }
-
-// readJSONBody checks the content type and reads a bounded body; it writes
-// the 4xx itself and reports false.
-func (s *Server) readJSONBody(c *gin.Context) ([]byte, bool) {
-	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
-		fail(c, http.StatusUnsupportedMediaType, codeUnsupportedMedia, "Content-Type must be application/json",
-			map[string]any{detailHeader: "Content-Type"})
-		return nil, false
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			fail(c, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("request body exceeds %d bytes", s.opts.MaxBodyBytes),
-				map[string]any{"limit_bytes": s.opts.MaxBodyBytes})
-			return nil, false
-		}
-		badField(c, "body", "could not read the request body")
-		return nil, false
-	}
-	return body, true
-}
 
 // badBody answers a *fieldError (any other error as the body's).
 func badBody(c *gin.Context, err error) {

@@ -6,8 +6,6 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -36,9 +34,7 @@ func (s *Server) createTask(c *gin.Context) {
 	if !allow(c, auth.ActionCreate) {
 		return
 	}
-	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
-		fail(c, http.StatusUnsupportedMediaType, codeUnsupportedMedia, "Content-Type must be application/json",
-			map[string]any{detailHeader: "Content-Type"})
+	if !requireJSON(c) {
 		return
 	}
 	idemKey, err := idempotencyKey(c.Request.Header)
@@ -46,25 +42,13 @@ func (s *Server) createTask(c *gin.Context) {
 		badHeader(c, HeaderIdempotencyKey, err.Error())
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			fail(c, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("request body exceeds %d bytes", s.opts.MaxBodyBytes),
-				map[string]any{"limit_bytes": s.opts.MaxBodyBytes})
-			return
-		}
-		badField(c, "body", "could not read the request body")
+	body, ok := readBody(c, s.opts.MaxBodyBytes)
+	if !ok {
 		return
 	}
 	req, err := parseCreate(body)
 	if err != nil {
-		var fe *fieldError
-		if errors.As(err, &fe) {
-			badField(c, fe.Field, fe.Error())
-			return
-		}
-		badField(c, "body", "invalid request body")
+		badBody(c, err)
 		return
 	}
 	if fe := s.checkNotify(req.Params.Notify); fe != nil {

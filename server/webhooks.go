@@ -6,8 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"regexp"
 	"strings"
@@ -79,19 +77,11 @@ func (s *Server) createWebhook(c *gin.Context) {
 	if !allowWebhooks(c) {
 		return
 	}
-	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
-		fail(c, http.StatusUnsupportedMediaType, codeUnsupportedMedia, "Content-Type must be application/json",
-			map[string]any{detailHeader: "Content-Type"})
+	if !requireJSON(c) {
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, 64<<10))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			fail(c, http.StatusRequestEntityTooLarge, codeTooLarge, "request body exceeds 65536 bytes", map[string]any{"limit_bytes": 64 << 10})
-			return
-		}
-		badField(c, "body", "could not read the request body")
+	body, ok := readBody(c, 64<<10)
+	if !ok {
 		return
 	}
 	req, err := parseWebhook(body)
