@@ -1,5 +1,10 @@
 package task
 
+import (
+	"fmt"
+	"hash/fnv"
+)
+
 // Engines lists every engine a task may name.
 var Engines = []Engine{EngineTerraform, EngineOpenTofu}
 
@@ -87,16 +92,7 @@ func isNameChar(c byte) bool {
 // shortHash is 8 hex digits of FNV-1a of s: enough to tell apart the few IDs
 // that could lose the same characters; not a security measure.
 func shortHash(s string) string {
-	h := uint32(2166136261)
-	for i := 0; i < len(s); i++ {
-		h ^= uint32(s[i])
-		h *= 16777619
-	}
-	const hex = "0123456789abcdef"
-	out := make([]byte, 8)
-	for i := 7; i >= 0; i-- {
-		out[i] = hex[h&0xf]
-		h >>= 4
-	}
-	return string(out)
+	h := fnv.New32a()
+	h.Write([]byte(s))
+	return fmt.Sprintf("%08x", h.Sum32())
 }
