@@ -27,6 +27,24 @@ type RunnerHost struct {
 	UpdatedAt time.Time
 }
 
+// Check says what makes h unfit to store: both stores refuse a row without
+// runner or host ID.
+func (h RunnerHost) Check() error {
+	if h.RunnerID == "" || h.HostID == "" {
+		return errors.New("runner host: runner and host IDs are required")
+	}
+	return nil
+}
+
+// EnginesJSON is h.Engines as both stores keep them: a JSON array, empty
+// for a host that offers none.
+func (h RunnerHost) EnginesJSON() ([]byte, error) {
+	if h.Engines == nil {
+		return []byte("[]"), nil
+	}
+	return json.Marshal(h.Engines)
+}
+
 // RunnerHostTTL is how long a host that stopped refreshing its row is kept:
 // PutRunnerHost removes the rows of its runner older than this.
 const RunnerHostTTL = 7 * 24 * time.Hour

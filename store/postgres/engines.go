@@ -12,20 +12,15 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/terratask/terratask/store"
-	"github.com/terratask/terratask/task"
 )
 
 // PutRunnerHost inserts or replaces a runner host's row and drops the rows
 // of its runner not updated for store.RunnerHostTTL, in one transaction.
 func (s *Store) PutRunnerHost(ctx context.Context, h store.RunnerHost) error {
-	if h.RunnerID == "" || h.HostID == "" {
-		return errors.New("postgres store: runner host: runner and host IDs are required")
+	if err := h.Check(); err != nil {
+		return fmt.Errorf("postgres store: %w", err)
 	}
-	engines := h.Engines
-	if engines == nil {
-		engines = []task.EngineInfo{}
-	}
-	doc, err := json.Marshal(engines)
+	doc, err := h.EnginesJSON()
 	if err != nil {
 		return fmt.Errorf("postgres store: runner host: %w", err)
 	}

@@ -8,37 +8,34 @@ import (
 	"fmt"
 
 	"github.com/terratask/terratask/store"
-	"github.com/terratask/terratask/task"
 )
 
 // PutRunnerHost inserts or replaces a runner host's row and drops the rows
 // of its runner not updated for store.RunnerHostTTL, in one transaction.
 func (s *Store) PutRunnerHost(ctx context.Context, h store.RunnerHost) error {
-	if h.RunnerID == "" || h.HostID == "" {
-		return errors.New("sqlite store: runner host: runner and host IDs are required")
+	if err := h.Check(); err != nil {
+		return fmt.Errorf("sqlite store: %w", err)
 	}
-	engines, err := json.Marshal(nonNilEngines(h.Engines))
+	engines, err := h.EnginesJSON()
 	if err != nil {
 		return fmt.Errorf("sqlite store: runner host: %w", err)
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO runner_hosts (runner_id, host_id, identity, engines, started_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (runner_id, host_id) DO UPDATE SET identity = excluded.identity, engines = excluded.engines,
+				started_at = excluded.started_at, updated_at = excluded.updated_at`,
+			h.RunnerID, h.HostID, h.Identity, string(engines), dbTime(h.StartedAt), dbTime(h.UpdatedAt)); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM runner_hosts WHERE runner_id = ? AND updated_at < ?`,
+			h.RunnerID, dbTime(h.UpdatedAt.Add(-store.RunnerHostTTL))); err != nil {
+			return fmt.Errorf("pruning the runner's hosts: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("sqlite store: runner host: %w", err)
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit
-	if _, err := tx.ExecContext(ctx, `INSERT INTO runner_hosts (runner_id, host_id, identity, engines, started_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (runner_id, host_id) DO UPDATE SET identity = excluded.identity, engines = excluded.engines,
-			started_at = excluded.started_at, updated_at = excluded.updated_at`,
-		h.RunnerID, h.HostID, h.Identity, string(engines), dbTime(h.StartedAt), dbTime(h.UpdatedAt)); err != nil {
 		return fmt.Errorf("sqlite store: runner host %s/%s: %w", h.RunnerID, h.HostID, err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM runner_hosts WHERE runner_id = ? AND updated_at < ?`,
-		h.RunnerID, dbTime(h.UpdatedAt.Add(-store.RunnerHostTTL))); err != nil {
-		return fmt.Errorf("sqlite store: pruning runner hosts of %s: %w", h.RunnerID, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite store: runner host: %w", err)
 	}
 	return nil
 }
@@ -68,13 +65,6 @@ func (s *Store) RunnerHosts(ctx context.Context, runnerID string) ([]store.Runne
 		out = append(out, h)
 	}
 	return out, rows.Err()
-}
-
-func nonNilEngines(e []task.EngineInfo) []task.EngineInfo {
-	if e == nil {
-		return []task.EngineInfo{}
-	}
-	return e
 }
 
 const scheduleColumns = `id, org, name, kind, agent_id, runner_id, definition, created_by, created_at, updated_at`
