@@ -49,18 +49,18 @@ var (
 // Tofu returns the path of the tofu binary, building it when missing.
 func Tofu(tb testing.TB) string {
 	tb.Helper()
-	tofuOnce.Do(func() { tofuPath, tofuErr = ensureTofu() })
-	check(tb, tofuErr)
-	return tofuPath
+	path, err := TofuPath()
+	check(tb, err)
+	return path
 }
 
 // ProviderMirror returns a filesystem mirror directory that serves
 // registry.terraform.io/hashicorp/time at TimeProviderVersion.
 func ProviderMirror(tb testing.TB) string {
 	tb.Helper()
-	mirrorOnce.Do(func() { mirrorDir, mirrorErr = ensureMirror() })
-	check(tb, mirrorErr)
-	return mirrorDir
+	dir, err := ProviderMirrorPath()
+	check(tb, err)
+	return dir
 }
 
 // MirrorCLIConfig writes a Terraform CLI config into dir that installs every
@@ -80,7 +80,7 @@ func check(tb testing.TB, err error) {
 	if err == nil {
 		return
 	}
-	if os.Getenv("CI") == "" {
+	if !Required() {
 		tb.Skipf("testbin: %v", err)
 	}
 	tb.Fatalf("testbin: %v", err)
