@@ -50,6 +50,26 @@ func scheduleNotFound(c *gin.Context, id string) {
 	fail(c, http.StatusNotFound, codeNotFound, "Schedule not found", map[string]any{"scheduleId": id})
 }
 
+// readSchedule reads a create (create) or patch body and lays it over cur
+// (see resolveSchedule); it writes the 4xx itself and reports false.
+func (s *Server) readSchedule(c *gin.Context, cur schedules.Definition, create bool) (*resolvedSchedule, bool) {
+	body, ok := s.readJSONBody(c)
+	if !ok {
+		return nil, false
+	}
+	b, err := parseScheduleBody(body)
+	if err != nil {
+		badBody(c, err)
+		return nil, false
+	}
+	res, err := resolveSchedule(cur, b, create)
+	if err != nil {
+		badBody(c, err)
+		return nil, false
+	}
+	return res, true
+}
+
 // scheduleGone answers a change to a schedule Temporal no longer has.
 func scheduleGone(c *gin.Context, id string) {
 	fail(c, http.StatusConflict, codeConflict, "Temporal no longer has this schedule (deleted outside the API); delete it here too",
@@ -141,18 +161,8 @@ func (s *Server) createSchedule(c *gin.Context) {
 	if !allow(c, auth.ActionCreate) {
 		return
 	}
-	body, ok := s.readJSONBody(c)
+	res, ok := s.readSchedule(c, schedules.Definition{}, true)
 	if !ok {
-		return
-	}
-	b, err := parseScheduleBody(body)
-	if err != nil {
-		badBody(c, err)
-		return
-	}
-	res, err := resolveSchedule(schedules.Definition{}, b, true)
-	if err != nil {
-		badBody(c, err)
 		return
 	}
 	p := principal(c)
@@ -206,18 +216,8 @@ func (s *Server) patchSchedule(c *gin.Context) {
 	if !allow(c, auth.ActionCreate) {
 		return
 	}
-	body, ok := s.readJSONBody(c)
+	res, ok := s.readSchedule(c, cur, false)
 	if !ok {
-		return
-	}
-	b, err := parseScheduleBody(body)
-	if err != nil {
-		badBody(c, err)
-		return
-	}
-	res, err := resolveSchedule(cur, b, false)
-	if err != nil {
-		badBody(c, err)
 		return
 	}
 	var action *schedules.Action
@@ -239,10 +239,12 @@ func (s *Server) patchSchedule(c *gin.Context) {
 		unavailable(c, "update the schedule")
 		return
 	}
-	if row.Definition, err = json.Marshal(res.Def); err != nil {
+	def, err := json.Marshal(res.Def)
+	if err != nil {
 		internal(c)
 		return
 	}
+	row.Definition = def
 	row.Name, row.Kind, row.UpdatedAt = res.Def.Name, string(res.Def.Kind), time.Now().UTC()
 	if err := s.opts.Store.UpdateSchedule(ctx, row); err != nil {
 		s.opts.Logger.Error("updating a schedule's index row", zap.String("schedule_id", row.ID), zap.Error(err))
