@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,7 +46,7 @@ const (
 var Kinds = []Kind{KindTask, KindDrift}
 
 // Valid reports whether k is a known kind.
-func (k Kind) Valid() bool { return k == KindTask || k == KindDrift }
+func (k Kind) Valid() bool { return slices.Contains(Kinds, k) }
 
 // Overlap says what happens when a run is due while an earlier one of the
 // schedule is still running. Temporal's terminate_other is not offered: a

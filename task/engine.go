@@ -3,20 +3,14 @@ package task
 import (
 	"fmt"
 	"hash/fnv"
+	"slices"
 )
 
 // Engines lists every engine a task may name.
 var Engines = []Engine{EngineTerraform, EngineOpenTofu}
 
 // Valid reports whether e is a known engine.
-func (e Engine) Valid() bool {
-	for _, v := range Engines {
-		if v == e {
-			return true
-		}
-	}
-	return false
-}
+func (e Engine) Valid() bool { return slices.Contains(Engines, e) }
 
 // Binary is the engine's command name.
 func (e Engine) Binary() string {
