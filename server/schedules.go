@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -134,17 +133,11 @@ func (s *Server) scheduleAction(p auth.Principal, id string, req *createRequest)
 		meta[k] = v
 	}
 	meta["schedule_id"] = id
-	in := task.Input{
-		Name: req.Name, Description: req.Description, AgentID: req.AgentID, RunnerID: req.RunnerID,
-		Org: p.Org, Metadata: meta, CreatedBy: p.Name, Params: req.Params,
-		RunnerWait: task.Duration(s.opts.RunnerWait), ApprovalWait: task.Duration(s.opts.ApprovalWait), ScheduleID: id,
-	}
-	if !req.Secrets.Empty() && s.opts.Secrets == nil {
-		return schedules.Action{}, errors.New("a schedule's template has secrets but the server has no secret box")
-	}
-	sealed, err := s.opts.Secrets.Seal(req.Secrets)
+	in := s.inputOf(p, req)
+	in.Metadata, in.ScheduleID = meta, id
+	sealed, err := s.sealSecrets(req.Secrets)
 	if err != nil {
-		return schedules.Action{}, fmt.Errorf("sealing secrets: %w", err)
+		return schedules.Action{}, err
 	}
 	in.SealedSecrets = sealed
 	// What the Web UI shows of each run: named after the action ID (each

@@ -30,6 +30,28 @@ func newTaskID() string {
 	return "task-" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
 }
 
+// inputOf is the input of a task the caller creates from req, as a create
+// and a schedule's template make it; the caller sets its ID and times.
+func (s *Server) inputOf(p auth.Principal, req *createRequest) task.Input {
+	return task.Input{
+		Name: req.Name, Description: req.Description, AgentID: req.AgentID, RunnerID: req.RunnerID,
+		Org: p.Org, Metadata: req.Metadata, CreatedBy: p.Name, Params: req.Params,
+		RunnerWait: task.Duration(s.opts.RunnerWait), ApprovalWait: task.Duration(s.opts.ApprovalWait),
+	}
+}
+
+// sealSecrets seals a task's secrets for its input.
+func (s *Server) sealSecrets(secrets task.Secrets) (string, error) {
+	if !secrets.Empty() && s.opts.Secrets == nil {
+		return "", errors.New("a task has secrets but the server has no secret box")
+	}
+	sealed, err := s.opts.Secrets.Seal(secrets)
+	if err != nil {
+		return "", fmt.Errorf("sealing secrets: %w", err)
+	}
+	return sealed, nil
+}
+
 func (s *Server) createTask(c *gin.Context) {
 	if !allow(c, auth.ActionCreate) {
 		return
@@ -62,11 +84,8 @@ func (s *Server) createTask(c *gin.Context) {
 	}
 	// Full precision: the workspace queue orders tasks by creation time.
 	now := time.Now().UTC()
-	in := task.Input{
-		ID: newTaskID(), Name: req.Name, Description: req.Description, AgentID: req.AgentID,
-		RunnerID: req.RunnerID, Org: p.Org, Metadata: req.Metadata, CreatedAt: now, CreatedBy: p.Name,
-		Params: req.Params, RunnerWait: task.Duration(s.opts.RunnerWait), ApprovalWait: task.Duration(s.opts.ApprovalWait),
-	}
+	in := s.inputOf(p, req)
+	in.ID, in.CreatedAt = newTaskID(), now
 	opts := client.StartWorkflowOptions{
 		TaskQueue:                task.ControlPlaneTaskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
@@ -88,13 +107,8 @@ func (s *Server) createTask(c *gin.Context) {
 	if in.Params.Workspace == "" {
 		in.Params.Workspace = in.ID
 	}
-	if !req.Secrets.Empty() && s.opts.Secrets == nil {
-		s.opts.Logger.Error("a task has secrets but the server has no secret box")
-		internal(c)
-		return
-	}
-	if in.SealedSecrets, err = s.opts.Secrets.Seal(req.Secrets); err != nil {
-		s.opts.Logger.Error("sealing secrets", zap.Error(err))
+	if in.SealedSecrets, err = s.sealSecrets(req.Secrets); err != nil {
+		s.opts.Logger.Error("starting a task", zap.Error(err))
 		internal(c)
 		return
 	}
