@@ -81,8 +81,6 @@ type Installer struct {
 	mu    sync.Mutex
 	done  map[string]Result
 	locks map[string]chan struct{}
-	// versions serves Available.
-	versions versionCache
 }
 
 // New returns an Installer.

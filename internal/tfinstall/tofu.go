@@ -53,8 +53,6 @@ type TofuFinder struct {
 	paths []string
 	// pathEnv returns PATH; tests replace it.
 	pathEnv func() string
-
-	versions versionCache
 }
 
 // versionCache remembers binaries' versions while their files are
@@ -171,9 +169,9 @@ func versionDirBinaries(dir string) []string {
 	return out
 }
 
-func (f *TofuFinder) version(ctx context.Context, path string) (*version.Version, error) {
-	return f.versions.version(ctx, path)
-}
+// binaryVersions serves every Installer and TofuFinder of the process: the
+// runners of one process (dev's) look at the same binaries.
+var binaryVersions versionCache
 
 // version returns a binary's version, running it only when the file changed
 // since the last look.
@@ -219,7 +217,7 @@ func (f *TofuFinder) Find(ctx context.Context, wantVersion string) (Result, erro
 	var tried []string
 	var others []string
 	for _, c := range f.candidates(&tried) {
-		v, err := f.version(ctx, c.path)
+		v, err := binaryVersions.version(ctx, c.path)
 		if ctx.Err() != nil {
 			return Result{}, ctx.Err()
 		}
@@ -243,7 +241,7 @@ func (f *TofuFinder) Available(ctx context.Context) []string {
 	seen := map[string]bool{}
 	var vs version.Collection
 	for _, c := range f.candidates(&tried) {
-		v, err := f.version(ctx, c.path)
+		v, err := binaryVersions.version(ctx, c.path)
 		if err != nil || seen[v.String()] {
 			continue
 		}
@@ -269,7 +267,7 @@ func (i *Installer) Available(ctx context.Context) (versions []string, download 
 	seen := map[string]bool{}
 	var vs version.Collection
 	if path, err := (&fs.AnyVersion{Product: &terraformProduct, ExtraPaths: i.opts.ExtraPaths}).Find(ctx); err == nil {
-		if v, err := i.versions.version(ctx, path); err == nil {
+		if v, err := binaryVersions.version(ctx, path); err == nil {
 			seen[v.String()] = true
 			vs = append(vs, v)
 		}
