@@ -12,8 +12,6 @@
 package schedules
 
 import (
-	"crypto/rand"
-	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -185,9 +183,7 @@ const IDPrefix = "sched-"
 
 // NewID returns "sched-" and 26 characters of base32 (130 random bits).
 func NewID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return IDPrefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+	return task.RandomID(IDPrefix)
 }
 
 // ActionID is the workflow ID of the schedule's action: "task-" and the

@@ -2,12 +2,9 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -22,13 +19,6 @@ import (
 	"github.com/terratask/terratask/task"
 	"github.com/terratask/terratask/workflows"
 )
-
-// newTaskID returns "task-" and 26 characters of base32 (130 random bits).
-func newTaskID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return "task-" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
-}
 
 // inputOf is the input of a task the caller creates from req, as a create
 // and a schedule's template make it; the caller sets its ID and times.
@@ -85,7 +75,7 @@ func (s *Server) createTask(c *gin.Context) {
 	// Full precision: the workspace queue orders tasks by creation time.
 	now := time.Now().UTC()
 	in := s.inputOf(p, req)
-	in.ID, in.CreatedAt = newTaskID(), now
+	in.ID, in.CreatedAt = task.RandomID("task-"), now
 	opts := client.StartWorkflowOptions{
 		TaskQueue:                task.ControlPlaneTaskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,

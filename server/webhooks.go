@@ -2,13 +2,11 @@ package server
 
 import (
 	"crypto/rand"
-	"encoding/base32"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -34,13 +32,6 @@ var (
 	webhookIDPattern = regexp.MustCompile(`^wh-[a-z2-7]{26}$`)
 	secretPattern    = regexp.MustCompile(`^[\x21-\x7e]+$`)
 )
-
-// newWebhookID returns "wh-" and 26 characters of base32 (130 random bits).
-func newWebhookID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return "wh-" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
-}
 
 // newWebhookSecret returns a generated signing secret.
 func newWebhookSecret() string {
@@ -101,7 +92,7 @@ func (s *Server) createWebhook(c *gin.Context) {
 	if generated {
 		req.Secret = newWebhookSecret()
 	}
-	hook := store.Webhook{ID: newWebhookID(), Org: p.Org, URL: req.URL, Events: req.Events, AgentID: req.Agent,
+	hook := store.Webhook{ID: task.RandomID("wh-"), Org: p.Org, URL: req.URL, Events: req.Events, AgentID: req.Agent,
 		RunnerID: req.Runner, CreatedAt: time.Now().UTC(), CreatedBy: p.Name}
 	view := webhookView(hook)
 	ping, err := events.Ping("evt-ping-"+hook.ID, view, hook.CreatedAt)
