@@ -369,7 +369,9 @@ func TestListAndAuth(t *testing.T) {
 	}
 	shared.waitStatus(t, tk.ID, 2*time.Minute, terminal)
 	ids := []string{}
-	for _, l := range []string{"?sort=created_at&order=asc", "?sort=status", "?sort=updated_at&order=desc&limit=1000"} {
+	// The shared dev server holds every task of the suite's parallel tests:
+	// each order is read in one page large enough for all of them.
+	for _, l := range []string{"?sort=created_at&order=asc&limit=1000", "?sort=status&limit=1000", "?sort=updated_at&order=desc&limit=1000"} {
 		var page []Task
 		if code, _ := shared.request(t, http.MethodGet, "/api/v1/tasks"+l, nil, &page); code != 200 {
 			t.Fatalf("list %s: %d", l, code)
