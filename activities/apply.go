@@ -78,10 +78,13 @@ func (r *Runner) Apply(ctx context.Context, in StepInput) (out ApplyOutput, err 
 		opts = append(opts, tfexec.Parallelism(n))
 	}
 	w := s.uiWriter()
+	s.ui.forgetOutputs()
+	review := s.startReview(ctx, tfPath)
 	start := time.Now()
 	err = tf.ApplyJSON(ctx, w, opts...)
 	observeCommand(ctx, "apply", start, err)
 	w.flushPartial()
+	s.endReview(review)
 	if err != nil {
 		if ctx.Err() != nil {
 			return out, ctx.Err()
@@ -100,16 +103,25 @@ func (r *Runner) Apply(ctx context.Context, in StepInput) (out ApplyOutput, err 
 	_, done := s.ui.counts()
 	out.ChangesDone = done
 
-	// Output's JSON holds sensitive values: it must not reach the log.
-	tf.SetStdout(io.Discard)
-	start = time.Now()
-	metas, err := tf.Output(ctx)
-	observeCommand(ctx, "output", start, err)
-	if err != nil {
-		if ctx.Err() != nil {
-			return out, ctx.Err()
+	// An apply reports the outputs it leaves (sensitive ones without their
+	// value) in its last message: no `terraform output` needed. A destroy
+	// reports none, nor does a Terraform that predates the message.
+	var metas map[string]tfexec.OutputMeta
+	if step == task.StepApplying {
+		metas = s.ui.appliedOutputs()
+	}
+	if metas == nil {
+		// Output's JSON holds sensitive values: it must not reach the log.
+		tf.SetStdout(io.Discard)
+		start = time.Now()
+		metas, err = tf.Output(ctx)
+		observeCommand(ctx, "output", start, err)
+		if err != nil {
+			if ctx.Err() != nil {
+				return out, ctx.Err()
+			}
+			return out, terraformError(task.CodeTerraform, "output", err, nil)
 		}
-		return out, terraformError(task.CodeTerraform, "output", err, nil)
 	}
 	out.Outputs, err = outputValues(metas, s.masker)
 	if err != nil {

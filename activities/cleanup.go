@@ -19,10 +19,14 @@ func (r *Runner) Cleanup(ctx context.Context, in StepInput) (err error) {
 	}
 	s.stopLeftovers()
 	r.forgetTerraform(in.Task.ID)
+	r.st().mu.Lock()
+	delete(r.st().made, in.Task.ID)
+	r.st().mu.Unlock()
 	p := s.paths
 	if _, err := os.Stat(p.work); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
+	s.reviewLeftOver(ctx)
 	if _, err := recoverSpools(ctx, r.Logs, p.private, r.spoolBusy); err != nil {
 		return transientError("re-sending spooled logs before cleanup", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/terraform-exec/tfexec"
+	"go.temporal.io/sdk/activity"
 
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
@@ -33,7 +34,12 @@ func (r *Runner) Init(ctx context.Context, in StepInput) (err error) {
 	if err := checkTaskEnv(s.secrets.Env); err != nil {
 		return err
 	}
-	s.stopLeftovers()
+	if !r.madeHere(in.Task.ID) || in.Run > 1 || activity.GetInfo(ctx).Attempt > 1 {
+		// An earlier attempt of the task may have run here, in a
+		// process that is gone; a first attempt in the process that made
+		// the task's work dir has nothing to stop.
+		s.stopLeftovers()
+	}
 	tfPath, err := s.terraformPath(ctx)
 	if err != nil {
 		return err
@@ -46,6 +52,25 @@ func (r *Runner) Init(ctx context.Context, in StepInput) (err error) {
 	remote, err := s.populateConfig()
 	if err != nil {
 		return err
+	}
+
+	// A configuration in hand (not fetched by init) gets its backend now, so
+	// that an identical one initialised before lends its working directory
+	// (inittemplate.go).
+	template := ""
+	if remote == "" {
+		own, err := s.setupBackend(ctx)
+		if err != nil {
+			return err
+		}
+		if !own {
+			if template, err = s.templateKey(tfPath); err != nil {
+				s.book.runner(store.LevelDebug, "init: no key for reuse (%v)", err)
+				template = ""
+			} else if s.useTemplate(template) {
+				return nil
+			}
+		}
 	}
 
 	cache, err := s.holdPluginCache(ctx, tfPath, remote != "")
@@ -63,11 +88,34 @@ func (r *Runner) Init(ctx context.Context, in StepInput) (err error) {
 		if err := s.initJSON(ctx, tf, tfexec.FromModule(remote), tfexec.Backend(false)); err != nil {
 			return err
 		}
+		if _, err := s.setupBackend(ctx); err != nil {
+			return err
+		}
+		// The handle's environment now carries the backend's addresses.
+		if tf, err = s.terraform(p.config, tfPath); err != nil {
+			return err
+		}
 	}
+	if err := s.initJSON(ctx, tf); err != nil {
+		return err
+	}
+	if template != "" {
+		s.saveTemplate(template)
+	}
+	return nil
+}
 
-	own, err := declaresBackend(p.config)
+// setupBackend points the configuration at the runner's state backend,
+// unless it declares its own (own).
+//
+// Unless the configuration declares a backend of its own, state lives per
+// (org, workspace) on the server's HTTP backend, or on the runner when it
+// has no StateURL (see statebackend.go).
+func (s *stepRun) setupBackend(ctx context.Context) (own bool, err error) {
+	p := s.paths
+	own, err = declaresBackend(p.config)
 	if err != nil {
-		return transientError("reading the configuration", err)
+		return false, transientError("reading the configuration", err)
 	}
 	switch {
 	case own:
@@ -75,34 +123,29 @@ func (r *Runner) Init(ctx context.Context, in StepInput) (err error) {
 	case s.r.StateURL != "":
 		org, ws := stateWorkspace(s.in.Task)
 		if err := writeHTTPBackend(p.config); err != nil {
-			return transientError("writing the backend config", err)
+			return false, transientError("writing the backend config", err)
 		}
 		if err := os.WriteFile(p.backendMark, []byte("http"), 0o600); err != nil {
-			return transientError("writing the backend config", err)
+			return false, transientError("writing the backend config", err)
 		}
 		if err := s.adoptLocalState(ctx); err != nil {
-			return err
-		}
-		// The handle was made before the backend file existed: give it
-		// the backend's addresses and credential now.
-		if tf, err = s.terraform(p.config, tfPath); err != nil {
-			return err
+			return false, err
 		}
 		s.book.runner(store.LevelInfo, "state: workspace %s/%s on the terratask server", org, ws)
 	default:
-		stateDir, err := r.stateDir(in.Task)
+		stateDir, err := s.r.stateDir(s.in.Task)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if err := os.MkdirAll(stateDir, 0o700); err != nil {
-			return transientError("creating the state dir", err)
+			return false, transientError("creating the state dir", err)
 		}
 		if err := writeBackend(p.config, filepath.Join(stateDir, "terraform.tfstate")); err != nil {
-			return transientError("writing the backend config", err)
+			return false, transientError("writing the backend config", err)
 		}
 		s.book.runner(store.LevelInfo, "state: workspace %s/%s on this runner", filepath.Base(filepath.Dir(stateDir)), filepath.Base(stateDir))
 	}
-	return s.initJSON(ctx, tf)
+	return own, nil
 }
 
 // resetConfigDir removes what an earlier run left (configuration, .terraform,
@@ -110,7 +153,7 @@ func (r *Runner) Init(ctx context.Context, in StepInput) (err error) {
 // stay: begin has re-sent them.
 func (s *stepRun) resetConfigDir() error {
 	p := s.paths
-	for _, path := range []string{p.config, p.varFile, p.planFile, p.backendMark} {
+	for _, path := range []string{p.config, p.varFile, p.planFile, p.backendMark, p.reviewMark, p.reviewFile} {
 		if err := os.RemoveAll(path); err != nil {
 			return transientError("cleaning the work dir", err)
 		}
@@ -203,4 +246,12 @@ func (s *stepRun) initJSON(ctx context.Context, tf *tfexec.Terraform, opts ...tf
 		}
 	}
 	return terraformError(code, "init", err, diags)
+}
+
+// madeHere reports whether this process created the task's work dir.
+func (r *Runner) madeHere(taskID string) bool {
+	st := r.st()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.made[taskID]
 }

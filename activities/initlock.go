@@ -172,8 +172,15 @@ func (s *stepRun) lockInit(ctx context.Context, shared bool) (func(), error) {
 
 // initKey hashes what decides the provider packages an init of the
 // configuration dir needs, and returns the hash of its lock file apart ("" if
-// there is none).
+// there is none). The runner's generated backend file is left out: it
+// decides no provider.
 func (s *stepRun) initKey(tfPath string) (key, lockSum string, err error) {
+	return s.initKeyOf(tfPath, false)
+}
+
+// initKeyOf is initKey, with the generated backend file hashed too when
+// withBackend is set.
+func (s *stepRun) initKeyOf(tfPath string, withBackend bool) (key, lockSum string, err error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "terratask init key 1\n")
 	fi, err := os.Stat(tfPath)
@@ -183,6 +190,10 @@ func (s *stepRun) initKey(tfPath string) (key, lockSum string, err error) {
 	// The binary's path, size and time stand for its version: hashing
 	// 80 MB per init would cost more than the lock.
 	fmt.Fprintf(h, "terraform %q %d %d\n", tfPath, fi.Size(), fi.ModTime().UnixNano())
+	// The engine and its own plugin cache (the links of .terraform/providers
+	// point there): a directory OpenTofu initialised never serves Terraform,
+	// nor the other way round, even through one path.
+	fmt.Fprintf(h, "engine %q plugin cache %q\n", s.in.Task.Params.EffectiveEngine(), s.pluginCache())
 	cliConfig, err := s.r.cliConfig()
 	if err != nil {
 		return "", "", err
@@ -204,7 +215,10 @@ func (s *stepRun) initKey(tfPath string) (key, lockSum string, err error) {
 		if d.IsDir() && name == ".terraform" {
 			return filepath.SkipDir
 		}
-		if !d.Type().IsRegular() || !(strings.HasSuffix(name, ".tf") || strings.HasSuffix(name, ".tf.json")) {
+		if !d.Type().IsRegular() || !configFile(name) {
+			return nil
+		}
+		if !withBackend && path == filepath.Join(dir, backendFile) {
 			return nil
 		}
 		rel, err := filepath.Rel(dir, path)
@@ -217,6 +231,17 @@ func (s *stepRun) initKey(tfPath string) (key, lockSum string, err error) {
 		return "", "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), lockSum, nil
+}
+
+// configFile tells whether a file name is one Terraform or OpenTofu reads as
+// configuration (OpenTofu also reads .tofu and .tofu.json).
+func configFile(name string) bool {
+	for _, ext := range []string{".tf", ".tf.json", ".tofu", ".tofu.json"} {
+		if strings.HasSuffix(name, ext) {
+			return true
+		}
+	}
+	return false
 }
 
 // hashFile adds a labelled file's size and content to h.

@@ -71,6 +71,7 @@ func (s *stepRun) savePlan(ctx context.Context, tfPath string) (out PlanOutput, 
 	}
 	opts = append(opts, tfexec.Out(p.planFile), tfexec.VarFile(p.varFile), tfexec.LockTimeout(s.r.lockTimeout()))
 	w := s.uiWriter()
+	s.ui.resetPlan()
 	start := time.Now()
 	hasChanges, err := tf.PlanJSON(ctx, w, opts...)
 	observeCommand(ctx, "plan", start, err)
@@ -87,6 +88,11 @@ func (s *stepRun) savePlan(ctx context.Context, tfPath string) (out PlanOutput, 
 		out.Add, out.Change, out.Remove = sum.Add, sum.Change, sum.Remove
 	}
 	s.book.runner(store.LevelInfo, "plan saved: %d to add, %d to change, %d to destroy", out.Add, out.Change, out.Remove)
+	if deferReview(in.Task.Params) {
+		// Nobody waits on this plan: the apply step shows it for review
+		// beside its own Terraform (review.go).
+		return out, s.deferReview(&out)
+	}
 	if err := s.reviewPlan(ctx, tf, &out); err != nil {
 		// A task that may wait needs its plan kept: a reviewer reads it and
 		// another host may apply it. Any other task applies at once, here.

@@ -2,8 +2,6 @@ package activities
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,64 +29,27 @@ import (
 
 // reviewPlan stores the work dir's saved plan for review and fills out's
 // summary and digest. For a plan the task's approval makes wait, it stores
-// the plan file too.
+// the plan file too. A task with an approval mode keeps Terraform's own
+// rendering of the plan for its reviewer; any other plan's text is rendered
+// from its JSON form when asked for (api.PlanText).
 func (s *stepRun) reviewPlan(ctx context.Context, tf *tfexec.Terraform, out *PlanOutput) error {
 	p := s.paths
 	raw, err := os.ReadFile(p.planFile)
 	if err != nil {
 		return transientError("reading the saved plan", err)
 	}
-	sum := sha256.Sum256(raw)
-	out.Digest = hex.EncodeToString(sum[:])
-
-	// Neither form goes to the log: the JSON holds every value in plain
-	// text (PlanJSON left the log as the handle's stdout).
-	tf.SetStdout(io.Discard)
-	// Both forms at once: each is a Terraform process of its own (about
-	// 0.1 s on a small configuration), and both only read the plan.
-	type shown struct {
-		text string
-		err  error
-	}
-	textDone := make(chan shown, 1)
-	go func() {
-		text, err := tf.ShowPlanFileRaw(ctx, p.planFile)
-		textDone <- shown{text, err}
-	}()
-	plan, err := tf.ShowPlanFile(ctx, p.planFile, tfexec.JSONNumber(true))
-	txt := <-textDone
-	for _, e := range []struct {
-		cmd string
-		err error
-	}{{"show -json", err}, {"show", txt.err}} {
-		if e.err == nil {
-			continue
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return terraformError(task.CodeTerraform, e.cmd, e.err, nil)
-	}
-	text := txt.text
-	doc := reviewOf(plan, s.masker)
-	doc.TaskID, doc.CreatedAt = s.in.Task.ID, api.Time(time.Now())
-	if s.in.Task.Params.DetectDrift {
+	out.Digest = digestOf(raw)
+	params := s.in.Task.Params
+	withText := params.EffectiveApproval() != task.ApprovalNone && params.EffectiveAction() != task.ActionPlan
+	doc, plan, err := s.showPlan(ctx, tf, p.planFile, out.Digest, withText)
+	if params.DetectDrift && plan != nil {
+		// Even when the review could not be stored: the plan was read.
 		out.Drift = s.driftFinding(plan) // drift.go
 	}
-	out.Summary = doc.Summary
-	body, err := json.Marshal(doc)
 	if err != nil {
-		return internalErrorf("encoding the plan for review: %v", err)
+		return err
 	}
-	if s.r.Plans == nil {
-		return internalErrorf("this runner keeps no plans (it has no store for them)")
-	}
-	org := orgOf(s.in.Task)
-	if err := s.r.Plans.PutPlan(ctx, store.Plan{TaskID: s.in.Task.ID, Org: org, Summary: doc.Summary,
-		JSON: body, Text: maskPlanText(text, s.masker), Digest: out.Digest}); err != nil {
-		return transientError("storing the plan for review", err)
-	}
-	params := s.in.Task.Params
+	out.Summary = doc.Summary
 	if params.EffectiveAction() == task.ActionPlan || !params.EffectiveApproval().Waits(doc.Summary) {
 		s.book.runner(store.LevelInfo, "plan %s kept for review", short(out.Digest))
 		return nil
@@ -96,6 +57,7 @@ func (s *stepRun) reviewPlan(ctx context.Context, tf *tfexec.Terraform, out *Pla
 	if s.r.Secrets == nil {
 		return configErrorf("this plan waits for approval, but this runner has no secret key to keep it sealed")
 	}
+	org := orgOf(s.in.Task)
 	sealed, err := s.r.Secrets.SealBytes(raw, planFileContext(org, s.in.Task.ID, out.Digest))
 	if err != nil {
 		return transientError("sealing the plan file", err)
@@ -106,6 +68,64 @@ func (s *stepRun) reviewPlan(ctx context.Context, tf *tfexec.Terraform, out *Pla
 	out.Sealed = true
 	s.book.runner(store.LevelInfo, "plan %s kept for review, and sealed in the store for its apply", short(out.Digest))
 	return nil
+}
+
+// showPlan stores the plan file planFile (whose SHA-256 is digest) for
+// review: its JSON form, reduced and masked, and with withText Terraform's
+// text form too. It returns the reduced plan and Terraform's JSON form.
+func (s *stepRun) showPlan(ctx context.Context, tf *tfexec.Terraform, planFile, digest string, withText bool) (api.Plan, *tfjson.Plan, error) {
+	// Neither form goes to the log: the JSON holds every value in plain
+	// text (PlanJSON left the log as the handle's stdout).
+	tf.SetStdout(io.Discard)
+	// Both forms at once: each is a Terraform process of its own (about
+	// 0.1 s on a small configuration), and both only read the plan.
+	type shown struct {
+		text string
+		err  error
+	}
+	textDone := make(chan shown, 1)
+	if withText {
+		go func() {
+			text, err := tf.ShowPlanFileRaw(ctx, planFile)
+			textDone <- shown{text, err}
+		}()
+	} else {
+		textDone <- shown{}
+	}
+	start := time.Now()
+	plan, err := tf.ShowPlanFile(ctx, planFile, tfexec.JSONNumber(true))
+	observeCommand(ctx, "show", start, err)
+	txt := <-textDone
+	for _, e := range []struct {
+		cmd string
+		err error
+	}{{"show -json", err}, {"show", txt.err}} {
+		if e.err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return api.Plan{}, nil, ctx.Err()
+		}
+		return api.Plan{}, nil, terraformError(task.CodeTerraform, e.cmd, e.err, nil)
+	}
+	doc := reviewOf(plan, s.masker)
+	doc.TaskID, doc.CreatedAt = s.in.Task.ID, api.Time(time.Now())
+	body, err := json.Marshal(doc)
+	if err != nil {
+		return doc, plan, internalErrorf("encoding the plan for review: %v", err)
+	}
+	if s.r.Plans == nil {
+		return doc, plan, internalErrorf("this runner keeps no plans (it has no store for them)")
+	}
+	text := ""
+	if withText {
+		text = maskPlanText(txt.text, s.masker)
+	}
+	if err := s.r.Plans.PutPlan(ctx, store.Plan{TaskID: s.in.Task.ID, Org: orgOf(s.in.Task), Summary: doc.Summary,
+		JSON: body, Text: text, Digest: digest}); err != nil {
+		return doc, plan, transientError("storing the plan for review", err)
+	}
+	return doc, plan, nil
 }
 
 // planFileContext binds a sealed plan file to its task and content: it

@@ -140,6 +140,12 @@ type runnerState struct {
 	// caches `terraform version`, which it would otherwise run again before
 	// every command (about 100 ms each). Keyed by task ID; Cleanup drops it.
 	tfs map[string]*cachedTF
+	// made are the tasks whose work dir this process created: no earlier
+	// process ran them here (see Init).
+	made map[string]bool
+	// versions is each binary's `terraform version`, given to every new
+	// handle (tfversion.go).
+	versions binaryVersions
 }
 
 // cachedTF is a terraform-exec handle for one task's dir and binary.
@@ -162,6 +168,7 @@ func (r *Runner) st() *runnerState {
 			tofu:   tfinstall.NewTofuFinder(r.TofuPaths),
 			execs:  map[string]bool{},
 			spools: map[string]bool{},
+			made:   map[string]bool{},
 		}
 	})
 	return r.state
@@ -242,6 +249,10 @@ type taskPaths struct {
 	// backendMark exists while the configuration runs on the runner's HTTP
 	// state backend (Init decided so); it holds "http".
 	backendMark string
+	// reviewMark holds the digest of a saved plan the apply step shows for
+	// review, and reviewFile is the link to it that the review reads
+	// (review.go).
+	reviewMark, reviewFile string
 }
 
 func (r *Runner) paths(taskID string) (taskPaths, error) {
@@ -259,6 +270,8 @@ func (r *Runner) paths(taskID string) (taskPaths, error) {
 		varFile:     filepath.Join(priv, "vars.tfvars.json"),
 		planFile:    filepath.Join(priv, "plan.tfplan"),
 		backendMark: filepath.Join(priv, "state-backend"),
+		reviewMark:  filepath.Join(priv, "review-pending"),
+		reviewFile:  filepath.Join(priv, "review.tfplan"),
 	}, nil
 }
 

@@ -124,6 +124,14 @@ func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool 
 		errs = append(errs, perr)
 	} else {
 		s.paths = paths
+		if _, err := os.Stat(paths.private); errors.Is(err, os.ErrNotExist) && spool {
+			r.st().mu.Lock()
+			if len(r.st().made) >= maxCachedTF {
+				r.st().made = map[string]bool{}
+			}
+			r.st().made[in.Task.ID] = true
+			r.st().mu.Unlock()
+		}
 		if spool {
 			if err := mkdirPrivate(paths.work, paths.private); err != nil {
 				log.Warn("cannot create the task's work dir; logs are kept in memory only", zap.Error(err))
@@ -282,6 +290,11 @@ func (s *stepRun) finish(ctx context.Context, err error) error {
 	s.stopHeartbeats()
 	s.flushes.Wait()
 	s.reports.Wait()
+	if err != nil || ctx.Err() != nil {
+		// An interrupted or failed command may have left processes that
+		// left its group: look everywhere.
+		s.procs.Thorough()
+	}
 	s.stopProcesses()
 	s.mu.Lock()
 	if s.closeProxy != nil {

@@ -110,6 +110,7 @@ func (s *stepRun) terraform(dir, execPath string) (*tfexec.Terraform, error) {
 	if err != nil {
 		return nil, internalErrorf("preparing terraform: %v", err)
 	}
+	s.r.st().versions.share(tf, execPath)
 	tf.SetStdout(io.Discard)
 	env, err := s.terraformEnv()
 	if err != nil {
@@ -121,13 +122,14 @@ func (s *stepRun) terraform(dir, execPath string) (*tfexec.Terraform, error) {
 	if err := tf.SetWaitDelay(s.r.stopGrace()); err != nil {
 		return nil, internalErrorf("preparing terraform: %v", err)
 	}
-	tf.SetStderr(&lineWriter{fn: func(line string) { stderrLine(s.book, s.textDiags, line) }})
+	tf.SetStderr(&lineWriter{fn: func(line string) { stderrLine(s.book, s.textDiags, line) }, onFirst: s.procs.Note})
 	return tf, nil
 }
 
-// uiWriter is the stdout of a -json command.
+// uiWriter is the stdout of a -json command. Its first line tells the
+// step's tracker to note the command's process group.
 func (s *stepRun) uiWriter() *lineWriter {
-	return &lineWriter{fn: func(line string) { uiLine(s.book, s.ui, line) }}
+	return &lineWriter{fn: func(line string) { uiLine(s.book, s.ui, line) }, onFirst: s.procs.Note}
 }
 
 // stopProcesses ends whatever the step's Terraform commands left running.

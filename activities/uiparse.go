@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/terraform-exec/tfexec"
+
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
@@ -24,6 +26,16 @@ type uiMessage struct {
 	Change     *uiHook       `json:"change"`
 	Changes    *uiChanges    `json:"changes"`
 	Diagnostic *uiDiagnostic `json:"diagnostic"`
+	// Outputs are the root module's outputs: after a plan their planned
+	// action, after an apply their values (sensitive ones without).
+	Outputs map[string]uiOutput `json:"outputs"`
+}
+
+// uiOutput is one output of an "outputs" message.
+type uiOutput struct {
+	Sensitive bool            `json:"sensitive"`
+	Action    string          `json:"action"`
+	Value     json.RawMessage `json:"value"`
 }
 
 type uiHook struct {
@@ -74,10 +86,16 @@ type uiTracker struct {
 	done    map[string]bool
 	summary *uiChanges
 	diags   []task.Diagnostic
+	// actions counts the plan's resource changes by action, and
+	// outputChanges the outputs it changes (see planSummary).
+	actions       map[string]int
+	outputChanges int
+	// applied are the outputs an apply reported, nil until it did.
+	applied map[string]uiOutput
 }
 
 func newUITracker() *uiTracker {
-	return &uiTracker{planned: map[string]bool{}, done: map[string]bool{}}
+	return &uiTracker{planned: map[string]bool{}, done: map[string]bool{}, actions: map[string]int{}}
 }
 
 func (t *uiTracker) observe(m *uiMessage) {
@@ -87,6 +105,22 @@ func (t *uiTracker) observe(m *uiMessage) {
 	case "planned_change":
 		if m.Change != nil && countedActions[m.Change.Action] && m.Change.addr() != "" {
 			t.planned[m.Change.addr()] = true
+		}
+		if m.Change != nil && m.Change.addr() != "" {
+			t.actions[m.Change.Action]++
+		}
+	case "outputs":
+		planned := false
+		for _, o := range m.Outputs {
+			if o.Action != "" {
+				planned = true
+				if o.Action != "noop" {
+					t.outputChanges++
+				}
+			}
+		}
+		if !planned && m.Outputs != nil {
+			t.applied = m.Outputs
 		}
 	case "apply_complete":
 		// A replace completes twice (delete, create) on one address; a
@@ -122,6 +156,54 @@ func (t *uiTracker) diagnostics() []task.Diagnostic {
 	return append([]task.Diagnostic(nil), t.diags...)
 }
 
+// forgetOutputs drops what earlier commands of the step reported, before
+// an apply.
+func (t *uiTracker) forgetOutputs() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.applied = nil
+}
+
+// resetPlan drops the counts of an earlier plan of the step.
+func (t *uiTracker) resetPlan() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.actions = map[string]int{}
+	t.outputChanges = 0
+}
+
+// appliedOutputs are the outputs the apply reported (nil if it did not),
+// as `terraform output` would return them.
+func (t *uiTracker) appliedOutputs() map[string]tfexec.OutputMeta {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.applied == nil {
+		return nil
+	}
+	out := make(map[string]tfexec.OutputMeta, len(t.applied))
+	for name, o := range t.applied {
+		out[name] = tfexec.OutputMeta{Sensitive: o.Sensitive, Value: o.Value}
+	}
+	return out
+}
+
+// planSummary counts the plan's changes from its planned_change and outputs
+// messages, as reviewOf counts them from the JSON plan: a replace is also an
+// add and a destroy; imports and forgets are changes. (A no-op with an
+// import reads "import".)
+func (t *uiTracker) planSummary() task.PlanSummary {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a := t.actions
+	return task.PlanSummary{
+		Add:     a["create"] + a["replace"],
+		Change:  a["update"] + a["remove"] + a["import"],
+		Destroy: a["delete"] + a["replace"],
+		Replace: a["replace"],
+		Outputs: t.outputChanges,
+	}
+}
+
 func (t *uiTracker) changeSummary() *uiChanges {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -134,11 +216,18 @@ type lineWriter struct {
 	mu  sync.Mutex
 	buf []byte
 	fn  func(line string)
+	// onFirst, when set, is called at the first write: the command is
+	// running then (see procgroup.Tracker.Note).
+	onFirst func()
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.onFirst != nil {
+		w.onFirst()
+		w.onFirst = nil
+	}
 	w.buf = append(w.buf, p...)
 	for {
 		i := bytes.IndexByte(w.buf, '\n')

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
+	"github.com/terratask/terratask/api"
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
@@ -116,7 +118,17 @@ func (s *Server) getPlan(c *gin.Context) {
 		return
 	}
 	if format == planText {
-		c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte(p.Text))
+		text := p.Text
+		if text == "" {
+			// The runner kept no text of Terraform's own (a plan nobody
+			// waited on): render it from the JSON form.
+			if text, err = planTextOf(p.JSON); err != nil {
+				s.opts.Logger.Error("rendering plan", zap.String("task_id", t.ID), zap.Error(err))
+				internal(c)
+				return
+			}
+		}
+		c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte(text))
 		return
 	}
 	c.Data(http.StatusOK, "application/json; charset=utf-8", p.JSON)
@@ -320,4 +332,15 @@ func approvalMeta(meta map[string]any, plan *task.PlanSummary, a *task.ApprovalS
 	if a.Comment != "" {
 		meta["approval_comment"] = a.Comment
 	}
+}
+
+// planTextOf renders a stored plan's JSON form as text (api.PlanText).
+func planTextOf(doc []byte) (string, error) {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	var p api.Plan
+	if err := dec.Decode(&p); err != nil {
+		return "", err
+	}
+	return api.PlanText(p), nil
 }

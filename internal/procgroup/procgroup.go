@@ -8,6 +8,15 @@
 // catches descendants that do scrub it but stay in the group), so Stop can end
 // whatever is left once the command itself has exited.
 //
+// Finding them cheaply: every command the Tracker follows is a direct child
+// of this process and the leader of a process group of its own (as
+// terraform-exec starts Terraform), so Note, called while a command runs,
+// learns its group by reading only this process's children; Stop then asks
+// the kernel whether any recorded group still has a member (kill with
+// signal 0) and reads all of /proc only when one has, or when the Tracker
+// was made Thorough (a cancelled or failed command), so that processes that
+// left the group but kept the marker are found too.
+//
 // The package reads /proc, so it works on Linux only; elsewhere List returns
 // an error and nothing is found.
 package procgroup
@@ -97,6 +106,9 @@ var envCache = struct {
 	n    uint64
 }{m: map[procKey][]byte{}, seen: map[procKey]uint64{}}
 
+// maxEnvCache bounds the environment cache.
+const maxEnvCache = 4096
+
 type procKey struct {
 	pid   int
 	start uint64
@@ -120,6 +132,10 @@ func (p Proc) Env() ([]byte, error) {
 	// until it execs: only a live process older than a second is cached.
 	if p.Alive() && p.Start != 0 && processAge(p) >= time.Second {
 		envCache.Lock()
+		if len(envCache.m) >= maxEnvCache {
+			// Pruned by List, which runs rarely now: start afresh.
+			envCache.m, envCache.seen = map[procKey][]byte{}, map[procKey]uint64{}
+		}
 		envCache.m[k] = b
 		envCache.seen[k] = envCache.n
 		envCache.Unlock()
@@ -186,33 +202,6 @@ func pruneEnvCache(procs []Proc) {
 	}
 }
 
-// scanMaxAge is how old a process list Scan may use: the trackers of all
-// steps running in the process share one list per tick instead of each
-// reading /proc. A process that appears later is seen by the next scan, and
-// Members (Stop) always reads afresh.
-const scanMaxAge = 500 * time.Millisecond
-
-var recent struct {
-	sync.Mutex
-	at    time.Time
-	procs []Proc
-}
-
-// recentList returns a process list at most scanMaxAge old.
-func recentList() ([]Proc, error) {
-	recent.Lock()
-	defer recent.Unlock()
-	if recent.procs != nil && time.Since(recent.at) < scanMaxAge {
-		return recent.procs, nil
-	}
-	procs, err := List()
-	if err != nil {
-		return nil, err
-	}
-	recent.procs, recent.at = procs, time.Now()
-	return procs, nil
-}
-
 // Find returns the live processes, other than this one, for which match
 // returns true.
 func Find(match func(Proc) bool) ([]Proc, error) {
@@ -240,6 +229,93 @@ type Tracker struct {
 
 	mu     sync.Mutex
 	groups map[int]bool
+	// thorough makes Stop scan every process (see Thorough); noted is
+	// set once Note has read this process's children successfully.
+	thorough bool
+	noted    bool
+}
+
+// Children returns the PIDs of pid's children, read from
+// /proc/PID/task/*/children (every thread's: a Go program forks from any
+// of its threads).
+func Children(pid int) ([]int, error) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/children")
+		if errors.Is(err, os.ErrNotExist) {
+			if _, serr := os.Stat(dir + "/" + t.Name()); serr != nil {
+				continue // the thread ended meanwhile
+			}
+			return nil, err // no CONFIG_PROC_CHILDREN
+		}
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Note records the process groups of this process's marked children: cheap
+// (it reads this process's children, not all of /proc), so call it while a
+// command runs, once it has started.
+func (t *Tracker) Note() {
+	self := os.Getpid()
+	kids, err := Children(self)
+	if err != nil {
+		return
+	}
+	own := syscall.Getpgrp()
+	var groups []int
+	for _, pid := range kids {
+		p, err := Stat(pid)
+		if err != nil || !p.Alive() || p.PGID <= 1 || p.PGID == own {
+			continue
+		}
+		if p.HasEnv(t.Key, t.Value) {
+			groups = append(groups, p.PGID)
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.noted = true
+	for _, g := range groups {
+		t.groups[g] = true
+	}
+}
+
+// Thorough makes Stop read all of /proc whatever the recorded groups say:
+// for a command that was interrupted or failed, whose processes may have
+// left its group.
+func (t *Tracker) Thorough() {
+	t.mu.Lock()
+	t.thorough = true
+	t.mu.Unlock()
+}
+
+// settled reports whether Stop may skip the scan of /proc: Note worked, the
+// Tracker is not thorough and no recorded group has a member left.
+func (t *Tracker) settled() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.thorough || !t.noted {
+		return false
+	}
+	for g := range t.groups {
+		if err := syscall.Kill(-g, 0); !errors.Is(err, syscall.ESRCH) {
+			return false
+		}
+	}
+	return true
 }
 
 // NewTracker returns a Tracker for processes started with key=value in their
@@ -248,30 +324,10 @@ func NewTracker(key, value string) *Tracker {
 	return &Tracker{Key: key, Value: value, groups: map[int]bool{}}
 }
 
-// Scan records the process groups of the marked processes alive now. Call it
-// while the command runs, so a descendant that scrubs its environment is still
-// found through its group.
-func (t *Tracker) Scan() {
-	all, err := recentList()
-	if err != nil {
-		return
-	}
-	self := os.Getpid()
-	var marked []Proc
-	for _, p := range all {
-		if p.PID != self && p.PID != 1 && p.Alive() && p.HasEnv(t.Key, t.Value) {
-			marked = append(marked, p)
-		}
-	}
-	own := syscall.Getpgrp()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, p := range marked {
-		if p.PGID > 1 && p.PGID != own {
-			t.groups[p.PGID] = true
-		}
-	}
-}
+// Scan records the process groups of the marked processes alive now (see
+// Note). Call it while the command runs, so a descendant that scrubs its
+// environment is still found through its group.
+func (t *Tracker) Scan() { t.Note() }
 
 // Members returns the live processes that carry the marker or belong to a
 // recorded group, recording the groups of marked ones.
@@ -298,8 +354,13 @@ func (t *Tracker) Members() []Proc {
 }
 
 // Stop ends every member: SIGTERM first, SIGKILL for those still alive after
-// grace. It returns how many processes it found.
+// grace. It returns how many processes it found. When the recorded groups
+// are empty (and the Tracker is not thorough) it reads nothing more.
 func (t *Tracker) Stop(grace time.Duration) int {
+	t.Note()
+	if t.settled() {
+		return 0
+	}
 	members := t.Members()
 	if len(members) == 0 {
 		return 0
