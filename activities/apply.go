@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/terraform-exec/tfexec"
 	"go.temporal.io/sdk/activity"
+	"go.uber.org/zap"
 
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
@@ -31,8 +32,20 @@ func (r *Runner) Apply(ctx context.Context, in StepInput) (out ApplyOutput, err 
 		step = task.StepDestroying
 	}
 	s, err := r.begin(ctx, in, step, true)
+	actx := ctx
 	ctx = s.ctx
-	defer func() { err = s.finish(ctx, err) }()
+	defer func() {
+		err = s.finish(ctx, err)
+		if err == nil && in.CleanUp {
+			// The task ends with this step: clean up as Cleanup would
+			// (whose safety net, processes of the task left anywhere on
+			// this host, runs here too). A failure leaves it to Cleanup.
+			if n := r.stopTaskProcesses(in.Task.ID, true); n > 0 {
+				r.logger().Warn("stopped processes the task left running", zap.String("task", in.Task.ID), zap.Int("processes", n))
+			}
+			out.CleanedUp = r.removeWorkDir(actx, in.Task.ID, s.paths) == nil
+		}
+	}()
 	if err != nil {
 		return out, err
 	}

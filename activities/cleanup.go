@@ -18,15 +18,20 @@ func (r *Runner) Cleanup(ctx context.Context, in StepInput) (err error) {
 		return err
 	}
 	s.stopLeftovers()
-	r.forgetTerraform(in.Task.ID)
+	s.reviewLeftOver(ctx)
+	return r.removeWorkDir(ctx, in.Task.ID, s.paths)
+}
+
+// removeWorkDir forgets the task in this process and removes its work dir,
+// after re-sending the log lines still in its spools.
+func (r *Runner) removeWorkDir(ctx context.Context, taskID string, p taskPaths) error {
+	r.forgetTerraform(taskID)
 	r.st().mu.Lock()
-	delete(r.st().made, in.Task.ID)
+	delete(r.st().made, taskID)
 	r.st().mu.Unlock()
-	p := s.paths
 	if _, err := os.Stat(p.work); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	s.reviewLeftOver(ctx)
 	if _, err := recoverSpools(ctx, r.Logs, p.private, r.spoolBusy); err != nil {
 		return transientError("re-sending spooled logs before cleanup", err)
 	}

@@ -37,6 +37,9 @@ type Record struct {
 	// Remediation is the apply task a drifted plan starts, on the task's
 	// completed transition (see drift.go).
 	Remediation *task.Input `json:"remediation,omitempty"`
+	// Then are transitions that followed this one at once, recorded in
+	// order by the same local activity.
+	Then []Record `json:"then,omitempty"`
 }
 
 // Names of the other control-plane (local) activities.
@@ -86,6 +89,19 @@ func (c *Control) TaskOpen(ctx context.Context, taskID string) (bool, error) {
 // move a task backwards, and signal each delivery workflow with an event it
 // has already queued (and ignores).
 func (c *Control) Record(ctx context.Context, r Record) error {
+	if err := c.record(ctx, r); err != nil {
+		return err
+	}
+	for _, next := range r.Then {
+		if err := c.record(ctx, next); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// record writes one transition (see Record).
+func (c *Control) record(ctx context.Context, r Record) error {
 	rec := store.TransitionRecord{Task: r.Task, Transition: r.Transition, Logs: r.Logs}
 	if r.Event != "" {
 		ev, err := events.New(events.TransitionID(r.Task.ID, r.seq()), r.Event,

@@ -20,6 +20,8 @@ import (
 // OpenTofu (tofu_version, "" = the first found): one of the runner's
 // TofuPaths, then PATH; it is never downloaded. Failing both is a
 // non-retryable engine_unavailable error that lists what was tried.
+//
+// The task workflow runs it inside Claim since its "claim-install" version.
 func (r *Runner) Install(ctx context.Context, in StepInput) (out InstallOutput, err error) {
 	s, err := r.begin(ctx, in, task.StepInstalling, true)
 	ctx = s.ctx
@@ -27,11 +29,15 @@ func (r *Runner) Install(ctx context.Context, in StepInput) (out InstallOutput, 
 	if err != nil {
 		return out, err
 	}
-	params := in.Task.Params
-	engine := params.EffectiveEngine()
-	res, err := r.install(ctx, params)
+	return s.install(ctx)
+}
+
+// install runs the installing step in s.
+func (s *stepRun) install(ctx context.Context) (InstallOutput, error) {
+	engine := s.in.Task.Params.EffectiveEngine()
+	res, err := s.r.install(ctx, s.in.Task.Params)
 	if err != nil {
-		return out, err
+		return InstallOutput{}, err
 	}
 	where := res.Source
 	if engine == task.EngineTerraform {

@@ -15,6 +15,12 @@ type StepInput struct {
 	// SavedPlan, on an Apply, is the approved plan it must apply: exactly
 	// that plan file, never a new plan (see Runner.Apply).
 	SavedPlan *SavedPlan `json:"saved_plan,omitempty"`
+	// CleanUp, on an Apply, asks it to remove the task's work dir once it
+	// succeeded (the task ends with it): no Cleanup activity needed.
+	CleanUp bool `json:"clean_up,omitempty"`
+	// Install, on a Claim, asks the claiming host to run the installing
+	// step too (see Runner.Claim).
+	Install bool `json:"install,omitempty"`
 }
 
 // SavedPlan names an approved plan by the SHA-256 of its plan file. Its
@@ -28,6 +34,10 @@ type SavedPlan struct {
 type ClaimOutput struct {
 	Host      string `json:"host"`
 	HostQueue string `json:"host_queue"`
+	// TerraformPath and Version are the binary of the installing step,
+	// when the claim ran it.
+	TerraformPath string `json:"terraform_path,omitempty"`
+	Version       string `json:"version,omitempty"`
 }
 
 // InstallOutput is the Terraform binary a host will use for the task.
@@ -62,6 +72,9 @@ type ApplyOutput struct {
 	ChangesDone int `json:"changes_done"`
 	// Outputs are the root module outputs, sensitive ones redacted.
 	Outputs map[string]any `json:"outputs"`
+	// CleanedUp reports that the apply, asked to with
+	// StepInput.CleanUp, removed the task's work dir as Cleanup does.
+	CleanedUp bool `json:"cleaned_up,omitempty"`
 }
 
 // Activity names, registered once and used by the workflow.

@@ -115,7 +115,7 @@ func TestApprovalRequiredWaitsThenAppliesTheSavedPlan(t *testing.T) {
 	require.NotNil(t, waiting.Approval.ExpiresAt)
 	require.WithinDuration(t, start.Add(24*time.Hour), *waiting.Approval.ExpiresAt, time.Second)
 	require.Equal(t, "ops-a", waiting.CreatedBy)
-	require.Equal(t, []string{activities.NameClaim, activities.NameInstall, activities.NameInit, activities.NamePlan}, callsWhileWaiting,
+	require.Equal(t, []string{activities.NameClaim, activities.NameInit, activities.NamePlan}, callsWhileWaiting,
 		"no activity runs while the task waits")
 
 	require.True(t, won.accepted)

@@ -40,13 +40,21 @@ func logLine(level store.Level, msg string) line { return line{level: level, mes
 
 // transition applies change to the state, then upserts search attributes
 // (when the status moved) and records the new state with its log line.
+// Inside batch, the record waits for the batch's end.
 func (r *run) transition(ctx workflow.Context, change func(*task.State), l line) {
 	before, beforeStep := r.state.Status, r.state.CurrentStep
 	change(&r.state)
 	r.setProgress(ctx)
 	event := transitionEvent(!r.started, before, r.state.Status, beforeStep, r.state.CurrentStep)
-	if r.state.Status != before || !r.started {
-		r.started = true
+	// In the claim-install version a first transition upserts nothing
+	// when the start set the search attributes (the API does): pending is
+	// there already.
+	upsert := r.state.Status != before || !r.started
+	if !r.started && r.fast && startedWithStatus(ctx) {
+		upsert = false
+	}
+	r.started = true
+	if upsert {
 		err := workflow.UpsertTypedSearchAttributes(ctx,
 			saStatus.ValueSet(string(r.state.Status)),
 			saAgent.ValueSet(r.in.AgentID),
@@ -93,6 +101,37 @@ func (r *run) transition(ctx workflow.Context, change func(*task.State), l line)
 		Notify: r.in.Params.Notify,
 	}
 	rec.Remediation = r.finalRemediation()
+	if r.batch != nil {
+		*r.batch = append(*r.batch, rec)
+		return
+	}
+	r.record(ctx, rec)
+}
+
+// batchRecords runs transitions whose records one local activity writes, in
+// order, once fn returns: for transitions that follow one another at once.
+func (r *run) batchRecords(ctx workflow.Context, fn func()) {
+	var recs []activities.Record
+	r.batch = &recs
+	fn()
+	r.batch = nil
+	if len(recs) == 0 {
+		return
+	}
+	first := recs[0]
+	first.Then = recs[1:]
+	r.record(ctx, first)
+}
+
+// startedWithStatus reports whether the workflow started with its status
+// search attribute set.
+func startedWithStatus(ctx workflow.Context) bool {
+	_, ok := workflow.GetTypedSearchAttributes(ctx).GetKeyword(saStatus)
+	return ok
+}
+
+// record runs the Record local activity.
+func (r *run) record(ctx workflow.Context, rec activities.Record) {
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout:    10 * time.Second,
 		ScheduleToCloseTimeout: time.Minute,

@@ -71,10 +71,19 @@ const (
 // nonRetryable are the activity error types that retrying cannot fix.
 var nonRetryable = []string{task.CodeConfig, task.CodeTerraform, task.CodeInstall}
 
+// versionFast guards the claim-install version of the command sequence:
+// the claim also installs (no Install activity), the transitions that follow
+// the claim share one Record, the first transition upserts no search
+// attributes the start set, and a successful apply removes the work dir
+// itself (no Cleanup activity). Histories recorded before it replay without
+// it.
+const versionFast = "claim-install"
+
 // Task is the task workflow.
 func Task(ctx workflow.Context, in task.Input) (task.Output, error) {
 	in = scheduledInput(ctx, in)
 	r := newRun(ctx, in)
+	r.fast = workflow.GetVersion(ctx, versionFast, workflow.DefaultVersion, 1) == 1
 	if err := workflow.SetQueryHandler(ctx, task.QueryState, func() (task.State, error) {
 		return r.state, nil
 	}); err != nil {
@@ -201,6 +210,12 @@ type run struct {
 	plan activities.PlanOutput
 	// remediation is the apply task a drifted plan starts (see drift.go).
 	remediation *task.Input
+	// fast is set in the claim-install version (versionFast); batch
+	// collects records inside batchRecords; cleaned is set once the apply
+	// removed the work dir itself.
+	fast    bool
+	batch   *[]activities.Record
+	cleaned bool
 }
 
 func newRun(ctx workflow.Context, in task.Input) *run {
@@ -338,7 +353,7 @@ func (r *run) execute(ctx workflow.Context) (task.Output, error) {
 
 // runBlock claims a host and runs every step on it.
 func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
-	in := activities.StepInput{Task: r.in, Run: runNo, SavedPlan: r.approval.saved}
+	in := activities.StepInput{Task: r.in, Run: runNo, SavedPlan: r.approval.saved, Install: r.fast}
 	r.state.Attempt = runNo
 
 	wait := time.Duration(r.in.Params.RunnerTimeout)
@@ -354,8 +369,12 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 		StartToCloseTimeout:    time.Minute,
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 5},
 	})
+	summary := "claim a host of runner " + r.in.RunnerID
+	if r.fast {
+		summary += " and " + r.stepSummary(task.StepInstalling)
+	}
 	var claim activities.ClaimOutput
-	if err := workflow.ExecuteActivity(withSummary(claimCtx, "claim a host of runner "+r.in.RunnerID), activities.NameClaim, in).Get(ctx, &claim); err != nil {
+	if err := workflow.ExecuteActivity(withSummary(claimCtx, summary), activities.NameClaim, in).Get(ctx, &claim); err != nil {
 		var te *temporal.TimeoutError
 		if errors.As(err, &te) {
 			return task.Output{}, taskError(task.CodeRunnerUnavailable,
@@ -363,15 +382,34 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 		}
 		return task.Output{}, err
 	}
-	r.transition(ctx, func(s *task.State) {
-		s.Status = task.StatusRunning
-		s.Host = claim.Host
-		s.WaitingFor = ""
-		if s.StartedAt == nil {
-			now := workflow.Now(ctx).UTC()
-			s.StartedAt = &now
-		}
-	}, logLine(store.LevelInfo, fmt.Sprintf("picked up by runner %s on host %s", r.in.RunnerID, claim.Host)))
+	in.Install = false
+	pickedUp := func() {
+		r.transition(ctx, func(s *task.State) {
+			s.Status = task.StatusRunning
+			s.Host = claim.Host
+			s.WaitingFor = ""
+			if s.StartedAt == nil {
+				now := workflow.Now(ctx).UTC()
+				s.StartedAt = &now
+			}
+		}, logLine(store.LevelInfo, fmt.Sprintf("picked up by runner %s on host %s", r.in.RunnerID, claim.Host)))
+	}
+	// recorded is how many steps the claim's batch has recorded as started.
+	recorded := 0
+	if r.fast && claim.TerraformPath != "" {
+		// The claim ran the installing step: record it, and the start of
+		// the next, with the pickup.
+		in.TerraformPath = claim.TerraformPath
+		r.batchRecords(ctx, func() {
+			pickedUp()
+			for i := 0; i < 2 && i < len(r.steps); i++ {
+				r.stepStarted(ctx, i)
+				recorded++
+			}
+		})
+	} else {
+		pickedUp()
+	}
 	r.startTimeout(ctx)
 
 	// The task's timeout is enforced by a timer that stops the run
@@ -404,13 +442,15 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 			// plan; it never plans again.
 			continue
 		}
-		r.transition(ctx, func(s *task.State) {
-			s.CurrentStep = step
-			s.StepsCompleted = i
-		}, logLine(store.LevelInfo, "step "+string(step)+" started"))
+		if i >= recorded {
+			r.stepStarted(ctx, i)
+		}
 		hostCtx := withSummary(hostCtx, r.stepSummary(step))
 		switch step {
 		case task.StepInstalling:
+			if in.TerraformPath != "" && r.fast {
+				continue // the claim installed
+			}
 			var inst activities.InstallOutput
 			if err := workflow.ExecuteActivity(hostCtx, activities.NameInstall, in).Get(ctx, &inst); err != nil {
 				return out, err
@@ -437,9 +477,12 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 			out.Result.Drift = r.driftOutcome(ctx, plan.Drift)
 		case task.StepApplying, task.StepDestroying:
 			var applied activities.ApplyOutput
+			in.CleanUp = r.fast
 			if err := workflow.ExecuteActivity(hostCtx, activities.NameApply, in).Get(ctx, &applied); err != nil {
 				return out, err
 			}
+			in.CleanUp = false
+			r.cleaned = applied.CleanedUp
 			r.state.ChangesDone = applied.ChangesDone
 			out.Result.Output = applied.Outputs
 		}
@@ -450,11 +493,20 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 	return out, nil
 }
 
+// stepStarted records that the i-th step started.
+func (r *run) stepStarted(ctx workflow.Context, i int) {
+	step := r.steps[i]
+	r.transition(ctx, func(s *task.State) {
+		s.CurrentStep = step
+		s.StepsCompleted = i
+	}, logLine(store.LevelInfo, "step "+string(step)+" started"))
+}
+
 // cleanup removes the task's work dir on its host, whatever the outcome: the
 // dir holds the configuration and, until apply, a plan with variable values.
 // It is best effort: a host that is gone has nothing left to clean.
 func (r *run) cleanup(ctx workflow.Context) {
-	if r.hostQueue == "" {
+	if r.hostQueue == "" || r.cleaned {
 		return
 	}
 	cctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{

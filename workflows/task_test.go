@@ -24,12 +24,18 @@ import (
 type recorder struct {
 	mu      sync.Mutex
 	records []activities.Record
+	// calls counts the Record activities (a batch is one).
+	calls int
 }
 
 func (r *recorder) Record(_ context.Context, rec activities.Record) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.calls++
+	then := rec.Then
+	rec.Then = nil
 	r.records = append(r.records, rec)
+	r.records = append(r.records, then...)
 	return nil
 }
 
@@ -105,17 +111,27 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-// happy mocks every runner activity with a successful result.
+// happy mocks every runner activity with a successful result, as a
+// current runner answers: the claim installs, the apply cleans up.
 func (f *fixture) happy() {
 	f.env.OnActivity(activities.NameClaim, mock.Anything, mock.Anything).Return(
-		activities.ClaimOutput{Host: "h1", HostQueue: task.HostTaskQueue("local", "h1")}, nil)
+		func(_ context.Context, in activities.StepInput) (activities.ClaimOutput, error) {
+			out := activities.ClaimOutput{Host: "h1", HostQueue: task.HostTaskQueue("local", "h1")}
+			if in.Install {
+				out.TerraformPath, out.Version = "/usr/local/bin/terraform", "1.11.4"
+			}
+			return out, nil
+		})
 	f.env.OnActivity(activities.NameInstall, mock.Anything, mock.Anything).Return(
 		activities.InstallOutput{TerraformPath: "/usr/local/bin/terraform", Version: "1.11.4"}, nil)
 	f.env.OnActivity(activities.NameInit, mock.Anything, mock.Anything).Return(nil)
 	f.env.OnActivity(activities.NamePlan, mock.Anything, mock.Anything).Return(
 		activities.PlanOutput{HasChanges: true, PlannedChanges: 5, Add: 5}, nil)
 	f.env.OnActivity(activities.NameApply, mock.Anything, mock.Anything).Return(
-		activities.ApplyOutput{ChangesDone: 5, Outputs: map[string]any{"url": "https://x", "token": "(sensitive)"}}, nil)
+		func(_ context.Context, in activities.StepInput) (activities.ApplyOutput, error) {
+			return activities.ApplyOutput{ChangesDone: 5, Outputs: map[string]any{"url": "https://x", "token": "(sensitive)"},
+				CleanedUp: in.CleanUp}, nil
+		})
 	f.env.OnActivity(activities.NameCleanup, mock.Anything, mock.Anything).Return(nil)
 }
 
@@ -152,9 +168,18 @@ func TestApplyRunsEveryStepInOrder(t *testing.T) {
 	require.Equal(t, "https://x", out.Result.Output["url"])
 	require.Nil(t, out.Result.Error)
 
-	require.Equal(t, []string{activities.NameClaim, activities.NameInstall, activities.NameInit,
-		activities.NamePlan, activities.NameApply, activities.NameCleanup}, f.activityCalls())
+	// The claim installs and the apply cleans up (versionFast): four
+	// activities; the pickup and the first two steps share one Record.
+	require.Equal(t, []string{activities.NameClaim, activities.NameInit,
+		activities.NamePlan, activities.NameApply}, f.activityCalls())
 	require.Equal(t, []task.Status{task.StatusPending, task.StatusRunning, task.StatusCompleted}, f.rec.statuses())
+	require.Equal(t, 5, f.rec.calls, "Record activities")
+	var events []task.EventType
+	for _, rec := range f.rec.records {
+		events = append(events, rec.Event)
+	}
+	require.Equal(t, []task.EventType{task.EventTaskCreated, task.EventForStatus(task.StatusRunning), task.EventTaskStep,
+		task.EventTaskStep, task.EventTaskStep, task.EventTaskStep, task.EventForStatus(task.StatusCompleted)}, events)
 
 	prev := -1
 	for _, rec := range f.rec.records {
@@ -176,12 +201,38 @@ func TestApplyRunsEveryStepInOrder(t *testing.T) {
 	}
 }
 
+// TestRunnerWithoutInstallInClaim: a runner that predates the claim's
+// install answers without a binary and its apply does not clean up: the
+// workflow runs Install and Cleanup as before.
+func TestRunnerWithoutInstallInClaim(t *testing.T) {
+	f := newFixture(t)
+	f.env.OnActivity(activities.NameClaim, mock.Anything, mock.Anything).Return(
+		activities.ClaimOutput{Host: "h1", HostQueue: task.HostTaskQueue("local", "h1")}, nil)
+	f.env.OnActivity(activities.NameInstall, mock.Anything, mock.Anything).Return(
+		activities.InstallOutput{TerraformPath: "/usr/local/bin/terraform", Version: "1.11.4"}, nil)
+	f.env.OnActivity(activities.NameInit, mock.Anything, mock.Anything).Return(nil)
+	f.env.OnActivity(activities.NamePlan, mock.Anything, mock.Anything).Return(activities.PlanOutput{PlannedChanges: 1, Add: 1}, nil)
+	f.env.OnActivity(activities.NameApply, mock.Anything, mock.Anything).Return(activities.ApplyOutput{ChangesDone: 1}, nil)
+	f.env.OnActivity(activities.NameCleanup, mock.Anything, mock.Anything).Return(nil)
+	f.env.ExecuteWorkflow(task.WorkflowType, input(""))
+	require.NoError(t, f.env.GetWorkflowError())
+	require.Equal(t, []string{activities.NameClaim, activities.NameInstall, activities.NameInit,
+		activities.NamePlan, activities.NameApply, activities.NameCleanup}, f.activityCalls())
+	var steps []task.Step
+	for _, rec := range f.rec.records {
+		if s := rec.Transition.CurrentStep; s != "" && (len(steps) == 0 || steps[len(steps)-1] != s) {
+			steps = append(steps, s)
+		}
+	}
+	require.Equal(t, []task.Step{task.StepInstalling, task.StepInitializing, task.StepPlanning, task.StepApplying}, steps)
+}
+
 func TestPlanOnlyHasThreeSteps(t *testing.T) {
 	f := newFixture(t)
 	f.happy()
 	f.env.ExecuteWorkflow(task.WorkflowType, input(task.ActionPlan))
 	require.NoError(t, f.env.GetWorkflowError())
-	require.Equal(t, []string{activities.NameClaim, activities.NameInstall, activities.NameInit,
+	require.Equal(t, []string{activities.NameClaim, activities.NameInit,
 		activities.NamePlan, activities.NameCleanup}, f.activityCalls())
 	last := f.rec.last()
 	require.Equal(t, 3, last.Transition.TotalSteps)
