@@ -21,7 +21,12 @@ type Bare struct {
 	Script    string // path of the generated script
 	Terraform string // terraform's version
 	InitJSON  bool   // init takes -json (Terraform 1.9 and later)
-	dir       string
+	// XDGDataHome, when set, is the XDG_DATA_HOME of runs of fixtures
+	// that need a provider: Terraform's implied local mirror
+	// (XDG_DATA_HOME/terraform/plugins) serves it there, as it does to
+	// the dev's runner (see ProviderMirror).
+	XDGDataHome string
+	dir         string
 }
 
 // Bare command names, in order, as the script records them.
@@ -100,6 +105,12 @@ func (b *Bare) env(f Fixture) []string {
 	env := os.Environ()
 	if f.Parallelism > 0 {
 		env = append(env, "BENCH_PARALLELISM="+strconv.Itoa(f.Parallelism))
+	}
+	for k, v := range f.Vars {
+		env = append(env, "TF_VAR_"+k+"="+v)
+	}
+	if f.Provider && b.XDGDataHome != "" {
+		env = append(env, "XDG_DATA_HOME="+b.XDGDataHome)
 	}
 	return env
 }

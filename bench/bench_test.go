@@ -83,11 +83,14 @@ func TestTableRendering(t *testing.T) {
 	res := &Results{
 		Settings: Settings{RPSClients: 50, RPSSeconds: 5},
 		Overhead: []OverheadResult{
-			{Fixture: "1 resource", Resources: 1, Task: Dist{N: 3, P50: 450, P99: 500}, Bare: Dist{N: 3, P50: 380, P99: 400}, AddedMS: 70, Ratio: 450.0 / 380},
+			{Fixture: "1 resource", Resources: 1, Task: Dist{N: 3, P50: 370, P99: 500}, Bare: Dist{N: 3, P50: 380, P99: 400}, AddedMS: -10, Ratio: 370.0 / 380},
+			{Fixture: "5 resources", Resources: 5, Task: Dist{N: 3, P50: 450, P99: 500}, Bare: Dist{N: 3, P50: 380, P99: 400}, AddedMS: 70, Ratio: 450.0 / 380},
+			{Fixture: "time provider", Provider: true, Task: Dist{N: 3, P50: 700, P99: 800}, Bare: Dist{N: 3, P50: 1000, P99: 1100}, AddedMS: -300, Ratio: 0.7},
 			{Fixture: "5 x 1 s sleep, parallelism 1", Task: Dist{N: 1, P50: 5600, P99: 5600}, Bare: Dist{N: 1, P50: 5500, P99: 5500}, AddedMS: 100, Ratio: 5600.0 / 5500},
 		},
-		Throughput: &ThroughputResult{Tasks: 200, Clients: 20, TaskWall: []float64{60}, BareWall: []float64{50}, TaskP50: 60, BareP50: 50, Ratio: 1.2},
-		API: &APIResult{Seeded: 100000, Create: Dist{N: 10, P50: 12, P99: 20}, StartWF: Dist{N: 10, P50: 10, P99: 15},
+		Throughput: &ThroughputResult{Tasks: 200, Clients: 20, TaskWall: []float64{60}, BareWall: []float64{55}, TaskP50: 60, BareP50: 55, Ratio: 60.0 / 55,
+			DevCPUMS: 120, BareCPUMS: 340},
+		API: &APIResult{Seeded: 100000, Create: Dist{N: 10, P50: 10.5, P99: 20}, StartWF: Dist{N: 10, P50: 10, P99: 15},
 			Floor: Dist{N: 10, P50: 0.1, P99: 0.3}, Reads: []ReadLatency{{Name: "GET /tasks/{id}", Dist: Dist{N: 10, P50: 1, P99: 30}, TargetMS: 25}},
 			RPS: 4000, FloorRPS: 20000},
 		Memory: &MemoryResult{IdleMiB: 180, PeakMiB: 300},
@@ -99,14 +102,16 @@ func TestTableRendering(t *testing.T) {
 			met[r.ID] = *r.Met
 		}
 	}
-	want := map[string]bool{"1.1": true, "1.2": true, "2": true, "3.1": true, "3.2": false}
+	want := map[string]bool{"1.1": true, "1.2": false, "1.3": true, "1.4": false, "2": true, "2.1": false,
+		"3.1": false, "3.2": false, "4.1": false, "4.2": true}
 	for id, w := range want {
 		if got, ok := met[id]; !ok || got != w {
 			t.Errorf("row %s met = %v (present %v), want %v", id, got, ok, w)
 		}
 	}
 	table := Table(rows)
-	for _, s := range []string{"| 1.1 | Task POST → completed, 1 resource", "1.18× (+70 ms)", "| 2 | Throughput: 200 tasks", "| 4.2 |", "4,000 req/s"} {
+	for _, s := range []string{"| 1.1 | Task POST → completed, 1 resource", "0.97× (-10 ms)", "1.18× (+70 ms)", "| 2 | Throughput: 200 tasks",
+		"same mirror", "| 2.1 | CPU of terratask dev", "| 4.2 |", "4,000 req/s"} {
 		if !strings.Contains(table, s) {
 			t.Errorf("table lacks %q:\n%s", s, table)
 		}

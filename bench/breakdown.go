@@ -13,6 +13,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 )
 
@@ -97,6 +98,9 @@ func (r *runner) breakdownFixtures() []breakdownFixture {
 			out = append(out, breakdownFixture{SlowFixture(r.cfg.SlowSteps, r.cfg.SlowSecs), 0, min(n, 2)})
 		}
 	}
+	if r.cfg.on(PhaseProvider) && r.bare.XDGDataHome != "" {
+		out = append(out, breakdownFixture{ProviderFixture(), 0, n})
+	}
 	return out
 }
 
@@ -124,7 +128,7 @@ func (r *runner) breakdown(ctx context.Context) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return err
 	}
-	dev, err := StartDev(DevOptions{Bin: r.bin, DataDir: dataDir, Key: r.key, PathPrefix: wrapDir})
+	dev, err := StartDev(DevOptions{Bin: r.bin, DataDir: dataDir, Key: r.key, PathPrefix: wrapDir, Env: r.devEnv})
 	if err != nil {
 		return err
 	}
@@ -137,6 +141,13 @@ func (r *runner) breakdown(ctx context.Context) error {
 	for range 3 {
 		if _, _, err := r.taskOnce(ctx, ResourcesFixture(1), "bench-breakdown"); err != nil {
 			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	if r.cfg.on(PhaseProvider) && r.bare.XDGDataHome != "" {
+		for i := range 2 {
+			if _, _, err := r.taskOnce(ctx, ProviderFixture().forRun(-1-i), "bench-breakdown"); err != nil {
+				return fmt.Errorf("warm-up: %w", err)
+			}
 		}
 	}
 	for _, bf := range r.breakdownFixtures() {
@@ -159,11 +170,13 @@ func (r *runner) breakdownOne(ctx context.Context, bf breakdownFixture, logPath 
 	var totals, tfTimes []float64
 	counts := map[string]int{}
 	durs := map[string][]float64{}
+	lats := map[string][]float64{}
 	const slowPoll = 250 * time.Millisecond
 	var cpuFast, cpuSlow, pollsFast, pollsSlow, srvFast, srvSlow []float64
 	pid := r.dev.PID()
 	lastID := ""
-	for range bf.runs {
+	for run := range bf.runs {
+		f := bf.f.forRun(2 * run)
 		// The same task polled slowly: what the 10 ms polling costs.
 		c0, _ := ProcCPU(pid)
 		q0 := r.c.Requests.Load()
@@ -183,6 +196,7 @@ func (r *runner) breakdownOne(ctx context.Context, bf breakdownFixture, logPath 
 		c0, _ = ProcCPU(pid)
 		q0 = r.c.Requests.Load()
 		start := time.Now()
+		f = bf.f.forRun(2*run + 1)
 		took, id, err := r.taskOnce(ctx, f, "bench-breakdown")
 		if err != nil {
 			return nil, err
@@ -209,6 +223,11 @@ func (r *runner) breakdownOne(ctx context.Context, bf breakdownFixture, logPath 
 		if len(mine) == 0 {
 			return nil, fmt.Errorf("the terraform wrapper recorded no command of task %s", id)
 		}
+		if _, _, lat := r.historyDetail(ctx, id); lat != nil {
+			for k, v := range lat {
+				lats[k] = append(lats[k], ms(v))
+			}
+		}
 		tl, tf := timeline(start, seen, logs, mine)
 		timelines = append(timelines, tl)
 		totals = append(totals, ms(took))
@@ -231,6 +250,10 @@ func (r *runner) breakdownOne(ctx context.Context, bf breakdownFixture, logPath 
 	if lastID != "" {
 		b.History, b.HistoryEvents = r.historyOf(ctx, lastID)
 	}
+	b.Temporal = map[string]float64{}
+	for k, v := range lats {
+		b.Temporal[k] = Median(v)
+	}
 	for _, sub := range sortedKeys(counts) {
 		b.Commands = append(b.Commands, CommandStat{Name: sub, Count: float64(counts[sub]) / float64(len(timelines)), P50MS: Median(durs[sub])})
 	}
@@ -242,8 +265,8 @@ func (r *runner) breakdownOne(ctx context.Context, bf breakdownFixture, logPath 
 	if b.BareSteps == nil {
 		var walls []float64
 		steps := map[string][]float64{}
-		for range 3 {
-			run, err := r.bare.Run(ctx, f)
+		for i := range 3 {
+			run, err := r.bare.Run(ctx, f.forRun(1000+i))
 			if err != nil {
 				return nil, err
 			}
@@ -280,7 +303,6 @@ func timeline(post, seen time.Time, logs []LogEntry, cmds []command) ([]event, t
 			evs = append(evs, event{l.Timestamp, "task completed (workflow)"})
 		}
 	}
-	var tf time.Duration
 	n := map[string]int{}
 	for _, c := range cmds {
 		n[c.sub]++
@@ -289,11 +311,31 @@ func timeline(post, seen time.Time, logs []LogEntry, cmds []command) ([]event, t
 			name += fmt.Sprintf(" #%d", n[c.sub])
 		}
 		evs = append(evs, event{c.start, name + " starts"}, event{c.end, name + " ends"})
-		tf += c.end.Sub(c.start)
 	}
+	tf := busy(cmds)
 	evs = append(evs, event{seen, "completed seen by client"})
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].at.Before(evs[j].at) })
 	return evs, tf
+}
+
+// busy is the time during which at least one of cmds ran: commands that run
+// side by side (a plan's review beside the apply) count once.
+func busy(cmds []command) time.Duration {
+	sorted := append([]command(nil), cmds...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].start.Before(sorted[j].start) })
+	var total time.Duration
+	var end time.Time
+	for _, c := range sorted {
+		switch {
+		case c.start.After(end):
+			total += c.end.Sub(c.start)
+			end = c.end
+		case c.end.After(end):
+			total += c.end.Sub(end)
+			end = c.end
+		}
+	}
+	return total
 }
 
 // medianSegments turns timelines into the median duration of each pair of
@@ -322,13 +364,50 @@ func medianSegments(tls [][]event) []Segment {
 	return out
 }
 
+// temporalLatencies sums, over a task's workflow history, the time each
+// kind of Temporal round trip took: dispatching a workflow task to the
+// worker (scheduled to started), the worker's work on it (started to
+// completed: the workflow code and its local activities, such as the store
+// writes of Record), dispatching an activity to a runner (scheduled to
+// started), and the activities themselves (started to completed), by
+// activity type.
+func temporalLatencies(evs []*historypb.HistoryEvent) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	at := map[int64]time.Time{}
+	types := map[int64]string{}
+	for _, ev := range evs {
+		t := ev.GetEventTime().AsTime()
+		at[ev.GetEventId()] = t
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+			out["workflow task dispatch"] += t.Sub(at[ev.GetWorkflowTaskStartedEventAttributes().GetScheduledEventId()])
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+			out["workflow task processing (with local activities)"] += t.Sub(at[ev.GetWorkflowTaskCompletedEventAttributes().GetStartedEventId()])
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			types[ev.GetEventId()] = strings.TrimPrefix(ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName(), "terratask.")
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+			out["activity dispatch"] += t.Sub(at[ev.GetActivityTaskStartedEventAttributes().GetScheduledEventId()])
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+			a := ev.GetActivityTaskCompletedEventAttributes()
+			out["activity "+types[a.GetScheduledEventId()]] += t.Sub(at[a.GetStartedEventId()])
+		}
+	}
+	return out
+}
+
 // historyOf counts the events of a task's workflow history by type: what
 // one task costs Temporal.
 func (r *runner) historyOf(ctx context.Context, id string) (map[string]int, int) {
+	counts, n, _ := r.historyDetail(ctx, id)
+	return counts, n
+}
+
+// historyDetail is historyOf with the task's temporalLatencies.
+func (r *runner) historyDetail(ctx context.Context, id string) (map[string]int, int, map[string]time.Duration) {
 	tc, err := client.Dial(client.Options{HostPort: r.dev.Temporal, Namespace: "default", Logger: nopLogger{}})
 	if err != nil {
 		r.res.Notes = append(r.res.Notes, fmt.Sprintf("history of %s: %v", id, err))
-		return nil, 0
+		return nil, 0, nil
 	}
 	defer tc.Close()
 	// The client saw "completed"; the workflow still cleans up after that.
@@ -337,16 +416,16 @@ func (r *runner) historyOf(ctx context.Context, id string) (map[string]int, int)
 	_ = tc.GetWorkflow(wctx, id, "").Get(wctx, nil)
 	it := tc.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	counts := map[string]int{}
-	n := 0
+	var evs []*historypb.HistoryEvent
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {
 			r.res.Notes = append(r.res.Notes, fmt.Sprintf("history of %s: %v", id, err))
-			return nil, 0
+			return nil, 0, nil
 		}
-		n++
+		evs = append(evs, ev)
 		name := strings.TrimPrefix(ev.GetEventType().String(), "EVENT_TYPE_")
 		counts[strings.ToLower(name)]++
 	}
-	return counts, n
+	return counts, len(evs), temporalLatencies(evs)
 }

@@ -65,6 +65,10 @@ type TaskParams struct {
 	Files    map[string]string
 	// Parallelism is Terraform's -parallelism; 0 leaves it unset.
 	Parallelism int
+	// Workspace is the task's workspace ("" for its own).
+	Workspace string
+	// Variables are input variables.
+	Variables map[string]string
 }
 
 // CreateBody is the JSON body of POST /api/v1/tasks.
@@ -75,6 +79,16 @@ func CreateBody(p TaskParams) []byte {
 	}
 	if p.Parallelism > 0 {
 		params["parallelism"] = p.Parallelism
+	}
+	if p.Workspace != "" {
+		params["workspace"] = p.Workspace
+	}
+	if len(p.Variables) > 0 {
+		vars := map[string]any{}
+		for k, v := range p.Variables {
+			vars[k] = v
+		}
+		params["variables"] = vars
 	}
 	b, _ := json.Marshal(map[string]any{
 		"name": p.Name, "agent_id": p.AgentID, "runner_id": p.RunnerID, "parameters": params,

@@ -92,6 +92,8 @@ type DevOptions struct {
 	PathPrefix string
 	// StartTimeout bounds the wait for the banner; default 3 minutes.
 	StartTimeout time.Duration
+	// Env is added to the child's environment.
+	Env []string
 }
 
 // StartDev starts `terratask dev` on free ports (the Temporal UI too, as a
@@ -113,7 +115,7 @@ func StartDev(o DevOptions) (*Dev, error) {
 		}
 		env = append(env, kv)
 	}
-	cmd.Env = append(env, "TERRATASK_API_KEY="+o.Key, "TF_CLI_CONFIG_FILE=/dev/null")
+	cmd.Env = append(append(env, o.Env...), "TERRATASK_API_KEY="+o.Key, "TF_CLI_CONFIG_FILE=/dev/null")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

@@ -18,7 +18,7 @@ func (r *runner) taskPolled(ctx context.Context, f Fixture, agent string, poll t
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	body := CreateBody(TaskParams{Name: "bench " + f.Name, AgentID: agent, RunnerID: "local",
-		Files: f.Files, Parallelism: f.Parallelism})
+		Files: f.Files, Parallelism: f.Parallelism, Workspace: f.Workspace, Variables: f.Vars})
 	start := time.Now()
 	id, err := r.c.Create(ctx, body)
 	if err != nil {
@@ -72,6 +72,20 @@ func (r *runner) overheadAll(ctx context.Context) error {
 			fixtures = append(fixtures, fixtureRun{ResourcesFixture(n), n, r.cfg.OverheadRuns})
 		}
 	}
+	if r.cfg.on(PhaseProvider) && r.bare.XDGDataHome != "" {
+		// A runner that ran the workspace before: its first tasks init
+		// for real (not measured).
+		p := ProviderFixture()
+		for i := range 2 {
+			if _, _, err := r.taskOnce(ctx, p.forRun(-1-i), "bench-warmup"); err != nil {
+				return fmt.Errorf("warm-up task of %s: %w", p.Name, err)
+			}
+		}
+		if _, err := r.bare.Run(ctx, p.forRun(-1)); err != nil {
+			return fmt.Errorf("warm-up bare run of %s: %w", p.Name, err)
+		}
+		fixtures = append(fixtures, fixtureRun{p, 0, r.cfg.OverheadRuns})
+	}
 	if r.cfg.on(PhaseSlow) && r.cfg.SlowRuns > 0 {
 		fixtures = append(fixtures, fixtureRun{SlowFixture(r.cfg.SlowSteps, r.cfg.SlowSecs), 0, r.cfg.SlowRuns})
 	}
@@ -99,7 +113,7 @@ func (r *runner) overhead(ctx context.Context, f Fixture, resources, runs int) (
 		if err != nil {
 			return OverheadResult{}, err
 		}
-		d, _, err := r.taskOnce(ctx, f, agent)
+		d, _, err := r.taskOnce(ctx, f.forRun(i), agent)
 		if err != nil {
 			return OverheadResult{}, err
 		}
@@ -112,7 +126,7 @@ func (r *runner) overhead(ctx context.Context, f Fixture, resources, runs int) (
 		devCPU.Children += delta.Children
 		tasks = append(tasks, d)
 
-		b, err := r.bare.Run(ctx, f)
+		b, err := r.bare.Run(ctx, f.forRun(i))
 		if err != nil {
 			return OverheadResult{}, err
 		}
@@ -123,7 +137,7 @@ func (r *runner) overhead(ctx context.Context, f Fixture, resources, runs int) (
 		}
 		r.logf("  %s run %d/%d: task %s, bare %s", f.Name, i+1, runs, d.Round(time.Millisecond), b.Wall.Round(time.Millisecond))
 	}
-	o := OverheadResult{Fixture: f.Name, Resources: resources, Task: Summarise(tasks), Bare: Summarise(bares),
+	o := OverheadResult{Fixture: f.Name, Resources: resources, Provider: f.Provider, Task: Summarise(tasks), Bare: Summarise(bares),
 		BareSteps:      map[string]float64{},
 		DevCPUMS:       ms(devCPU.Self) / float64(runs),
 		TerraformCPUMS: ms(devCPU.Children) / float64(runs),

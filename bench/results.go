@@ -74,12 +74,14 @@ type Row struct {
 // OverheadResult is item 1 for one fixture: sequential tasks, POST to
 // completed, against the bare script.
 type OverheadResult struct {
-	Fixture   string  `json:"fixture"`
-	Resources int     `json:"resources,omitempty"`
-	Task      Dist    `json:"task"`
-	Bare      Dist    `json:"bare"`
-	AddedMS   float64 `json:"added_p50_ms"`
-	Ratio     float64 `json:"ratio_p50"`
+	Fixture   string `json:"fixture"`
+	Resources int    `json:"resources,omitempty"`
+	// Provider is set for the provider fixture (a warm runner).
+	Provider bool    `json:"provider,omitempty"`
+	Task     Dist    `json:"task"`
+	Bare     Dist    `json:"bare"`
+	AddedMS  float64 `json:"added_p50_ms"`
+	Ratio    float64 `json:"ratio_p50"`
 	// Bare per-command medians, ms.
 	BareSteps map[string]float64 `json:"bare_steps_p50_ms"`
 	// CPU per task: terratask dev's own (Temporal, workers, API, store,
@@ -193,6 +195,9 @@ type BreakdownResult struct {
 	// type; HistoryEvents is their total.
 	History       map[string]int `json:"history_events_by_type,omitempty"`
 	HistoryEvents int            `json:"history_events"`
+	// Temporal is where a traced task's time went in Temporal, from its
+	// history's event times (temporalLatencies): medians in ms per task.
+	Temporal map[string]float64 `json:"temporal_ms,omitempty"`
 	// CPUPerPollMS is dev's CPU per status request of a running task.
 	CPUPerPollMS float64 `json:"dev_cpu_per_status_request_ms"`
 }

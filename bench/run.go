@@ -22,6 +22,7 @@ import (
 // Phase names, for Config.Phases.
 const (
 	PhaseOverhead   = "overhead"
+	PhaseProvider   = "provider"
 	PhaseSlow       = "slow"
 	PhaseThroughput = "throughput"
 	PhaseAPI        = "api"
@@ -31,7 +32,7 @@ const (
 )
 
 // AllPhases lists every phase in run order.
-var AllPhases = []string{PhaseOverhead, PhaseSlow, PhaseThroughput, PhaseAPI, PhaseCreate, PhaseProfile, PhaseBreakdown}
+var AllPhases = []string{PhaseOverhead, PhaseProvider, PhaseSlow, PhaseThroughput, PhaseAPI, PhaseCreate, PhaseProfile, PhaseBreakdown}
 
 // Config sizes a run.
 type Config struct {
@@ -107,6 +108,8 @@ type runner struct {
 	dev  *Dev
 	c    *Client
 	seed Seeded
+	// devEnv is added to the environment of every dev the run starts.
+	devEnv []string
 	// failed is set when a phase failed; the run goes on.
 	failed bool
 }
@@ -219,8 +222,19 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	}
 	r.bare = bare
 	res.Machine.Terraform = bare.Terraform
+	if cfg.on(PhaseProvider) {
+		r.logf("preparing the time provider's mirror (scripts/provider-mirror.sh)")
+		xdg, err := ProviderMirror(ctx, cfg.Root, work)
+		if err != nil {
+			r.failed = true
+			res.Notes = append(res.Notes, firstLines("the provider fixture is skipped: "+err.Error(), 12))
+		} else {
+			bare.XDGDataHome = xdg
+			r.devEnv = append(r.devEnv, "XDG_DATA_HOME="+xdg)
+		}
+	}
 
-	needDev := cfg.on(PhaseOverhead) || cfg.on(PhaseSlow) || cfg.on(PhaseThroughput) || cfg.on(PhaseAPI) ||
+	needDev := cfg.on(PhaseOverhead) || cfg.on(PhaseProvider) || cfg.on(PhaseSlow) || cfg.on(PhaseThroughput) || cfg.on(PhaseAPI) ||
 		cfg.on(PhaseCreate) || (cfg.on(PhaseProfile) && cfg.ProfileTasks > 0)
 	if needDev {
 		dataDir := work + "/dev"
@@ -237,7 +251,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 			r.logf("seeded in %s", s.Took.Round(100*time.Millisecond))
 		}
 		r.logf("starting terratask dev")
-		dev, err := StartDev(DevOptions{Bin: r.bin, DataDir: dataDir, Key: r.key})
+		dev, err := StartDev(DevOptions{Bin: r.bin, DataDir: dataDir, Key: r.key, Env: r.devEnv})
 		if err != nil {
 			return nil, err
 		}
@@ -248,7 +262,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		mem := &MemoryResult{}
 		res.Memory = mem
 		r.phase("memory (idle)", func() error { return r.idleRSS(ctx, mem) })
-		if cfg.on(PhaseOverhead) || cfg.on(PhaseSlow) {
+		if cfg.on(PhaseOverhead) || cfg.on(PhaseProvider) || cfg.on(PhaseSlow) {
 			r.phase("overhead", func() error { return r.overheadAll(ctx) })
 		}
 		if cfg.on(PhaseThroughput) {
