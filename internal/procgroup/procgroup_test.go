@@ -169,3 +169,56 @@ func TestEnvIsReadOncePerProcess(t *testing.T) {
 		t.Fatal("an exited process's environment stayed cached")
 	}
 }
+
+// TestStopReadsProcOnlyWhenNeeded: a command whose group is empty when it
+// ends costs Stop no read of /proc; a thorough Stop (a failed or cancelled
+// command) also finds a marked process that left the group (setsid).
+func TestStopReadsProcOnlyWhenNeeded(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	if _, err := Children(os.Getpid()); err != nil {
+		t.Skipf("no /proc/PID/task/*/children: %v", err)
+	}
+	secs := fmt.Sprintf("62.%06d", rand.IntN(1_000_000))
+	tr := NewTracker("PROCGROUP_TEST", secs)
+
+	// A command that ends with its group: nothing to stop, no scan.
+	cmd := exec.Command("sh", "-c", "sleep 0.3")
+	cmd.Env = append(os.Environ(), tr.Key+"="+tr.Value)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { tr.Note(); return len(tr.groups) == 1 })
+	if !tr.groups[cmd.Process.Pid] {
+		t.Fatalf("Note recorded %v, want the shell's group %d", tr.groups, cmd.Process.Pid)
+	}
+	_ = cmd.Wait()
+	before := lists.Load()
+	if n := tr.Stop(time.Second); n != 0 {
+		t.Fatalf("Stop found %d processes of a command that ended cleanly", n)
+	}
+	if lists.Load() != before {
+		t.Fatal("Stop read /proc although the command's group was empty")
+	}
+
+	// A command whose child leaves the group and outlives it: found only
+	// by a thorough Stop, which reads /proc.
+	cmd = exec.Command("sh", "-c", fmt.Sprintf("setsid sleep %s & sleep 0.3", secs))
+	cmd.Env = append(os.Environ(), tr.Key+"="+tr.Value)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tr.Note()
+	_ = cmd.Wait()
+	waitFor(t, func() bool { return len(withMarker(t, secs)) == 1 })
+	tr.Thorough()
+	if n := tr.Stop(time.Second); n != 1 {
+		t.Errorf("a thorough Stop found %d processes, want the escaped sleep", n)
+	}
+	if left := withMarker(t, secs); len(left) != 0 {
+		t.Fatalf("processes left after Stop: %v", left)
+	}
+}
