@@ -144,8 +144,8 @@ func (r *runner) breakdown(ctx context.Context) error {
 		}
 	}
 	if r.cfg.on(PhaseProvider) && r.bare.XDGDataHome != "" {
-		for i := range 2 {
-			if _, _, err := r.taskOnce(ctx, ProviderFixture().forRun(-1-i), "bench-breakdown"); err != nil {
+		for range 2 {
+			if _, _, err := r.taskOnce(ctx, ProviderFixture().forRun(), "bench-breakdown"); err != nil {
 				return fmt.Errorf("warm-up: %w", err)
 			}
 		}
@@ -175,8 +175,8 @@ func (r *runner) breakdownOne(ctx context.Context, bf breakdownFixture, logPath 
 	var cpuFast, cpuSlow, pollsFast, pollsSlow, srvFast, srvSlow []float64
 	pid := r.dev.PID()
 	lastID := ""
-	for run := range bf.runs {
-		f := bf.f.forRun(2 * run)
+	for range bf.runs {
+		f := bf.f.forRun()
 		// The same task polled slowly: what the 10 ms polling costs.
 		c0, _ := ProcCPU(pid)
 		q0 := r.c.Requests.Load()
@@ -196,7 +196,7 @@ func (r *runner) breakdownOne(ctx context.Context, bf breakdownFixture, logPath 
 		c0, _ = ProcCPU(pid)
 		q0 = r.c.Requests.Load()
 		start := time.Now()
-		f = bf.f.forRun(2*run + 1)
+		f = bf.f.forRun()
 		took, id, err := r.taskOnce(ctx, f, "bench-breakdown")
 		if err != nil {
 			return nil, err
@@ -265,8 +265,8 @@ func (r *runner) breakdownOne(ctx context.Context, bf breakdownFixture, logPath 
 	if b.BareSteps == nil {
 		var walls []float64
 		steps := map[string][]float64{}
-		for i := range 3 {
-			run, err := r.bare.Run(ctx, f.forRun(1000+i))
+		for range 3 {
+			run, err := r.bare.Run(ctx, f.forRun())
 			if err != nil {
 				return nil, err
 			}

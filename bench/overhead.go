@@ -76,12 +76,12 @@ func (r *runner) overheadAll(ctx context.Context) error {
 		// A runner that ran the workspace before: its first tasks init
 		// for real (not measured).
 		p := ProviderFixture()
-		for i := range 2 {
-			if _, _, err := r.taskOnce(ctx, p.forRun(-1-i), "bench-warmup"); err != nil {
+		for range 2 {
+			if _, _, err := r.taskOnce(ctx, p.forRun(), "bench-warmup"); err != nil {
 				return fmt.Errorf("warm-up task of %s: %w", p.Name, err)
 			}
 		}
-		if _, err := r.bare.Run(ctx, p.forRun(-1)); err != nil {
+		if _, err := r.bare.Run(ctx, p.forRun()); err != nil {
 			return fmt.Errorf("warm-up bare run of %s: %w", p.Name, err)
 		}
 		fixtures = append(fixtures, fixtureRun{p, 0, r.cfg.OverheadRuns})
@@ -113,7 +113,7 @@ func (r *runner) overhead(ctx context.Context, f Fixture, resources, runs int) (
 		if err != nil {
 			return OverheadResult{}, err
 		}
-		d, _, err := r.taskOnce(ctx, f.forRun(i), agent)
+		d, _, err := r.taskOnce(ctx, f.forRun(), agent)
 		if err != nil {
 			return OverheadResult{}, err
 		}
@@ -126,7 +126,7 @@ func (r *runner) overhead(ctx context.Context, f Fixture, resources, runs int) (
 		devCPU.Children += delta.Children
 		tasks = append(tasks, d)
 
-		b, err := r.bare.Run(ctx, f.forRun(i))
+		b, err := r.bare.Run(ctx, f.forRun())
 		if err != nil {
 			return OverheadResult{}, err
 		}
