@@ -102,8 +102,10 @@ func StartDev(o DevOptions) (*Dev, error) {
 	if o.StartTimeout <= 0 {
 		o.StartTimeout = 3 * time.Minute
 	}
+	// Only the runner local: the create phase's tasks name a runner
+	// nobody serves, which dev would otherwise start on demand.
 	args := []string{"dev", "--data-dir", o.DataDir, "--http-address", "127.0.0.1:0",
-		"--temporal-address", "127.0.0.1:0", "--ui-address", "127.0.0.1:0", "--log-level", "warn"}
+		"--temporal-address", "127.0.0.1:0", "--ui-address", "127.0.0.1:0", "--log-level", "warn", "--runner", "local"}
 	cmd := exec.Command(o.Bin, args...)
 	env := []string{}
 	for _, kv := range os.Environ() {
