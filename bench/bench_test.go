@@ -2,7 +2,10 @@ package bench
 
 import (
 	"context"
+	"debug/elf"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +67,7 @@ func TestPackageAndOwner(t *testing.T) {
 	if got, _ := ownerOf([]string{"runtime.scanblock", "runtime.gcBgMarkWorker", "runtime.goexit"}); got != "Go runtime: background GC" {
 		t.Errorf("ownerOf(GC) = %q", got)
 	}
-	p, err := parsePerfScript(strings.NewReader("terratask 1 \n\t 1 runtime.mallocgc\n\t 2 github.com/terratask/terratask/store/sqlite.(*Store).AppendLogs\n\nterraform 2 \n\t 3 main.main\n\n"))
+	p, err := parsePerfScript(strings.NewReader("terratask 1 \n\t 1 runtime.mallocgc\n\t 2 github.com/terratask/terratask/store/sqlite.(*Store).AppendLogs\n\nterraform 2 \n\t 3 main.main\n\n"), nil)
 	if err != nil || p.Samples != 1 || p.ByOwner[0].Name != "terratask: store" {
 		t.Fatalf("parsePerfScript = %+v, %v", p, err)
 	}
@@ -163,4 +166,47 @@ func TestQuickSmoke(t *testing.T) {
 		t.Fatalf("table:\n%s", table)
 	}
 	t.Logf("\n%s", table)
+}
+
+// TestELFResolver names a function of a small Go binary from its
+// address, absolute or relative to the binary's first segment, as perf
+// prints an address it could not resolve.
+func TestELFResolver(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a binary")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "main.go")
+	if err := os.WriteFile(src, []byte("package main\n\nfunc main() { println(\"hi\") }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "hi")
+	if out, err := exec.Command("go", "build", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Skipf("go build: %v\n%s", err, out)
+	}
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syms, err := f.Symbols()
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addr uint64
+	for _, s := range syms {
+		if s.Name == "main.main" {
+			addr = s.Value
+		}
+	}
+	resolve, err := elfResolver(bin)
+	if err != nil || addr == 0 {
+		t.Fatalf("elfResolver: %v (main.main at %#x)", err, addr)
+	}
+	if got := resolve(addr + 4); got != "main.main" {
+		t.Fatalf("resolve(%#x) = %q", addr+4, got)
+	}
+	if got := resolve(addr + 4 - 0x400000); got != "main.main" {
+		t.Fatalf("resolve of the relative address = %q", got)
+	}
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"debug/elf"
 	"fmt"
 	"io"
 	"os"
@@ -83,7 +84,14 @@ func (r *runner) profile(ctx context.Context) error {
 	if err := script.Start(); err != nil {
 		return fmt.Errorf("perf script: %v", err)
 	}
-	p, perr := parsePerfScript(out)
+	// perf may fail to read the symbols of a binary this large ("cannot get
+	// elf header"): frames it leaves unknown are resolved here from the
+	// binary's symbol table.
+	resolve, rerr := elfResolver(r.bin)
+	if rerr != nil {
+		r.res.Notes = append(r.res.Notes, fmt.Sprintf("profile: reading the symbols of %s: %v", r.bin, rerr))
+	}
+	p, perr := parsePerfScript(out, resolve)
 	if err := script.Wait(); err != nil && perr == nil {
 		perr = fmt.Errorf("perf script: %v", err)
 	}
@@ -100,9 +108,59 @@ func (r *runner) profile(ctx context.Context) error {
 	return nil
 }
 
+// elfResolver returns a function that names the function of an address in
+// the Go binary at path: a virtual address, or an offset from the binary's
+// first loadable segment as perf prints a frame it could not resolve.
+func elfResolver(path string) (func(ip uint64) string, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	syms, err := f.Symbols()
+	if err != nil {
+		return nil, err
+	}
+	type sym struct {
+		addr, size uint64
+		name       string
+	}
+	var funcs []sym
+	for _, s := range syms {
+		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Value != 0 {
+			funcs = append(funcs, sym{s.Value, s.Size, s.Name})
+		}
+	}
+	sort.Slice(funcs, func(i, j int) bool { return funcs[i].addr < funcs[j].addr })
+	base := uint64(0)
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_LOAD {
+			base = p.Vaddr - p.Off
+			break
+		}
+	}
+	lookup := func(a uint64) (string, bool) {
+		i := sort.Search(len(funcs), func(i int) bool { return funcs[i].addr > a }) - 1
+		if i < 0 || (funcs[i].size > 0 && a >= funcs[i].addr+funcs[i].size) {
+			return "", false
+		}
+		return funcs[i].name, true
+	}
+	return func(ip uint64) string {
+		if len(funcs) > 0 && ip < funcs[0].addr {
+			ip += base
+		}
+		if name, ok := lookup(ip); ok {
+			return name
+		}
+		return "[unknown]"
+	}, nil
+}
+
 // parsePerfScript reads `perf script -F comm,tid,ip,sym` output: a header
-// line per sample, then its stack, leaf first, one frame a line.
-func parsePerfScript(rd io.Reader) (*ProfileResult, error) {
+// line per sample, then its stack, leaf first, one frame a line. Frames
+// perf left unknown go through resolve, when given.
+func parsePerfScript(rd io.Reader, resolve func(ip uint64) string) (*ProfileResult, error) {
 	owners, funcs, pkgs := map[string]int{}, map[string]int{}, map[string]int{}
 	samples := 0
 	var stack []string
@@ -140,8 +198,13 @@ func parsePerfScript(rd io.Reader) (*ProfileResult, error) {
 			continue
 		}
 		sym := f[1]
-		if strings.HasPrefix(f[0], "ffffffff") {
+		switch {
+		case strings.HasPrefix(f[0], "ffffffff"):
 			sym = "[kernel]"
+		case sym == "[unknown]" && resolve != nil:
+			if ip, err := strconv.ParseUint(f[0], 16, 64); err == nil {
+				sym = resolve(ip)
+			}
 		}
 		stack = append(stack, sym)
 	}
