@@ -109,8 +109,8 @@ func (r *runner) profile(ctx context.Context) error {
 }
 
 // elfResolver returns a function that names the function of an address in
-// the Go binary at path: a virtual address, or an offset from the binary's
-// first loadable segment as perf prints a frame it could not resolve.
+// the Go binary at path, given as perf prints a frame it could not resolve:
+// relative to the binary's first loadable segment.
 func elfResolver(path string) (func(ip uint64) string, error) {
 	f, err := elf.Open(path)
 	if err != nil {
@@ -147,10 +147,7 @@ func elfResolver(path string) (func(ip uint64) string, error) {
 		return funcs[i].name, true
 	}
 	return func(ip uint64) string {
-		if len(funcs) > 0 && ip < funcs[0].addr {
-			ip += base
-		}
-		if name, ok := lookup(ip); ok {
+		if name, ok := lookup(ip + base); ok {
 			return name
 		}
 		return "[unknown]"
