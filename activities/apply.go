@@ -40,8 +40,10 @@ func (r *Runner) Apply(ctx context.Context, in StepInput) (out ApplyOutput, err 
 			// The task ends with this step: clean up as Cleanup would
 			// (whose safety net, processes of the task left anywhere on
 			// this host, runs here too). A failure leaves it to Cleanup.
-			if n := r.stopTaskProcesses(in.Task.ID, true); n > 0 {
-				r.logger().Warn("stopped processes the task left running", zap.String("task", in.Task.ID), zap.Int("processes", n))
+			if !r.quiet(in.Task.ID) {
+				if n := r.stopTaskProcesses(in.Task.ID, true); n > 0 {
+					r.logger().Warn("stopped processes the task left running", zap.String("task", in.Task.ID), zap.Int("processes", n))
+				}
 			}
 			out.CleanedUp = r.removeWorkDir(actx, in.Task.ID, s.paths) == nil
 		}

@@ -17,7 +17,7 @@ func (r *Runner) Cleanup(ctx context.Context, in StepInput) (err error) {
 	if err != nil {
 		return err
 	}
-	s.stopLeftovers()
+	s.stopTaskLeftovers()
 	s.reviewLeftOver(ctx)
 	return r.removeWorkDir(ctx, in.Task.ID, s.paths)
 }
@@ -28,6 +28,7 @@ func (r *Runner) removeWorkDir(ctx context.Context, taskID string, p taskPaths) 
 	r.forgetTerraform(taskID)
 	r.st().mu.Lock()
 	delete(r.st().made, taskID)
+	delete(r.st().dirty, taskID)
 	r.st().mu.Unlock()
 	if _, err := os.Stat(p.work); errors.Is(err, os.ErrNotExist) {
 		return nil

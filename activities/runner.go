@@ -141,8 +141,9 @@ type runnerState struct {
 	// every command (about 100 ms each). Keyed by task ID; Cleanup drops it.
 	tfs map[string]*cachedTF
 	// made are the tasks whose work dir this process created: no earlier
-	// process ran them here (see Init).
-	made map[string]bool
+	// process ran them here (see Init); dirty those of which a step may
+	// have left processes behind (see Runner.quiet).
+	made, dirty map[string]bool
 	// versions is each binary's `terraform version`, given to every new
 	// handle (tfversion.go).
 	versions binaryVersions
@@ -169,6 +170,7 @@ func (r *Runner) st() *runnerState {
 			execs:  map[string]bool{},
 			spools: map[string]bool{},
 			made:   map[string]bool{},
+			dirty:  map[string]bool{},
 		}
 	})
 	return r.state

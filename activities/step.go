@@ -294,6 +294,7 @@ func (s *stepRun) finish(ctx context.Context, err error) error {
 		// An interrupted or failed command may have left processes that
 		// left its group: look everywhere.
 		s.procs.Thorough()
+		s.r.markDirty(s.in.Task.ID)
 	}
 	s.stopProcesses()
 	s.mu.Lock()

@@ -122,7 +122,7 @@ func (s *stepRun) terraform(dir, execPath string) (*tfexec.Terraform, error) {
 	if err := tf.SetWaitDelay(s.r.stopGrace()); err != nil {
 		return nil, internalErrorf("preparing terraform: %v", err)
 	}
-	tf.SetStderr(&lineWriter{fn: func(line string) { stderrLine(s.book, s.textDiags, line) }, onFirst: s.procs.Note})
+	tf.SetStderr(&lineWriter{fn: func(line string) { stderrLine(s.book, s.textDiags, line) }})
 	return tf, nil
 }
 
@@ -138,8 +138,41 @@ func (s *stepRun) uiWriter() *lineWriter {
 // sit in a process group a marked process had.
 func (s *stepRun) stopProcesses() {
 	if n := s.procs.Stop(leftoverGrace); n > 0 {
+		s.r.markDirty(s.in.Task.ID)
 		s.book.runner(store.LevelWarn, "stopped %d process(es) that Terraform left running", n)
 	}
+}
+
+// markDirty records that a step of the task may have left processes
+// behind: its end scans every process of the task (see quiet).
+func (r *Runner) markDirty(taskID string) {
+	st := r.st()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.dirty) >= maxCachedTF {
+		st.dirty = map[string]bool{}
+	}
+	st.dirty[taskID] = true
+}
+
+// quiet reports whether every step of the task ran in this process (which
+// made its work dir) and ended with nothing left running: then no process
+// of the task can be left on this host, and its end reads no /proc.
+func (r *Runner) quiet(taskID string) bool {
+	st := r.st()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.made[taskID] && !st.dirty[taskID]
+}
+
+// stopTaskLeftovers is the task's last look for processes left on this
+// host, at its end (Cleanup, or an apply that cleans up): skipped when the
+// task was quiet.
+func (s *stepRun) stopTaskLeftovers() {
+	if s.r.quiet(s.in.Task.ID) {
+		return
+	}
+	s.stopLeftovers()
 }
 
 // stopLeftovers ends processes of this task that no step in this process

@@ -528,3 +528,70 @@ func cpuTime(t *testing.T) time.Duration {
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * time.Second / 100 // USER_HZ = 100
 }
+
+// TestVisibilityIndexes: a new database has the visibility indexes a dev
+// server queries and none of the others; one made with all of them loses
+// the others at the next start.
+func TestVisibilityIndexes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "temporal.db")
+	if _, err := ensureSchema(context.Background(), path); err != nil {
+		t.Fatal(err)
+	}
+	indexes := func() map[string]bool {
+		db, err := sql.Open("sqlite", ourDSN(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		rows, err := db.Query(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'executions_visibility' AND sql IS NOT NULL`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		got := map[string]bool{}
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			got[n] = true
+		}
+		return got
+	}
+	got := indexes()
+	for name := range keptVisibilityIndexes {
+		if !got[name] {
+			t.Errorf("index %s is missing", name)
+		}
+	}
+	if len(got) != len(keptVisibilityIndexes) {
+		t.Errorf("indexes %v, want only %d", got, len(keptVisibilityIndexes))
+	}
+
+	// A database made with every index (before this change).
+	stmts, err := schemaStatements()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", ourDSN(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stmts {
+		if droppedVisibilityIndex(s) != "" {
+			if _, err := db.Exec(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	db.Close()
+	if n := len(indexes()); n <= len(keptVisibilityIndexes) {
+		t.Fatalf("the old database has %d indexes", n)
+	}
+	if created, err := ensureSchema(context.Background(), path); err != nil || created {
+		t.Fatalf("ensureSchema of an existing database: %v %v", created, err)
+	}
+	if got := indexes(); len(got) != len(keptVisibilityIndexes) {
+		t.Fatalf("after a start: %d indexes, want %d", len(got), len(keptVisibilityIndexes))
+	}
+}

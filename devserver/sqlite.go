@@ -227,7 +227,7 @@ func ensureSchema(ctx context.Context, path string) (created bool, err error) {
 	}
 	switch {
 	case len(missing) == 0:
-		return false, nil
+		return false, dropVisibilityIndexes(ctx, db, stmts)
 	case len(existing) > 0:
 		return false, fmt.Errorf("%s is not a usable dev server database: it has %d tables but lacks %v (made by another Temporal version, or not a Temporal database); move it away to start fresh",
 			path, len(existing), missing)
@@ -238,6 +238,9 @@ func ensureSchema(ctx context.Context, path string) (created bool, err error) {
 		return false, fmt.Errorf("create schema in %s: %w", path, err)
 	}
 	for _, s := range stmts {
+		if droppedVisibilityIndex(s) != "" {
+			continue // see visibility.go
+		}
 		if _, err := tx.ExecContext(ctx, s); err != nil {
 			_ = tx.Rollback()
 			return false, fmt.Errorf("create schema in %s: %q: %w", path, s, err)

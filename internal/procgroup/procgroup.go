@@ -234,10 +234,47 @@ type Tracker struct {
 
 	mu     sync.Mutex
 	groups map[int]bool
-	// thorough makes Stop scan every process (see Thorough); noted is
-	// set once Note has read this process's children successfully.
+	// thorough makes Stop scan every process (see Thorough).
 	thorough bool
-	noted    bool
+}
+
+// childrenReadable reports, once per process, whether this kernel lists a
+// process's children (CONFIG_PROC_CHILDREN): without, Stop always reads all
+// of /proc.
+var childrenReadable = sync.OnceValue(func() bool {
+	_, err := Children(os.Getpid())
+	return err == nil
+})
+
+// marks caches which marker value each process started with, by (PID,
+// start time), for processes found to carry one (a process not yet exec'd
+// shows its parent's environment, so an absent marker is never cached).
+// Note reads the environment of a child only once.
+var marks = struct {
+	sync.Mutex
+	m map[procKey]string
+}{m: map[procKey]string{}}
+
+// markOf returns the value of key in p's environment, from the cache when
+// p was seen with it before.
+func markOf(p Proc, key string) (string, bool) {
+	k := procKey{p.PID, p.Start}
+	marks.Lock()
+	v, ok := marks.m[k]
+	marks.Unlock()
+	if ok {
+		return v, true
+	}
+	v, ok = p.Getenv(key)
+	if ok && p.Start != 0 {
+		marks.Lock()
+		if len(marks.m) >= maxEnvCache {
+			marks.m = map[procKey]string{}
+		}
+		marks.m[k] = v
+		marks.Unlock()
+	}
+	return v, ok
 }
 
 // Children returns the PIDs of pid's children, read from
@@ -286,13 +323,12 @@ func (t *Tracker) Note() {
 		if err != nil || !p.Alive() || p.PGID <= 1 || p.PGID == own {
 			continue
 		}
-		if p.HasEnv(t.Key, t.Value) {
+		if v, ok := markOf(p, t.Key); ok && v == t.Value {
 			groups = append(groups, p.PGID)
 		}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.noted = true
 	for _, g := range groups {
 		t.groups[g] = true
 	}
@@ -307,12 +343,13 @@ func (t *Tracker) Thorough() {
 	t.mu.Unlock()
 }
 
-// settled reports whether Stop may skip the scan of /proc: Note worked, the
-// Tracker is not thorough and no recorded group has a member left.
+// settled reports whether Stop may skip the scan of /proc: this kernel
+// lists children (so Note could record the groups), the Tracker is not
+// thorough and no recorded group has a member left.
 func (t *Tracker) settled() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.thorough || !t.noted {
+	if t.thorough || !childrenReadable() {
 		return false
 	}
 	for g := range t.groups {
@@ -362,7 +399,6 @@ func (t *Tracker) Members() []Proc {
 // grace. It returns how many processes it found. When the recorded groups
 // are empty (and the Tracker is not thorough) it reads nothing more.
 func (t *Tracker) Stop(grace time.Duration) int {
-	t.Note()
 	if t.settled() {
 		return 0
 	}
