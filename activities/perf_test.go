@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-version"
 	"github.com/hashicorp/terraform-exec/tfexec"
 
+	"github.com/terratask/terratask/internal/testbin"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
@@ -248,5 +249,42 @@ func TestApplyCleansUpWhenAsked(t *testing.T) {
 	f.mustExec("Cleanup", in, nil)
 	if _, err := f.plans.GetPlan(context.Background(), "acme", in.Task.ID); err != nil {
 		t.Fatalf("Cleanup did not show the plan nobody applied: %v\n%s", err, f.sink.text(in.Task.ID))
+	}
+}
+
+// TestInitTemplateIsPerEngine: a directory Terraform initialised never
+// serves an OpenTofu task of the same configuration and workspace, nor the
+// other way round; each engine then reuses its own.
+func TestInitTemplateIsPerEngine(t *testing.T) {
+	t.Parallel()
+	tofu := testbin.Tofu(t)
+	f := newFixture(t)
+	f.r.TofuPaths = []string{tofu}
+	run := func(engine task.Engine, path string) string {
+		t.Helper()
+		in := f.newTask(task.Params{Engine: engine, Module: "basic", Workspace: "tmpl-engines"}, task.Secrets{})
+		in.TerraformPath = path
+		f.mustExec("Init", in, nil)
+		f.mustExec("Cleanup", in, nil)
+		return f.sink.text(in.Task.ID)
+	}
+	const reused = "init was not needed"
+	for i, c := range []struct {
+		engine task.Engine
+		path   string
+		reuse  bool
+	}{
+		{task.EngineTerraform, f.tfPath, false},
+		{task.EngineOpenTofu, tofu, false},
+		{task.EngineOpenTofu, tofu, true},
+		{task.EngineTerraform, f.tfPath, true},
+	} {
+		if logs := run(c.engine, c.path); strings.Contains(logs, reused) != c.reuse {
+			t.Fatalf("init %d (%s): reused a template = %v, want %v:\n%s", i, c.engine, !c.reuse, c.reuse, logs)
+		}
+	}
+	ents, err := os.ReadDir(filepath.Join(f.r.dataDir(), templatesDir))
+	if err != nil || len(ents) != 2 {
+		t.Fatalf("templates: %v %v, want one per engine", ents, err)
 	}
 }
