@@ -103,6 +103,54 @@ var recordScenarios = []struct {
 		}
 		return e.dev.waitScheduled(t, s.ID, 1, 2*time.Minute)[0].ID
 	}},
+	// The claim-install version (GetVersion "claim-install", perf): the
+	// claim installs, the pickup and the first step starts share a Record,
+	// a successful apply cleans up itself.
+	{"v3-completed", func(t *testing.T, e recordEnv) string {
+		return e.dev.create(t, map[string]any{"name": "record v3 completed", "agent_id": "agent-record", "runner_id": "local",
+			"parameters": map[string]any{"files": fixture(t, "echo"), "word": "recorded",
+				"sensitive_variables": map[string]any{"token": "recorded-secret"}}}).ID
+	}},
+	{"v3-plan", func(t *testing.T, e recordEnv) string {
+		return e.dev.create(t, map[string]any{"name": "record v3 plan", "agent_id": "agent-record", "runner_id": "local",
+			"parameters": map[string]any{"files": fixture(t, "workspace"), "action": "plan"}}).ID
+	}},
+	{"v3-failed", func(t *testing.T, e recordEnv) string {
+		return e.dev.create(t, map[string]any{"name": "record v3 failed", "agent_id": "agent-record", "runner_id": "local",
+			"parameters": map[string]any{"files": fixture(t, "broken")}}).ID
+	}},
+	{"v3-cancelled", func(t *testing.T, e recordEnv) string {
+		id := e.dev.create(t, map[string]any{"name": "record v3 cancelled", "agent_id": "agent-record", "runner_id": "local",
+			"parameters": map[string]any{"files": fixture(t, "slow"), "parallelism": 1, "step_seconds": 2}}).ID
+		e.dev.waitStatus(t, id, 2*time.Minute, func(s Status) bool {
+			return s.Metadata.CurrentStep == "applying" && s.Metadata.ChangesDone >= 1 || terminal(s)
+		})
+		if code, _ := e.dev.request(t, http.MethodPut, "/api/v1/tasks/"+id+"/cancel", nil, nil); code != http.StatusOK {
+			t.Fatalf("cancel: %d", code)
+		}
+		return id
+	}},
+	{"v3-approved", func(t *testing.T, e recordEnv) string {
+		tk := e.dev.create(t, reviewBody(t, "approved", "rec-v3-approved", 1, map[string]any{"approval": "required"}))
+		waitWaiting(t, e.dev, tk.ID)
+		mustDecide(t, e.dev, tk.ID, "approve", `{"comment":"recorded"}`)
+		return tk.ID
+	}},
+	{"v3-rejected", func(t *testing.T, e recordEnv) string {
+		tk := e.dev.create(t, reviewBody(t, "rejected", "rec-v3-rejected", 1, map[string]any{"approval": "required"}))
+		waitWaiting(t, e.dev, tk.ID)
+		mustDecide(t, e.dev, tk.ID, "reject", "")
+		return tk.ID
+	}},
+	{"v3-scheduled-drift", func(t *testing.T, e recordEnv) string {
+		s := e.dev.createSchedule(t, map[string]any{"name": "record v3 drift", "kind": "drift", "cron": "@daily", "paused": true,
+			"template": map[string]any{"name": "record v3 drift check", "agent_id": "agent-record", "runner_id": "local",
+				"parameters": map[string]any{"files": fixture(t, "workspace"), "workspace": "rec-v3-drift"}}})
+		if code, _ := e.dev.request(t, http.MethodPost, "/api/v1/schedules/"+s.ID+"/trigger", nil, nil); code != http.StatusOK {
+			t.Fatalf("trigger: %d", code)
+		}
+		return e.dev.waitScheduled(t, s.ID, 1, 2*time.Minute)[0].ID
+	}},
 }
 
 func mustDecide(t *testing.T, p *devProc, id, verb, body string) {
