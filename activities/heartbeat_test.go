@@ -84,7 +84,7 @@ func TestFailedHeartbeatsNeverStopAStep(t *testing.T) {
 // longer knows as a retryable failure.
 func TestServerAnswersStopAStep(t *testing.T) {
 	t.Parallel()
-	for _, c := range []struct {
+	for i, c := range []struct {
 		name   string
 		answer error
 		check  func(t *testing.T, err error)
@@ -105,7 +105,9 @@ func TestServerAnswersStopAStep(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t)
-			secs := "41." + time.Now().Format("150405000")
+			// Unique per subtest: they run at once, and each answers by the
+			// sight of its own provisioner's sleep.
+			secs := fmt.Sprintf("41.%d%s", i+1, time.Now().Format("150405"))
 			in := f.slowApplyTask(secs)
 			var answered atomic.Int64 // unix nanos of the first answer
 			f.r.Heartbeat = func(context.Context, []byte, ...any) error {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -50,7 +51,11 @@ output "value" {
 		if r.code != 200 {
 			t.Fatalf("plan of %s: %d %s", id, r.code, r.body)
 		}
-		return r.object(t)["summary"].(map[string]any)["add"].(float64)
+		n, err := strconv.ParseFloat(fmt.Sprint(r.object(t)["summary"].(map[string]any)["add"]), 64)
+		if err != nil {
+			t.Fatalf("plan of %s: %s", id, r.body)
+		}
+		return n
 	}
 
 	a1, logs := run(wsA, "value-a")
