@@ -173,6 +173,18 @@ func TestDriftRemediationWaitsForApproval(t *testing.T) {
 	if !d.Drifted || d.RemediationTaskID != c.ID+"-remediation" {
 		t.Fatalf("drift %+v", d)
 	}
+	// The control plane starts the remediation as it records the check's
+	// end, which the status route may show a moment before (it answers a
+	// running workflow's query): give it that moment.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		code, _ := shared.request(t, http.MethodGet, "/api/v1/tasks/"+d.RemediationTaskID+"/status", nil, nil)
+		if code == http.StatusOK {
+			break
+		}
+		if code != http.StatusNotFound || time.Now().After(deadline) {
+			t.Fatalf("status of the remediation %s: %d", d.RemediationTaskID, code)
+		}
+	}
 	seen := shared.waitStatus(t, d.RemediationTaskID, 2*time.Minute, func(s Status) bool {
 		return s.Status == "waiting_approval" || terminal(s)
 	})
