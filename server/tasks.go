@@ -82,6 +82,11 @@ func (s *Server) createTask(c *gin.Context) {
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		// A taken ID must be an error, not the other run handed back.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		// Where the control-plane worker shares the server's client (dev,
+		// a server that runs the control plane), the start's answer carries
+		// the workflow's first task to it: no trip through matching. The
+		// SDK asks for it only when such a worker polls the task queue.
+		EnableEagerStart: true,
 	}
 	var digest string
 	if idemKey != "" {
