@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"time"
+	"unicode/utf8"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -43,10 +44,7 @@ func remediationInput(in task.Input, d *task.Drift, now time.Time) *task.Input {
 	}
 	out := in
 	out.ID = in.ID + "-remediation"
-	out.Name = "remediate drift: " + in.Name
-	if len(out.Name) > 256 {
-		out.Name = out.Name[:256]
-	}
+	out.Name = truncateUTF8("remediate drift: "+in.Name, 256)
 	out.CreatedAt = now
 	out.ScheduleID = ""
 	out.Params.Action = task.ActionApply
@@ -60,4 +58,16 @@ func remediationInput(in task.Input, d *task.Drift, now time.Time) *task.Input {
 	}
 	out.Metadata["remediates"] = in.ID
 	return &out
+}
+
+// truncateUTF8 cuts s to at most n bytes (the API's limit on a name) without
+// splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

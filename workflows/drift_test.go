@@ -1,7 +1,10 @@
 package workflows
 
 import (
+	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
@@ -56,4 +59,19 @@ func TestDriftGoesIntoTheResultAndNamesTheRemediation(t *testing.T) {
 		require.Equal(t, "", rem.ScheduleID)
 		require.Equal(t, map[string]any{"team": "infra", "remediates": "task-abc"}, rem.Metadata)
 	}
+}
+
+func TestRemediationNameKeepsWholeCharacters(t *testing.T) {
+	in := input(task.ActionPlan)
+	in.Params.Remediate = task.RemediateApproval
+	// "remediate drift: " is 17 bytes; 238 ASCII bytes then "é" (2 bytes)
+	// puts the character across the 256-byte limit.
+	in.Name = strings.Repeat("x", 238) + "é" + "tail"
+	out := remediationInput(in, &task.Drift{Drifted: true}, time.Unix(0, 0))
+	require.NotNil(t, out)
+	require.True(t, utf8.ValidString(out.Name), "name %q", out.Name)
+	require.LessOrEqual(t, len(out.Name), 256)
+	require.Equal(t, "remediate drift: "+strings.Repeat("x", 238), out.Name)
+	short := remediationInput(input(task.ActionPlan), &task.Drift{Drifted: true}, time.Unix(0, 0))
+	require.Nil(t, short) // no remediate: no remediation task
 }
