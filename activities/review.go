@@ -137,21 +137,10 @@ func (s *stepRun) newTerraform(dir, execPath string) (*tfexec.Terraform, error) 
 	if err != nil {
 		return nil, internalErrorf("preparing terraform: %v", err)
 	}
-	s.r.st().versions.share(tf, execPath)
-	tf.SetStdout(nil)
-	env, err := s.terraformEnv()
-	if err != nil {
-		return nil, err
-	}
-	if err := tf.SetEnv(env); err != nil {
-		return nil, configErrorf("env: %v", err)
-	}
-	if err := tf.SetWaitDelay(s.r.stopGrace()); err != nil {
-		return nil, internalErrorf("preparing terraform: %v", err)
-	}
 	// Its own diagnostics reader: the other command's stderr feeds the
 	// step's.
-	diags := &textDiagnostics{tr: newUITracker()}
-	tf.SetStderr(&lineWriter{fn: func(line string) { stderrLine(s.book, diags, line) }})
+	if err := s.setUpTerraform(tf, execPath, &textDiagnostics{tr: newUITracker()}); err != nil {
+		return nil, err
+	}
 	return tf, nil
 }

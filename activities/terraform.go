@@ -110,20 +110,30 @@ func (s *stepRun) terraform(dir, execPath string) (*tfexec.Terraform, error) {
 	if err != nil {
 		return nil, internalErrorf("preparing terraform: %v", err)
 	}
+	if err := s.setUpTerraform(tf, execPath, s.textDiags); err != nil {
+		return nil, err
+	}
+	return tf, nil
+}
+
+// setUpTerraform gives a handle what every command of the step needs: the
+// shared version check, the step's environment, its stop grace, and a
+// stderr that feeds the step's log through diags.
+func (s *stepRun) setUpTerraform(tf *tfexec.Terraform, execPath string, diags *textDiagnostics) error {
 	s.r.st().versions.share(tf, execPath)
 	tf.SetStdout(io.Discard)
 	env, err := s.terraformEnv()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := tf.SetEnv(env); err != nil {
-		return nil, configErrorf("env: %v", err)
+		return configErrorf("env: %v", err)
 	}
 	if err := tf.SetWaitDelay(s.r.stopGrace()); err != nil {
-		return nil, internalErrorf("preparing terraform: %v", err)
+		return internalErrorf("preparing terraform: %v", err)
 	}
-	tf.SetStderr(&lineWriter{fn: func(line string) { stderrLine(s.book, s.textDiags, line) }})
-	return tf, nil
+	tf.SetStderr(&lineWriter{fn: func(line string) { stderrLine(s.book, diags, line) }})
+	return nil
 }
 
 // uiWriter is the stdout of a -json command. Its first line tells the
