@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -33,35 +34,55 @@ type recordEnv struct {
 // recorder's dev and returns the ID of the task whose history to keep,
 // once it has ended. Add a scenario here when the workflow gets a new
 // version.
-var recordScenarios = []struct {
+var recordScenarios = slices.Concat(
+	// The v1 workflow under the payload codec (ops): encrypted histories.
+	lifecycleScenarios("v1-encrypted-", "record "),
+	// The claim-install version (GetVersion "claim-install", perf): the
+	// claim installs, the pickup and the first step starts share a Record,
+	// a successful apply cleans up itself.
+	lifecycleScenarios("v3-", "record v3 "),
+	otherScenarios,
+)
+
+// recordScenario is one run of the recorder.
+type recordScenario struct {
 	name string
 	run  func(t *testing.T, e recordEnv) string
-}{
-	// The v1 workflow under the payload codec (ops): encrypted histories.
-	{"v1-encrypted-completed", func(t *testing.T, e recordEnv) string {
-		return e.dev.create(t, map[string]any{"name": "record completed", "agent_id": "agent-record", "runner_id": "local",
-			"parameters": map[string]any{"files": fixture(t, "echo"), "word": "recorded",
-				"sensitive_variables": map[string]any{"token": "recorded-secret"}}}).ID
-	}},
-	{"v1-encrypted-plan", func(t *testing.T, e recordEnv) string {
-		return e.dev.create(t, map[string]any{"name": "record plan", "agent_id": "agent-record", "runner_id": "local",
-			"parameters": map[string]any{"files": fixture(t, "workspace"), "action": "plan"}}).ID
-	}},
-	{"v1-encrypted-failed", func(t *testing.T, e recordEnv) string {
-		return e.dev.create(t, map[string]any{"name": "record failed", "agent_id": "agent-record", "runner_id": "local",
-			"parameters": map[string]any{"files": fixture(t, "broken")}}).ID
-	}},
-	{"v1-encrypted-cancelled", func(t *testing.T, e recordEnv) string {
-		id := e.dev.create(t, map[string]any{"name": "record cancelled", "agent_id": "agent-record", "runner_id": "local",
-			"parameters": map[string]any{"files": fixture(t, "slow"), "parallelism": 1, "step_seconds": 2}}).ID
-		e.dev.waitStatus(t, id, 2*time.Minute, func(s Status) bool {
-			return s.Metadata.CurrentStep == "applying" && s.Metadata.ChangesDone >= 1 || terminal(s)
-		})
-		if code, _ := e.dev.request(t, http.MethodPut, "/api/v1/tasks/"+id+"/cancel", nil, nil); code != http.StatusOK {
-			t.Fatalf("cancel: %d", code)
-		}
-		return id
-	}},
+}
+
+// lifecycleScenarios are a completed, a plan-only, a failed and a cancelled
+// task, named prefix+"completed" and so on, each task named label+what.
+func lifecycleScenarios(prefix, label string) []recordScenario {
+	create := func(t *testing.T, e recordEnv, what string, params map[string]any) string {
+		return e.dev.create(t, map[string]any{"name": label + what, "agent_id": "agent-record", "runner_id": "local",
+			"parameters": params}).ID
+	}
+	return []recordScenario{
+		{prefix + "completed", func(t *testing.T, e recordEnv) string {
+			return create(t, e, "completed", map[string]any{"files": fixture(t, "echo"), "word": "recorded",
+				"sensitive_variables": map[string]any{"token": "recorded-secret"}})
+		}},
+		{prefix + "plan", func(t *testing.T, e recordEnv) string {
+			return create(t, e, "plan", map[string]any{"files": fixture(t, "workspace"), "action": "plan"})
+		}},
+		{prefix + "failed", func(t *testing.T, e recordEnv) string {
+			return create(t, e, "failed", map[string]any{"files": fixture(t, "broken")})
+		}},
+		{prefix + "cancelled", func(t *testing.T, e recordEnv) string {
+			id := create(t, e, "cancelled", map[string]any{"files": fixture(t, "slow"), "parallelism": 1, "step_seconds": 2})
+			e.dev.waitStatus(t, id, 2*time.Minute, func(s Status) bool {
+				return s.Metadata.CurrentStep == "applying" && s.Metadata.ChangesDone >= 1 || terminal(s)
+			})
+			if code, _ := e.dev.request(t, http.MethodPut, "/api/v1/tasks/"+id+"/cancel", nil, nil); code != http.StatusOK {
+				t.Fatalf("cancel: %d", code)
+			}
+			return id
+		}},
+	}
+}
+
+// otherScenarios are the recorder's runs of one kind each.
+var otherScenarios = []recordScenario{
 	// The approval version (GetVersion "approval").
 	{"v2-approved", func(t *testing.T, e recordEnv) string {
 		tk := e.dev.create(t, reviewBody(t, "approved", "rec-approved", 1, map[string]any{"approval": "required"}))
@@ -103,33 +124,7 @@ var recordScenarios = []struct {
 		}
 		return e.dev.waitScheduled(t, s.ID, 1, 2*time.Minute)[0].ID
 	}},
-	// The claim-install version (GetVersion "claim-install", perf): the
-	// claim installs, the pickup and the first step starts share a Record,
-	// a successful apply cleans up itself.
-	{"v3-completed", func(t *testing.T, e recordEnv) string {
-		return e.dev.create(t, map[string]any{"name": "record v3 completed", "agent_id": "agent-record", "runner_id": "local",
-			"parameters": map[string]any{"files": fixture(t, "echo"), "word": "recorded",
-				"sensitive_variables": map[string]any{"token": "recorded-secret"}}}).ID
-	}},
-	{"v3-plan", func(t *testing.T, e recordEnv) string {
-		return e.dev.create(t, map[string]any{"name": "record v3 plan", "agent_id": "agent-record", "runner_id": "local",
-			"parameters": map[string]any{"files": fixture(t, "workspace"), "action": "plan"}}).ID
-	}},
-	{"v3-failed", func(t *testing.T, e recordEnv) string {
-		return e.dev.create(t, map[string]any{"name": "record v3 failed", "agent_id": "agent-record", "runner_id": "local",
-			"parameters": map[string]any{"files": fixture(t, "broken")}}).ID
-	}},
-	{"v3-cancelled", func(t *testing.T, e recordEnv) string {
-		id := e.dev.create(t, map[string]any{"name": "record v3 cancelled", "agent_id": "agent-record", "runner_id": "local",
-			"parameters": map[string]any{"files": fixture(t, "slow"), "parallelism": 1, "step_seconds": 2}}).ID
-		e.dev.waitStatus(t, id, 2*time.Minute, func(s Status) bool {
-			return s.Metadata.CurrentStep == "applying" && s.Metadata.ChangesDone >= 1 || terminal(s)
-		})
-		if code, _ := e.dev.request(t, http.MethodPut, "/api/v1/tasks/"+id+"/cancel", nil, nil); code != http.StatusOK {
-			t.Fatalf("cancel: %d", code)
-		}
-		return id
-	}},
+	// The claim-install version, waiting for approval and scheduled.
 	{"v3-approved", func(t *testing.T, e recordEnv) string {
 		tk := e.dev.create(t, reviewBody(t, "approved", "rec-v3-approved", 1, map[string]any{"approval": "required"}))
 		waitWaiting(t, e.dev, tk.ID)
