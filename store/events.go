@@ -183,3 +183,19 @@ type EventStore interface {
 	// wakes it.
 	Listen(ctx context.Context, fn func(Change)) error
 }
+
+// Check says what both stores refuse in a webhook to create.
+func (w Webhook) Check() error {
+	if w.ID == "" || w.Org == "" || w.URL == "" {
+		return errors.New("ID, org and URL are required")
+	}
+	return nil
+}
+
+// Check says what both stores refuse in a delivery attempt to record.
+func (d Delivery) Check() error {
+	if d.Org == "" || d.EventID == "" || d.Target == "" {
+		return errors.New("org, event ID and target are required")
+	}
+	return nil
+}

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -15,8 +14,8 @@ import (
 
 // CreateWebhook stores w; an ID that exists is an error.
 func (s *Store) CreateWebhook(ctx context.Context, w store.Webhook) error {
-	if w.ID == "" || w.Org == "" || w.URL == "" {
-		return errors.New("postgres store: create webhook: ID, org and URL are required")
+	if err := w.Check(); err != nil {
+		return fmt.Errorf("postgres store: create webhook: %w", err)
 	}
 	events := make([]string, len(w.Events))
 	for i, e := range w.Events {
@@ -108,8 +107,8 @@ func (s *Store) DeleteWebhook(ctx context.Context, org, id string) error {
 
 // AddDelivery records a delivery attempt.
 func (s *Store) AddDelivery(ctx context.Context, d store.Delivery) error {
-	if d.Org == "" || d.EventID == "" || d.Target == "" {
-		return errors.New("postgres store: add delivery: org, event ID and target are required")
+	if err := d.Check(); err != nil {
+		return fmt.Errorf("postgres store: add delivery: %w", err)
 	}
 	if d.Attempt < 0 || d.Attempt > maxInt32 || d.StatusCode < 0 || d.StatusCode > maxInt32 {
 		return fmt.Errorf("postgres store: add delivery of %s: attempt or status out of range", d.EventID)

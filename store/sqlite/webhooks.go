@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/terratask/terratask/store"
@@ -13,8 +12,8 @@ import (
 
 // CreateWebhook stores w; an ID that exists is an error.
 func (s *Store) CreateWebhook(ctx context.Context, w store.Webhook) error {
-	if w.ID == "" || w.Org == "" || w.URL == "" {
-		return errors.New("sqlite store: create webhook: ID, org and URL are required")
+	if err := w.Check(); err != nil {
+		return fmt.Errorf("sqlite store: create webhook: %w", err)
 	}
 	events, err := json.Marshal(nonNilTypes(w.Events))
 	if err != nil {
@@ -121,8 +120,8 @@ func (s *Store) DeleteWebhook(ctx context.Context, org, id string) error {
 
 // AddDelivery records a delivery attempt.
 func (s *Store) AddDelivery(ctx context.Context, d store.Delivery) error {
-	if d.Org == "" || d.EventID == "" || d.Target == "" {
-		return errors.New("sqlite store: add delivery: org, event ID and target are required")
+	if err := d.Check(); err != nil {
+		return fmt.Errorf("sqlite store: add delivery: %w", err)
 	}
 	ok := 0
 	if d.Succeeded {
