@@ -146,6 +146,8 @@ func TestApprovalRequiredWaitsThenAppliesTheSavedPlan(t *testing.T) {
 }
 
 func hasLog(f *fixture, sub string) bool {
+	f.rec.mu.Lock()
+	defer f.rec.mu.Unlock()
 	for _, rec := range f.rec.records {
 		for _, l := range rec.Logs {
 			if strings.Contains(l.Message, sub) {
@@ -355,10 +357,24 @@ func approvingParent(ctx workflow.Context, in task.Input) (task.Output, error) {
 
 func TestDecisionSignalWhileNotWaitingIsIgnored(t *testing.T) {
 	f := newFixture(t)
+	// The signal arrives while the task plans (a delayed callback fired only
+	// when the test clock skipped ahead, which a run of mocked activities
+	// may never do); this mock comes first, so plan's runs once through it.
+	f.env.OnActivity(activities.NamePlan, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.StepInput) (activities.PlanOutput, error) {
+			f.env.SignalWorkflow(task.SignalDecision, task.Decision{Approve: false, By: "early-bot"})
+			return activities.PlanOutput{HasChanges: true, PlannedChanges: 5, Add: 5}, nil
+		}).Once()
+	// The apply lasts until the refusal's log line is recorded: a line the
+	// signal's handler records as the task ends could be cut off by its end.
+	f.env.OnActivity(activities.NameApply, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.StepInput) (activities.ApplyOutput, error) {
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !hasLog(f, `decision signal from "early-bot" ignored`); {
+				time.Sleep(time.Millisecond)
+			}
+			return activities.ApplyOutput{ChangesDone: 5, CleanedUp: in.CleanUp}, nil
+		}).Once()
 	f.happy()
-	f.env.RegisterDelayedCallback(func() {
-		f.env.SignalWorkflow(task.SignalDecision, task.Decision{Approve: false, By: "early-bot"})
-	}, time.Millisecond)
 	f.env.ExecuteWorkflow(task.WorkflowType, approvalInput(task.ApprovalRequired))
 	require.NoError(t, f.env.GetWorkflowError(), "happy's plan has no summary: nothing to approve, it applies")
 	require.True(t, hasLog(f, `decision signal from "early-bot" ignored`))
