@@ -81,18 +81,22 @@ func (f *fixture) decide(t *testing.T, id string, d task.Decision) *outcome {
 
 func TestApprovalRequiredWaitsThenAppliesTheSavedPlan(t *testing.T) {
 	f := newFixture(t)
-	f.env.OnActivity(activities.NamePlan, mock.Anything, mock.Anything).Return(waitingPlan, nil).Once()
+	var waiting task.State
+	var early, won, lost *outcome
+	var callsWhileWaiting []string
+	// A decision while the task plans (sent from the plan's mock: a delayed
+	// callback fires when the test clock first skips ahead, which may be
+	// once the task already waits).
+	f.env.OnActivity(activities.NamePlan, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.StepInput) (activities.PlanOutput, error) {
+			early = f.decide(t, "early", task.Decision{Approve: true, By: "ops-b"})
+			return waitingPlan, nil
+		}).Once()
 	applied := f.applies()
 	f.happy()
 	in := approvalInput(task.ApprovalRequired)
 	in.Params.Timeout = task.Duration(time.Hour)
 	start := f.env.Now()
-	var waiting task.State
-	var early, won, lost *outcome
-	var callsWhileWaiting []string
-	f.env.RegisterDelayedCallback(func() {
-		early = f.decide(t, "early", task.Decision{Approve: true, By: "ops-b"})
-	}, time.Millisecond)
 	// Three hours of waiting: more than the task's one-hour timeout,
 	// which does not run while the task waits.
 	f.env.RegisterDelayedCallback(func() {
