@@ -80,10 +80,17 @@ func check(tb testing.TB, err error) {
 	if err == nil {
 		return
 	}
+	SkipOrFail(tb, "testbin", err.Error())
+}
+
+// SkipOrFail skips a test that lacks what, or fails it when the CI
+// environment variable is set (on CI every prerequisite is installed).
+func SkipOrFail(tb testing.TB, what, why string) {
+	tb.Helper()
 	if !Required() {
-		tb.Skipf("testbin: %v", err)
+		tb.Skipf("%s: %s", what, why)
 	}
-	tb.Fatalf("testbin: %v", err)
+	tb.Fatalf("%s: %s", what, why)
 }
 
 // cacheRoot is the directory beside the Go build cache.

@@ -1,0 +1,398 @@
+// Package sandbox runs a runner's engine commands (terraform or tofu, and
+// everything they start: provisioners, external programs, providers) in a
+// bubblewrap sandbox, so task code reaches nothing of the runner host but
+// what the step hands it.
+//
+// What a sandboxed command sees:
+//   - its own mount namespace on a fresh tmpfs root: /usr (read-only, with
+//     the /bin, /lib... links of a merged-/usr system), the system files a
+//     provider needs from /etc (CA certificates, resolv.conf, hosts,
+//     nsswitch.conf, alternatives; read-only), a minimal /etc/passwd and
+//     /etc/group, a private /tmp and HOME, its own /proc and a minimal /dev;
+//   - the paths its Spec names, at their own paths, read-write or read-only
+//     (the step's configuration dir, the engine binary, the plugin cache,
+//     provider mirrors, the CLI config);
+//   - its own PID namespace with the engine as PID 1: it sees no other
+//     process, and when the engine exits the kernel kills everything left in
+//     the namespace (setsid and double-fork included);
+//   - no capabilities, no new privileges, no further user namespaces, its
+//     own IPC, UTS and cgroup namespaces; the network is shared (providers
+//     need it).
+//
+// A command runs through a small generated wrapper script (Prepare), which is
+// what terraform-exec executes: terraform-exec stops a command with SIGINT to
+// the process it started, and bubblewrap forwards no signal, so the wrapper
+// keeps bubblewrap in the background and passes SIGINT and SIGTERM on to the
+// engine (bubblewrap's --info-fd names its PID), which stops gracefully as
+// it would in a terminal. When the wrapper is killed (terraform-exec's last
+// resort, or the runner dying), bubblewrap's --die-with-parent takes the
+// whole sandbox down.
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Mode is how a runner isolates task code.
+type Mode string
+
+// The modes of --isolation.
+const (
+	// Strict refuses to start without a working sandbox.
+	Strict Mode = "strict"
+	// Auto sandboxes when the host can, and warns when it cannot.
+	Auto Mode = "auto"
+	// Off runs engine commands unsandboxed with the runner's environment
+	// (the behaviour before isolation existed).
+	Off Mode = "off"
+)
+
+// ParseMode reads an --isolation value.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(strings.ToLower(strings.TrimSpace(s))); m {
+	case Strict, Auto, Off:
+		return m, nil
+	case "":
+		return Auto, nil
+	}
+	return "", fmt.Errorf("isolation %q: want strict, auto or off", s)
+}
+
+// Options configure a Sandbox.
+type Options struct {
+	Mode Mode
+	// Bwrap is the bubblewrap binary; default "bwrap" on PATH.
+	Bwrap string
+	// ProbeDir is where the start-up probe writes its wrapper; default the
+	// system's temporary directory.
+	ProbeDir string
+}
+
+// Sandbox decides how a runner's engine commands run. A nil *Sandbox, or
+// one that is not Active, runs them unsandboxed.
+type Sandbox struct {
+	mode   Mode
+	bwrap  string
+	reason string // why the sandbox is unavailable, when it is
+}
+
+// New finds bubblewrap and proves it works by running a command in a
+// sandbox built exactly as a step's would be. In strict mode a sandbox that
+// does not work is an error; in auto mode the Sandbox is returned inactive,
+// with Reason saying why.
+func New(ctx context.Context, o Options) (*Sandbox, error) {
+	mode := o.Mode
+	if mode == "" {
+		mode = Auto
+	}
+	s := &Sandbox{mode: mode}
+	if mode == Off {
+		s.reason = "isolation is off (--isolation off)"
+		return s, nil
+	}
+	bin := o.Bwrap
+	if bin == "" {
+		bin = "bwrap"
+	}
+	path, err := exec.LookPath(bin)
+	if err == nil {
+		path, err = filepath.Abs(path)
+	}
+	if err == nil {
+		err = probe(ctx, path, o.ProbeDir)
+	} else {
+		err = fmt.Errorf("bubblewrap (%s) not found: install it (Debian/Ubuntu: apt-get install bubblewrap; Alpine: apk add bubblewrap; Fedora: dnf install bubblewrap)", bin)
+	}
+	if err != nil {
+		s.reason = err.Error()
+		if mode == Strict {
+			return nil, fmt.Errorf("isolation strict: %w (or start with --isolation auto or off, see the README's Isolation section)", err)
+		}
+		return s, nil
+	}
+	s.bwrap = path
+	return s, nil
+}
+
+// Active reports whether engine commands run sandboxed.
+func (s *Sandbox) Active() bool { return s != nil && s.bwrap != "" }
+
+// Mode is the configured mode (Off for a nil Sandbox).
+func (s *Sandbox) Mode() Mode {
+	if s == nil {
+		return Off
+	}
+	return s.mode
+}
+
+// Reason says why the sandbox is not active ("" when it is).
+func (s *Sandbox) Reason() string {
+	if s == nil {
+		return "no sandbox configured"
+	}
+	return s.reason
+}
+
+// Status is a one-line summary for logs and /readyz.
+func (s *Sandbox) Status() string {
+	switch {
+	case s.Active():
+		return "sandboxed (bubblewrap " + s.bwrap + ")"
+	case s.Mode() == Off:
+		return "off: task code runs with the runner's power"
+	default:
+		return "unavailable: " + s.Reason()
+	}
+}
+
+// Mount is one path of the host shown inside the sandbox at the same path.
+type Mount struct {
+	Path string
+	// Write makes it read-write; else read-only.
+	Write bool
+	// Optional skips a path that does not exist instead of failing.
+	Optional bool
+}
+
+// Spec is one step's sandbox.
+type Spec struct {
+	// Dir is a private directory of the runner (0700) where the wrapper
+	// and its files are written; the caller removes it when the step ends.
+	// It is not shown inside the sandbox.
+	Dir string
+	// Engine is the absolute path of the binary the wrapper runs (it must be
+	// visible inside: under /usr, or in Mounts).
+	Engine string
+	// Mounts are applied in order: a later mount shows through an earlier
+	// one (a read-write file inside a read-only dir).
+	Mounts []Mount
+}
+
+// Wrapper is the file name of the wrapper Prepare writes into Spec.Dir.
+const Wrapper = "engine"
+
+// Prepare writes the wrapper for spec and returns its path: an executable
+// that runs Engine with the arguments and environment it is given, inside
+// the sandbox. The environment is passed through whole: the caller builds
+// it for the task (see the package doc for what else is visible).
+func (s *Sandbox) Prepare(spec Spec) (string, error) {
+	if !s.Active() {
+		return "", errors.New("the sandbox is not active: " + s.Reason())
+	}
+	if !filepath.IsAbs(spec.Engine) || !filepath.IsAbs(spec.Dir) {
+		return "", fmt.Errorf("sandbox: engine %q and dir %q must be absolute paths", spec.Engine, spec.Dir)
+	}
+	if err := os.MkdirAll(spec.Dir, 0o700); err != nil {
+		return "", fmt.Errorf("sandbox: %w", err)
+	}
+	args, err := bwrapArgs(spec)
+	if err != nil {
+		return "", err
+	}
+	var buf bytes.Buffer
+	for _, a := range args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return "", fmt.Errorf("sandbox: NUL in argument %q", a)
+		}
+		buf.WriteString(a)
+		buf.WriteByte(0)
+	}
+	argsFile := filepath.Join(spec.Dir, "bwrap.args")
+	if err := writeFile(argsFile, buf.Bytes(), 0o600); err != nil {
+		return "", err
+	}
+	for _, f := range []struct{ name, body string }{{"passwd", passwd()}, {"group", group()}} {
+		if err := writeFile(filepath.Join(spec.Dir, f.name), []byte(f.body), 0o644); err != nil {
+			return "", err
+		}
+	}
+	wrapper := filepath.Join(spec.Dir, Wrapper)
+	if err := writeFile(wrapper, []byte(wrapperScript(s.bwrap, spec.Dir, argsFile, spec.Engine)), 0o700); err != nil {
+		return "", err
+	}
+	return wrapper, nil
+}
+
+func writeFile(path string, b []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, mode); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	return nil
+}
+
+// Home is HOME inside the sandbox (on its private tmpfs).
+const Home = "/home/terratask"
+
+// Path is PATH inside the sandbox.
+const Path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// systemFiles are read from the host's /etc when they exist: name
+// resolution, TLS roots, time zones and Debian's alternatives (the targets
+// of many /usr/bin links).
+var systemFiles = []string{
+	"/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf",
+	"/etc/services", "/etc/protocols", "/etc/localtime", "/etc/timezone", "/etc/mime.types",
+	"/etc/ssl", "/etc/ca-certificates", "/etc/pki", "/etc/crypto-policies", "/etc/alternatives",
+	"/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
+}
+
+// topLinks are the directories of the root that merged-/usr systems make
+// links into /usr.
+var topLinks = []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}
+
+// bwrapArgs are the sandbox's bubblewrap arguments, before the per-command
+// --chdir, --info-fd and the command.
+func bwrapArgs(spec Spec) ([]string, error) {
+	a := []string{
+		"--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+		"--disable-userns", "--as-pid-1", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+		"--hostname", "terratask",
+		"--ro-bind", "/usr", "/usr",
+	}
+	for _, p := range topLinks {
+		fi, err := os.Lstat(p)
+		switch {
+		case err != nil:
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return nil, fmt.Errorf("sandbox: %w", err)
+			}
+			a = append(a, "--symlink", target, p)
+		case fi.IsDir():
+			a = append(a, "--ro-bind", p, p)
+		}
+	}
+	for _, p := range systemFiles {
+		a = append(a, "--ro-bind-try", p, p)
+	}
+	a = append(a,
+		"--ro-bind", filepath.Join(spec.Dir, "passwd"), "/etc/passwd",
+		"--ro-bind", filepath.Join(spec.Dir, "group"), "/etc/group",
+		"--proc", "/proc", "--dev", "/dev",
+		"--tmpfs", "/tmp", "--dir", Home, "--setenv", "HOME", Home, "--setenv", "TMPDIR", "/tmp",
+	)
+	if !strings.HasPrefix(spec.Engine, "/usr/") {
+		a = append(a, "--ro-bind", spec.Engine, spec.Engine)
+	}
+	for _, m := range spec.Mounts {
+		if !filepath.IsAbs(m.Path) {
+			return nil, fmt.Errorf("sandbox: mount %q is not an absolute path", m.Path)
+		}
+		if _, err := os.Stat(m.Path); err != nil {
+			if m.Optional {
+				continue
+			}
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		flag := "--ro-bind"
+		if m.Write {
+			flag = "--bind"
+		}
+		a = append(a, flag, m.Path, m.Path)
+	}
+	return a, nil
+}
+
+// passwd and group name the users a sandboxed process may run as (its uid
+// is the runner's, mapped into its user namespace).
+func passwd() string {
+	s := "root:x:0:0:root:" + Home + ":/bin/sh\n"
+	if uid := os.Getuid(); uid != 0 && uid != 65534 {
+		s += "terratask:x:" + strconv.Itoa(uid) + ":" + strconv.Itoa(os.Getgid()) + ":terratask:" + Home + ":/bin/sh\n"
+	}
+	return s + "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+}
+
+func group() string {
+	s := "root:x:0:\n"
+	if gid := os.Getgid(); gid != 0 && gid != 65534 {
+		s += "terratask:x:" + strconv.Itoa(gid) + ":\n"
+	}
+	return s + "nogroup:x:65534:\n"
+}
+
+// wrapperScript runs bubblewrap in the background, so the SIGINT that
+// terraform-exec sends to the wrapper does not kill bubblewrap (and with it
+// the sandbox) at once, and passes SIGINT and SIGTERM on to the engine, PID
+// 1 of the sandbox, whose host PID bubblewrap writes to --info-fd. It exits
+// with bubblewrap's status, which is the engine's.
+func wrapperScript(bwrap, dir, argsFile, engine string) string {
+	return `#!/bin/sh
+# Generated by terratask (package sandbox): runs the engine in the step's sandbox.
+info=` + shQuote(dir) + `/info.$$
+fwd() {
+  i=0
+  while [ $i -lt 100 ]; do
+    p=$(sed -n 's/.*"child-pid": *\([0-9][0-9]*\).*/\1/p' "$info" 2>/dev/null)
+    if [ -n "$p" ]; then kill -s "$1" "$p" 2>/dev/null; return; fi
+    kill -0 "$b" 2>/dev/null || return
+    sleep 0.02; i=$((i+1))
+  done
+}
+trap 'fwd INT' INT
+trap 'fwd TERM' TERM
+` + shQuote(bwrap) + ` --args 3 --chdir "$(pwd -P)" --info-fd 4 -- ` + shQuote(engine) + ` "$@" 3<` + shQuote(argsFile) + ` 4>"$info" &
+b=$!
+while :; do
+  wait "$b"; rc=$?
+  kill -0 "$b" 2>/dev/null || break
+done
+rm -f "$info"
+exit "$rc"
+`
+}
+
+// shQuote quotes s for a POSIX shell.
+func shQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// probe runs `true` in a sandbox built as a step's would be, through the
+// wrapper, within a few seconds.
+func probe(ctx context.Context, bwrap, dir string) error {
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		return fmt.Errorf("probing the sandbox: %w", err)
+	}
+	if truePath, err = filepath.EvalSymlinks(truePath); err != nil {
+		return fmt.Errorf("probing the sandbox: %w", err)
+	}
+	tmp, err := os.MkdirTemp(dir, "terratask-sandbox-probe-")
+	if err != nil {
+		return fmt.Errorf("probing the sandbox: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	s := &Sandbox{mode: Strict, bwrap: bwrap}
+	wrapper, err := s.Prepare(Spec{Dir: filepath.Join(tmp, "sb"), Engine: truePath})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, wrapper)
+	cmd.Dir = "/"
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		msg := strings.TrimSpace(string(out))
+		if msg == "" {
+			msg = err.Error()
+		}
+		return fmt.Errorf("bubblewrap cannot create a sandbox here (%s): the kernel must allow user namespaces (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0) or the runner needs CAP_SYS_ADMIN", msg)
+	}
+	return nil
+}
