@@ -21,6 +21,8 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/terratask/terratask/internal/sandbox"
+	"github.com/terratask/terratask/internal/testbin"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/store/sqlite"
@@ -125,6 +127,7 @@ func newFixture(t *testing.T) *fixture {
 		HeartbeatEvery:  100 * time.Millisecond,
 		StopGrace:       10 * time.Second,
 		DisableDownload: true,
+		Sandbox:         testSandbox(t),
 	}
 	f := &fixture{t: t, r: r, sink: sink, box: box, tfPath: tfPath, plans: plans}
 	f.suite.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
@@ -239,3 +242,22 @@ func procsWith(s string) []string {
 	}
 	return out
 }
+
+// testSandbox is the runner's sandbox in tests: every step of a fixture
+// runs its engine sandboxed where bubblewrap works (always on CI, where
+// .ci/run installs it), else unsandboxed.
+func testSandbox(t *testing.T) *sandbox.Sandbox {
+	t.Helper()
+	sb, err := probedSandbox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sb.Active() && testbin.Required() {
+		t.Fatalf("the runner's sandbox is unavailable on CI: %s", sb.Reason())
+	}
+	return sb
+}
+
+var probedSandbox = sync.OnceValues(func() (*sandbox.Sandbox, error) {
+	return sandbox.New(context.Background(), sandbox.Options{Mode: sandbox.Auto})
+})

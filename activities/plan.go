@@ -65,6 +65,19 @@ func (s *stepRun) savePlan(ctx context.Context, tfPath string) (out PlanOutput, 
 	}
 	defer os.Remove(p.varFile)
 
+	if s.r.Sandbox.Active() {
+		// The sandbox shows the private dir read-only, but for this file.
+		if err := ensureFile(p.planFile); err != nil {
+			return out, transientError("preparing the plan file", err)
+		}
+		s.writingPlan = true
+		defer func() {
+			s.writingPlan = false
+			if err != nil {
+				_ = os.Remove(p.planFile)
+			}
+		}()
+	}
 	tf, err := s.terraform(p.config, tfPath)
 	if err != nil {
 		return out, err
@@ -81,6 +94,11 @@ func (s *stepRun) savePlan(ctx context.Context, tfPath string) (out PlanOutput, 
 			return out, ctx.Err()
 		}
 		return out, terraformError(task.CodeTerraform, "plan", err, s.ui.diagnostics())
+	}
+	// Terraform creates the file 0644; it holds the plan's sensitive
+	// values.
+	if err := os.Chmod(p.planFile, 0o600); err != nil {
+		return out, transientError("protecting the plan file", err)
 	}
 	planned, _ := s.ui.counts()
 	out = PlanOutput{HasChanges: hasChanges, PlannedChanges: planned}

@@ -133,7 +133,11 @@ func (s *stepRun) reviewLeftOver(ctx context.Context) {
 // cached one), set up as terraform() sets that one: for a command that runs
 // beside another of the step.
 func (s *stepRun) newTerraform(dir, execPath string) (*tfexec.Terraform, error) {
-	tf, err := tfexec.NewTerraform(dir, execPath)
+	run, err := s.sandboxed(dir, execPath)
+	if err != nil {
+		return nil, err
+	}
+	tf, err := tfexec.NewTerraform(dir, run)
 	if err != nil {
 		return nil, internalErrorf("preparing terraform: %v", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/terratask/terratask/internal/rwlock"
+	"github.com/terratask/terratask/internal/sandbox"
 	"github.com/terratask/terratask/internal/tfinstall"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
@@ -52,6 +53,7 @@ type PlanKeeper interface {
 //	plugin-cache.lock             the cache's lock between processes (initlock.go)
 //	terraform/<version>/          Terraform binaries installed by the runner
 //	terraform.rc                  the generated Terraform CLI config
+//	sandbox/<exec-id>/            a running step's sandbox wrapper (sandbox.go)
 type Runner struct {
 	RunnerID string
 	// HostID is this host's stable ID; later steps of a task run on
@@ -85,6 +87,14 @@ type Runner struct {
 	// from the server's verdict (heartbeat.go); without it they use the
 	// SDK's activity.RecordHeartbeat, which cancels a step on any failed RPC.
 	Heartbeat func(ctx context.Context, taskToken []byte, details ...any) error
+
+	// Sandbox runs every engine command of a step in a sandbox (see
+	// sandbox.go); nil or inactive runs them unsandboxed.
+	Sandbox *sandbox.Sandbox
+	// PassEnv names the runner's environment variables that engine
+	// commands get when isolation is on (NAME, or PREFIX*), such as a host's
+	// cloud credentials; see hostEnv.
+	PassEnv []string
 
 	// StopGrace is how long Terraform may take to stop after SIGINT before
 	// it is killed; default 30s.

@@ -40,6 +40,8 @@ type stepRun struct {
 	textDiags *textDiagnostics
 	// execID marks every process this step starts (see terraform.go).
 	execID string
+	// writingPlan lets the sandbox's engine write the plan file (savePlan).
+	writingPlan bool
 	// fence orders this attempt among the task's (see statebackend.go).
 	fence int64
 	// proxyBase is the step's route through the state proxy, and
@@ -297,6 +299,7 @@ func (s *stepRun) finish(ctx context.Context, err error) error {
 		s.r.markDirty(s.in.Task.ID)
 	}
 	s.stopProcesses()
+	s.removeSandbox()
 	s.mu.Lock()
 	if s.closeProxy != nil {
 		s.closeProxy()

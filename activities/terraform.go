@@ -54,10 +54,11 @@ func checkTaskEnv(env map[string]string) error {
 	return nil
 }
 
-// terraformEnv is the whole environment of a Terraform process: the host's
-// environment (so cloud credentials of the runner host reach providers)
-// without the runner's own settings and secrets (TERRATASK_*, TEMPORAL_*)
-// and without what the runner or terraform-exec control, then the runner's
+// terraformEnv is the whole environment of a Terraform process: what it
+// takes from the host's environment (hostEnv: with isolation on, only what
+// the operator passes on by name, so cloud credentials of the runner host
+// reach providers only when named), without what the runner or
+// terraform-exec control, then the runner's
 // settings, the task's env and the step's markers. TF_IN_AUTOMATION is set by
 // terraform-exec, which forbids setting TF_INPUT; it passes -input=false to
 // every command instead.
@@ -66,15 +67,7 @@ func (s *stepRun) terraformEnv() (map[string]string, error) {
 	if err != nil {
 		return nil, transientError("writing the Terraform CLI config", err)
 	}
-	env := map[string]string{}
-	for _, kv := range os.Environ() {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || strings.HasPrefix(k, "TERRATASK_") || strings.HasPrefix(k, "TEMPORAL_") || runnerOwnedEnv[k] {
-			continue
-		}
-		env[k] = v
-	}
-	env = tfexec.CleanEnv(env)
+	env := tfexec.CleanEnv(s.r.hostEnv())
 	env["TF_CLI_CONFIG_FILE"] = cliConfig
 	env["TF_PLUGIN_CACHE_DIR"] = s.pluginCache()
 	env["CHECKPOINT_DISABLE"] = "1"
@@ -106,7 +99,11 @@ func (s *stepRun) terraform(dir, execPath string) (*tfexec.Terraform, error) {
 	if err := os.MkdirAll(s.pluginCache(), 0o755); err != nil {
 		return nil, transientError("creating the plugin cache", err)
 	}
-	tf, err := s.r.terraformHandle(s.in.Task.ID, dir, execPath)
+	run, err := s.sandboxed(dir, execPath)
+	if err != nil {
+		return nil, err
+	}
+	tf, err := s.r.terraformHandle(s.in.Task.ID, dir, run)
 	if err != nil {
 		return nil, internalErrorf("preparing terraform: %v", err)
 	}

@@ -74,6 +74,11 @@ func runMain(m *testing.M) int {
 	}
 	// OpenTofu: the core tests run on both engines (engines_test.go).
 	devFlags := []string{"--api-keys-file", keysFile, "--notify-allow", "127.0.0.1"}
+	if testbin.Required() {
+		// On CI every task of the suite runs sandboxed, or dev refuses to
+		// start (.ci/run installs bubblewrap).
+		devFlags = append(devFlags, "--isolation", "strict")
+	}
 	if tofuPath, tofuErr = testbin.TofuPath(); tofuErr != nil {
 		if testbin.Required() {
 			fmt.Fprintln(os.Stderr, "OpenTofu for the engine tests:", tofuErr)

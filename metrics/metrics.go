@@ -83,7 +83,23 @@ var (
 		Namespace: Namespace, Name: "webhook_deliveries_total",
 		Help: "Webhook delivery attempts, by outcome (success, error, ...).",
 	}, []string{"outcome"})
+
+	isolation = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "runner_isolation",
+		Help: "1 when this process's runners run task code in a sandbox, else 0 (--isolation auto on a host that cannot, or off); by configured mode.",
+	}, []string{"mode"})
 )
+
+// SetIsolation records whether this process's runners sandbox task code,
+// and the configured mode (strict, auto, off).
+func SetIsolation(mode string, active bool) {
+	isolation.Reset()
+	v := 0.0
+	if active {
+		v = 1
+	}
+	isolation.WithLabelValues(mode).Set(v)
+}
 
 // Known label values, so every series exists from the start (a rate over a
 // series that appears later misses its first increase) and anything else is
@@ -194,7 +210,7 @@ func NewRegistry(src *Sources) *prometheus.Registry {
 		httpRequests, httpDuration,
 		taskDuration, taskPending, taskEvents,
 		stepDuration, terraformCommands,
-		logLines, webhookDeliveries,
+		logLines, webhookDeliveries, isolation,
 		sdkMetrics,
 	)
 	if src != nil {

@@ -67,6 +67,9 @@ type Options struct {
 	// ForceCoolOff is how long after a plain cancel a force cancel is
 	// allowed (default 10s).
 	ForceCoolOff time.Duration
+	// Isolation, when set, is the sandbox status of the runners in this
+	// process (terratask dev), shown in /readyz's checks.
+	Isolation string
 	// MCP, when set, is served at /mcp behind the API's key check: the
 	// Model Context Protocol endpoint for AI agents (package mcp, mounted
 	// by internal/app, so server does not import it).
@@ -322,6 +325,11 @@ func (s *Server) ready(c *gin.Context) {
 		} else {
 			checks["temporal"] = "ok"
 		}
+	}
+	if s.opts.Isolation != "" {
+		// Informational: auto and off still serve (the log and the
+		// runner_isolation metric say so too).
+		checks["isolation"] = s.opts.Isolation
 	}
 	if !ok {
 		c.JSON(http.StatusServiceUnavailable, api.Ready{Status: "unavailable", Checks: checks})

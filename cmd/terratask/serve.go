@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/terratask/terratask/internal/app"
+	"github.com/terratask/terratask/internal/sandbox"
 )
 
 // The commands that run terratask's processes: dev, server and runner.
@@ -20,8 +21,8 @@ const notifyAllowHelp = "host a task's notify URL may name (repeatable): a host 
 
 func devCommand(stdout, stderr io.Writer) *cobra.Command {
 	var o app.DevOptions
-	var runners, notifyAllow, tofuPaths listFlag
-	var logLevel string
+	var runners, notifyAllow, tofuPaths, passEnv listFlag
+	var logLevel, isolation string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run everything in one process: embedded Temporal (SQLite), Web UI, worker, local runners and the API",
@@ -39,6 +40,10 @@ runner ID a task names, on demand; with --runner, it serves exactly those IDs.`,
 			o.Runners = runners.vals
 			o.NotifyAllow = notifyAllow.vals
 			o.TofuPaths = tofuPaths.vals
+			var err error
+			if o.Isolation, err = isolationOptions(isolation, passEnv.vals); err != nil {
+				return usageError{err}
+			}
 			// Runner IDs on demand unless --runner was set (by flag,
 			// environment or file): tests of offline runners rely on that.
 			o.OnDemandRunners = !runners.set
@@ -80,6 +85,7 @@ runner ID a task names, on demand; with --runner, it serves exactly those IDs.`,
 	fs.Var(&notifyAllow, "notify-allow", notifyAllowHelp)
 	fs.Var(&tofuPaths, "tofu-path", tofuPathUsage)
 	fs.StringVar(&o.CLIConfigFile, "terraform-cli-config", "", "Terraform/OpenTofu CLI config file the runners use, e.g. with a provider mirror (default: generated)")
+	isolationFlags(fs, &isolation, &passEnv, "auto")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return configured(cmd)
 }
@@ -142,8 +148,8 @@ Any number of replicas may run behind a load balancer; they keep no state of the
 
 func runnerCommand(stdout, stderr io.Writer) *cobra.Command {
 	var o app.RunnerOptions
-	var roots, tofuPaths listFlag
-	var secretFile, logLevel string
+	var roots, tofuPaths, passEnv listFlag
+	var secretFile, logLevel, isolation string
 	cmd := &cobra.Command{
 		Use:   "runner",
 		Short: "Run a runner that executes Terraform for tasks of one runner ID",
@@ -157,6 +163,9 @@ Many processes on many hosts may share one ID.`,
 			o.SourceRoots = roots.vals
 			o.TofuPaths = tofuPaths.vals
 			var err error
+			if o.Isolation, err = isolationOptions(isolation, passEnv.vals); err != nil {
+				return usageError{err}
+			}
 			if o.SecretKey, err = secretKey(secretFile); err != nil {
 				return err
 			}
@@ -187,8 +196,23 @@ Many processes on many hosts may share one ID.`,
 	opsFlags(fs, &o.MetricsAddress, &o.OldSecretKeysFile)
 	fs.Var(&tofuPaths, "tofu-path", tofuPathUsage)
 	fs.StringVar(&o.CLIConfigFile, "terraform-cli-config", "", "Terraform/OpenTofu CLI config file, e.g. with a provider mirror (default: generated in DATA-DIR)")
+	isolationFlags(fs, &isolation, &passEnv, "strict")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return configured(cmd)
+}
+
+// isolationFlags are the task-code isolation flags of dev and runner.
+func isolationFlags(fs *pflag.FlagSet, mode *string, passEnv *listFlag, def string) {
+	fs.StringVar(mode, "isolation", def, "how task code (everything Terraform runs) is contained: strict (refuse to start without a\nsandbox), auto (sandbox when the host can, else warn), off (task code runs with this process's power)")
+	fs.Var(passEnv, "pass-env", "runner environment variable task code may read, e.g. host cloud credentials (repeatable;\nNAME, or PREFIX* for every name with that prefix); with isolation on, task code gets no other")
+}
+
+func isolationOptions(mode string, passEnv []string) (app.IsolationOptions, error) {
+	m, err := sandbox.ParseMode(mode)
+	if err != nil {
+		return app.IsolationOptions{}, fmt.Errorf("--isolation: %w", err)
+	}
+	return app.IsolationOptions{Mode: m, PassEnv: passEnv}, nil
 }
 
 // secretKey reads the secret key from a file, else TERRATASK_SECRET_KEY. It

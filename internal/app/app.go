@@ -237,6 +237,8 @@ type apiOptions struct {
 	notifyAllow events.AllowList
 	// ops adds metrics and the codec.
 	ops apiOps
+	// isolation is the local runners' sandbox status for /readyz (dev).
+	isolation string
 }
 
 // newAPI builds the HTTP API and the hub that wakes its streams, fed from
@@ -261,6 +263,7 @@ func newAPI(ctx context.Context, c client.Client, st store.Store, keys *auth.Key
 		Metrics:     o.ops.metrics,
 		Hub:         hub,
 		NotifyAllow: o.notifyAllow,
+		Isolation:   o.isolation,
 	})
 	return api
 }

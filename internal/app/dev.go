@@ -21,6 +21,7 @@ import (
 	"github.com/terratask/terratask/devserver"
 	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/internal/memtrim"
+	"github.com/terratask/terratask/internal/sandbox"
 	"github.com/terratask/terratask/metrics"
 	"github.com/terratask/terratask/modules"
 	"github.com/terratask/terratask/secret"
@@ -62,6 +63,8 @@ type DevOptions struct {
 	// CLIConfigFile is the Terraform CLI config the runners use (for
 	// example one with a provider mirror); "" generates one per runner.
 	CLIConfigFile string
+	// Isolation is how the local runners contain task code (default auto).
+	Isolation IsolationOptions
 	// StopTimeout is how long in-flight steps get at shutdown before their
 	// Terraform is interrupted (they resume after a restart).
 	StopTimeout time.Duration
@@ -139,6 +142,12 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data dir: %w", err)
+	}
+
+	// Isolation first: strict refuses to start before anything listens.
+	sb, err := startIsolation(ctx, o.Isolation, sandbox.Auto, dataDir, log)
+	if err != nil {
+		return err
 	}
 
 	key, err := secret.LoadOrCreateKeyFile(filepath.Join(dataDir, "secret.key"))
@@ -240,7 +249,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	}
 	// The API starts before the runners and stops after them: their steps
 	// keep state on its HTTP backend until the last one has finished.
-	api := newAPI(ctx, c, st, keyring, box, key, log, apiOptions{runnerWait: o.RunnerWait, approvalWait: o.ApprovalWait, stateVersions: o.StateVersions, notifyAllow: allow, ops: ops})
+	api := newAPI(ctx, c, st, keyring, box, key, log, apiOptions{runnerWait: o.RunnerWait, approvalWait: o.ApprovalWait, stateVersions: o.StateVersions, notifyAllow: allow, ops: ops, isolation: sb.Status()})
 	srv := serveAPI(apiLn, api, log)
 	apiLnServed = true
 	s.push("http", func() error { return shutdownHTTP(srv) })
@@ -259,7 +268,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 			RunnerID: id, HostID: host, DataDir: runnerDir, ModulesDir: modulesDir,
 			DefaultModule: demoDir, SourceRoots: []string{modulesDir, demoDir},
 			Logs: countingStore{st}, Plans: st, Secrets: box, StateURL: loopbackURL(httpAddr),
-			TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile,
+			TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile, Sandbox: sb, PassEnv: o.Isolation.PassEnv,
 			Logger: log.Named("runner").With(zap.String("runner", id)),
 		}
 		hosts.publish(r) // before it polls: what it offers is known first

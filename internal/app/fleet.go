@@ -20,6 +20,7 @@ import (
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/codec"
 	"github.com/terratask/terratask/events"
+	"github.com/terratask/terratask/internal/sandbox"
 	"github.com/terratask/terratask/internal/temporalutil"
 	"github.com/terratask/terratask/metrics"
 	"github.com/terratask/terratask/secret"
@@ -227,6 +228,8 @@ type RunnerOptions struct {
 	// CLIConfigFile is the Terraform CLI config Terraform and OpenTofu run
 	// with (for example one with a provider mirror); "" generates one.
 	CLIConfigFile string
+	// Isolation is how task code is contained (default strict).
+	Isolation IsolationOptions
 	// Grace is how long in-flight steps may finish at SIGTERM before they
 	// are interrupted and handed back to another host (default 30s).
 	Grace time.Duration
@@ -295,6 +298,10 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	if err != nil {
 		return err
 	}
+	sb, err := startIsolation(ctx, o.Isolation, sandbox.Strict, dataDir, log)
+	if err != nil {
+		return err
+	}
 	roots := o.SourceRoots
 	if o.ModulesDir != "" {
 		roots = append(roots, o.ModulesDir)
@@ -302,7 +309,7 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	r := &activities.Runner{
 		RunnerID: o.ID, HostID: host, DataDir: dataDir, ModulesDir: o.ModulesDir,
 		DefaultModule: o.DefaultModule, SourceRoots: roots, Logs: countingStore{st}, Plans: st, Secrets: box, StateDir: o.StateDir, StateURL: o.StateURL,
-		TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile,
+		TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile, Sandbox: sb, PassEnv: o.Isolation.PassEnv,
 		Logger: log.Named("runner").With(zap.String("runner", o.ID)),
 	}
 	// What the host offers is in the store before it polls.

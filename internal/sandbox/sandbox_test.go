@@ -183,9 +183,13 @@ func TestSandboxKillsWhatOutlivesTheEngine(t *testing.T) {
 	marker := "terratask-sandbox-orphan-" + strconv.Itoa(os.Getpid())
 	spec := shSpec(t, Mount{Path: work, Write: true})
 	out, err := run(t, s, spec, work, []string{"PATH=" + Path},
-		"-c", `(setsid sh -c 'exec -a `+marker+` sleep 300' </dev/null >/dev/null 2>&1 &) ; sleep 0.2; echo started`)
+		"-c", `(setsid sh -c 'echo up > `+work+`/up; sleep 300; : `+marker+`' </dev/null >/dev/null 2>&1 &) ; sleep 0.3; echo started`)
 	if err != nil || !strings.Contains(out, "started") {
 		t.Fatalf("%v\n%s", err, out)
+	}
+	// The orphan ran (before the engine ended).
+	if b, err := os.ReadFile(filepath.Join(work, "up")); err != nil || string(b) != "up\n" {
+		t.Fatalf("the orphan never ran: %q %v", b, err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
