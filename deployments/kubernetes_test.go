@@ -166,6 +166,15 @@ func TestKubernetes(t *testing.T) {
 		if spec.get("securityContext", "runAsNonRoot") != true {
 			t.Errorf("%s: runAsNonRoot not set", key)
 		}
+		if key == "Deployment/terratask-runner-main" {
+			// The runner's strict isolation builds a sandbox per command:
+			// its pod must allow that (README, Isolation).
+			c := asObject(spec.list("containers")[0])
+			if spec.get("hostUsers") != false || c.get("securityContext", "procMount") != "Unmasked" ||
+				spec.get("securityContext", "seccompProfile", "type") == "RuntimeDefault" {
+				t.Errorf("%s: the runner pod cannot build its sandbox: want hostUsers false, procMount Unmasked and a seccomp profile that allows unshare", key)
+			}
+		}
 		volumes := map[string]object{}
 		for _, v := range spec.list("volumes") {
 			vo := asObject(v)
