@@ -70,6 +70,7 @@ func (s *stepRun) sandboxed(dir, execPath string) (string, error) {
 			mounts = append(mounts, sandbox.Mount{Path: abs, Optional: true})
 		}
 	}
+	mounts = append(mounts, impliedMirrors()...)
 	if !s.usesHTTPBackend() {
 		if d, err := s.r.stateDir(s.in.Task); err == nil {
 			mounts = append(mounts, sandbox.Mount{Path: d, Write: true, Optional: true})
@@ -80,6 +81,30 @@ func (s *stepRun) sandboxed(dir, execPath string) (string, error) {
 		return "", internalErrorf("preparing the sandbox: %v", err)
 	}
 	return w, nil
+}
+
+// impliedMirrors are the runner user's implied local provider mirrors
+// (providers installed by hand in ~/.terraform.d/plugins or the XDG data
+// dir), shown read-only where the engine looks for them under the
+// sandbox's HOME. /usr/share and /usr/local/share are visible already.
+func impliedMirrors() []sandbox.Mount {
+	home, _ := os.UserHomeDir()
+	data := os.Getenv("XDG_DATA_HOME")
+	if data == "" && home != "" {
+		data = filepath.Join(home, ".local", "share")
+	}
+	var out []sandbox.Mount
+	if home != "" {
+		out = append(out, sandbox.Mount{Path: filepath.Join(home, ".terraform.d", "plugins"),
+			At: filepath.Join(sandbox.Home, ".terraform.d", "plugins"), Optional: true})
+	}
+	if filepath.IsAbs(data) {
+		for _, engine := range []string{"terraform", "opentofu"} {
+			out = append(out, sandbox.Mount{Path: filepath.Join(data, engine, "plugins"),
+				At: filepath.Join(sandbox.Home, ".local", "share", engine, "plugins"), Optional: true})
+		}
+	}
+	return out
 }
 
 // removeSandbox removes the step's sandbox files (at finish).

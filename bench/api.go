@@ -180,7 +180,11 @@ const (
 // raw StartWorkflow on the same embedded Temporal, alternating. The tasks
 // name a runner nobody serves, so they stay pending and run no terraform.
 func (r *runner) createLatency(ctx context.Context) error {
-	tc, err := client.Dial(client.Options{HostPort: r.dev.Temporal, Namespace: "default", Logger: nopLogger{}})
+	topts, err := r.dev.temporalOptions()
+	if err != nil {
+		return err
+	}
+	tc, err := client.Dial(topts)
 	if err != nil {
 		return fmt.Errorf("dialing Temporal at %s: %w", r.dev.Temporal, err)
 	}

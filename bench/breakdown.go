@@ -128,7 +128,9 @@ func (r *runner) breakdown(ctx context.Context) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return err
 	}
-	dev, err := StartDev(DevOptions{Bin: r.bin, DataDir: dataDir, Key: r.key, PathPrefix: wrapDir, Env: r.devEnv})
+	// Isolation off: the recording wrapper writes its log outside any
+	// sandbox (the sandbox's own cost is row 5.1).
+	dev, err := StartDev(DevOptions{Bin: r.bin, DataDir: dataDir, Key: r.key, PathPrefix: wrapDir, Env: r.devEnv, Isolation: "off"})
 	if err != nil {
 		return err
 	}
@@ -404,7 +406,11 @@ func (r *runner) historyOf(ctx context.Context, id string) (map[string]int, int)
 
 // historyDetail is historyOf with the task's temporalLatencies.
 func (r *runner) historyDetail(ctx context.Context, id string) (map[string]int, int, map[string]time.Duration) {
-	tc, err := client.Dial(client.Options{HostPort: r.dev.Temporal, Namespace: "default", Logger: nopLogger{}})
+	topts, err := r.dev.temporalOptions()
+	if err != nil {
+		return nil, 0, nil
+	}
+	tc, err := client.Dial(topts)
 	if err != nil {
 		r.res.Notes = append(r.res.Notes, fmt.Sprintf("history of %s: %v", id, err))
 		return nil, 0, nil

@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/terratask/terratask/internal/devtls"
 )
 
 // ModuleRoot returns the directory of terratask's go.mod, searching up from
@@ -94,6 +99,9 @@ type DevOptions struct {
 	StartTimeout time.Duration
 	// Env is added to the child's environment.
 	Env []string
+	// Isolation is dev's --isolation; default strict: the figures are
+	// those of sandboxed task code.
+	Isolation string
 }
 
 // StartDev starts `terratask dev` on free ports (the Temporal UI too, as a
@@ -105,7 +113,8 @@ func StartDev(o DevOptions) (*Dev, error) {
 	// Only the runner local: the create phase's tasks name a runner
 	// nobody serves, which dev would otherwise start on demand.
 	args := []string{"dev", "--data-dir", o.DataDir, "--http-address", "127.0.0.1:0",
-		"--temporal-address", "127.0.0.1:0", "--ui-address", "127.0.0.1:0", "--log-level", "warn", "--runner", "local"}
+		"--temporal-address", "127.0.0.1:0", "--ui-address", "127.0.0.1:0", "--log-level", "warn", "--runner", "local",
+		"--isolation", cmp.Or(o.Isolation, "strict")}
 	cmd := exec.Command(o.Bin, args...)
 	env := []string{}
 	for _, kv := range os.Environ() {
@@ -208,4 +217,15 @@ func (d *Dev) Exited() bool {
 	default:
 		return false
 	}
+}
+
+// temporalOptions are the options of a client of d's embedded Temporal,
+// which speaks mutual TLS with the certificates dev made.
+func (d *Dev) temporalOptions() (client.Options, error) {
+	conf, err := devtls.FilesIn(filepath.Join(d.DataDir, devtls.DirName)).ClientConfig()
+	if err != nil {
+		return client.Options{}, err
+	}
+	return client.Options{HostPort: d.Temporal, Namespace: "default", Logger: nopLogger{},
+		ConnectionOptions: client.ConnectionOptions{TLS: conf}}, nil
 }

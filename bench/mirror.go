@@ -22,8 +22,8 @@ import (
 const timeProvider = "registry.terraform.io/hashicorp/time/0.14.2"
 
 // ProviderMirror makes sure the mirror exists (building it when missing)
-// and returns an XDG_DATA_HOME under work whose terraform/plugins links to
-// it.
+// and returns an XDG_DATA_HOME under work whose terraform/plugins holds a
+// copy of its time provider.
 func ProviderMirror(ctx context.Context, root, work string) (string, error) {
 	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "scripts", "provider-mirror.sh"))
 	cmd.Dir = root
@@ -44,9 +44,28 @@ func ProviderMirror(ctx context.Context, root, work string) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
 		return "", err
 	}
-	_ = os.Remove(link)
-	if err := os.Symlink(pkg, link); err != nil {
+	// A copy (hard links where it can), not a link to the mirror: the
+	// runner's sandbox shows the implied mirror dir alone, where a link
+	// out of it would lead nowhere.
+	_ = os.RemoveAll(link)
+	if err := os.MkdirAll(link, 0o755); err != nil {
 		return "", err
+	}
+	ents, err := os.ReadDir(pkg)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range ents {
+		from, to := filepath.Join(pkg, e.Name()), filepath.Join(link, e.Name())
+		if err := os.Link(from, to); err != nil {
+			b, rerr := os.ReadFile(from)
+			if rerr != nil {
+				return "", rerr
+			}
+			if err := os.WriteFile(to, b, 0o755); err != nil {
+				return "", err
+			}
+		}
 	}
 	return xdg, nil
 }

@@ -149,6 +149,15 @@ func BuildRows(res *Results) []Row {
 			})
 		}
 	}
+	if sb := res.Sandbox; sb != nil {
+		rows = append(rows, Row{
+			ID: "5.1", Measure: fmt.Sprintf("Sandbox per engine command: `terraform version` through a step's sandbox (p50 / p99 of %d, alternating)", sb.Sandboxed.N),
+			Terratask: pp(sb.Sandboxed), Baseline: "the same command bare: " + pp(sb.Bare),
+			Ratio:  fmt.Sprintf("%.2f× (%s)", ratio(sb.Sandboxed.P50, sb.Bare.P50), signed(sb.AddedMS)),
+			Target: fmt.Sprintf("added p50 ≤ %d ms", TargetSandboxMS), Met: boolPtr(sb.AddedMS <= TargetSandboxMS),
+			Value: sb.Sandboxed.P50, Base: sb.Bare.P50, Unit: "ms",
+		})
+	}
 	if m := res.Memory; m != nil && m.IdleMiB > 0 {
 		rows = append(rows, Row{
 			ID: "4.1", Measure: "RSS of terratask dev, idle after start", Terratask: fmt.Sprintf("%.0f MiB", m.IdleMiB),

@@ -18,6 +18,7 @@ type Results struct {
 	Memory     *MemoryResult     `json:"memory,omitempty"`
 	Breakdowns []BreakdownResult `json:"breakdowns,omitempty"`
 	Profile    *ProfileResult    `json:"profile,omitempty"`
+	Sandbox    *SandboxResult    `json:"sandbox,omitempty"`
 	// Load is how busy the rest of the machine was, per phase.
 	Load []PhaseLoad `json:"load"`
 	// Notes are things the reader of the table should know (failed

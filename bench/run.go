@@ -29,10 +29,11 @@ const (
 	PhaseCreate     = "create"
 	PhaseBreakdown  = "breakdown"
 	PhaseProfile    = "profile"
+	PhaseSandbox    = "sandbox"
 )
 
 // AllPhases lists every phase in run order.
-var AllPhases = []string{PhaseOverhead, PhaseProvider, PhaseSlow, PhaseThroughput, PhaseAPI, PhaseCreate, PhaseProfile, PhaseBreakdown}
+var AllPhases = []string{PhaseSandbox, PhaseOverhead, PhaseProvider, PhaseSlow, PhaseThroughput, PhaseAPI, PhaseCreate, PhaseProfile, PhaseBreakdown}
 
 // Config sizes a run.
 type Config struct {
@@ -232,6 +233,10 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 			bare.XDGDataHome = xdg
 			r.devEnv = append(r.devEnv, "XDG_DATA_HOME="+xdg)
 		}
+	}
+
+	if cfg.on(PhaseSandbox) {
+		r.phase("sandbox", func() error { return r.sandboxCost(ctx) })
 	}
 
 	needDev := cfg.on(PhaseOverhead) || cfg.on(PhaseProvider) || cfg.on(PhaseSlow) || cfg.on(PhaseThroughput) || cfg.on(PhaseAPI) ||

@@ -10,6 +10,7 @@ package devserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -27,6 +28,7 @@ import (
 	"go.temporal.io/server/temporal"
 	"go.uber.org/zap"
 
+	"github.com/terratask/terratask/internal/devtls"
 	"github.com/terratask/terratask/internal/temporalutil"
 )
 
@@ -86,6 +88,11 @@ type Options struct {
 	// Logger receives Temporal's own logs at warn level and above, and the
 	// UI server's errors. Nil discards them.
 	Logger *zap.Logger
+	// TLS, when set, makes the frontend and the internal services speak
+	// mutual TLS with certificates of TLS.CA only (see package devtls):
+	// clients without one get nothing. Start's own client and the Web UI
+	// use TLS's client certificate; ClientTLS gives it to other clients.
+	TLS *devtls.Files
 }
 
 // Server is a running dev server. Stop it with Stop.
@@ -94,6 +101,8 @@ type Server struct {
 	frontend  string // dialable host:port
 	uiURL     string
 	logger    *zap.Logger
+
+	tls *devtls.Files
 
 	lock     *fileLock
 	instance int64
@@ -112,6 +121,15 @@ func (s *Server) FrontendAddress() string { return s.frontend }
 // UIURL is the Web UI's base URL, e.g. "http://127.0.0.1:8233", or "" when
 // the UI is disabled.
 func (s *Server) UIURL() string { return s.uiURL }
+
+// ClientTLS is the TLS configuration a client of this server needs (nil
+// when it speaks plain gRPC).
+func (s *Server) ClientTLS() (*tls.Config, error) {
+	if s.tls == nil {
+		return nil, nil
+	}
+	return s.tls.ClientConfig()
+}
 
 // Namespace is the namespace registered at start.
 func (s *Server) Namespace() string { return s.namespace }
@@ -191,7 +209,7 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{namespace: st.namespace, logger: st.logger}
+	s := &Server{namespace: st.namespace, logger: st.logger, tls: opts.TLS}
 
 	defer func() {
 		if err != nil {
@@ -241,7 +259,7 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 	registry.track(s.instance)
 
 	s.tlog = newServerLogger(st.logger)
-	serverOpts := temporalOptions(st, internal, temporalSQLConfig(st.dbFile, s.instance), s.tlog)
+	serverOpts := temporalOptions(st, internal, temporalSQLConfig(st.dbFile, s.instance), s.tlog, opts.TLS)
 	temporalPorts.release()
 	if s.temporal, err = startTemporal(serverOpts); err != nil {
 		return nil, fmt.Errorf("devserver: start temporal: %w", err)
@@ -249,7 +267,11 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 
 	readyCtx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	c, err := dialFrontend(readyCtx, s.frontend, st.namespace, st.logger)
+	clientTLS, err := s.ClientTLS()
+	if err != nil {
+		return nil, fmt.Errorf("devserver: %w", err)
+	}
+	c, err := dialFrontend(readyCtx, s.frontend, st.namespace, clientTLS, st.logger)
 	if err != nil {
 		return nil, fmt.Errorf("devserver: %w", err)
 	}
@@ -271,7 +293,7 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 
 	if st.ui != nil {
 		uiPorts.release()
-		if s.ui, err = startUI(readyCtx, *st.ui, s.frontend, st.namespace, opts.UICodecEndpoint); err != nil {
+		if s.ui, err = startUI(readyCtx, *st.ui, s.frontend, st.namespace, opts.UICodecEndpoint, opts.TLS); err != nil {
 			return nil, fmt.Errorf("devserver: %w", err)
 		}
 		s.uiURL = s.ui.url
@@ -295,9 +317,22 @@ func reservePort(r *reservation, what string, a *listenAddr) error {
 	return nil
 }
 
-func temporalOptions(st settings, internal map[primitives.ServiceName]int, sqlCfg *config.SQL, logger serverLogger) []temporal.ServerOption {
+func temporalOptions(st settings, internal map[primitives.ServiceName]int, sqlCfg *config.SQL, logger serverLogger, files *devtls.Files) []temporal.ServerOption {
 	frontendDial := st.frontend.dialAddress()
 	conf := &config.Config{}
+	if files != nil {
+		// One CA, one server certificate for every service; each service
+		// is also the others' client (internode), and the system worker is
+		// the frontend's.
+		server := config.ServerTLS{CertFile: files.ServerCert, KeyFile: files.ServerKey,
+			ClientCAFiles: []string{files.CA}, RequireClientAuth: true}
+		client := config.ClientTLS{RootCAFiles: []string{files.CA}, ServerName: devtls.ServerName}
+		conf.Global.TLS = config.RootTLS{
+			Internode:    config.GroupTLS{Server: server, Client: client},
+			Frontend:     config.GroupTLS{Server: server, Client: client},
+			SystemWorker: config.WorkerTLS{CertFile: files.ClientCert, KeyFile: files.ClientKey, Client: client},
+		}
+	}
 	conf.Global.Membership = config.Membership{MaxJoinDuration: 30 * time.Second, BroadcastAddress: loopback}
 	conf.Persistence = config.Persistence{
 		DefaultStore:     "sqlite",
@@ -395,14 +430,15 @@ func stopTemporal(srv temporal.Server) (err error) {
 
 // dialFrontend connects to the frontend, retrying until it answers or ctx
 // ends.
-func dialFrontend(ctx context.Context, hostPort, namespace string, logger *zap.Logger) (client.Client, error) {
+func dialFrontend(ctx context.Context, hostPort, namespace string, tlsConf *tls.Config, logger *zap.Logger) (client.Client, error) {
 	backoff := 20 * time.Millisecond
 	for {
 		attemptCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		c, err := client.DialContext(attemptCtx, client.Options{
-			HostPort:  hostPort,
-			Namespace: namespace,
-			Logger:    newSDKLogger(logger),
+			HostPort:          hostPort,
+			Namespace:         namespace,
+			Logger:            newSDKLogger(logger),
+			ConnectionOptions: client.ConnectionOptions{TLS: tlsConf},
 		})
 		cancel()
 		if err == nil {

@@ -11,6 +11,8 @@ import (
 	uiserver "github.com/temporalio/ui-server/v2/server"
 	uiconfig "github.com/temporalio/ui-server/v2/server/config"
 	uiserveroptions "github.com/temporalio/ui-server/v2/server/server_options"
+
+	"github.com/terratask/terratask/internal/devtls"
 )
 
 // uiServer is a running Web UI.
@@ -26,7 +28,7 @@ type uiServer struct {
 //
 // The UI server calls echo's Logger.Fatal (os.Exit) if it cannot listen;
 // Start has checked the port just before, which leaves only a short race.
-func startUI(ctx context.Context, addr listenAddr, frontendAddr, namespace, codecEndpoint string) (_ *uiServer, err error) {
+func startUI(ctx context.Context, addr listenAddr, frontendAddr, namespace, codecEndpoint string, files *devtls.Files) (_ *uiServer, err error) {
 	host := addr.bindHost()
 	if addr.ip.To4() == nil {
 		host = "[" + host + "]" // the UI server joins host and port with "%s:%d"
@@ -47,6 +49,10 @@ func startUI(ctx context.Context, addr listenAddr, frontendAddr, namespace, code
 		// answers CORS for this UI's origin). No access token to pass:
 		// this UI has no login.
 		Codec: uiconfig.Codec{Endpoint: codecEndpoint},
+	}
+	if files != nil {
+		cfg.TLS = uiconfig.TLS{CaFile: files.CA, CertFile: files.ClientCert, KeyFile: files.ClientKey,
+			ServerName: devtls.ServerName, EnableHostVerification: true}
 	}
 
 	var srv *uiserver.Server

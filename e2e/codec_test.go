@@ -77,9 +77,9 @@ func payloadsOf(m proto.Message) []foundPayload {
 
 // rawHistory reads a workflow's history through the Temporal API with no
 // codec: what anyone with access to Temporal (or its database) sees.
-func rawHistory(t *testing.T, temporalAddr, id string) []*historypb.HistoryEvent {
+func rawHistory(t *testing.T, dev *devProc, id string) []*historypb.HistoryEvent {
 	t.Helper()
-	c, err := client.Dial(client.Options{HostPort: temporalAddr, Namespace: "default"})
+	c, err := client.Dial(client.Options{HostPort: dev.temporal, Namespace: "default", ConnectionOptions: devTemporalTLS(t, dev.dataDir)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,9 +149,9 @@ func decodeThroughCodec(t *testing.T, p *devProc, key string, ps []*commonpb.Pay
 	return r, out.Payloads
 }
 
-func describeRaw(t *testing.T, temporalAddr, id string) proto.Message {
+func describeRaw(t *testing.T, dev *devProc, id string) proto.Message {
 	t.Helper()
-	c, err := client.Dial(client.Options{HostPort: temporalAddr, Namespace: "default"})
+	c, err := client.Dial(client.Options{HostPort: dev.temporal, Namespace: "default", ConnectionOptions: devTemporalTLS(t, dev.dataDir)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,12 +209,12 @@ func TestPayloadsEncryptedCodecAndRotation(t *testing.T) {
 	}
 	markers := []string{name, word, token, word + "-out"}
 
-	events := rawHistory(t, dev.temporal, tk.ID)
+	events := rawHistory(t, dev, tk.ID)
 	msgs := make([]proto.Message, 0, len(events)+1)
 	for _, e := range events {
 		msgs = append(msgs, e)
 	}
-	msgs = append(msgs, describeRaw(t, dev.temporal, tk.ID)) // memo, static summary and details
+	msgs = append(msgs, describeRaw(t, dev, tk.ID)) // memo, static summary and details
 	enc, byKey := checkEncrypted(t, "history of "+tk.ID, msgs, markers)
 	if len(enc) < 20 || len(byKey) != 1 {
 		t.Fatalf("%d encrypted payloads under key IDs %v", len(enc), byKey)
@@ -298,7 +298,7 @@ func TestPayloadsEncryptedCodecAndRotation(t *testing.T) {
 		t.Fatalf("decode after rotation: %d %s", r.code, r.body)
 	}
 	// The running task's history holds both keys; new payloads the new one.
-	slowEvents := rawHistory(t, dev.temporal, slow.ID)
+	slowEvents := rawHistory(t, dev, slow.ID)
 	msgs = msgs[:0]
 	for _, e := range slowEvents {
 		msgs = append(msgs, e)
@@ -329,7 +329,8 @@ func checkCurrentDetails(t *testing.T, p *devProc, id, want string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.Dial(client.Options{HostPort: p.temporal, Namespace: "default", DataConverter: cdc.DataConverter()})
+	c, err := client.Dial(client.Options{HostPort: p.temporal, Namespace: "default", DataConverter: cdc.DataConverter(),
+		ConnectionOptions: devTemporalTLS(t, p.dataDir)})
 	if err != nil {
 		t.Fatal(err)
 	}

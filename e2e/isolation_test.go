@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +13,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/terratask/terratask/internal/devtls"
 )
 
 // The hostile-task suite (README, Isolation): a task plays a prompt-injected
@@ -200,4 +212,114 @@ func killOrphans(marker string) {
 			}
 		}
 	}
+}
+
+// Task code shares the host's network, so it reaches every port dev listens
+// on. Each of the embedded Temporal's gRPC ports (the frontend and the
+// internal services, found from the dev process's sockets) refuses a client
+// without a certificate of dev's CA: in plain text, over TLS without a
+// client certificate, and with a certificate of another CA. dev's own
+// certificate works (the probes are real).
+func TestTemporalRefusesClientsWithoutCertificate(t *testing.T) {
+	p := shared
+	ports := listeningPorts(t, p.cmd.Process.Pid)
+	httpPort := p.api[strings.LastIndex(p.api, ":")+1:]
+	uiPort := p.ui[strings.LastIndex(p.ui, ":")+1:]
+	var grpcPorts []string
+	for _, port := range ports {
+		if port != httpPort && port != uiPort {
+			grpcPorts = append(grpcPorts, port)
+		}
+	}
+	// The frontend and history, matching and worker.
+	if len(grpcPorts) < 4 {
+		t.Fatalf("dev listens on %v; want the API, the UI and at least 4 Temporal ports", ports)
+	}
+	own, err := devtls.FilesIn(filepath.Join(p.dataDir, devtls.DirName)).ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreignDir := t.TempDir()
+	foreign, err := devtls.Ensure(foreignDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreignConf, err := foreign.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Trust dev's server, present the foreign CA's client certificate.
+	foreignConf.RootCAs = own.RootCAs
+	noCert := &tls.Config{RootCAs: own.RootCAs, ServerName: devtls.ServerName, MinVersion: tls.VersionTLS12}
+
+	check := func(port string, creds credentials.TransportCredentials) error {
+		conn, err := grpc.NewClient("127.0.0.1:"+port, grpc.WithTransportCredentials(creds))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		return err
+	}
+	answered := 0
+	for _, port := range grpcPorts {
+		for name, creds := range map[string]credentials.TransportCredentials{
+			"plain text":               insecure.NewCredentials(),
+			"no certificate":           credentials.NewTLS(noCert),
+			"another CA's certificate": credentials.NewTLS(foreignConf),
+		} {
+			if err := check(port, creds); err == nil {
+				t.Errorf("port %s answered a client with %s", port, name)
+			}
+		}
+		// With dev's certificate the port speaks: the health service, or
+		// an error from the server itself (not the handshake).
+		if err := check(port, credentials.NewTLS(own)); err == nil || status.Code(err) == codes.Unimplemented {
+			answered++
+		}
+	}
+	if answered == 0 {
+		t.Errorf("no Temporal port answered dev's own certificate (ports %v)", grpcPorts)
+	}
+}
+
+// listeningPorts are the TCP ports process pid listens on.
+func listeningPorts(t *testing.T, pid int) []string {
+	t.Helper()
+	inodes := map[string]bool{}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && strings.HasPrefix(l, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	seen := map[string]bool{}
+	var ports []string
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fields := strings.Fields(line)
+			if len(fields) < 10 || fields[3] != "0A" || !inodes[fields[9]] {
+				continue
+			}
+			hexPort := fields[1][strings.LastIndex(fields[1], ":")+1:]
+			n, err := strconv.ParseUint(hexPort, 16, 16)
+			if err != nil {
+				continue
+			}
+			if port := strconv.FormatUint(n, 10); !seen[port] {
+				seen[port] = true
+				ports = append(ports, port)
+			}
+		}
+	}
+	return ports
 }

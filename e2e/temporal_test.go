@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/terratask/terratask/codec"
+	"github.com/terratask/terratask/internal/devtls"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/task"
 )
@@ -39,6 +40,17 @@ func dialShared(t *testing.T) client.Client {
 	return dialDev(t, shared.temporal, shared.dataDir)
 }
 
+// devTemporalTLS is how a client reaches the embedded Temporal of the dev
+// whose data dir is dataDir: mutual TLS with the certificates dev made.
+func devTemporalTLS(t testing.TB, dataDir string) client.ConnectionOptions {
+	t.Helper()
+	conf, err := devtls.FilesIn(filepath.Join(dataDir, devtls.DirName)).ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client.ConnectionOptions{TLS: conf}
+}
+
 // dialDev dials the Temporal of a dev whose data dir is dataDir, with the
 // codec of its secret key.
 func dialDev(t *testing.T, hostPort, dataDir string) client.Client {
@@ -56,7 +68,8 @@ func dialDev(t *testing.T, hostPort, dataDir string) client.Client {
 		t.Fatal(err)
 	}
 	c, err := client.Dial(client.Options{HostPort: hostPort, Namespace: "default",
-		DataConverter: cdc.DataConverter(), FailureConverter: cdc.FailureConverter()})
+		DataConverter: cdc.DataConverter(), FailureConverter: cdc.FailureConverter(),
+		ConnectionOptions: devTemporalTLS(t, dataDir)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/devserver"
 	"github.com/terratask/terratask/events"
+	"github.com/terratask/terratask/internal/devtls"
 	"github.com/terratask/terratask/internal/memtrim"
 	"github.com/terratask/terratask/internal/sandbox"
 	"github.com/terratask/terratask/metrics"
@@ -140,8 +141,8 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	if o.CLIConfigFile, err = cliConfigPath(o.CLIConfigFile); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return fmt.Errorf("creating data dir: %w", err)
+	if err := privateDataDir(dataDir); err != nil {
+		return err
 	}
 
 	// Isolation first: strict refuses to start before anything listens.
@@ -179,7 +180,14 @@ func RunDev(ctx context.Context, o DevOptions) error {
 		}
 	}()
 
+	// The embedded Temporal speaks mutual TLS only: task code that reaches
+	// 127.0.0.1 holds no client certificate (README, Isolation).
+	tlsFiles, err := devtls.Ensure(filepath.Join(dataDir, devtls.DirName), frontendIPs(o.TemporalAddr)...)
+	if err != nil {
+		return err
+	}
 	ts, err := devserver.Start(ctx, devserver.Options{
+		TLS:              &tlsFiles,
 		DBFile:           filepath.Join(dataDir, "temporal.db"),
 		FrontendAddress:  o.TemporalAddr,
 		UIAddress:        o.UIAddress,
@@ -215,7 +223,12 @@ func RunDev(ctx context.Context, o DevOptions) error {
 		go auth.WatchReload(ctx, o.Reload, o.KeysFile, keyring, log, devKey)
 	}
 
-	c, err := dialTemporal(ctx, temporalClientOptions(client.Options{HostPort: ts.FrontendAddress(), Namespace: ts.Namespace(), Logger: newSDKLogger(log)}, cdc))
+	clientTLS, err := ts.ClientTLS()
+	if err != nil {
+		return err
+	}
+	c, err := dialTemporal(ctx, temporalClientOptions(client.Options{HostPort: ts.FrontendAddress(), Namespace: ts.Namespace(), Logger: newSDKLogger(log),
+		ConnectionOptions: client.ConnectionOptions{TLS: clientTLS}}, cdc))
 	if err != nil {
 		return err
 	}
@@ -322,7 +335,7 @@ func printBanner(w io.Writer, a DevAddresses, dataDir string, runners []string, 
 	if a.UI != "" {
 		fmt.Fprintf(w, "  Temporal UI:  %s\n", a.UI)
 	}
-	fmt.Fprintf(w, "  Temporal:     %s (namespace default)\n", a.Temporal)
+	fmt.Fprintf(w, "  Temporal:     %s (namespace default; mutual TLS, certificates in %s)\n", a.Temporal, filepath.Join(dataDir, devtls.DirName))
 	fmt.Fprintf(w, "  Runners:      %s\n", served)
 	fmt.Fprintf(w, "  MCP:          http://%s/mcp (streamable HTTP; or `terratask mcp` over stdio)\n", a.HTTP)
 	fmt.Fprintf(w, "  Data dir:     %s\n", dataDir)
@@ -333,6 +346,22 @@ func printBanner(w io.Writer, a DevAddresses, dataDir string, runners []string, 
 	fmt.Fprintf(w, "  terratask tasks list\n")
 	fmt.Fprintf(w, "  terratask tasks logs TASK_ID --follow\n")
 	fmt.Fprintf(w, "  curl -H \"Authorization: UserKey $TERRATASK_API_KEY\" http://%s/api/v1/tasks\n", a.HTTP)
+	tlsDir := filepath.Join(dataDir, devtls.DirName)
+	fmt.Fprintf(w, "  temporal workflow list --address %s --tls-ca-path %s --tls-cert-path %s --tls-key-path %s --tls-server-name %s\n",
+		a.Temporal, filepath.Join(tlsDir, "ca.pem"), filepath.Join(tlsDir, "client.pem"), filepath.Join(tlsDir, "client-key.pem"), devtls.ServerName)
+}
+
+// frontendIPs are the addresses beyond loopback that the frontend's
+// certificate names: the listen address, when it is a specific one.
+func frontendIPs(addr string) []net.IP {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && !ip.IsLoopback() && !ip.IsUnspecified() {
+		return []net.IP{ip}
+	}
+	return nil
 }
 
 // uiOrigins are the browser origins of dev's Web UI: its URL as printed,

@@ -298,6 +298,9 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := privateDataDir(dataDir); err != nil {
+		return err
+	}
 	sb, err := startIsolation(ctx, o.Isolation, sandbox.Strict, dataDir, log)
 	if err != nil {
 		return err

@@ -2,6 +2,11 @@ package app
 
 import (
 	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -45,4 +50,40 @@ func startIsolation(ctx context.Context, o IsolationOptions, def sandbox.Mode, p
 		log.Warn("ISOLATION UNAVAILABLE: task code runs unsandboxed with this process's power (--isolation auto); install bubblewrap or allow user namespaces, or start with --isolation strict to refuse", zap.String("reason", sb.Reason()))
 	}
 	return sb, nil
+}
+
+// privateDataDir makes dir (a dev's or runner's data dir) private: every
+// file this process creates from now on is 0600 and every directory 0700
+// (the process's umask), and what an earlier version left in dir's top two
+// levels more open is closed. The data dir holds keys, stores and task
+// secrets.
+func privateDataDir(dir string) error {
+	restrictUmask()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating data dir: %w", err)
+	}
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // gone meanwhile
+		}
+		if rel, _ := filepath.Rel(dir, path); strings.Count(rel, string(filepath.Separator)) > 1 {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		mode := os.FileMode(0o600)
+		if d.IsDir() {
+			mode = 0o700
+		} else if info, err := d.Info(); err == nil && info.Mode()&0o100 != 0 {
+			mode = 0o700
+		}
+		if info, err := d.Info(); err == nil && info.Mode().Perm()&^mode != 0 {
+			_ = os.Chmod(path, info.Mode().Perm()&mode)
+		}
+		return nil
+	})
 }

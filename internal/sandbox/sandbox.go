@@ -154,9 +154,12 @@ func (s *Sandbox) Status() string {
 	}
 }
 
-// Mount is one path of the host shown inside the sandbox at the same path.
+// Mount is one path of the host shown inside the sandbox, at the same path
+// unless At says otherwise.
 type Mount struct {
 	Path string
+	// At is where it appears inside ("" for Path).
+	At string
 	// Write makes it read-write; else read-only.
 	Write bool
 	// Optional skips a path that does not exist instead of failing.
@@ -305,7 +308,13 @@ func bwrapArgs(spec Spec) ([]string, error) {
 		if m.Write {
 			flag = "--bind"
 		}
-		a = append(a, flag, m.Path, m.Path)
+		at := m.At
+		if at == "" {
+			at = m.Path
+		} else if !filepath.IsAbs(at) {
+			return nil, fmt.Errorf("sandbox: mount target %q is not an absolute path", at)
+		}
+		a = append(a, flag, m.Path, at)
 	}
 	return a, nil
 }
