@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/terratask/terratask/internal/devtls"
 )
 
 // runnerProc is a `terratask runner` process.
@@ -20,14 +22,22 @@ type runnerProc struct {
 
 // startRunner starts a runner of id against a dev instance's Temporal, store
 // and secret key, sharing stateDir with the other hosts of the ID.
-func startRunner(t *testing.T, dev *devProc, id, dataDir, stateDir string) *runnerProc {
+func startRunner(t *testing.T, dev *devProc, id, dataDir, stateDir string, env ...string) *runnerProc {
 	t.Helper()
+	tlsDir := filepath.Join(dev.dataDir, devtls.DirName)
 	cmd := exec.Command(binPath, "runner", "--id", id,
 		"--temporal-address", dev.temporal,
+		"--temporal-tls-ca", filepath.Join(tlsDir, "ca.pem"), "--temporal-tls-cert", filepath.Join(tlsDir, "client.pem"),
+		"--temporal-tls-key", filepath.Join(tlsDir, "client-key.pem"), "--temporal-tls-server-name", devtls.ServerName,
 		"--store", filepath.Join(dev.dataDir, "terratask.db"),
-		"--secret-key-file", filepath.Join(dev.dataDir, "secret.key"),
 		"--data-dir", dataDir, "--state-dir", stateDir, "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "TF_CLI_CONFIG_FILE=/dev/null")
+	// The secret key in the environment, as a container would get it:
+	// task code must not read it from /proc (isolation_test.go).
+	key, err := os.ReadFile(filepath.Join(dev.dataDir, "secret.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Env = append(append(os.Environ(), "TF_CLI_CONFIG_FILE=/dev/null", "TERRATASK_SECRET_KEY="+strings.TrimSpace(string(key))), env...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

@@ -48,8 +48,14 @@ func randomMark(t testing.TB) string {
 // runHostile runs the hostile task on p's runner local and returns its log.
 func runHostile(t *testing.T, p *devProc, dataDir string) hostileRun {
 	t.Helper()
+	return runHostileOn(t, p, "local", dataDir)
+}
+
+// runHostileOn runs the hostile task on runner, whose data dir is dataDir.
+func runHostileOn(t *testing.T, p *devProc, runner, dataDir string) hostileRun {
+	t.Helper()
 	mark := randomMark(t)
-	tk := p.create(t, map[string]any{"name": "hostile", "agent_id": "agent-hostile", "runner_id": "local",
+	tk := p.create(t, map[string]any{"name": "hostile", "agent_id": "agent-hostile", "runner_id": runner,
 		"parameters": map[string]any{
 			"files":     fixture(t, "hostile"),
 			"variables": map[string]any{"data_dir": dataDir, "mark": mark},
@@ -154,6 +160,32 @@ func TestHostileTaskFindsNothing(t *testing.T) {
 	for _, f := range plans {
 		if fi, err := os.Stat(f); err == nil && fi.Mode().Perm()&0o077 != 0 {
 			t.Errorf("plan file %s has mode %v", f, fi.Mode().Perm())
+		}
+	}
+}
+
+// The same probes on a `terratask runner` process (strict isolation, its
+// secret key in its environment, logs into the SQLite store) find nothing
+// either: not the runner's key in /proc/<runner>/environ, not its data dir.
+func TestHostileTaskOnARunnerFindsNothing(t *testing.T) {
+	t.Parallel()
+	id := "isolated-" + randomMark(t)
+	dataDir := t.TempDir()
+	startRunner(t, shared, id, dataDir, filepath.Join(t.TempDir(), "state"), "TERRATASK_ISOLATION=strict")
+	h := runHostileOn(t, shared, id, dataDir)
+	if f := h.found(); len(f) > 0 {
+		t.Errorf("task code on a runner reached what it must not:\n%s", strings.Join(f, "\n"))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for orphans("terratask-e2e-orphan-"+h.mark) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a process the hostile task started outlived it")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, f := range []string{"/tmp/terratask-e2e-" + h.mark, filepath.Join(dataDir, "terratask-e2e-"+h.mark)} {
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("the hostile task wrote %s on the host", f)
 		}
 	}
 }
