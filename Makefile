@@ -1,13 +1,17 @@
 # terratask: `make run` starts everything on embedded defaults; `make test`
-# runs every test with real parts (Temporal, terraform, SQLite).
+# runs every test with real parts (Temporal, terraform, SQLite), under the
+# race detector, and lists every skipped test (cmd/testgate: on CI a skip
+# not reviewed in .ci/skips.txt fails the run).
 GO        ?= go
 BIN       := bin/terratask
 PKGS      := ./...
 # Test packages run in parallel (-p); each end-to-end package starts its own
 # Temporal server, so two at a time suits a 2-core CI machine. -count=1: the
 # end-to-end tests use binaries (terraform, Temporal) that go test's result
-# cache cannot see, so results are never reused.
-TEST_FLAGS ?= -p 2 -count=1 -timeout 25m
+# cache cannot see, so results are never reused. -race: every test binary
+# runs under the race detector (the binaries the end-to-end tests start are
+# built without it).
+TEST_FLAGS ?= -race -p 2 -count=1 -timeout 25m
 FUZZ_TIME ?= 10s
 
 .PHONY: all build run test test-short fuzz bench bench-fleet lint vet fmt clean
@@ -22,7 +26,7 @@ run: build
 
 test:
 	@command -v terraform >/dev/null 2>&1 || { echo "terraform is not on PATH: the tests run the real terraform binary (see README, Testing)"; exit 1; }
-	TF_CLI_CONFIG_FILE=/dev/null $(GO) test $(TEST_FLAGS) $(PKGS)
+	TF_CLI_CONFIG_FILE=/dev/null $(GO) run ./cmd/testgate -skips .ci/skips.txt -- $(GO) test -json $(TEST_FLAGS) $(PKGS)
 
 test-short:
 	TF_CLI_CONFIG_FILE=/dev/null $(GO) test -short $(PKGS)

@@ -182,7 +182,7 @@ func TestELFResolver(t *testing.T) {
 	}
 	bin := filepath.Join(dir, "hi")
 	if out, err := exec.Command("go", "build", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Skipf("go build: %v\n%s", err, out)
+		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	f, err := elf.Open(bin)
 	if err != nil {

@@ -210,7 +210,10 @@ func TestCLIPlainProgressLines(t *testing.T) {
 func TestCLIProgressInATerminal(t *testing.T) {
 	t.Parallel()
 	cmd := exec.Command(binPath, "tasks", "create", "--name", "cli tty", "--agent", "agent-cli", "--file", "testdata/slow/main.tf",
-		"--var", "step_seconds=1", "--param", "parallelism=1", "--wait")
+		// 2 s a resource: resource counts reach the view at the runner's
+		// heartbeat tick (2 s), which a loaded CI machine can delay past a
+		// 1 s resource.
+		"--var", "step_seconds=2", "--param", "parallelism=1", "--wait")
 	cmd.Env = append(cliEnv(shared.key), "TERM=xterm")
 	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 160})
 	if err != nil {

@@ -151,8 +151,9 @@ func TestDriftRemediationWaitsForApproval(t *testing.T) {
 	if mirrorErr != nil {
 		t.Skipf("no provider mirror: %v", mirrorErr)
 	}
+	// Plan approval is part of the product: its absence is a failure.
 	if !serverHasParameter(t, "approval") {
-		t.Skip("no plan approval on this server (issue 10): remediate is refused")
+		t.Fatal("the server's OpenAPI has no approval parameter: remediation cannot wait for approval")
 	}
 	ws := fmt.Sprintf("remediate-%d", time.Now().UnixNano())
 	at := time.Now().Add(3 * time.Second).Truncate(time.Second)
