@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/terraform-exec/tfexec"
 
 	"github.com/terratask/terratask/internal/procgroup"
+	"github.com/terratask/terratask/internal/sandbox"
 	"github.com/terratask/terratask/store"
 )
 
@@ -90,6 +91,10 @@ func (s *stepRun) terraformEnv() (map[string]string, error) {
 	}
 	env[envTaskID] = s.in.Task.ID
 	env[envExecID] = s.execID
+	if s.r.Sandbox.Active() {
+		// Where the sandbox wrapper finds the step's sandbox (sandboxed).
+		env[sandbox.EnvDir] = s.r.sandboxDir(s.execID)
+	}
 	return env, nil
 }
 

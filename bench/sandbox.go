@@ -26,7 +26,7 @@ const TargetSandboxMS = 10
 
 // sandboxCost measures the sandbox's cost per command.
 func (r *runner) sandboxCost(ctx context.Context) error {
-	sb, err := sandbox.New(ctx, sandbox.Options{Mode: sandbox.Strict, ProbeDir: r.work})
+	sb, err := sandbox.New(ctx, sandbox.Options{Mode: sandbox.Strict, Dir: r.work})
 	if err != nil {
 		return err
 	}
@@ -42,7 +42,8 @@ func (r *runner) sandboxCost(ctx context.Context) error {
 	if err := os.MkdirAll(config, 0o700); err != nil {
 		return err
 	}
-	wrapper, err := sb.Prepare(sandbox.Spec{Dir: filepath.Join(dir, "sb"), Engine: tf,
+	sbDir := filepath.Join(dir, "sb")
+	wrapper, err := sb.Prepare(sandbox.Spec{Dir: sbDir, Engine: tf,
 		Mounts: []sandbox.Mount{{Path: config, Write: true}}})
 	if err != nil {
 		return err
@@ -54,7 +55,7 @@ func (r *runner) sandboxCost(ctx context.Context) error {
 	one := func(bin string) (time.Duration, error) {
 		cmd := exec.CommandContext(ctx, bin, "version", "-json")
 		cmd.Dir = config
-		cmd.Env = []string{"PATH=" + sandbox.Path, "CHECKPOINT_DISABLE=1", "TF_CLI_CONFIG_FILE=/dev/null"}
+		cmd.Env = []string{"PATH=" + sandbox.Path, "CHECKPOINT_DISABLE=1", "TF_CLI_CONFIG_FILE=/dev/null", sandbox.EnvDir + "=" + sbDir}
 		t := time.Now()
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -190,7 +190,7 @@ func (g *gate) handle(e event) {
 
 func isResultLine(s string) bool {
 	return strings.HasPrefix(s, "ok  \t") || strings.HasPrefix(s, "FAIL\t") || strings.HasPrefix(s, "?   \t") ||
-		strings.HasPrefix(s, "--- FAIL") || s == "FAIL\n" || s == "PASS\n"
+		strings.HasPrefix(s, "--- FAIL") || s == "FAIL\n"
 }
 
 // skipReason is the message a skipped test logged last before its SKIP

@@ -36,7 +36,7 @@ func startIsolation(ctx context.Context, o IsolationOptions, def sandbox.Mode, p
 	if mode == "" {
 		mode = def
 	}
-	sb, err := sandbox.New(ctx, sandbox.Options{Mode: mode, ProbeDir: probeDir})
+	sb, err := sandbox.New(ctx, sandbox.Options{Mode: mode, Dir: probeDir})
 	if err != nil {
 		return nil, err
 	}

@@ -19,14 +19,21 @@
 //     own IPC, UTS and cgroup namespaces; the network is shared (providers
 //     need it).
 //
-// A command runs through a small generated wrapper script (Prepare), which is
-// what terraform-exec executes: terraform-exec stops a command with SIGINT to
-// the process it started, and bubblewrap forwards no signal, so the wrapper
-// keeps bubblewrap in the background and passes SIGINT and SIGTERM on to the
-// engine (bubblewrap's --info-fd names its PID), which stops gracefully as
-// it would in a terminal. When the wrapper is killed (terraform-exec's last
+// A command runs through a small wrapper script, which is what
+// terraform-exec executes: terraform-exec stops a command with SIGINT to the
+// process it started, and bubblewrap forwards no signal, so the wrapper keeps
+// bubblewrap in the background and passes SIGINT and SIGTERM on to the
+// engine (bubblewrap's --info-fd names its PID), which stops gracefully as it
+// would in a terminal. When the wrapper is killed (terraform-exec's last
 // resort, or the runner dying), bubblewrap's --die-with-parent takes the
 // whole sandbox down.
+//
+// The wrapper is written once, when the Sandbox is made; each step's sandbox
+// is a directory of files (Prepare) that the wrapper finds through the
+// environment variable EnvDir. A file written while other goroutines fork
+// cannot be executed at once (the kernel answers ETXTBSY while a forked
+// child still holds its write descriptor), so nothing executable is written
+// per step.
 package sandbox
 
 import (
@@ -39,6 +46,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -72,18 +80,24 @@ type Options struct {
 	Mode Mode
 	// Bwrap is the bubblewrap binary; default "bwrap" on PATH.
 	Bwrap string
-	// ProbeDir is where the start-up probe writes its wrapper; default the
-	// system's temporary directory.
-	ProbeDir string
+	// Dir is a private directory (the runner's data dir) where the
+	// wrapper script is written and the start-up probe runs; default a new
+	// directory under the system's temporary directory.
+	Dir string
 }
 
 // Sandbox decides how a runner's engine commands run. A nil *Sandbox, or
 // one that is not Active, runs them unsandboxed.
 type Sandbox struct {
-	mode   Mode
-	bwrap  string
-	reason string // why the sandbox is unavailable, when it is
+	mode    Mode
+	bwrap   string
+	wrapper string // the wrapper script (Wrapper)
+	reason  string // why the sandbox is unavailable, when it is
 }
+
+// EnvDir is the environment variable that names a step's sandbox directory
+// to the wrapper (which removes it from the engine's environment).
+const EnvDir = "TERRATASK_SANDBOX_DIR"
 
 // New finds bubblewrap and proves it works by running a command in a
 // sandbox built exactly as a step's would be. In strict mode a sandbox that
@@ -108,19 +122,43 @@ func New(ctx context.Context, o Options) (*Sandbox, error) {
 		path, err = filepath.Abs(path)
 	}
 	if err == nil {
-		err = probe(ctx, path, o.ProbeDir)
+		s.bwrap = path
+		if s.wrapper, err = writeWrapper(o.Dir, path); err == nil {
+			err = s.probe(ctx)
+		}
 	} else {
 		err = fmt.Errorf("bubblewrap (%s) not found: install it (Debian/Ubuntu: apt-get install bubblewrap; Alpine: apk add bubblewrap; Fedora: dnf install bubblewrap)", bin)
 	}
 	if err != nil {
-		s.reason = err.Error()
+		s.bwrap, s.reason = "", err.Error()
 		if mode == Strict {
 			return nil, fmt.Errorf("isolation strict: %w (or start with --isolation auto or off, see the README's Isolation section)", err)
 		}
 		return s, nil
 	}
-	s.bwrap = path
 	return s, nil
+}
+
+// writeWrapper writes the wrapper script for bwrap into dir (a new
+// temporary directory when dir is "").
+func writeWrapper(dir, bwrap string) (string, error) {
+	if dir == "" {
+		d, err := os.MkdirTemp("", "terratask-sandbox-")
+		if err != nil {
+			return "", fmt.Errorf("sandbox: %w", err)
+		}
+		dir = d
+	} else {
+		dir = filepath.Join(dir, "sandbox-bin")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", fmt.Errorf("sandbox: %w", err)
+		}
+	}
+	path := filepath.Join(dir, Wrapper)
+	if err := writeFile(path, []byte(wrapperScript(bwrap)), 0o700); err != nil {
+		return "", err
+	}
+	return path, nil
 }
 
 // Active reports whether engine commands run sandboxed.
@@ -180,13 +218,14 @@ type Spec struct {
 	Mounts []Mount
 }
 
-// Wrapper is the file name of the wrapper Prepare writes into Spec.Dir.
-const Wrapper = "engine"
+// Wrapper is the file name of the wrapper script.
+const Wrapper = "terratask-sandbox"
 
-// Prepare writes the wrapper for spec and returns its path: an executable
-// that runs Engine with the arguments and environment it is given, inside
-// the sandbox. The environment is passed through whole: the caller builds
-// it for the task (see the package doc for what else is visible).
+// Prepare writes spec's files into spec.Dir and returns the wrapper's path:
+// run with EnvDir=spec.Dir in its environment, it runs Engine with the
+// arguments and environment it is given, inside the sandbox. The
+// environment is passed through whole (less EnvDir): the caller builds it
+// for the task (see the package doc for what else is visible).
 func (s *Sandbox) Prepare(spec Spec) (string, error) {
 	if !s.Active() {
 		return "", errors.New("the sandbox is not active: " + s.Reason())
@@ -218,11 +257,13 @@ func (s *Sandbox) Prepare(spec Spec) (string, error) {
 			return "", err
 		}
 	}
-	wrapper := filepath.Join(spec.Dir, Wrapper)
-	if err := writeFile(wrapper, []byte(wrapperScript(s.bwrap, spec.Dir, argsFile, spec.Engine)), 0o700); err != nil {
+	if strings.ContainsAny(spec.Engine, "\n") {
+		return "", fmt.Errorf("sandbox: newline in engine path %q", spec.Engine)
+	}
+	if err := writeFile(filepath.Join(spec.Dir, "engine"), []byte(spec.Engine+"\n"), 0o600); err != nil {
 		return "", err
 	}
-	return wrapper, nil
+	return s.wrapper, nil
 }
 
 func writeFile(path string, b []byte, mode os.FileMode) error {
@@ -341,11 +382,18 @@ func group() string {
 // terraform-exec sends to the wrapper does not kill bubblewrap (and with it
 // the sandbox) at once, and passes SIGINT and SIGTERM on to the engine, PID
 // 1 of the sandbox, whose host PID bubblewrap writes to --info-fd. It exits
-// with bubblewrap's status, which is the engine's.
-func wrapperScript(bwrap, dir, argsFile, engine string) string {
+// with bubblewrap's status, which is the engine's. The step's directory
+// (EnvDir) holds bubblewrap's arguments and the engine's path.
+func wrapperScript(bwrap string) string {
 	return `#!/bin/sh
 # Generated by terratask (package sandbox): runs the engine in the step's sandbox.
-info=` + shQuote(dir) + `/info.$$
+d=$` + EnvDir + `
+unset ` + EnvDir + `
+if [ -z "$d" ] || ! read -r engine < "$d/engine"; then
+  echo "terratask sandbox: no step sandbox (` + EnvDir + `)" >&2
+  exit 126
+fi
+info=$d/info.$$
 fwd() {
   i=0
   while [ $i -lt 100 ]; do
@@ -357,7 +405,7 @@ fwd() {
 }
 trap 'fwd INT' INT
 trap 'fwd TERM' TERM
-` + shQuote(bwrap) + ` --args 3 --chdir "$(pwd -P)" --info-fd 4 -- ` + shQuote(engine) + ` "$@" 3<` + shQuote(argsFile) + ` 4>"$info" &
+` + shQuote(bwrap) + ` --args 3 --chdir "$PWD" --info-fd 4 -- "$engine" "$@" 3<"$d/bwrap.args" 4>"$info" &
 b=$!
 while :; do
   wait "$b"; rc=$?
@@ -372,8 +420,10 @@ exit "$rc"
 func shQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // probe runs `true` in a sandbox built as a step's would be, through the
-// wrapper, within a few seconds.
-func probe(ctx context.Context, bwrap, dir string) error {
+// wrapper, within a few seconds. The wrapper was just written: while a
+// forked child of another goroutine holds its write descriptor, exec fails
+// with ETXTBSY, so that is retried.
+func (s *Sandbox) probe(ctx context.Context) error {
 	truePath, err := exec.LookPath("true")
 	if err != nil {
 		return fmt.Errorf("probing the sandbox: %w", err)
@@ -381,27 +431,30 @@ func probe(ctx context.Context, bwrap, dir string) error {
 	if truePath, err = filepath.EvalSymlinks(truePath); err != nil {
 		return fmt.Errorf("probing the sandbox: %w", err)
 	}
-	tmp, err := os.MkdirTemp(dir, "terratask-sandbox-probe-")
-	if err != nil {
-		return fmt.Errorf("probing the sandbox: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	s := &Sandbox{mode: Strict, bwrap: bwrap}
-	wrapper, err := s.Prepare(Spec{Dir: filepath.Join(tmp, "sb"), Engine: truePath})
+	dir := filepath.Join(filepath.Dir(s.wrapper), "probe")
+	defer os.RemoveAll(dir)
+	wrapper, err := s.Prepare(Spec{Dir: dir, Engine: truePath})
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, wrapper)
-	cmd.Dir = "/"
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		msg := strings.TrimSpace(string(out))
-		if msg == "" {
-			msg = err.Error()
+	for {
+		cmd := exec.CommandContext(ctx, wrapper)
+		cmd.Dir = "/"
+		cmd.Env = []string{EnvDir + "=" + dir, "PATH=" + Path}
+		out, err := cmd.CombinedOutput()
+		if errors.Is(err, syscall.ETXTBSY) && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
-		return fmt.Errorf("bubblewrap cannot create a sandbox here (%s): the kernel must allow user namespaces (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0) or the runner needs CAP_SYS_ADMIN", msg)
+		if err != nil {
+			msg := strings.TrimSpace(string(out))
+			if msg == "" {
+				msg = err.Error()
+			}
+			return fmt.Errorf("bubblewrap cannot create a sandbox here (%s): the kernel must allow user namespaces (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0) or the runner needs CAP_SYS_ADMIN", msg)
+		}
+		return nil
 	}
-	return nil
 }

@@ -65,7 +65,7 @@ func run(t *testing.T, s *Sandbox, spec Spec, dir string, env []string, argv ...
 	}
 	cmd := exec.Command(w, argv...)
 	cmd.Dir = dir
-	cmd.Env = env
+	cmd.Env = append(env, EnvDir+"="+spec.Dir)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -141,7 +141,7 @@ echo w > ` + filepath.Join(ro, "provider") + ` 2>/dev/null && echo LEAK-rowrite
 echo w > /usr/x 2>/dev/null && echo LEAK-usr
 echo w > /tmp/mine && echo wrote-tmp
 cat /etc/passwd | head -1
-echo home $HOME tmp $TMPDIR task $TASK_VAR runner ${RUNNER_SECRET:-none}
+echo home $HOME tmp $TMPDIR task $TASK_VAR runner ${RUNNER_SECRET:-none} dir ${TERRATASK_SANDBOX_DIR:-unset}
 grep CapEff /proc/self/status
 `
 	out, err := run(t, s, spec, work, []string{"PATH=" + Path, "TASK_VAR=mine"}, "-c", script)
@@ -151,7 +151,7 @@ grep CapEff /proc/self/status
 	if strings.Contains(out, "LEAK") {
 		t.Fatalf("the sandbox leaked:\n%s", out)
 	}
-	for _, want := range []string{"task-a", "wrote-work", "wrote-tmp", "pid 1", "root:x:0:0", "home " + Home + " tmp /tmp task mine runner none", "CapEff:\t0000000000000000"} {
+	for _, want := range []string{"task-a", "wrote-work", "wrote-tmp", "pid 1", "root:x:0:0", "home " + Home + " tmp /tmp task mine runner none dir unset", "CapEff:\t0000000000000000"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in:\n%s", want, out)
 		}
@@ -237,7 +237,7 @@ func TestSandboxForwardsInterrupt(t *testing.T) {
 	mark := filepath.Join(work, "mark")
 	cmd := exec.Command(w, mark)
 	cmd.Dir = work
-	cmd.Env = []string{"PATH=" + Path, helperEnv + "=wait-int"}
+	cmd.Env = []string{"PATH=" + Path, helperEnv + "=wait-int", EnvDir + "=" + spec.Dir}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -268,7 +268,7 @@ func TestSandboxForwardsInterrupt(t *testing.T) {
 
 	cmd = exec.Command(w, "7")
 	cmd.Dir = work
-	cmd.Env = []string{"PATH=" + Path, helperEnv + "=exit"}
+	cmd.Env = []string{"PATH=" + Path, helperEnv + "=exit", EnvDir + "=" + spec.Dir}
 	err = cmd.Run()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
 		t.Fatalf("exit status through the wrapper: %v", err)
