@@ -85,7 +85,10 @@ func TestOpenTofuRunsTheSameSteps(t *testing.T) {
 
 // TestMissingEngineFailsAtOnce is not parallel: it empties PATH.
 func TestMissingEngineFailsAtOnce(t *testing.T) {
-	f := newFixture(t)
+	// Both fixtures before PATH is emptied: a fixture made after it finds no
+	// terraform and skips (cmd/testgate caught the second half never
+	// running).
+	f, pinned := newFixture(t), newFixture(t)
 	missing := filepath.Join(t.TempDir(), "no-tofu-here")
 	f.r.TofuPaths = []string{missing}
 	t.Setenv("PATH", t.TempDir())
@@ -104,10 +107,9 @@ func TestMissingEngineFailsAtOnce(t *testing.T) {
 	if err := os.WriteFile(fake, []byte("#!/bin/sh\necho '{\"terraform_version\":\"1.6.0\"}'\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	f = newFixture(t)
-	f.r.TofuPaths = []string{fake}
-	in = f.newTask(task.Params{Engine: task.EngineOpenTofu, TofuVersion: "1.7.2", Module: "basic"}, task.Secrets{})
-	_, te = taskErrorOf(t, f.exec(nil, "Install", in, nil))
+	pinned.r.TofuPaths = []string{fake}
+	in = pinned.newTask(task.Params{Engine: task.EngineOpenTofu, TofuVersion: "1.7.2", Module: "basic"}, task.Secrets{})
+	_, te = taskErrorOf(t, pinned.exec(nil, "Install", in, nil))
 	if te.Code != task.CodeEngineUnavailable || !strings.Contains(te.Message, "version 1.7.2") || !strings.Contains(te.Message, "is 1.6.0") {
 		t.Errorf("pinned: %+v", te)
 	}
