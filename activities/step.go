@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/terratask/terratask/internal/procgroup"
+	"github.com/terratask/terratask/internal/sandbox"
 	"github.com/terratask/terratask/metrics"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
@@ -42,6 +43,9 @@ type stepRun struct {
 	execID string
 	// writingPlan lets the sandbox's engine write the plan file (savePlan).
 	writingPlan bool
+	// stopInterrupt stops the interrupt of the step's sandboxed engines at
+	// the end of its context (nil without a sandbox).
+	stopInterrupt func() bool
 	// fence orders this attempt among the task's (see statebackend.go).
 	fence int64
 	// proxyBase is the step's route through the state proxy, and
@@ -92,6 +96,12 @@ func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool 
 	s := &stepRun{r: r, in: in, step: step, ui: newUITracker(), execID: newExecID(),
 		masker: secret.NewMasker(task.Secrets{}), started: time.Now()}
 	s.ctx, s.stop = context.WithCancelCause(ctx)
+	if r.Sandbox.Active() {
+		// terraform-exec's SIGINT stops at the sandbox's wrapper: pass it
+		// on to the engines of the step (sandbox.Interrupt).
+		dir := r.sandboxDir(s.execID)
+		s.stopInterrupt = context.AfterFunc(s.ctx, func() { sandbox.Interrupt(dir) })
+	}
 	s.procs = procgroup.NewTracker(envExecID, s.execID)
 	s.fence = fence(run, step, attempt)
 	s.textDiags = &textDiagnostics{tr: s.ui}
@@ -287,6 +297,11 @@ func (s *stepRun) progress() task.Progress {
 // retryable error that says why.
 func (s *stepRun) finish(ctx context.Context, err error) error {
 	defer s.stop(context.Canceled)
+	if s.stopInterrupt != nil {
+		// Every command has ended: nothing is left to interrupt when the
+		// step's context ends below.
+		defer s.stopInterrupt()
+	}
 	close(s.stopTick)
 	<-s.tickDone
 	s.stopHeartbeats()

@@ -28,7 +28,12 @@ func TestMain(m *testing.M) {
 		// exit 0. Args: the mark file.
 		c := make(chan os.Signal, 1)
 		signal.Notify(c, os.Interrupt)
-		if err := os.WriteFile(os.Args[1]+".ready", []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		// Written whole, then renamed: the test reads it as soon as it
+		// exists.
+		if err := os.WriteFile(os.Args[1]+".tmp", []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+			os.Exit(10)
+		}
+		if err := os.Rename(os.Args[1]+".tmp", os.Args[1]+".ready"); err != nil {
 			os.Exit(10)
 		}
 		select {
@@ -219,9 +224,9 @@ func countProcs(t *testing.T, marker string) int {
 	return n
 }
 
-// SIGINT to the wrapper (what terraform-exec sends to stop a command)
-// reaches the engine, which stops gracefully; the wrapper exits with the
-// engine's status.
+// Stopping a command: SIGINT to the wrapper (what terraform-exec sends)
+// is ignored, Interrupt reaches the engine, which stops gracefully; the
+// wrapper exits with the engine's status.
 func TestSandboxForwardsInterrupt(t *testing.T) {
 	s := active(t)
 	self, err := os.Executable()
@@ -256,14 +261,32 @@ func TestSandboxForwardsInterrupt(t *testing.T) {
 	if b, _ := os.ReadFile(mark + ".ready"); string(b) != "1" {
 		t.Errorf("the engine's PID inside the sandbox is %s, want 1", b)
 	}
+	// terraform-exec's SIGINT to the process it started neither kills the
+	// sandbox nor reaches the engine...
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(200 * time.Millisecond)
+	if _, err := os.Stat(mark); err == nil {
+		t.Fatal("SIGINT to the wrapper reached the engine")
+	}
+	if cmd.ProcessState != nil {
+		t.Fatal("SIGINT to the wrapper ended it")
+	}
+	// ...Interrupt does, and the engine stops gracefully.
+	if n := Interrupt(spec.Dir); n != 1 {
+		t.Fatalf("Interrupt signalled %d engines, want 1", n)
+	}
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("wrapper after SIGINT: %v", err)
+		t.Fatalf("wrapper after Interrupt: %v", err)
 	}
 	if b, _ := os.ReadFile(mark); string(b) != "interrupted" {
 		t.Fatalf("the engine did not see SIGINT (mark %q)", b)
+	}
+	// Its info file stays until the step's dir goes, but names a process
+	// that is gone: Interrupt signals nothing.
+	if n := Interrupt(spec.Dir); n != 0 {
+		t.Fatalf("Interrupt after the engine ended signalled %d", n)
 	}
 
 	cmd = exec.Command(w, "7")
