@@ -85,26 +85,48 @@ func (s *stepRun) sandboxed(dir, execPath string) (string, error) {
 
 // impliedMirrors are the runner user's implied local provider mirrors
 // (providers installed by hand in ~/.terraform.d/plugins or the XDG data
-// dir), shown read-only where the engine looks for them under the
-// sandbox's HOME. /usr/share and /usr/local/share are visible already.
+// dir), shown read-only in the sandbox. The XDG one keeps its host path,
+// named to the engine by XDG_DATA_DIRS (impliedDataDirs), so the links
+// init makes into it resolve on the host too and an init template that
+// holds them stays usable. ~/.terraform.d has no such variable: it appears
+// under the sandbox's HOME. /usr/share and /usr/local/share are visible
+// already.
 func impliedMirrors() []sandbox.Mount {
-	home, _ := os.UserHomeDir()
-	data := os.Getenv("XDG_DATA_HOME")
-	if data == "" && home != "" {
-		data = filepath.Join(home, ".local", "share")
-	}
 	var out []sandbox.Mount
-	if home != "" {
+	if home, _ := os.UserHomeDir(); home != "" {
 		out = append(out, sandbox.Mount{Path: filepath.Join(home, ".terraform.d", "plugins"),
 			At: filepath.Join(sandbox.Home, ".terraform.d", "plugins"), Optional: true})
 	}
-	if filepath.IsAbs(data) {
+	if data := hostDataHome(); data != "" {
 		for _, engine := range []string{"terraform", "opentofu"} {
-			out = append(out, sandbox.Mount{Path: filepath.Join(data, engine, "plugins"),
-				At: filepath.Join(sandbox.Home, ".local", "share", engine, "plugins"), Optional: true})
+			out = append(out, sandbox.Mount{Path: filepath.Join(data, engine, "plugins"), Optional: true})
 		}
 	}
 	return out
+}
+
+// hostDataHome is the runner user's XDG data home ("" when unknown).
+func hostDataHome() string {
+	data := os.Getenv("XDG_DATA_HOME")
+	if data == "" {
+		if home, _ := os.UserHomeDir(); home != "" {
+			data = filepath.Join(home, ".local", "share")
+		}
+	}
+	if !filepath.IsAbs(data) {
+		return ""
+	}
+	return data
+}
+
+// impliedDataDirs is XDG_DATA_DIRS for a sandboxed engine: the runner's
+// data home first (see impliedMirrors), then the defaults.
+func impliedDataDirs() string {
+	dirs := "/usr/local/share:/usr/share"
+	if data := hostDataHome(); data != "" {
+		dirs = data + ":" + dirs
+	}
+	return dirs
 }
 
 // removeSandbox removes the step's sandbox files (at finish).
@@ -176,6 +198,9 @@ func (r *Runner) hostEnv() map[string]string {
 	}
 	if r.Sandbox.Active() {
 		env["PATH"] = sandbox.Path
+		if _, passedOn := env["XDG_DATA_DIRS"]; !passedOn {
+			env["XDG_DATA_DIRS"] = impliedDataDirs()
+		}
 	} else if p, ok := os.LookupEnv("PATH"); ok {
 		env["PATH"] = p
 	}
