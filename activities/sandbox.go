@@ -76,7 +76,15 @@ func (s *stepRun) sandboxed(dir, execPath string) (string, error) {
 			mounts = append(mounts, sandbox.Mount{Path: d, Write: true, Optional: true})
 		}
 	}
-	w, err := s.r.Sandbox.Prepare(sandbox.Spec{Dir: s.r.sandboxDir(s.execID), Engine: engine, Mounts: mounts})
+	// A mount that holds the runner's data dir (a --source-root / or a
+	// mirror at /, say) would show its keys: such a mount is left out.
+	kept := mounts[:0]
+	for _, m := range mounts {
+		if !within(filepath.Clean(m.Path), s.r.dataDir()) {
+			kept = append(kept, m)
+		}
+	}
+	w, err := s.r.Sandbox.Prepare(sandbox.Spec{Dir: s.r.sandboxDir(s.execID), Engine: engine, Mounts: kept})
 	if err != nil {
 		return "", internalErrorf("preparing the sandbox: %v", err)
 	}

@@ -1,10 +1,13 @@
 package activities
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/terratask/terratask/internal/sandbox"
+	"github.com/terratask/terratask/task"
 )
 
 // With isolation on, task code gets nothing of the runner's environment
@@ -55,5 +58,32 @@ func TestCheckPassEnv(t *testing.T) {
 		if err := CheckPassEnv([]string{bad}); err == nil {
 			t.Errorf("%s was accepted", bad)
 		}
+	}
+}
+
+// A source root (or mirror) that holds the runner's data dir is not shown
+// in the sandbox: --source-root / must not hand task code the runner's
+// keys.
+func TestSandboxNeverShowsTheDataDir(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	if !f.r.Sandbox.Active() {
+		t.Skip("no sandbox on this host (CI always has one)")
+	}
+	key := filepath.Join(f.r.dataDir(), "planted.key")
+	if err := os.WriteFile(key, []byte("RUNNER-KEY"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.r.SourceRoots = append(f.r.SourceRoots, "/", filepath.Dir(f.r.dataDir()))
+	in := f.newTask(task.Params{Files: map[string]string{"main.tf": `resource "terraform_data" "probe" {
+  provisioner "local-exec" {
+    command = "cat ` + key + ` || echo KEY-HIDDEN"
+  }
+}`}}, task.Secrets{})
+	f.upTo(&in, true)
+	f.mustExec("Apply", in, nil)
+	logs := f.sink.text(in.Task.ID)
+	if strings.Contains(logs, "RUNNER-KEY") || !strings.Contains(logs, "KEY-HIDDEN") {
+		t.Fatalf("the data dir was visible through a source root:\n%s", logs)
 	}
 }
