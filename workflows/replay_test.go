@@ -39,8 +39,19 @@ func TestReplayRecordedHistories(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) < 6 {
-		t.Fatalf("expected the recorded histories in testdata, found %v", files)
+	// Every recorded history is in the manifest and every manifest entry
+	// is recorded: a deleted history fails here, not silently.
+	have := map[string]bool{}
+	for _, f := range files {
+		have[filepath.Base(f)] = true
+		if _, ok := replayManifest[filepath.Base(f)]; !ok {
+			t.Errorf("%s is not in replayManifest: say what it covers", f)
+		}
+	}
+	for name := range replayManifest {
+		if !have[name] {
+			t.Errorf("replayManifest lists %s, which testdata lacks", name)
+		}
 	}
 	cdc := replayCodec(t)
 	for _, f := range files {
@@ -57,4 +68,38 @@ func TestReplayRecordedHistories(t *testing.T) {
 			}
 		})
 	}
+}
+
+// replayManifest is every recorded history of the task workflow
+// (terratask.Task) and what it covers: v1 before approval, v1-encrypted with
+// the payload codec, v2 the approval and drift-schedule versions, v3 the
+// claim-install command sequence (the current one). A recorded file must be
+// listed, and a listed file recorded (e2e/record_test.go records them).
+var replayManifest = map[string]string{
+	"v1-cancelled-in-queue.json":  "v1: cancelled while waiting for its workspace",
+	"v1-cancelled.json":           "v1: cancelled mid-apply",
+	"v1-completed.json":           "v1: completed apply",
+	"v1-failed.json":              "v1: failed (a broken configuration)",
+	"v1-plan.json":                "v1: plan-only task",
+	"v1-queued.json":              "v1: queued on its workspace",
+	"v1-runner-unavailable.json":  "v1: no runner within runner-wait",
+	"v1-timeout.json":             "v1: timed out mid-apply",
+	"v1-workspace-queue.json":     "v1: the workspace queue",
+	"v1-encrypted-cancelled.json": "v1, encrypted payloads: cancelled",
+	"v1-encrypted-completed.json": "v1, encrypted payloads: completed",
+	"v1-encrypted-failed.json":    "v1, encrypted payloads: failed",
+	"v1-encrypted-plan.json":      "v1, encrypted payloads: plan-only",
+	"v2-approval-timeout.json":    "v2: approval timed out (rejected)",
+	"v2-approved-by-parent.json":  "v2: approved by a parent workflow's signal",
+	"v2-approved.json":            "v2: approved through the API",
+	"v2-cancelled-waiting.json":   "v2: cancelled while waiting for approval",
+	"v2-rejected.json":            "v2: rejected",
+	"v2-scheduled-drift.json":     "v2: a schedule's drift check",
+	"v3-approved.json":            "v3 (claim-install): approved",
+	"v3-cancelled.json":           "v3 (claim-install): cancelled mid-apply",
+	"v3-completed.json":           "v3 (claim-install): completed",
+	"v3-failed.json":              "v3 (claim-install): failed",
+	"v3-plan.json":                "v3 (claim-install): plan-only",
+	"v3-rejected.json":            "v3 (claim-install): rejected",
+	"v3-scheduled-drift.json":     "v3 (claim-install): a schedule's drift check",
 }
