@@ -48,6 +48,34 @@ type StateLock struct {
 	Info []byte
 	// CreatedAt is assigned by the store.
 	CreatedAt time.Time
+	// RenewedAt is when the lock was last taken or renewed, assigned by the
+	// store (CreatedAt for a lock stored before renewals were recorded).
+	// A lock of a task is a lease: the server lets no one take it over
+	// while RenewedAt is less than StateLockLease + StateLockMargin ago.
+	RenewedAt time.Time
+}
+
+// A task's state lock is a lease. The runner renews the lock of a running
+// Terraform command every heartbeat (2 s) by taking it again under the same
+// lock ID (a renewal, see LockState), and its watchdog stops the command
+// before StateLockLease has passed without a renewal. The server lets no one
+// take over a task's lock until StateLockLease + StateLockMargin have passed
+// since it was last renewed, whatever else makes it stale: the margin covers
+// the clocks and the time a killed command takes to die.
+const (
+	// StateLockLease is how long a task's state lock is held without a
+	// renewal: the runner stops the command holding it before then.
+	StateLockLease = 15 * time.Second
+	// StateLockMargin is how much longer the server waits before it lets
+	// the lock be taken over.
+	StateLockMargin = 5 * time.Second
+)
+
+// LockExpired reports whether the lease of l, a lock of a task, has run out
+// at now (StateLockLease + StateLockMargin since l.RenewedAt). A lock taken
+// with a key (TaskID "") has no lease and never expires.
+func LockExpired(l StateLock, now time.Time) bool {
+	return l.TaskID != "" && now.Sub(l.RenewedAt) >= StateLockLease+StateLockMargin
 }
 
 // LockedError is returned when a state operation names a lock that is not
@@ -84,8 +112,10 @@ type StateStore interface {
 	// next version after 7 is 8 whatever was pruned.
 	PruneStateVersions(ctx context.Context, org, workspace string, keep int) (int, error)
 	// LockState takes the workspace's lock for l.ID. Taking a lock already
-	// held under the same ID succeeds (a retried request); a lock held under
-	// another ID is a *LockedError.
+	// held under the same ID by the same task (l.TaskID) renews it: it sets
+	// its RenewedAt to now and succeeds (also a retried request). The same
+	// ID held by another task, or a lock held under another ID, is a
+	// *LockedError.
 	LockState(ctx context.Context, l StateLock) error
 	// UnlockState releases the lock held under id and returns it. Releasing
 	// when no lock is held succeeds (returning a zero lock); a lock held
@@ -124,19 +154,35 @@ func CheckUnlock(held *StateLock, id string) (bool, error) {
 	return true, nil
 }
 
+// Relock is CheckRelock's verdict on a LockState.
+type Relock int
+
+const (
+	// RelockNone writes nothing (it comes with an error).
+	RelockNone Relock = iota
+	// RelockTake writes a new lock row: no lock is held.
+	RelockTake
+	// RelockRenew sets the held lock's RenewedAt to now: it is held under
+	// the same ID by the same task.
+	RelockRenew
+)
+
 // CheckRelock decides whether LockState(l) may take the lock of a workspace
-// whose held lock is held (nil when unlocked); it reports whether a lock row
-// must be written (false for a retried take of the same lock).
-func CheckRelock(held *StateLock, l StateLock) (bool, error) {
+// whose held lock is held (nil when unlocked): RelockTake when none is held,
+// RelockRenew when l is the held lock (same ID, same task), else a
+// *LockedError (another ID, or the same ID held by another task, which
+// learned it: any viewer can read it). Every StateStore implements
+// LockState's rule with it.
+func CheckRelock(held *StateLock, l StateLock) (Relock, error) {
 	switch {
 	case l.ID == "":
-		return false, fmt.Errorf("lock ID is required")
+		return RelockNone, fmt.Errorf("lock ID is required")
 	case held == nil:
-		return true, nil
-	case held.ID == l.ID:
-		return false, nil
+		return RelockTake, nil
+	case held.ID == l.ID && held.TaskID == l.TaskID:
+		return RelockRenew, nil
 	}
-	return false, &LockedError{Held: *held}
+	return RelockNone, &LockedError{Held: *held}
 }
 
 // StateErr wraps err with what (an implementation's "sqlite store: put

@@ -50,15 +50,15 @@ func heldLock(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }, org, ws string) (*store.StateLock, error) {
 	l := store.StateLock{Org: org, Workspace: ws}
-	err := q.QueryRow(ctx, `SELECT lock_id, task_id, fence, info, created_at FROM state_locks WHERE org = $1 AND workspace = $2`, txt(org), txt(ws)).
-		Scan(&l.ID, &l.TaskID, &l.Fence, &l.Info, &l.CreatedAt)
+	err := q.QueryRow(ctx, `SELECT lock_id, task_id, fence, info, created_at, renewed_at FROM state_locks WHERE org = $1 AND workspace = $2`, txt(org), txt(ws)).
+		Scan(&l.ID, &l.TaskID, &l.Fence, &l.Info, &l.CreatedAt, &l.RenewedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	l.CreatedAt = l.CreatedAt.UTC()
+	l.CreatedAt, l.RenewedAt = l.CreatedAt.UTC(), l.RenewedAt.UTC()
 	return &l, nil
 }
 
@@ -151,18 +151,23 @@ func (s *Store) PruneStateVersions(ctx context.Context, org, workspace string, k
 
 // LockState implements store.StateStore.
 func (s *Store) LockState(ctx context.Context, l store.StateLock) error {
-	l.Org, l.Workspace, l.ID = txt(l.Org), txt(l.Workspace), txt(l.ID)
+	l.Org, l.Workspace, l.ID, l.TaskID = txt(l.Org), txt(l.Workspace), txt(l.ID), txt(l.TaskID)
 	err := s.inStateTx(ctx, l.Org, l.Workspace, func(tx pgx.Tx) error {
 		held, err := heldLock(ctx, tx, l.Org, l.Workspace)
 		if err != nil {
 			return err
 		}
-		write, err := store.CheckRelock(held, l)
-		if err != nil || !write {
+		verdict, err := store.CheckRelock(held, l)
+		now := dbTime(time.Now().UTC())
+		switch {
+		case err != nil:
 			return err
+		case verdict == store.RelockRenew:
+			_, err = tx.Exec(ctx, `UPDATE state_locks SET renewed_at = $1 WHERE org = $2 AND workspace = $3`, now, l.Org, l.Workspace)
+		case verdict == store.RelockTake:
+			_, err = tx.Exec(ctx, `INSERT INTO state_locks (org, workspace, lock_id, task_id, fence, info, created_at, renewed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+				l.Org, l.Workspace, l.ID, l.TaskID, l.Fence, store.NonNil(l.Info), now, now)
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO state_locks (org, workspace, lock_id, task_id, fence, info, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			l.Org, l.Workspace, l.ID, txt(l.TaskID), l.Fence, store.NonNil(l.Info), dbTime(time.Now().UTC()))
 		return err
 	})
 	return stateErr("lock state", err)

@@ -35,16 +35,16 @@ func heldLock(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }, org, ws string) (*store.StateLock, error) {
 	l := store.StateLock{Org: org, Workspace: ws}
-	var created int64
-	err := q.QueryRowContext(ctx, `SELECT lock_id, task_id, fence, info, created_at FROM state_locks WHERE org = ? AND workspace = ?`, org, ws).
-		Scan(&l.ID, &l.TaskID, &l.Fence, &l.Info, &created)
+	var created, renewed int64
+	err := q.QueryRowContext(ctx, `SELECT lock_id, task_id, fence, info, created_at, renewed_at FROM state_locks WHERE org = ? AND workspace = ?`, org, ws).
+		Scan(&l.ID, &l.TaskID, &l.Fence, &l.Info, &created, &renewed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	l.CreatedAt = goTime(created)
+	l.CreatedAt, l.RenewedAt = goTime(created), goTime(renewed)
 	return &l, nil
 }
 
@@ -155,12 +155,17 @@ func (s *Store) LockState(ctx context.Context, l store.StateLock) error {
 		if err != nil {
 			return err
 		}
-		write, err := store.CheckRelock(held, l)
-		if err != nil || !write {
+		verdict, err := store.CheckRelock(held, l)
+		now := dbTime(time.Now())
+		switch {
+		case err != nil:
 			return err
+		case verdict == store.RelockRenew:
+			_, err = tx.ExecContext(ctx, `UPDATE state_locks SET renewed_at = ? WHERE org = ? AND workspace = ?`, now, l.Org, l.Workspace)
+		case verdict == store.RelockTake:
+			_, err = tx.ExecContext(ctx, `INSERT INTO state_locks (org, workspace, lock_id, task_id, fence, info, created_at, renewed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+				l.Org, l.Workspace, l.ID, l.TaskID, l.Fence, store.NonNil(l.Info), now, now)
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO state_locks (org, workspace, lock_id, task_id, fence, info, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			l.Org, l.Workspace, l.ID, l.TaskID, l.Fence, store.NonNil(l.Info), dbTime(time.Now()))
 		return err
 	})
 	return stateErr("lock state", err)

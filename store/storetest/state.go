@@ -145,7 +145,8 @@ func (h *harness) testStateLocks(t *testing.T) {
 	}
 	wantLocked(t, "LockState B", s.LockState(ctx, lock("B")), "A")
 	held, err := s.GetStateLock(ctx, org, ws)
-	if err != nil || held.ID != "A" || held.TaskID != "task-A" || held.Fence != 1<<32+3 || string(held.Info) != `{"ID":"A"}` || held.CreatedAt.IsZero() {
+	if err != nil || held.ID != "A" || held.TaskID != "task-A" || held.Fence != 1<<32+3 || string(held.Info) != `{"ID":"A"}` || held.CreatedAt.IsZero() ||
+		held.RenewedAt.Before(held.CreatedAt) {
 		t.Fatalf("GetStateLock: %+v, %v", held, err)
 	}
 
@@ -266,4 +267,94 @@ func (h *harness) testStateConcurrency(t *testing.T) {
 		}
 		seen[got[i]] = true
 	}
+}
+
+// testStateLockRenewal: a task's lock is a lease. Taking it sets RenewedAt;
+// taking it again under the same ID and task renews it (RenewedAt moves on,
+// nothing else changes); the same ID from another task, or from a key, is
+// refused.
+func (h *harness) testStateLockRenewal(t *testing.T) {
+	s := h.open(t)
+	ctx := t.Context()
+	org, ws := h.name("org"), h.name("ws")
+	get := func(what string) store.StateLock {
+		t.Helper()
+		l, err := s.GetStateLock(ctx, org, ws)
+		if err != nil {
+			t.Fatalf("GetStateLock %s: %v", what, err)
+		}
+		return l
+	}
+	tick := func() { time.Sleep(3 * time.Millisecond) } // RenewedAt has microseconds
+	a := store.StateLock{Org: org, Workspace: ws, ID: "A", TaskID: "task-1", Fence: 7, Info: []byte(`{"ID":"A","Who":"first"}`)}
+
+	before := time.Now().Add(-time.Second)
+	if err := s.LockState(ctx, a); err != nil {
+		t.Fatalf("LockState A: %v", err)
+	}
+	taken := get("after the take")
+	if taken.RenewedAt.Before(before) || taken.RenewedAt.After(time.Now().Add(time.Second)) || taken.RenewedAt.Location() != time.UTC ||
+		!taken.RenewedAt.Equal(taken.CreatedAt) {
+		t.Fatalf("a new lock: RenewedAt %v, CreatedAt %v; want both now", taken.RenewedAt, taken.CreatedAt)
+	}
+
+	// A renewal moves RenewedAt on and keeps the rest, even when the
+	// request's fence and info differ.
+	tick()
+	renew := a
+	renew.Fence, renew.Info = 9, []byte(`{"ID":"A","Who":"renewal"}`)
+	if err := s.LockState(ctx, renew); err != nil {
+		t.Fatalf("renewing A: %v", err)
+	}
+	renewed := get("after the renewal")
+	if !renewed.RenewedAt.After(taken.RenewedAt) || !renewed.CreatedAt.Equal(taken.CreatedAt) ||
+		renewed.Fence != 7 || renewed.TaskID != "task-1" || string(renewed.Info) != `{"ID":"A","Who":"first"}` {
+		t.Fatalf("after a renewal: %+v; taken %+v", renewed, taken)
+	}
+
+	// The same lock ID from another task, or from a key, is not a renewal.
+	tick()
+	other := a
+	other.TaskID = "task-2"
+	wantLocked(t, "LockState A by another task", s.LockState(ctx, other), "A")
+	key := a
+	key.TaskID = ""
+	wantLocked(t, "LockState A by a key", s.LockState(ctx, key), "A")
+	if l := get("after refused renewals"); !l.RenewedAt.Equal(renewed.RenewedAt) || l.TaskID != "task-1" {
+		t.Fatalf("refused renewals changed the lock: %+v, was %+v", l, renewed)
+	}
+	// Writes go on under the renewed lock.
+	if _, err := s.PutState(ctx, stateVersion(org, ws, "r", 1), "A"); err != nil {
+		t.Fatalf("PutState under a renewed lock: %v", err)
+	}
+
+	// Once released, the lock is taken afresh (also under the same ID).
+	if _, err := s.UnlockState(ctx, org, ws, "A"); err != nil {
+		t.Fatalf("UnlockState A: %v", err)
+	}
+	tick()
+	if err := s.LockState(ctx, other); err != nil {
+		t.Fatalf("LockState A by another task once released: %v", err)
+	}
+	retaken := get("after the new take")
+	if retaken.TaskID != "task-2" || !retaken.CreatedAt.After(renewed.RenewedAt) || !retaken.RenewedAt.Equal(retaken.CreatedAt) {
+		t.Fatalf("a lock taken again: %+v", retaken)
+	}
+	if _, err := s.UnlockState(ctx, org, ws, ""); err != nil {
+		t.Fatalf("forced UnlockState: %v", err)
+	}
+
+	// A key's lock renews under the same ID too.
+	if err := s.LockState(ctx, key); err != nil {
+		t.Fatalf("LockState A by a key: %v", err)
+	}
+	keyTaken := get("a key's lock")
+	tick()
+	if err := s.LockState(ctx, key); err != nil {
+		t.Fatalf("renewing a key's lock: %v", err)
+	}
+	if l := get("a key's renewed lock"); !l.RenewedAt.After(keyTaken.RenewedAt) || l.TaskID != "" {
+		t.Fatalf("a key's renewed lock: %+v, was %+v", l, keyTaken)
+	}
+	wantLocked(t, "LockState of a key's lock by a task", s.LockState(ctx, a), "A")
 }
