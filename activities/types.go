@@ -21,6 +21,11 @@ type StepInput struct {
 	// Install, on a Claim, asks the claiming host to run the installing
 	// step too (see Runner.Claim).
 	Install bool `json:"install,omitempty"`
+	// AvoidHosts, on a Claim, are the hosts this task's workflow declared
+	// lost in earlier runs of its block, in the order they were lost: they
+	// leave the claim to another host of the runner for a few attempts
+	// (see Runner.Claim).
+	AvoidHosts []string `json:"avoid_hosts,omitempty"`
 }
 
 // SavedPlan names an approved plan by the SHA-256 of its plan file. Its
