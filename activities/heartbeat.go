@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
+	"github.com/terratask/terratask/internal/watchdog"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
@@ -113,11 +114,16 @@ func (s *stepRun) heartbeat(ctx context.Context, p task.Progress) {
 	go func() {
 		defer s.hb.wg.Done()
 		defer s.hb.busy.Store(false)
+		sent := watchdog.Now()
 		rctx, cancel := context.WithTimeout(s.hb.ctx, s.hb.timeout)
 		err := s.r.Heartbeat(rctx, s.hb.token, p)
 		cancel()
 		if s.hb.ctx.Err() != nil {
 			return // the step is finishing
+		}
+		if err == nil || temporal.IsCanceledError(err) {
+			// Temporal counts the attempt as alive: so may the watchdog.
+			s.renewLease(sent, 0)
 		}
 		s.heard(ctx, p, err, time.Now())
 	}()

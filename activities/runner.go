@@ -18,6 +18,7 @@ import (
 	"github.com/terratask/terratask/internal/rwlock"
 	"github.com/terratask/terratask/internal/sandbox"
 	"github.com/terratask/terratask/internal/tfinstall"
+	"github.com/terratask/terratask/internal/watchdog"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
@@ -91,6 +92,10 @@ type Runner struct {
 	// Sandbox runs every engine command of a step in a sandbox (see
 	// sandbox.go); nil or inactive runs them unsandboxed.
 	Sandbox *sandbox.Sandbox
+	// Watchdog, with an active Sandbox, kills a step's sandboxes when its
+	// lease runs out (lease.go); nil leaves a stalled runner's commands
+	// running.
+	Watchdog *watchdog.Client
 	// PassEnv names the runner's environment variables that engine
 	// commands get when isolation is on (NAME, or PREFIX*), such as a host's
 	// cloud credentials; see hostEnv.

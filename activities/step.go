@@ -48,6 +48,12 @@ type stepRun struct {
 	stopInterrupt func() bool
 	// fence orders this attempt among the task's (see statebackend.go).
 	fence int64
+	// stale is set when Temporal no longer runs this attempt: the step did
+	// nothing (lease.go). leased is set while the watchdog watches the
+	// step's sandboxes, whose lease is leaseTTL (in ns) from a heartbeat.
+	stale    bool
+	leased   bool
+	leaseTTL int64
 	// proxyBase is the step's route through the state proxy, and
 	// closeProxy closes it (at finish); under mu.
 	proxyBase  string
@@ -96,6 +102,13 @@ func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool 
 	s := &stepRun{r: r, in: in, step: step, ui: newUITracker(), execID: newExecID(),
 		masker: secret.NewMasker(task.Secrets{}), started: time.Now()}
 	s.ctx, s.stop = context.WithCancelCause(ctx)
+	// Before anything else: does Temporal still run this attempt?
+	sent, cancelled, err := r.checkAttempt(ctx, step)
+	if err != nil {
+		s.stale = errors.Is(err, errStaleAttempt)
+		s.book = newLogBook(discardSink{}, in.Task.ID, "", "", s.masker, nil, r.logger())
+		return s, err
+	}
 	if r.Sandbox.Active() {
 		// terraform-exec's SIGINT stops at the sandbox's wrapper: pass it
 		// on to the engines of the step (sandbox.Interrupt).
@@ -180,6 +193,13 @@ func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool 
 	r.st().mu.Unlock()
 
 	s.startHeartbeats(ctx)
+	if err := s.armLease(ctx, sent); err != nil {
+		errs = append(errs, err)
+	}
+	if cancelled != nil {
+		// Cancelled before it began: stop at once, as a tick would.
+		s.heard(ctx, s.progress(), cancelled, time.Now())
+	}
 	s.stopTick, s.tickDone = make(chan struct{}), make(chan struct{})
 	go s.tickLoop(ctx)
 
@@ -297,6 +317,12 @@ func (s *stepRun) progress() task.Progress {
 // retryable error that says why.
 func (s *stepRun) finish(ctx context.Context, err error) error {
 	defer s.stop(context.Canceled)
+	if s.tickDone == nil {
+		// begin stopped before the step began (a stale attempt, or one
+		// that could not be checked): nothing ran, nothing to record.
+		return toApplicationError(&stepError{code: task.CodeInternal, retryable: true, cause: err,
+			msg: fmt.Sprintf("step %s did not start: %v", s.step, err)}, s.step, s.masker)
+	}
 	if s.stopInterrupt != nil {
 		// Every command has ended: nothing is left to interrupt when the
 		// step's context ends below.
@@ -314,6 +340,10 @@ func (s *stepRun) finish(ctx context.Context, err error) error {
 		s.r.markDirty(s.in.Task.ID)
 	}
 	s.stopProcesses()
+	if s.disarmLease() && err != nil && !errors.As(context.Cause(ctx), new(*stepStopped)) {
+		// The watchdog killed the step's commands: say why.
+		s.stop(&stepStopped{reason: "its lease expired (the runner renewed no heartbeat in time) and the watchdog killed its commands", err: errLeaseExpired})
+	}
 	s.removeSandbox()
 	s.mu.Lock()
 	if s.closeProxy != nil {

@@ -35,12 +35,17 @@ import (
 
 	"github.com/terratask/terratask/internal/app"
 	"github.com/terratask/terratask/internal/cli"
+	"github.com/terratask/terratask/internal/watchdog"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == watchdog.Command {
+		// The runner's watchdog (hidden: the runner starts it).
+		os.Exit(watchdog.Main())
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -150,6 +150,11 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	if err != nil {
 		return err
 	}
+	wd, err := startWatchdog(sb, log)
+	if err != nil {
+		return err
+	}
+	s.push("watchdog", wd.Close) // after the runners: closers run in reverse
 
 	key, err := secret.LoadOrCreateKeyFile(filepath.Join(dataDir, "secret.key"))
 	if err != nil {
@@ -281,7 +286,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 			RunnerID: id, HostID: host, DataDir: runnerDir, ModulesDir: modulesDir,
 			DefaultModule: demoDir, SourceRoots: []string{modulesDir, demoDir},
 			Logs: countingStore{st}, Plans: st, Secrets: box, StateURL: loopbackURL(httpAddr),
-			TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile, Sandbox: sb, PassEnv: o.Isolation.PassEnv,
+			TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile, Sandbox: sb, Watchdog: wd, PassEnv: o.Isolation.PassEnv,
 			Logger: log.Named("runner").With(zap.String("runner", id)),
 		}
 		hosts.publish(r) // before it polls: what it offers is known first

@@ -305,6 +305,11 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	if err != nil {
 		return err
 	}
+	wd, err := startWatchdog(sb, log)
+	if err != nil {
+		return err
+	}
+	s.push("watchdog", wd.Close) // after the runners: closers run in reverse
 	roots := o.SourceRoots
 	if o.ModulesDir != "" {
 		roots = append(roots, o.ModulesDir)
@@ -312,7 +317,7 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	r := &activities.Runner{
 		RunnerID: o.ID, HostID: host, DataDir: dataDir, ModulesDir: o.ModulesDir,
 		DefaultModule: o.DefaultModule, SourceRoots: roots, Logs: countingStore{st}, Plans: st, Secrets: box, StateDir: o.StateDir, StateURL: o.StateURL,
-		TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile, Sandbox: sb, PassEnv: o.Isolation.PassEnv,
+		TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile, Sandbox: sb, Watchdog: wd, PassEnv: o.Isolation.PassEnv,
 		Logger: log.Named("runner").With(zap.String("runner", o.ID)),
 	}
 	// What the host offers is in the store before it polls.

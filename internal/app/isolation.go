@@ -1,17 +1,20 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"go.uber.org/zap"
 
 	"github.com/terratask/terratask/activities"
 	"github.com/terratask/terratask/internal/sandbox"
+	"github.com/terratask/terratask/internal/watchdog"
 	"github.com/terratask/terratask/metrics"
 )
 
@@ -86,4 +89,47 @@ func privateDataDir(dir string) error {
 		}
 		return nil
 	})
+}
+
+// startWatchdog starts the process's watchdog (package watchdog): with
+// engine commands sandboxed, it kills a step's sandboxes when the runner
+// stops renewing the step's lease. Without a sandbox there is nothing it
+// could kill, and none starts.
+func startWatchdog(sb *sandbox.Sandbox, log *zap.Logger) (*watchdog.Client, error) {
+	if !sb.Active() {
+		log.Warn("no watchdog: without a sandbox, a stalled runner's Terraform is not stopped when its lease runs out")
+		return nil, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("starting the watchdog: %w", err)
+	}
+	return watchdog.New(exe, []string{watchdog.Command}, &logWriter{log: log.Named("watchdog")})
+}
+
+// logWriter logs each line written to it as a warning (the watchdog only
+// speaks when it kills or fails).
+type logWriter struct {
+	log *zap.Logger
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.log.Warn(strings.TrimPrefix(string(w.buf[:i]), "terratask watchdog: "))
+		w.buf = w.buf[i+1:]
+	}
+	if len(w.buf) > 64<<10 {
+		w.log.Warn(string(w.buf))
+		w.buf = nil
+	}
+	return len(p), nil
 }

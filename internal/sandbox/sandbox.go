@@ -398,17 +398,33 @@ if [ -z "$d" ] || ! read -r engine < "$d/engine"; then
   echo "terratask sandbox: no step sandbox (` + EnvDir + `)" >&2
   exit 126
 fi
+if [ -e "$d/` + ExpiredFile + `" ]; then
+  echo "terratask sandbox: the step's lease has expired (package watchdog); not starting" >&2
+  exit 125
+fi
 trap '' INT
 exec ` + shQuote(bwrap) + ` --args 3 --chdir "$PWD" --info-fd 4 -- "$engine" "$@" 3<"$d/bwrap.args" 4>"$d/info.$$"
 `
 }
+
+// ExpiredFile is the file of a step's sandbox dir whose presence stops the
+// wrapper from starting a command: the step's lease expired (package
+// watchdog).
+const ExpiredFile = "expired"
 
 // Interrupt sends SIGINT to the engine of every command running in the
 // step's sandbox dir (what terraform-exec's SIGINT to the wrapper would do
 // without a sandbox), and returns how many it signalled. A process is
 // signalled only while it is still the child of the bubblewrap that named
 // it, so a PID reused after a command ended is never touched.
-func Interrupt(dir string) int {
+func Interrupt(dir string) int { return signalEngines(dir, syscall.SIGINT) }
+
+// Kill sends SIGKILL to the PID 1 of every sandbox running in the step's
+// sandbox dir: the kernel then kills every process of its PID namespace.
+// It returns how many it killed (with Interrupt's care for reused PIDs).
+func Kill(dir string) int { return signalEngines(dir, syscall.SIGKILL) }
+
+func signalEngines(dir string, sig syscall.Signal) int {
 	infos, _ := filepath.Glob(filepath.Join(dir, "info.*"))
 	n := 0
 	for _, f := range infos {
@@ -428,7 +444,7 @@ func Interrupt(dir string) int {
 		if err != nil || parentOf(pid) != bwrapPID {
 			continue
 		}
-		if syscall.Kill(pid, syscall.SIGINT) == nil {
+		if syscall.Kill(pid, sig) == nil {
 			n++
 		}
 	}
