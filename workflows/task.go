@@ -27,6 +27,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -79,11 +80,48 @@ var nonRetryable = []string{task.CodeConfig, task.CodeTerraform, task.CodeInstal
 // it.
 const versionFast = "claim-install"
 
+// versionLease guards the host-lease version (issue 27: runner hosts
+// frozen by SIGSTOP). The claim has a heartbeat timeout and a retry policy
+// of its own, so a claim swallowed by a frozen host's open poll on the
+// runner's shared queue is retried on it after stepHeartbeatTimeout, not
+// after the claim's minute; a host step's heartbeat timeout is not retried
+// (hostNonRetryable): retried, it would go to the same host's queue, where
+// a frozen host's still open polls take it and, when the host wakes, run
+// several attempts at once in one work dir; the block restarts on another
+// host instead; and each new block's claim names the hosts lost in earlier
+// blocks (StepInput.AvoidHosts), which leave the claim to another host of
+// the runner. Histories recorded before it replay without it.
+const versionLease = "lease"
+
+// timeoutHeartbeat is the non-retryable error type that stops Temporal
+// from retrying an activity whose heartbeat timed out: the server
+// (common/retrypolicy, v1.32) matches a timeout failure against
+// "TemporalTimeout:" + its timeout type. The SDK's test environment does
+// not: it retries every heartbeat timeout.
+const timeoutHeartbeat = "TemporalTimeout:Heartbeat"
+
+// hostNonRetryable are the non-retryable error types of host steps in the
+// lease version: a heartbeat timeout means the host is lost.
+var hostNonRetryable = append(append([]string{}, nonRetryable...), timeoutHeartbeat)
+
+// claimRetry is the claim's retry policy in the lease version: quick
+// retries (a refusal of an avoided host, a claim of a frozen host), ten
+// attempts, so a runner whose only host was lost still gets the task once
+// the claim's avoidance (activities.Runner.Claim) gives way.
+var claimRetry = temporal.RetryPolicy{
+	InitialInterval:        time.Second,
+	BackoffCoefficient:     2,
+	MaximumInterval:        5 * time.Second,
+	MaximumAttempts:        10,
+	NonRetryableErrorTypes: nonRetryable,
+}
+
 // Task is the task workflow.
 func Task(ctx workflow.Context, in task.Input) (task.Output, error) {
 	in = scheduledInput(ctx, in)
 	r := newRun(ctx, in)
 	r.fast = workflow.GetVersion(ctx, versionFast, workflow.DefaultVersion, 1) == 1
+	r.lease = workflow.GetVersion(ctx, versionLease, workflow.DefaultVersion, 1) == 1
 	if err := workflow.SetQueryHandler(ctx, task.QueryState, func() (task.State, error) {
 		return r.state, nil
 	}); err != nil {
@@ -216,6 +254,10 @@ type run struct {
 	fast    bool
 	batch   *[]activities.Record
 	cleaned bool
+	// lease is set in the host-lease version (versionLease); lostHosts
+	// are the hosts lost in earlier blocks, in the order they were lost.
+	lease     bool
+	lostHosts []string
 }
 
 func newRun(ctx workflow.Context, in task.Input) *run {
@@ -342,6 +384,9 @@ func (r *run) execute(ctx workflow.Context) (task.Output, error) {
 			return out, err
 		}
 		lastErr = err
+		if r.lease && r.state.Host != "" && !slices.Contains(r.lostHosts, r.state.Host) {
+			r.lostHosts = append(r.lostHosts, r.state.Host)
+		}
 		r.transition(ctx, func(s *task.State) {
 			s.StepsCompleted = 0
 			s.ChangesDone = 0
@@ -354,6 +399,9 @@ func (r *run) execute(ctx workflow.Context) (task.Output, error) {
 // runBlock claims a host and runs every step on it.
 func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 	in := activities.StepInput{Task: r.in, Run: runNo, SavedPlan: r.approval.saved, Install: r.fast}
+	if r.lease && len(r.lostHosts) > 0 {
+		in.AvoidHosts = slices.Clone(r.lostHosts)
+	}
 	r.state.Attempt = runNo
 
 	wait := time.Duration(r.in.Params.RunnerTimeout)
@@ -363,12 +411,20 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 	if wait <= 0 {
 		wait = defaultRunnerWait
 	}
-	claimCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	claimOpts := workflow.ActivityOptions{
 		TaskQueue:              task.RunnerTaskQueue(r.in.RunnerID),
 		ScheduleToStartTimeout: wait,
 		StartToCloseTimeout:    time.Minute,
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 5},
-	})
+	}
+	if r.lease {
+		// The claim heartbeats like every step: a claim a frozen host
+		// took is retried after the heartbeat timeout.
+		retry := claimRetry
+		claimOpts.HeartbeatTimeout = stepHeartbeatTimeout
+		claimOpts.RetryPolicy = &retry
+	}
+	claimCtx := workflow.WithActivityOptions(ctx, claimOpts)
 	summary := "claim a host of runner " + r.in.RunnerID
 	if r.fast {
 		summary += " and " + r.stepSummary(task.StepInstalling)
@@ -377,6 +433,12 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 	if err := workflow.ExecuteActivity(withSummary(claimCtx, summary), activities.NameClaim, in).Get(ctx, &claim); err != nil {
 		var te *temporal.TimeoutError
 		if errors.As(err, &te) {
+			if r.lease && te.TimeoutType() == enumspb.TIMEOUT_TYPE_HEARTBEAT {
+				// The last attempt was taken by a host that then went
+				// silent.
+				return task.Output{}, taskError(task.CodeRunnerUnavailable,
+					fmt.Sprintf("the claim's last attempt (of %d) was taken by a host of runner %q that then went silent", claimRetry.MaximumAttempts, r.in.RunnerID), nil)
+			}
 			return task.Output{}, taskError(task.CodeRunnerUnavailable,
 				fmt.Sprintf("no runner %q picked the task up within %s", r.in.RunnerID, wait), nil)
 		}
@@ -418,6 +480,12 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 	if r.in.Params.Timeout <= 0 {
 		timeout = defaultTimeout
 	}
+	stepNonRetryable := nonRetryable
+	if r.lease {
+		// A heartbeat timeout ends the block (hostLost): a retry would
+		// go to this host's queue again.
+		stepNonRetryable = hostNonRetryable
+	}
 	hostCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:              claim.HostQueue,
 		ScheduleToStartTimeout: hostScheduleToStart,
@@ -429,7 +497,7 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 			BackoffCoefficient:     2,
 			MaximumInterval:        30 * time.Second,
 			MaximumAttempts:        5,
-			NonRetryableErrorTypes: nonRetryable,
+			NonRetryableErrorTypes: stepNonRetryable,
 		},
 	})
 
