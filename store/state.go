@@ -117,6 +117,11 @@ type StateStore interface {
 	// ID held by another task, or a lock held under another ID, is a
 	// *LockedError.
 	LockState(ctx context.Context, l StateLock) error
+	// RenewStateLock renews the lock held under l.ID by l.TaskID, as
+	// LockState does, but never takes one: when no lock is held it is a
+	// *LockedError with a zero Held (the lock was released or broken, and
+	// its holder must not get it back by renewing it).
+	RenewStateLock(ctx context.Context, l StateLock) error
 	// UnlockState releases the lock held under id and returns it. Releasing
 	// when no lock is held succeeds (returning a zero lock); a lock held
 	// under another ID is a *LockedError. An empty id releases whatever lock
@@ -167,16 +172,19 @@ const (
 	RelockRenew
 )
 
-// CheckRelock decides whether LockState(l) may take the lock of a workspace
-// whose held lock is held (nil when unlocked): RelockTake when none is held,
-// RelockRenew when l is the held lock (same ID, same task), else a
-// *LockedError (another ID, or the same ID held by another task, which
-// learned it: any viewer can read it). Every StateStore implements
-// LockState's rule with it.
-func CheckRelock(held *StateLock, l StateLock) (Relock, error) {
+// CheckRelock decides whether LockState(l) (RenewStateLock(l) when renew
+// is set) may take or renew the lock of a workspace whose held lock is held
+// (nil when unlocked): RelockTake when none is held (for RenewStateLock a
+// *LockedError with a zero Held), RelockRenew when l is the held lock (same
+// ID, same task), else a *LockedError (another ID, or the same ID held by
+// another task, which learned it: any viewer can read it). Every StateStore
+// implements LockState's and RenewStateLock's rules with it.
+func CheckRelock(held *StateLock, l StateLock, renew bool) (Relock, error) {
 	switch {
 	case l.ID == "":
 		return RelockNone, fmt.Errorf("lock ID is required")
+	case held == nil && renew:
+		return RelockNone, &LockedError{}
 	case held == nil:
 		return RelockTake, nil
 	case held.ID == l.ID && held.TaskID == l.TaskID:

@@ -151,13 +151,23 @@ func (s *Store) PruneStateVersions(ctx context.Context, org, workspace string, k
 
 // LockState implements store.StateStore.
 func (s *Store) LockState(ctx context.Context, l store.StateLock) error {
+	return s.lockState(ctx, l, false)
+}
+
+// RenewStateLock implements store.StateStore.
+func (s *Store) RenewStateLock(ctx context.Context, l store.StateLock) error {
+	return s.lockState(ctx, l, true)
+}
+
+// lockState takes or renews l (see store.CheckRelock) in one transaction.
+func (s *Store) lockState(ctx context.Context, l store.StateLock, renew bool) error {
 	l.Org, l.Workspace, l.ID, l.TaskID = txt(l.Org), txt(l.Workspace), txt(l.ID), txt(l.TaskID)
 	err := s.inStateTx(ctx, l.Org, l.Workspace, func(tx pgx.Tx) error {
 		held, err := heldLock(ctx, tx, l.Org, l.Workspace)
 		if err != nil {
 			return err
 		}
-		verdict, err := store.CheckRelock(held, l)
+		verdict, err := store.CheckRelock(held, l, renew)
 		now := dbTime(time.Now().UTC())
 		switch {
 		case err != nil:
@@ -170,6 +180,9 @@ func (s *Store) LockState(ctx context.Context, l store.StateLock) error {
 		}
 		return err
 	})
+	if renew {
+		return stateErr("renew state lock", err)
+	}
 	return stateErr("lock state", err)
 }
 

@@ -272,7 +272,7 @@ func (h *harness) testStateConcurrency(t *testing.T) {
 // testStateLockRenewal: a task's lock is a lease. Taking it sets RenewedAt;
 // taking it again under the same ID and task renews it (RenewedAt moves on,
 // nothing else changes); the same ID from another task, or from a key, is
-// refused.
+// refused. RenewStateLock renews the same way but never takes a lock.
 func (h *harness) testStateLockRenewal(t *testing.T) {
 	s := h.open(t)
 	ctx := t.Context()
@@ -328,9 +328,30 @@ func (h *harness) testStateLockRenewal(t *testing.T) {
 		t.Fatalf("PutState under a renewed lock: %v", err)
 	}
 
-	// Once released, the lock is taken afresh (also under the same ID).
+	// RenewStateLock renews as LockState does...
+	tick()
+	if err := s.RenewStateLock(ctx, a); err != nil {
+		t.Fatalf("RenewStateLock A: %v", err)
+	}
+	again := get("after RenewStateLock")
+	if !again.RenewedAt.After(renewed.RenewedAt) || !again.CreatedAt.Equal(taken.CreatedAt) || again.Fence != 7 {
+		t.Fatalf("after RenewStateLock: %+v; was %+v", again, renewed)
+	}
+	renewed = again
+	wantLocked(t, "RenewStateLock A by another task", s.RenewStateLock(ctx, other), "A")
+	wantLocked(t, "RenewStateLock B", s.RenewStateLock(ctx, store.StateLock{Org: org, Workspace: ws, ID: "B", TaskID: "task-1"}), "A")
+	if err := s.RenewStateLock(ctx, store.StateLock{Org: org, Workspace: ws, TaskID: "task-1"}); err == nil {
+		t.Fatal("RenewStateLock with an empty ID: no error")
+	}
+
+	// Once released, the lock is taken afresh (also under the same ID)...
 	if _, err := s.UnlockState(ctx, org, ws, "A"); err != nil {
 		t.Fatalf("UnlockState A: %v", err)
+	}
+	// ... but not by a renewal: its holder released it, or lost it.
+	wantLocked(t, "RenewStateLock of a released lock", s.RenewStateLock(ctx, a), "")
+	if _, err := s.GetStateLock(ctx, org, ws); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("RenewStateLock of a released lock took it: %v", err)
 	}
 	tick()
 	if err := s.LockState(ctx, other); err != nil {

@@ -31,8 +31,9 @@
 //   - ListTasks: the total is returned with every page, including a page
 //     past the end; Limit <= 0 and an unknown Sort are errors;
 //   - state: Data round-trips byte for byte (including empty and non-UTF-8
-//     bytes); an empty lock ID is an error for LockState; a renewal
-//     (LockState of the held lock) changes its RenewedAt only;
+//     bytes); an empty lock ID is an error for LockState and
+//     RenewStateLock; a renewal (LockState or RenewStateLock of the held
+//     lock) changes its RenewedAt only;
 //   - plans: JSON and plan file Data round-trip byte for byte; Text as
 //     given (valid UTF-8 without NUL); a task's approval and plan summary
 //     round-trip as JSON, with times at microsecond precision;
