@@ -97,6 +97,10 @@ type Options struct {
 	NotifyAllow events.AllowList
 	// Sender sends the ping of a new webhook (default events.NewSender(0)).
 	Sender *events.Sender
+	// Now is the clock against which the leases of state locks run out
+	// (default time.Now; tests move it on). The store stamps renewals with
+	// time.Now.
+	Now func() time.Time
 }
 
 // Server is the HTTP API.
@@ -152,6 +156,9 @@ func New(opts Options) *Server {
 	}
 	if opts.DataConverter == nil {
 		opts.DataConverter = converter.GetDefaultDataConverter()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	if len(opts.IDKey) == 0 {
 		opts.IDKey = make([]byte, 32)

@@ -21,6 +21,7 @@ import (
 //	GET    /api/v1/state/{org}/{workspace}       the latest state (204 when none)
 //	POST   /api/v1/state/{org}/{workspace}?ID=   a new state version, under the lock ID
 //	POST   /api/v1/state/{org}/{workspace}/lock  take the lock (423 with the holder's info)
+//	POST   .../lock?renew=true                   renew the caller's held lock (409 when not held)
 //	DELETE /api/v1/state/{org}/{workspace}/lock  release the lock
 //
 // (lock_method POST and unlock_method DELETE on a /lock address, the
@@ -47,11 +48,19 @@ import (
 //
 // Locks are fenced: a write must name the held lock, so a Terraform process
 // that lost its lock can no longer write, and a task credential may write or
-// unlock only under a lock its own task holds. A lock held by a finished
-// task, or by an earlier (lower-fenced) attempt of the calling task, is stale
-// and is taken over; a later attempt's lock is never stale for an earlier
-// one, so an attempt still running on a host that was declared lost cannot
-// take the lock back.
+// unlock only under a lock its own task holds. A task's lock is a lease: the
+// runner's proxy renews it every heartbeat (2 s) while the command holding
+// it runs, re-sending its lock request with renew=true (which never takes a
+// lock that is not held: a holder that lost its lock cannot get it back, and
+// write with it again, by renewing it), and the runner's watchdog
+// kills the command before the lease (store.StateLockLease, 15 s) runs out.
+// A lock held by a finished task, or by an earlier (lower-fenced) attempt of
+// the calling task, is stale and is taken over, but only once it has gone
+// store.StateLockLease + store.StateLockMargin (20 s) without a renewal:
+// until then a lock request gets the usual 423, which Terraform retries
+// within its -lock-timeout. A later attempt's lock is never stale for an
+// earlier one, so an attempt still running on a host that was declared lost
+// cannot take the lock back.
 
 // Context key of a state request's caller.
 const ctxStateCaller = "state_caller"

@@ -132,7 +132,8 @@ func (ts *testServer) setStatus(t *testing.T, id string, st task.Status) {
 // versions are kept, locks exclude and are fenced, stale locks are taken
 // over, and credentials are bound to their task, workspace and lifetime.
 func TestStateBackendWithTerraform(t *testing.T) {
-	ts := newTestServer(t, false)
+	clock := &testClock{}
+	ts := newTestServer(t, false, clock.option)
 	hs := httptest.NewServer(ts.Handler())
 	t.Cleanup(hs.Close)
 	const org, ws = "org-a", "shared"
@@ -216,8 +217,14 @@ func TestStateBackendWithTerraform(t *testing.T) {
 		t.Fatalf("write under a stale lock ID: %d %s", w.Code, w.Body)
 	}
 
-	// Once task three has finished, its lock is stale: task two takes it over.
+	// Once task three has finished, its lock is stale: task two takes it
+	// over, once its lease has run out.
 	ts.setStatus(t, "task-three", task.StatusFailed)
+	out, err = terraform(t, dir2, env2, "apply", "-input=false", "-auto-approve", "-lock-timeout=0s", "-var", "v=third")
+	if err == nil || !strings.Contains(out, "three-lock") {
+		t.Fatalf("apply while the finished task's lease is fresh: %v\n%s", err, out)
+	}
+	clock.ahead(store.StateLockLease + store.StateLockMargin)
 	out = mustTerraform(t, dir2, env2, "apply", "-input=false", "-auto-approve", "-lock-timeout=0s", "-var", "v=third")
 	if !strings.Contains(out, "1 changed") {
 		t.Fatalf("apply after the stale lock:\n%s", out)
@@ -233,11 +240,12 @@ func TestStateBackendWithTerraform(t *testing.T) {
 		t.Fatalf("finished task's credential: %d %s", w.Code, w.Body)
 	}
 	// An earlier attempt's lock of the same task is taken over by the next
-	// (fence 10, then 20)...
+	// (fence 10, then 20), once its lease has run out...
 	for _, a := range []struct{ id, who string }{{"attempt-1", "task-two#10"}, {"attempt-2", "task-two#20"}} {
 		if w := ts.stateReq(t, "POST", base+"/lock", a.who, org, ws, `{"ID":"`+a.id+`"}`); w.Code != 200 {
 			t.Fatalf("lock %s: %d %s", a.id, w.Code, w.Body)
 		}
+		clock.ahead(store.StateLockLease + store.StateLockMargin)
 	}
 	// ... but the superseded attempt, still running on a lost host, can
 	// neither write under its old lock nor take the lock back.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
@@ -90,8 +91,13 @@ func (s *Server) foreignLock(c *gin.Context, lockID string) bool {
 	return true
 }
 
+// lockState takes the lock (Terraform's LOCK), or with renew=true renews
+// the caller's held lock: the runner's proxy re-sends its command's lock
+// request so, every heartbeat, and a renewal never takes a lock that is not
+// held (409) nor takes one over (423).
 func (s *Server) lockState(c *gin.Context) {
-	if !allowWrite(c) {
+	q, ok := query(c)
+	if !ok || !allowWrite(c) {
 		return
 	}
 	body, li, ok := readLockInfo(c)
@@ -102,8 +108,17 @@ func (s *Server) lockState(c *gin.Context) {
 	sc := caller(c)
 	org, ws, taskID := c.Param("org"), c.Param("workspace"), sc.taskID
 	l := store.StateLock{Org: org, Workspace: ws, ID: li.ID, TaskID: taskID, Fence: sc.fence, Info: body}
-	err := s.opts.Store.LockState(ctx, l)
+	var err error
 	var locked *store.LockedError
+	if v, _ := single(q, "renew"); v == "true" {
+		err = s.opts.Store.RenewStateLock(ctx, l)
+		if errors.As(err, &locked) {
+			s.lockConflict(c, locked, "renew the lock")
+			return
+		}
+	} else {
+		err = s.opts.Store.LockState(ctx, l)
+	}
 	if errors.As(err, &locked) {
 		if stale, why := s.staleLock(ctx, locked.Held, sc); stale {
 			// Break exactly the stale lock (a compare-and-delete), then
@@ -127,17 +142,29 @@ func (s *Server) lockState(c *gin.Context) {
 	c.Data(http.StatusOK, "application/json", body)
 }
 
-// staleLock reports whether held may be taken over by the caller: it was
-// taken by an earlier (or the same) attempt of the caller's task (the
-// workflow runs one attempt at a time, so that attempt is gone), or by a
-// task that has finished. Locks taken outside tasks are never stale, and a
-// lock of a later attempt of the same task is never stale for an earlier one.
+// staleLock reports whether held may be taken over by the caller. A lock
+// of a task is a lease (store.StateLockLease): its runner renews it every
+// heartbeat while the command holding it runs, and its watchdog stops the
+// command before the lease runs out, so the lock is never stale until
+// StateLockLease + StateLockMargin have passed since its last renewal
+// (store.LockExpired, against Options.Now). A host that froze may still run
+// the command: how long ago its task or attempt moved on says nothing about
+// that. Then it is stale when it was taken by an earlier (or the same)
+// attempt of the caller's task (the workflow runs one attempt at a time, so
+// that attempt is gone), or by a task that has finished. Locks taken
+// outside tasks are never stale, and a lock of a later attempt of the same
+// task is never stale for an earlier one.
 func (s *Server) staleLock(ctx context.Context, held store.StateLock, sc stateCaller) (bool, string) {
+	now := s.opts.Now()
 	switch {
 	case held.TaskID == "":
 		return false, ""
+	case !store.LockExpired(held, now):
+		// Its holder may still be running: Terraform retries within its
+		// -lock-timeout, and gets the lock once the lease has run out.
+		return false, ""
 	case held.TaskID == sc.taskID && held.Fence <= sc.fence:
-		return true, "an earlier attempt of the same task"
+		return true, "an earlier attempt of the same task, " + silence(held, now)
 	case held.TaskID == sc.taskID:
 		// A later attempt holds it: the caller is a superseded attempt
 		// still running somewhere, and must not take it back.
@@ -146,13 +173,18 @@ func (s *Server) staleLock(ctx context.Context, held store.StateLock, sc stateCa
 	t, err := s.opts.Store.GetTask(ctx, held.Org, held.TaskID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return true, "its task does not exist"
+		return true, "its task does not exist, " + silence(held, now)
 	case err != nil:
 		return false, ""
 	case t.Status.Terminal():
-		return true, "its task is " + string(t.Status)
+		return true, "its task is " + string(t.Status) + ", " + silence(held, now)
 	}
 	return false, ""
+}
+
+// silence says how long held has gone without a renewal.
+func silence(held store.StateLock, now time.Time) string {
+	return "not renewed for " + now.Sub(held.RenewedAt).Round(time.Millisecond).String()
 }
 
 func (s *Server) unlockState(c *gin.Context) {
