@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,6 +42,10 @@ var recordScenarios = slices.Concat(
 	// claim installs, the pickup and the first step starts share a Record,
 	// a successful apply cleans up itself.
 	lifecycleScenarios("v3-", "record v3 "),
+	// The host-lease version (GetVersion "lease", issue 27): the claim
+	// heartbeats and retries quickly, a host step's heartbeat timeout ends
+	// the block, a new block's claim avoids the lost hosts.
+	lifecycleScenarios("v4-", "record v4 "),
 	otherScenarios,
 )
 
@@ -146,6 +151,50 @@ var otherScenarios = []recordScenario{
 		}
 		return e.dev.waitScheduled(t, s.ID, 1, 2*time.Minute)[0].ID
 	}},
+	// The host-lease version, waiting for approval, and losing its host.
+	{"v4-approved", func(t *testing.T, e recordEnv) string {
+		tk := e.dev.create(t, reviewBody(t, "approved", "rec-v4-approved", 1, map[string]any{"approval": "required"}))
+		waitWaiting(t, e.dev, tk.ID)
+		mustDecide(t, e.dev, tk.ID, "approve", `{"comment":"recorded"}`)
+		return tk.ID
+	}},
+	{"v4-host-lost", recordHostLost},
+}
+
+// recordHostLost freezes (SIGSTOP, as in issue 27) the runner host that
+// applies a task of a two-host runner: the apply's heartbeat times out, is
+// not retried on the frozen host, and the block restarts on the other host,
+// whose claim avoids the frozen one. The frozen host wakes once the task
+// has ended.
+func recordHostLost(t *testing.T, e recordEnv) string {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	r1 := startRunner(t, e.dev, "rec-fleet", filepath.Join(dir, "r1"), state)
+	r2 := startRunner(t, e.dev, "rec-fleet", filepath.Join(dir, "r2"), state)
+	hosts := map[string]*runnerProc{r1.hostID(t): r1, r2.hostID(t): r2}
+	id := e.dev.create(t, map[string]any{"name": "record v4 host lost", "agent_id": "agent-record", "runner_id": "rec-fleet",
+		"parameters": map[string]any{"files": fixture(t, "slow"), "parallelism": 1, "step_seconds": 2}}).ID
+	var victim *runnerProc
+	var victimHost string
+	e.dev.waitStatus(t, id, 2*time.Minute, func(s Status) bool {
+		if terminal(s) {
+			t.Fatalf("ended before the freeze: %+v", s)
+		}
+		if s.Metadata.CurrentStep == "applying" && s.Metadata.ChangesDone >= 1 && hosts[s.Metadata.Host] != nil {
+			victim, victimHost = hosts[s.Metadata.Host], s.Metadata.Host
+			return true
+		}
+		return false
+	})
+	if err := victim.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = victim.cmd.Process.Signal(syscall.SIGCONT) }()
+	seen := e.dev.waitStatus(t, id, 4*time.Minute, terminal)
+	if last := seen[len(seen)-1]; last.Status != "completed" || last.Metadata.Host == victimHost {
+		t.Fatalf("after freezing host %s the task ended %+v\n%v", victimHost, last, e.dev.logs(t, id, "?level=warn,error"))
+	}
+	return id
 }
 
 func mustDecide(t *testing.T, p *devProc, id, verb, body string) {
