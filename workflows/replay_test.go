@@ -73,8 +73,9 @@ func TestReplayRecordedHistories(t *testing.T) {
 // replayManifest is every recorded history of the task workflow
 // (terratask.Task) and what it covers: v1 before approval, v1-encrypted with
 // the payload codec, v2 the approval and drift-schedule versions, v3 the
-// claim-install command sequence (the current one). A recorded file must be
-// listed, and a listed file recorded (e2e/record_test.go records them).
+// claim-install command sequence, v4 the host-lease version (the current
+// one). A recorded file must be listed, and a listed file recorded
+// (e2e/record_test.go records them).
 var replayManifest = map[string]string{
 	"v1-cancelled-in-queue.json":  "v1: cancelled while waiting for its workspace",
 	"v1-cancelled.json":           "v1: cancelled mid-apply",
@@ -102,4 +103,11 @@ var replayManifest = map[string]string{
 	"v3-plan.json":                "v3 (claim-install): plan-only",
 	"v3-rejected.json":            "v3 (claim-install): rejected",
 	"v3-scheduled-drift.json":     "v3 (claim-install): a schedule's drift check",
+	"v4-approved.json":            "v4 (lease): approved",
+	"v4-cancelled.json":           "v4 (lease): cancelled mid-apply",
+	"v4-completed.json":           "v4 (lease): completed",
+	"v4-failed.json":              "v4 (lease): failed",
+	"v4-plan.json":                "v4 (lease): plan-only",
+	"v4-host-lost.json": "v4 (lease): the applying host frozen (SIGSTOP): the apply's heartbeat timeout is not retried, " +
+		"the block restarts on the runner's other host, whose claim avoids the frozen one (attempt 3: the frozen host's open polls took two)",
 }
