@@ -244,6 +244,31 @@ func (b *logBook) close(ctx context.Context) error {
 	return err
 }
 
+// divert ends a book whose attempt lost its lease (lease.go): the task may
+// have ended and gone on elsewhere, so what the attempt has not yet sent is
+// not added to the task's log; it goes to the runner's own log, and the
+// spool is removed.
+func (b *logBook) divert() int {
+	b.flushMu.Lock()
+	defer b.flushMu.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, e := range b.pending {
+		b.log.Warn("output of an attempt whose lease expired (not added to the task's log)",
+			zap.Int64("seq", e.Seq), zap.String("level", string(e.Level)), zap.String("message", e.Message))
+	}
+	n := len(b.pending)
+	b.pending = nil
+	if b.spool != nil {
+		b.spool.Close()
+		b.spool = nil
+	}
+	if b.spoolFn != "" {
+		removeSpool(b.spoolFn)
+	}
+	return n
+}
+
 // recoverSpools sends what earlier streams of a task spooled beyond their
 // marks, and removes spools that are then fully flushed. It leaves alone
 // the spools for which busy returns true: those of books open in this

@@ -340,7 +340,8 @@ func (s *stepRun) finish(ctx context.Context, err error) error {
 		s.r.markDirty(s.in.Task.ID)
 	}
 	s.stopProcesses()
-	if s.disarmLease() && err != nil && !errors.As(context.Cause(ctx), new(*stepStopped)) {
+	expired := s.disarmLease()
+	if expired && err != nil && !errors.As(context.Cause(ctx), new(*stepStopped)) {
 		// The watchdog killed the step's commands: say why.
 		s.stop(&stepStopped{reason: "its lease expired (the runner renewed no heartbeat in time) and the watchdog killed its commands", err: errLeaseExpired})
 	}
@@ -373,18 +374,32 @@ func (s *stepRun) finish(ctx context.Context, err error) error {
 		s.book.runner(store.LevelError, "step %s failed: %s", s.step, firstLine(err.Error()))
 	}
 
+	if expired {
+		// The attempt was given up: another may have finished the task.
+		if n := s.book.divert(); n > 0 {
+			s.r.logger().Warn("the step's lease expired: its unsent output went to this log, not the task's",
+				zap.String("task", s.in.Task.ID), zap.String("step", string(s.step)), zap.Int("entries", n))
+		}
+		s.deregisterSpool()
+		return out
+	}
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
 	defer cancel()
 	if ferr := s.book.close(fctx); ferr != nil {
 		// The spool keeps the lines; the next step or Cleanup re-sends them.
 		s.r.logger().Warn("flushing task logs at step end failed", zap.String("task", s.in.Task.ID), zap.Error(ferr))
 	}
+	s.deregisterSpool()
+	return out
+}
+
+// deregisterSpool tells recovery that the step's book is closed.
+func (s *stepRun) deregisterSpool() {
 	if s.book.spoolFn != "" {
 		s.r.st().mu.Lock()
 		delete(s.r.st().spools, s.book.spoolFn)
 		s.r.st().mu.Unlock()
 	}
-	return out
 }
 
 // spoolBusy reports whether a book of this process has the spool open.

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 // ignoreSignals makes the watchdog deaf to the signals a terminal or a
@@ -28,6 +29,7 @@ func start(exe string, args []string, log io.Writer) (*Client, error) {
 		return nil, fmt.Errorf("starting the watchdog: %w", err)
 	}
 	c := &Client{w: w, done: make(chan struct{})}
+	go c.keepAlive()
 	go func() {
 		err := cmd.Wait()
 		c.mu.Lock()
@@ -38,4 +40,20 @@ func start(exe string, args []string, log io.Writer) (*Client, error) {
 		close(c.done)
 	}()
 	return c, nil
+}
+
+// keepAlive says "alive" every AliveEvery until the watchdog is gone.
+func (c *Client) keepAlive() {
+	t := time.NewTicker(AliveEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+			if c.send("alive") != nil {
+				return
+			}
+		}
+	}
 }

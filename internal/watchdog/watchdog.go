@@ -33,12 +33,21 @@
 // and goes on killing what appears in the dir until the step disarms it, so
 // a command started in the instant of the expiry does not survive either.
 //
+// Besides each step's lease, the runner itself must stay alive: its Client
+// writes "alive" every AliveEvery, and when nothing has come for StallAfter
+// the watchdog kills every sandbox it watches. A stalled runner can neither
+// pass its Terraform's state writes on (its state proxy is stalled too) nor
+// its logs, so what Terraform does meanwhile is work no state records; this
+// bounds it to StallAfter, where the lease alone would allow the heartbeat
+// timeout.
+//
 // The protocol is one line per command on the watchdog's stdin, deadlines in
 // nanoseconds of CLOCK_MONOTONIC (Now), which both processes read alike:
 //
 //	arm ID DEADLINE DIR     watch the sandboxes in DIR (a quoted Go string)
 //	renew ID DEADLINE       move ID's deadline
 //	disarm ID               stop watching ID
+//	alive                   the runner is alive
 package watchdog
 
 import (
@@ -64,6 +73,14 @@ const Command = "watchdog"
 // ExpiredFile is the name of the file the watchdog creates in a step's
 // sandbox dir when its lease expired.
 const ExpiredFile = sandbox.ExpiredFile
+
+// StallAfter is how long the runner may say nothing before the watchdog
+// kills every sandbox it watches; AliveEvery is how often the Client says
+// "alive".
+const (
+	StallAfter = 4 * time.Second
+	AliveEvery = 500 * time.Millisecond
+)
 
 // recheck is how often an expired step's dir is searched again for
 // sandboxes that started as it expired.
@@ -112,7 +129,7 @@ func Serve(in io.Reader, log io.Writer) error {
 		readErr <- sc.Err()
 		close(lines)
 	}()
-	w := &state{entries: map[string]*entry{}, log: log}
+	w := &state{entries: map[string]*entry{}, log: log, alive: Now()}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -141,12 +158,16 @@ func Serve(in io.Reader, log io.Writer) error {
 type state struct {
 	entries map[string]*entry
 	log     io.Writer
+	// alive is when the runner last spoke.
+	alive int64
 }
 
 // apply runs one command line.
 func (w *state) apply(line string) error {
+	w.alive = Now()
 	f := strings.SplitN(line, " ", 4)
 	switch {
+	case line == "alive":
 	case len(f) == 4 && f[0] == "arm":
 		deadline, err := strconv.ParseInt(f[2], 10, 64)
 		if err != nil {
@@ -178,21 +199,27 @@ func (w *state) apply(line string) error {
 // returns the next time it must look (0: nothing to watch).
 func (w *state) enforce(now int64) int64 {
 	var next int64
+	stalled := now-w.alive >= int64(StallAfter)
 	for id, e := range w.entries {
-		if !e.expired && now >= e.deadline {
+		if !e.expired && (now >= e.deadline || stalled) {
 			e.expired = true
-			late := time.Duration(now - e.deadline).Round(time.Millisecond)
 			if err := markExpired(e.dir); err != nil {
 				fmt.Fprintf(w.log, "terratask watchdog: %s: %v\n", id, err)
 			}
 			n := sandbox.Kill(e.dir)
-			fmt.Fprintf(w.log, "terratask watchdog: lease of step %s expired (%s ago): killed %d sandbox(es)\n", id, late, n)
+			if now >= e.deadline {
+				late := time.Duration(now - e.deadline).Round(time.Millisecond)
+				fmt.Fprintf(w.log, "terratask watchdog: lease of step %s expired (%s ago): killed %d sandbox(es)\n", id, late, n)
+			} else {
+				quiet := time.Duration(now - w.alive).Round(time.Millisecond)
+				fmt.Fprintf(w.log, "terratask watchdog: the runner said nothing for %s: killed %d sandbox(es) of step %s\n", quiet, n, id)
+			}
 		} else if e.expired {
 			if n := sandbox.Kill(e.dir); n > 0 {
 				fmt.Fprintf(w.log, "terratask watchdog: lease of step %s expired: killed %d more sandbox(es)\n", id, n)
 			}
 		}
-		at := e.deadline
+		at := min(e.deadline, w.alive+int64(StallAfter))
 		if e.expired {
 			at = now + int64(recheck)
 		}

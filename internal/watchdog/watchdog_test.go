@@ -328,3 +328,43 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A runner that says nothing for StallAfter loses every sandbox, however
+// long their leases: it cannot pass their state writes on any more.
+func TestStalledRunnerLosesEverything(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	var log syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- Serve(pr, &log) }()
+	defer func() { _ = pw.Close(); <-done }()
+	if _, err := fmt.Fprintf(pw, "arm a %d %s\n", Now()+int64(time.Hour), strconv.Quote(dir)); err != nil {
+		t.Fatal(err)
+	}
+	expired := func() bool {
+		_, err := os.Stat(filepath.Join(dir, ExpiredFile))
+		return err == nil
+	}
+	// Alive, the runner keeps it past StallAfter.
+	for end := time.Now().Add(StallAfter + time.Second); time.Now().Before(end); time.Sleep(AliveEvery) {
+		if _, err := fmt.Fprintln(pw, "alive"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if expired() {
+		t.Fatalf("killed though the runner was alive:\n%s", log.String())
+	}
+	silent := time.Now()
+	for !expired() {
+		if time.Since(silent) > StallAfter+2*time.Second {
+			t.Fatalf("a silent runner's sandboxes were not killed:\n%s", log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(log.String(), "the runner said nothing for") {
+		t.Fatalf("log: %q", log.String())
+	}
+}
