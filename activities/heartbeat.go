@@ -105,6 +105,7 @@ func (s *stepRun) stopHeartbeats() {
 func (s *stepRun) heartbeat(ctx context.Context, p task.Progress) {
 	if s.r.Heartbeat == nil {
 		activity.RecordHeartbeat(ctx, p)
+		s.renewLock(ctx)
 		return
 	}
 	if !s.hb.busy.CompareAndSwap(false, true) {
@@ -122,8 +123,9 @@ func (s *stepRun) heartbeat(ctx context.Context, p task.Progress) {
 			return // the step is finishing
 		}
 		if err == nil || temporal.IsCanceledError(err) {
-			// Temporal counts the attempt as alive: so may the watchdog.
-			s.renewLease(sent, 0)
+			// Temporal counts the attempt as alive: so may its state
+			// lock, and the watchdog.
+			s.renewLease(sent, s.renewLock(s.hb.ctx))
 		}
 		s.heard(ctx, p, err, time.Now())
 	}()

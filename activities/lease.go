@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/terratask/terratask/internal/watchdog"
+	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
 
@@ -109,6 +110,7 @@ func (s *stepRun) armLease(ctx context.Context, sent int64) error {
 		return transientError("arming the watchdog", err)
 	}
 	s.leased = true
+	s.leaseFrom = sent
 	return nil
 }
 
@@ -128,6 +130,41 @@ func (s *stepRun) renewLease(sent, lockUntil int64) {
 	}
 }
 
+// renewLock renews the lease of the state lock the step's command holds on
+// the server (statelease.go), and returns when that lease would end for the
+// watchdog (0 when the step holds no lock): leaseMargin before the server
+// could hand the lock on, counted from the last renewal that reached it
+// (or, before any did, from the step's start: the lock was taken later).
+func (s *stepRun) renewLock(ctx context.Context) int64 {
+	sent := watchdog.Now()
+	held, err := s.renewStateLock(ctx)
+	if !held {
+		s.lockRenewed.Store(0)
+		return 0
+	}
+	if err == nil {
+		s.lockRenewed.Store(sent)
+	} else {
+		s.r.logger().Warn("renewing the state lock's lease failed; the next tick tries again",
+			zap.String("task", s.in.Task.ID), zap.String("step", string(s.step)), zap.Error(err))
+	}
+	from := s.lockRenewed.Load()
+	if from == 0 {
+		from = s.leaseFrom
+		s.lockRenewed.Store(from)
+	}
+	return from + int64(store.StateLockLease-leaseMargin)
+}
+
+// leaseLost reports whether the watchdog gave the step's lease up.
+func (s *stepRun) leaseLost() bool {
+	if !s.leased {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(s.r.sandboxDir(s.execID), watchdog.ExpiredFile))
+	return err == nil
+}
+
 // disarmLease ends the watch (at finish, once the step's commands have
 // ended) and reports whether the lease had expired, so the watchdog killed
 // the step's commands.
@@ -135,10 +172,10 @@ func (s *stepRun) disarmLease() bool {
 	if !s.leased {
 		return false
 	}
+	lost := s.leaseLost()
 	s.leased = false
-	_, err := os.Stat(filepath.Join(s.r.sandboxDir(s.execID), watchdog.ExpiredFile))
 	if derr := s.r.Watchdog.Disarm(s.execID); derr != nil {
 		s.r.logger().Error("disarming the watchdog", zap.String("task", s.in.Task.ID), zap.Error(derr))
 	}
-	return err == nil
+	return lost
 }

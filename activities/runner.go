@@ -92,6 +92,10 @@ type Runner struct {
 	// Sandbox runs every engine command of a step in a sandbox (see
 	// sandbox.go); nil or inactive runs them unsandboxed.
 	Sandbox *sandbox.Sandbox
+	// TaskEnded, when set, reports whether the task has ended (or does
+	// not exist); the janitor removes the work dirs of ended tasks
+	// (janitor.go).
+	TaskEnded func(ctx context.Context, org, id string) (bool, error)
 	// Watchdog, with an active Sandbox, kills a step's sandboxes when its
 	// lease runs out (lease.go); nil leaves a stalled runner's commands
 	// running.
@@ -159,6 +163,8 @@ type runnerState struct {
 	// process ran them here (see Init); dirty those of which a step may
 	// have left processes behind (see Runner.quiet).
 	made, dirty map[string]bool
+	// active counts the steps of each task running in this process.
+	active map[string]int
 	// versions is each binary's `terraform version`, given to every new
 	// handle (tfversion.go).
 	versions binaryVersions
@@ -186,6 +192,7 @@ func (r *Runner) st() *runnerState {
 			spools: map[string]bool{},
 			made:   map[string]bool{},
 			dirty:  map[string]bool{},
+			active: map[string]int{},
 		}
 	})
 	return r.state

@@ -52,8 +52,14 @@ type stepRun struct {
 	// nothing (lease.go). leased is set while the watchdog watches the
 	// step's sandboxes, whose lease is leaseTTL (in ns) from a heartbeat.
 	stale    bool
+	counted  bool // in the runner's active steps (janitor.go)
 	leased   bool
 	leaseTTL int64
+	// leaseFrom is when the heartbeat that began the lease was sent, and
+	// lockRenewed when the last renewal of the step's state lock that
+	// reached the server was (lease.go; watchdog.Now's clock).
+	leaseFrom   int64
+	lockRenewed atomic.Int64
 	// proxyBase is the step's route through the state proxy, and
 	// closeProxy closes it (at finish); under mu.
 	proxyBase  string
@@ -158,11 +164,18 @@ func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool 
 			r.st().mu.Unlock()
 		}
 		if spool {
+			_, statErr := os.Stat(paths.private)
 			if err := mkdirPrivate(paths.work, paths.private); err != nil {
 				log.Warn("cannot create the task's work dir; logs are kept in memory only", zap.Error(err))
 			} else {
 				s.hasDir = true
 				spoolDir = paths.private
+				if errors.Is(statErr, os.ErrNotExist) {
+					// For the janitor (janitor.go).
+					if err := writeTaskFile(paths.private, in.Task.Org, in.Task.ID); err != nil {
+						log.Warn("cannot record the task in its work dir", zap.Error(err))
+					}
+				}
 			}
 		} else if fi, err := os.Stat(paths.private); err == nil && fi.IsDir() {
 			s.hasDir = true
@@ -190,6 +203,8 @@ func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool 
 
 	r.st().mu.Lock()
 	r.st().execs[s.execID] = true
+	r.st().active[in.Task.ID]++
+	s.counted = true
 	r.st().mu.Unlock()
 
 	s.startHeartbeats(ctx)
@@ -264,8 +279,10 @@ func (s *stepRun) tick(ctx context.Context) {
 	s.procs.Scan()
 
 	// A slow store must not delay heartbeats: the flush runs beside the
-	// loop, one at a time; finish waits for it.
-	if s.flushing.CompareAndSwap(false, true) {
+	// loop, one at a time; finish waits for it. An attempt whose lease the
+	// watchdog gave up (while this runner was frozen) sends nothing more:
+	// the task may have ended elsewhere (finish diverts what is left).
+	if !s.leaseLost() && s.flushing.CompareAndSwap(false, true) {
 		s.flushes.Add(1)
 		go func() {
 			defer s.flushes.Done()
@@ -354,6 +371,11 @@ func (s *stepRun) finish(ctx context.Context, err error) error {
 
 	s.r.st().mu.Lock()
 	delete(s.r.st().execs, s.execID)
+	if s.counted {
+		if s.r.st().active[s.in.Task.ID]--; s.r.st().active[s.in.Task.ID] <= 0 {
+			delete(s.r.st().active, s.in.Task.ID)
+		}
+	}
 	s.r.st().mu.Unlock()
 
 	metrics.ObserveStep(s.step, outcome(ctx, err), time.Since(s.started))

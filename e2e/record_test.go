@@ -159,6 +159,18 @@ var otherScenarios = []recordScenario{
 		return tk.ID
 	}},
 	{"v4-host-lost", recordHostLost},
+	// The lease version hands the workspace on before the cleanup: a
+	// failed task that waited for its shared workspace.
+	{"v4-workspace-queue", func(t *testing.T, e recordEnv) string {
+		first := e.dev.create(t, map[string]any{"name": "record v4 queue 1", "agent_id": "agent-record", "runner_id": "local",
+			"parameters": map[string]any{"files": fixture(t, "slow"), "workspace": "rec-v4-queue", "step_seconds": 1}})
+		// The second fails, so its end runs the cleanup (after the release).
+		second := e.dev.create(t, map[string]any{"name": "record v4 queue 2", "agent_id": "agent-record", "runner_id": "local",
+			"parameters": map[string]any{"files": fixture(t, "broken"), "workspace": "rec-v4-queue"}})
+		waitEnd(t, e.dev, first.ID)
+		waitEnd(t, e.dev, second.ID)
+		return second.ID
+	}},
 }
 
 // recordHostLost freezes (SIGSTOP, as in issue 27) the runner host that

@@ -110,4 +110,5 @@ var replayManifest = map[string]string{
 	"v4-plan.json":                "v4 (lease): plan-only",
 	"v4-host-lost.json": "v4 (lease): the applying host frozen (SIGSTOP): the apply's heartbeat timeout is not retried, " +
 		"the block restarts on the runner's other host, whose claim avoids the frozen one (attempt 3: the frozen host's open polls took two)",
+	"v4-workspace-queue.json": "v4 (lease): a task that waited for its shared workspace fails; it releases the workspace before the cleanup",
 }

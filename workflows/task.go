@@ -606,8 +606,17 @@ func hostLost(err error) bool {
 func (r *run) finish(ctx workflow.Context, out task.Output, err error) (task.Output, error) {
 	// After a cancel, ctx is done: terminal bookkeeping runs disconnected.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	defer r.releaseWorkspace(dctx)
-	defer r.cleanup(dctx)
+	if r.lease {
+		// In the lease version the block has ended only once its
+		// attempt's processes are gone or its lease is over (the
+		// watchdog), so the workspace goes on first; the cleanup on a
+		// host that may be lost is best effort and must not hold it up.
+		defer r.cleanup(dctx)
+		defer r.releaseWorkspace(dctx)
+	} else {
+		defer r.releaseWorkspace(dctx)
+		defer r.cleanup(dctx)
+	}
 	now := workflow.Now(dctx).UTC()
 	switch {
 	case err == nil:

@@ -276,6 +276,8 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	// on-demand runners stop: closers run in reverse).
 	hosts := newHostPublisher(st)
 	s.push("runner hosts", hosts.stop)
+	janitors := &closers{}
+	s.push("janitors", janitors.close)
 	startLocal := func(id string) ([]sdkworker.Worker, error) {
 		runnerDir := filepath.Join(dataDir, "runners", id)
 		host, err := hostID(runnerDir)
@@ -290,6 +292,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 			Logger: log.Named("runner").With(zap.String("runner", id)),
 		}
 		hosts.publish(r) // before it polls: what it offers is known first
+		janitors.add(startJanitor(r, st))
 		return startRunner(c, r, o.StopTimeout)
 	}
 	for _, id := range o.Runners {

@@ -324,6 +324,7 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	hosts := newHostPublisher(st)
 	s.push("runner host", hosts.stop)
 	hosts.publish(r)
+	s.push("janitor", startJanitor(r, st))
 	ws, err := startRunner(c, r, o.Grace)
 	if err != nil {
 		return err

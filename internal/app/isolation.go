@@ -3,12 +3,14 @@ package app
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/terratask/terratask/internal/sandbox"
 	"github.com/terratask/terratask/internal/watchdog"
 	"github.com/terratask/terratask/metrics"
+	"github.com/terratask/terratask/store"
 )
 
 // IsolationOptions are how a process's runners isolate task code
@@ -132,4 +135,58 @@ func (w *logWriter) Write(p []byte) (int, error) {
 		w.buf = nil
 	}
 	return len(p), nil
+}
+
+// janitorEvery is how often a runner sweeps what tasks that moved on left
+// in its data dir (activities.Sweep); it also sweeps at start.
+const janitorEvery = 10 * time.Minute
+
+// startJanitor runs r's janitor until the returned stop is called; the
+// janitor asks st whether a task has ended.
+func startJanitor(r *activities.Runner, st store.Store) func() error {
+	r.TaskEnded = func(ctx context.Context, org, id string) (bool, error) {
+		t, err := st.GetTask(ctx, org, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		return t.Status.Terminal(), nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		activities.Janitor(ctx, r, janitorEvery)
+	}()
+	return func() error {
+		cancel()
+		<-done
+		return nil
+	}
+}
+
+// closers are stop functions added while the process runs (the janitors of
+// on-demand runners), closed together.
+type closers struct {
+	mu sync.Mutex
+	fs []func() error
+}
+
+func (c *closers) add(f func() error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fs = append(c.fs, f)
+}
+
+func (c *closers) close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for _, f := range c.fs {
+		errs = append(errs, f())
+	}
+	c.fs = nil
+	return errors.Join(errs...)
 }
