@@ -57,37 +57,33 @@ var errStaleAttempt = errors.New("Temporal no longer runs this attempt")
 // answer. It returns when the heartbeat was sent (watchdog.Now's clock; 0
 // when the attempt has no heartbeat timeout or the runner cannot send its
 // own heartbeats), and the answer when it is a cancel request. An attempt
-// Temporal no longer knows is an error wrapping errStaleAttempt.
+// Temporal no longer knows is an error wrapping errStaleAttempt; a
+// heartbeat that gets no answer is not (the step goes on).
 func (r *Runner) checkAttempt(ctx context.Context, step task.Step) (sent int64, cancel error, err error) {
 	info := activity.GetInfo(ctx)
 	if r.Heartbeat == nil || info.HeartbeatTimeout <= 0 {
 		return 0, nil, nil
 	}
-	giveUp := time.Now().Add(info.HeartbeatTimeout / 2)
-	for {
-		sent = watchdog.Now()
-		rctx, stop := context.WithTimeout(ctx, info.HeartbeatTimeout/2)
-		err = r.Heartbeat(rctx, info.TaskToken, task.Progress{Step: step})
-		stop()
-		switch judgeHeartbeat(err, time.Now(), time.Now(), 0) {
-		case heartbeatOK:
-			return sent, nil, nil
-		case heartbeatStop:
-			if temporal.IsCanceledError(err) {
-				return sent, err, nil
-			}
-			r.logger().Warn("a step attempt Temporal no longer runs arrived (its host was frozen or cut off meanwhile): it runs nothing",
-				zap.String("task", info.WorkflowExecution.ID), zap.String("step", string(step)), zap.Int32("attempt", info.Attempt), zap.Error(err))
-			return 0, nil, &stepStopped{reason: "stale attempt", err: fmt.Errorf("%w: %w", errStaleAttempt, err)}
+	sent = watchdog.Now()
+	rctx, stop := context.WithTimeout(ctx, info.HeartbeatTimeout)
+	err = r.Heartbeat(rctx, info.TaskToken, task.Progress{Step: step})
+	stop()
+	switch judgeHeartbeat(err, time.Now(), time.Now(), 0) {
+	case heartbeatStop:
+		if temporal.IsCanceledError(err) {
+			return sent, err, nil
 		}
-		if ctx.Err() != nil || time.Now().After(giveUp) {
-			return 0, nil, transientError("checking with Temporal that this attempt still runs", err)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(200 * time.Millisecond):
-		}
+		r.logger().Warn("a step attempt Temporal no longer runs arrived (its host was frozen or cut off meanwhile): it runs nothing",
+			zap.String("task", info.WorkflowExecution.ID), zap.String("step", string(step)), zap.Int32("attempt", info.Attempt), zap.Error(err))
+		return 0, nil, &stepStopped{reason: "stale attempt", err: fmt.Errorf("%w: %w", errStaleAttempt, err)}
+	case heartbeatRetry:
+		// No answer is no verdict: a slow or restarting frontend must not
+		// stop a step. The attempt was handed out just now, so its lease
+		// counts from before this heartbeat; the ticks go on asking.
+		r.logger().Warn("could not check with Temporal that this attempt still runs; going on (the next heartbeat asks again)",
+			zap.String("task", info.WorkflowExecution.ID), zap.String("step", string(step)), zap.Error(err))
 	}
+	return sent, nil, nil
 }
 
 // armLease starts the watchdog's watch of the step's sandboxes, with a

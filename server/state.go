@@ -53,10 +53,10 @@ import (
 // it runs, re-sending its lock request with renew=true (which never takes a
 // lock that is not held: a holder that lost its lock cannot get it back, and
 // write with it again, by renewing it), and the runner's watchdog
-// kills the command before the lease (store.StateLockLease, 15 s) runs out.
+// kills the command before the lease (store.StateLockLease, 10 s) runs out.
 // A lock held by a finished task, or by an earlier (lower-fenced) attempt of
 // the calling task, is stale and is taken over, but only once it has gone
-// store.StateLockLease + store.StateLockMargin (20 s) without a renewal:
+// store.StateLockLease + store.StateLockMargin (15 s) without a renewal:
 // until then a lock request gets the usual 423, which Terraform retries
 // within its -lock-timeout. A later attempt's lock is never stale for an
 // earlier one, so an attempt still running on a host that was declared lost

@@ -57,7 +57,7 @@ func wantLockedBy(t *testing.T, what string, w *httptest.ResponseRecorder, holde
 }
 
 // TestStateLockLeaseOfAnEarlierAttempt: a later attempt of the same task
-// takes over an earlier attempt's lock only after 20 s without a renewal
+// takes over an earlier attempt's lock only after 15 s without a renewal
 // (issue 27: the earlier attempt's host was frozen, its Terraform still
 // running); the holder's renewals keep it; once taken over, the earlier
 // attempt's renewal, write and unlock are refused.
@@ -83,7 +83,7 @@ func TestStateLockLeaseOfAnEarlierAttempt(t *testing.T) {
 	wantLockedBy(t, "the next attempt at once", w, "lock-1")
 	clock.set(taken.RenewedAt.Add(leaseSilence - time.Second))
 	w = ts.stateReq(t, "POST", base+"/lock", "task-l#20", org, ws, second)
-	wantLockedBy(t, "the next attempt after 19 s", w, "lock-1")
+	wantLockedBy(t, "the next attempt after 14 s", w, "lock-1")
 
 	// The holder renews (its runner's proxy re-sends its lock request with
 	// renew=true; Terraform retrying its own request renews it too): 200,
@@ -103,20 +103,20 @@ func TestStateLockLeaseOfAnEarlierAttempt(t *testing.T) {
 	if renewed.RenewedAt.Sub(taken.RenewedAt) > time.Second {
 		t.Fatalf("the renewals took more than a second")
 	}
-	// 19 s after the renewal (over 20 s after the take), it still holds.
+	// 14 s after the renewal (over 15 s after the take), it still holds.
 	clock.set(renewed.RenewedAt.Add(leaseSilence - time.Second))
 	w = ts.stateReq(t, "POST", base+"/lock", "task-l#20", org, ws, second)
-	wantLockedBy(t, "the next attempt 19 s after the renewal", w, "lock-1")
+	wantLockedBy(t, "the next attempt 14 s after the renewal", w, "lock-1")
 	// The renewed holder still writes under its lock.
 	doc := `{"version":4,"serial":1,"lineage":"l","resources":[]}`
 	if w := ts.stateReq(t, "POST", base+"?ID=lock-1", "task-l#10", org, ws, doc); w.Code != 200 {
 		t.Fatalf("write by the renewed holder: %d %s", w.Code, w.Body)
 	}
 
-	// 20 s without a renewal: the next attempt takes it over.
+	// 15 s without a renewal: the next attempt takes it over.
 	clock.set(renewed.RenewedAt.Add(leaseSilence))
 	if w := ts.stateReq(t, "POST", base+"/lock", "task-l#20", org, ws, second); w.Code != 200 || w.Body.String() != second {
-		t.Fatalf("the next attempt after 20 s of silence: %d %s", w.Code, w.Body)
+		t.Fatalf("the next attempt after 15 s of silence: %d %s", w.Code, w.Body)
 	}
 	if l, err := ts.store.GetStateLock(t.Context(), org, ws); err != nil || l.ID != "lock-2" || l.Fence != 20 {
 		t.Fatalf("lock after the takeover: %+v, %v", l, err)
@@ -154,7 +154,7 @@ func TestStateLockLeaseOfAnEarlierAttempt(t *testing.T) {
 }
 
 // TestStateLockLeaseOfAFinishedTask: the lock of a finished task is taken
-// over by another task only after 20 s without a renewal; a lock taken with
+// over by another task only after 15 s without a renewal; a lock taken with
 // a key never is; another task naming a held lock's ID does not renew it.
 func TestStateLockLeaseOfAFinishedTask(t *testing.T) {
 	clock := &testClock{}
@@ -189,10 +189,10 @@ func TestStateLockLeaseOfAFinishedTask(t *testing.T) {
 	}
 	clock.set(l.RenewedAt.Add(leaseSilence - time.Microsecond))
 	w = ts.stateReq(t, "POST", base+"/lock", "task-next", org, ws, next)
-	wantLockedBy(t, "another task just before 20 s", w, "done-lock")
+	wantLockedBy(t, "another task just before 15 s", w, "done-lock")
 	clock.set(l.RenewedAt.Add(leaseSilence))
 	if w := ts.stateReq(t, "POST", base+"/lock", "task-next", org, ws, next); w.Code != 200 {
-		t.Fatalf("another task after 20 s: %d %s", w.Code, w.Body)
+		t.Fatalf("another task after 15 s: %d %s", w.Code, w.Body)
 	}
 
 	// A key's lock has no lease: it is never stale.

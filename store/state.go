@@ -65,7 +65,7 @@ type StateLock struct {
 const (
 	// StateLockLease is how long a task's state lock is held without a
 	// renewal: the runner stops the command holding it before then.
-	StateLockLease = 15 * time.Second
+	StateLockLease = 10 * time.Second
 	// StateLockMargin is how much longer the server waits before it lets
 	// the lock be taken over.
 	StateLockMargin = 5 * time.Second

@@ -70,7 +70,12 @@ func NewRunner(c client.Client, r *activities.Runner, opts sdkworker.Options) []
 		// The runners routes list hosts by this identity.
 		opts.Identity = RunnerIdentity(r)
 	}
-	shared := sdkworker.New(c, task.RunnerTaskQueue(r.RunnerID), opts)
+	// One poller on the shared queue: a claim is short, and a frozen
+	// host's open polls each take a claim that then waits out the claim's
+	// heartbeat timeout before it is retried on another host.
+	sharedOpts := opts
+	sharedOpts.MaxConcurrentActivityTaskPollers = 1
+	shared := sdkworker.New(c, task.RunnerTaskQueue(r.RunnerID), sharedOpts)
 	shared.RegisterActivityWithOptions(r.Claim, activity.RegisterOptions{Name: activities.NameClaim})
 
 	host := sdkworker.New(c, task.HostTaskQueue(r.RunnerID, r.HostID), opts)

@@ -195,9 +195,9 @@ func TestHeartbeatTimeoutMovesBlockOffLostHost(t *testing.T) {
 	require.Equal(t, 2, claims[1].in.Run)
 	require.Equal(t, []string{"h1"}, claims[1].in.AvoidHosts)
 	for _, c := range claims {
-		// A claim a frozen host's poll took is retried after 10 s.
+		// A claim a frozen host's poll took is retried after 5 s.
 		require.Equal(t, task.RunnerTaskQueue("local"), c.opts.TaskQueue)
-		require.Equal(t, stepHeartbeatTimeout, c.opts.HeartbeatTimeout)
+		require.Equal(t, claimHeartbeatTimeout, c.opts.HeartbeatTimeout)
 		require.Equal(t, time.Minute, c.opts.StartToCloseTimeout)
 		require.Equal(t, &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
 			MaximumInterval: 5 * time.Second, MaximumAttempts: 10, NonRetryableErrorTypes: nonRetryable}, c.opts.RetryPolicy)

@@ -60,6 +60,10 @@ const (
 	// stepHeartbeatTimeout is how long a silent step counts as alive
 	// (runners heartbeat every 2 s).
 	stepHeartbeatTimeout = 10 * time.Second
+	// claimHeartbeatTimeout is the claim's, in the lease version: a claim
+	// that a frozen host's open poll took is retried after it, so it is
+	// short (the claim heartbeats every 2 s like a step).
+	claimHeartbeatTimeout = 5 * time.Second
 	// defaultRunnerWait is how long a task waits for a runner when its input
 	// says nothing.
 	defaultRunnerWait = 24 * time.Hour
@@ -83,7 +87,7 @@ const versionFast = "claim-install"
 // versionLease guards the host-lease version (issue 27: runner hosts
 // frozen by SIGSTOP). The claim has a heartbeat timeout and a retry policy
 // of its own, so a claim swallowed by a frozen host's open poll on the
-// runner's shared queue is retried on it after stepHeartbeatTimeout, not
+// runner's shared queue is retried on it after claimHeartbeatTimeout, not
 // after the claim's minute; a host step's heartbeat timeout is not retried
 // (hostNonRetryable): retried, it would go to the same host's queue, where
 // a frozen host's still open polls take it and, when the host wakes, run
@@ -421,7 +425,7 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 		// The claim heartbeats like every step: a claim a frozen host
 		// took is retried after the heartbeat timeout.
 		retry := claimRetry
-		claimOpts.HeartbeatTimeout = stepHeartbeatTimeout
+		claimOpts.HeartbeatTimeout = claimHeartbeatTimeout
 		claimOpts.RetryPolicy = &retry
 	}
 	claimCtx := workflow.WithActivityOptions(ctx, claimOpts)
