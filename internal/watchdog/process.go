@@ -28,7 +28,7 @@ func start(exe string, args []string, log io.Writer) (*Client, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting the watchdog: %w", err)
 	}
-	c := &Client{w: w, done: make(chan struct{})}
+	c := &Client{w: w, done: make(chan struct{}), pid: cmd.Process.Pid}
 	go c.keepAlive()
 	go func() {
 		err := cmd.Wait()

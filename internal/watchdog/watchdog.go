@@ -24,7 +24,9 @@
 // with the runner anyway, through bubblewrap's --die-with-parent). When the
 // whole host freezes, the watchdog freezes with it; on waking, its timers
 // are already due, so it kills the expired sandboxes at once, before it
-// reads anything else: "kill first, ask after".
+// reads anything else: "kill first, ask after". A freeze shorter than the
+// leases kills nothing: the watchdog sees that it was frozen itself, so
+// the runner's silence meanwhile is no sign of a stalled runner.
 //
 // Killing a sandbox means SIGKILL to its PID 1 (sandbox.Kill): the kernel
 // then kills every process of its PID namespace, provisioners and orphans
@@ -82,6 +84,13 @@ const (
 	AliveEvery = 500 * time.Millisecond
 )
 
+// tick is the longest the watchdog's loop sleeps, and selfFrozen how late
+// a wake-up must be for the watchdog to conclude it was frozen itself.
+const (
+	tick       = time.Second
+	selfFrozen = 3 * time.Second
+)
+
 // recheck is how often an expired step's dir is searched again for
 // sandboxes that started as it expired.
 const recheck = 100 * time.Millisecond
@@ -135,10 +144,19 @@ func Serve(in io.Reader, log io.Writer) error {
 	for {
 		// Kill first: whatever is due (after a freeze, everything) goes
 		// before the next command is read.
-		next := w.enforce(Now())
-		d := time.Hour
+		now := Now()
+		if w.looked != 0 && now-w.looked > int64(selfFrozen) {
+			// The watchdog itself was stopped (the whole host froze):
+			// the runner's silence meanwhile is no sign of a stalled
+			// runner. Leases still end now; the runner gets StallAfter
+			// from now to speak.
+			w.alive = max(w.alive, now)
+		}
+		w.looked = now
+		next := w.enforce(now)
+		d := tick
 		if next > 0 {
-			d = time.Duration(next - Now())
+			d = min(d, time.Duration(next-Now()))
 		}
 		timer.Reset(max(d, 0))
 		select {
@@ -158,8 +176,8 @@ func Serve(in io.Reader, log io.Writer) error {
 type state struct {
 	entries map[string]*entry
 	log     io.Writer
-	// alive is when the runner last spoke.
-	alive int64
+	// alive is when the runner last spoke; looked when the loop last ran.
+	alive, looked int64
 }
 
 // apply runs one command line.
@@ -256,6 +274,7 @@ type Client struct {
 	w    io.WriteCloser
 	done chan struct{}
 	err  error
+	pid  int
 }
 
 // New starts a watchdog: the binary at exe run with args (for terratask,

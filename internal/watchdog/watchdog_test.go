@@ -368,3 +368,66 @@ func TestStalledRunnerLosesEverything(t *testing.T) {
 		t.Fatalf("log: %q", log.String())
 	}
 }
+
+// The whole host froze (the watchdog with it) for longer than StallAfter
+// but not past the lease: the runner's silence was the freeze's, not a
+// stall, so nothing is killed; a lease that ended meanwhile still is.
+func TestOwnFreezeIsNoStall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("freezes a watchdog for 5 s")
+	}
+	dirs := map[string]string{}
+	for _, n := range []string{"keep", "lapse"} {
+		dirs[n] = filepath.Join(t.TempDir(), n)
+		if err := os.MkdirAll(dirs[n], 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := New(os.Args[0], []string{Command}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	now := Now()
+	if err := w.Arm("keep", dirs["keep"], now+int64(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Arm("lapse", dirs["lapse"], now+int64(3*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // read
+	// Freeze the watchdog, and keep this runner silent as a frozen one
+	// would be: stop the Client's keep-alives by holding its lock.
+	pid := watchdogPID(t, w)
+	w.mu.Lock()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		w.mu.Unlock()
+		t.Fatal(err)
+	}
+	time.Sleep(StallAfter + time.Second)
+	_ = syscall.Kill(pid, syscall.SIGCONT)
+	w.mu.Unlock()
+	expired := func(n string) bool {
+		_, err := os.Stat(filepath.Join(dirs[n], ExpiredFile))
+		return err == nil
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for !expired("lapse") {
+		if time.Now().After(deadline) {
+			t.Fatal("the lease that ended during the freeze was not enforced on waking")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if expired("keep") {
+		t.Fatal("a step with an hour of lease was killed after the watchdog's own freeze")
+	}
+}
+
+func watchdogPID(t *testing.T, w *Client) int {
+	t.Helper()
+	if w.pid == 0 {
+		t.Fatal("no watchdog pid")
+	}
+	return w.pid
+}
