@@ -405,6 +405,59 @@ func runFreeze(t *testing.T, whole bool, frozenFor time.Duration) {
 	}
 }
 
+// The runner host is killed (kill -9): its watchdog reads the end of its
+// stdin and kills the sandboxes (which bubblewrap's --die-with-parent kills
+// anyway); the other host takes over once the lock's lease has lapsed.
+func TestFaultRunnerKilled(t *testing.T) {
+	t.Parallel()
+	f := startFaultFleet(t)
+	tk := f.create(t, "killed", "ws-killed")
+	victim := f.waitApplying(t, tk.ID)
+	f0 := time.Now()
+	_ = victim.p.cmd.Process.Kill()
+	<-victim.p.done
+	end := f.dev.waitStatus(t, tk.ID, 4*time.Minute, terminal)
+	if last := end[len(end)-1]; last.Status != "completed" {
+		t.Fatalf("the task ended %s\n%v", last.Status, f.dev.logs(t, tk.ID, "?level=warn,error"))
+	}
+	f.checkCompleted(t, tk.ID)
+	f.checkSettled(t, tk.ID)
+	over, _ := f.report(t, victim, false, f0, time.Now())
+	if over > 0 {
+		t.Errorf("two hosts' applies of one workspace overlapped for %s", over)
+	}
+}
+
+// The whole host freezes for less than the heartbeat timeout: nothing
+// moves, nothing is killed, the apply goes on where it was, and no side
+// effect happens twice.
+func TestFaultShortWholeHostFreeze(t *testing.T) {
+	t.Parallel()
+	f := startFaultFleet(t)
+	tk := f.create(t, "short", "ws-short")
+	victim := f.waitApplying(t, tk.ID)
+	f0 := time.Now()
+	pids := freeze(t, victim, true)
+	time.Sleep(5 * time.Second)
+	thaw(pids)
+	f1 := time.Now()
+	end := f.dev.waitStatus(t, tk.ID, 4*time.Minute, terminal)
+	if last := end[len(end)-1]; last.Status != "completed" {
+		t.Fatalf("the task ended %s\n%v", last.Status, f.dev.logs(t, tk.ID, "?level=warn,error"))
+	}
+	f.checkCompleted(t, tk.ID)
+	f.checkSettled(t, tk.ID)
+	over, per := f.report(t, victim, true, f0, f1)
+	if over > 0 {
+		t.Errorf("two hosts' applies of one workspace overlapped for %s", over)
+	}
+	for i := 0; i < 5; i++ {
+		if n := per[strconv.Itoa(i)]; n != 1 {
+			t.Errorf("resource %d's side effect happened %d times, want once (a short freeze moves nothing)", i, n)
+		}
+	}
+}
+
 // Only the runner process freezes: its Terraform runs on, until the
 // watchdog kills it when its lease runs out, before Temporal gives the
 // step to the other host and before the state server hands on the lock.
