@@ -175,3 +175,47 @@ func (s *stepRun) disarmLease() bool {
 	}
 	return lost
 }
+
+// attemptWait bounds how long a step waits for another step of its task
+// that still runs in this process (one the watchdog is killing).
+const attemptWait = 30 * time.Second
+
+// enterTask makes the step the only one of its task running in this
+// process: the workflow runs a task's steps one at a time, but an attempt
+// given up (its lease expired while the runner was frozen) may still be
+// stopping here when the task's next attempt arrives, and the two would
+// share the task's work dir. The later one waits for the earlier to end,
+// within attemptWait, else fails retryably. leaveTask ends it.
+func (r *Runner) enterTask(ctx context.Context, taskID string) error {
+	st := r.st()
+	give := time.Now().Add(attemptWait)
+	for {
+		st.mu.Lock()
+		if st.active[taskID] == 0 {
+			st.active[taskID] = 1
+			st.mu.Unlock()
+			return nil
+		}
+		st.mu.Unlock()
+		if time.Now().After(give) {
+			return transientError("waiting for another attempt of the task on this host to end", errors.New("it still runs"))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// leaveTask ends what enterTask began.
+func (s *stepRun) leaveTask() {
+	if !s.counted {
+		return
+	}
+	s.counted = false
+	st := s.r.st()
+	st.mu.Lock()
+	delete(st.active, s.in.Task.ID)
+	st.mu.Unlock()
+}

@@ -52,7 +52,7 @@ type stepRun struct {
 	// nothing (lease.go). leased is set while the watchdog watches the
 	// step's sandboxes, whose lease is leaseTTL (in ns) from a heartbeat.
 	stale    bool
-	counted  bool // in the runner's active steps (janitor.go)
+	counted  bool // holds the task on this host (enterTask)
 	leased   bool
 	leaseTTL int64
 	// leaseFrom is when the heartbeat that began the lease was sent, and
@@ -110,6 +110,10 @@ func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool 
 	s.ctx, s.stop = context.WithCancelCause(ctx)
 	// Before anything else: does Temporal still run this attempt?
 	sent, cancelled, err := r.checkAttempt(ctx, step)
+	if err == nil {
+		err = r.enterTask(ctx, in.Task.ID)
+		s.counted = err == nil
+	}
 	if err != nil {
 		s.stale = errors.Is(err, errStaleAttempt)
 		s.book = newLogBook(discardSink{}, in.Task.ID, "", "", s.masker, nil, r.logger())
@@ -203,8 +207,6 @@ func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool 
 
 	r.st().mu.Lock()
 	r.st().execs[s.execID] = true
-	r.st().active[in.Task.ID]++
-	s.counted = true
 	r.st().mu.Unlock()
 
 	s.startHeartbeats(ctx)
@@ -337,6 +339,7 @@ func (s *stepRun) finish(ctx context.Context, err error) error {
 	if s.tickDone == nil {
 		// begin stopped before the step began (a stale attempt, or one
 		// that could not be checked): nothing ran, nothing to record.
+		s.leaveTask()
 		return toApplicationError(&stepError{code: task.CodeInternal, retryable: true, cause: err,
 			msg: fmt.Sprintf("step %s did not start: %v", s.step, err)}, s.step, s.masker)
 	}
@@ -371,12 +374,8 @@ func (s *stepRun) finish(ctx context.Context, err error) error {
 
 	s.r.st().mu.Lock()
 	delete(s.r.st().execs, s.execID)
-	if s.counted {
-		if s.r.st().active[s.in.Task.ID]--; s.r.st().active[s.in.Task.ID] <= 0 {
-			delete(s.r.st().active, s.in.Task.ID)
-		}
-	}
 	s.r.st().mu.Unlock()
+	s.leaveTask()
 
 	metrics.ObserveStep(s.step, outcome(ctx, err), time.Since(s.started))
 	var out error
