@@ -14,6 +14,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -46,6 +47,9 @@ var recordScenarios = slices.Concat(
 	// heartbeats and retries quickly, a host step's heartbeat timeout ends
 	// the block, a new block's claim avoids the lost hosts.
 	lifecycleScenarios("v4-", "record v4 "),
+	// The decision-proof version (GetVersion "decision-proof", issue 20):
+	// decisions count only with the secret key's proof.
+	lifecycleScenarios("v5-", "record v5 "),
 	otherScenarios,
 )
 
@@ -116,7 +120,7 @@ var otherScenarios = []recordScenario{
 		return tk.ID
 	}},
 	{"v2-approved-by-parent", func(t *testing.T, e recordEnv) string {
-		return runApprovingParent(t, e.client, "local", fmt.Sprintf("task-rec-parent-%d", time.Now().UnixNano()))
+		return runApprovingParent(t, e.client, e.dev.dataDir, "local", fmt.Sprintf("task-rec-parent-%d", time.Now().UnixNano()))
 	}},
 	// A run of a drift schedule (engines): no ID in the input (the
 	// workflow's own, with the run's time), a drift result.
@@ -159,6 +163,29 @@ var otherScenarios = []recordScenario{
 		return tk.ID
 	}},
 	{"v4-host-lost", recordHostLost},
+	// The decision-proof version: the API's decision (an update with a
+	// proof), a parent's signed signal (a side effect checks it), and a
+	// forged signal (refused: the side effect says so) before the API's.
+	{"v5-approved", func(t *testing.T, e recordEnv) string {
+		tk := e.dev.create(t, reviewBody(t, "approved", "rec-v5-approved", 1, map[string]any{"approval": "required"}))
+		waitWaiting(t, e.dev, tk.ID)
+		mustDecide(t, e.dev, tk.ID, "approve", `{"comment":"recorded"}`)
+		return tk.ID
+	}},
+	{"v5-approved-by-parent", func(t *testing.T, e recordEnv) string {
+		return runApprovingParent(t, e.client, e.dev.dataDir, "local", fmt.Sprintf("task-rec-v5-parent-%d", time.Now().UnixNano()))
+	}},
+	{"v5-forged-signal", func(t *testing.T, e recordEnv) string {
+		tk := e.dev.create(t, reviewBody(t, "forged", "rec-v5-forged", 1, map[string]any{"approval": "required"}))
+		waitWaiting(t, e.dev, tk.ID)
+		forged := task.Decision{Approve: true, By: "mallory", At: time.Now().UTC()}
+		if err := e.client.SignalWorkflow(context.Background(), tk.ID, "", task.SignalDecision, forged); err != nil {
+			t.Fatal(err)
+		}
+		e.dev.waitLog(t, tk.ID, `decision signal naming "mallory" ignored`)
+		mustDecide(t, e.dev, tk.ID, "approve", `{"comment":"recorded"}`)
+		return tk.ID
+	}},
 	// The lease version hands the workspace on before the cleanup: a
 	// failed task that waited for its shared workspace.
 	{"v4-workspace-queue", func(t *testing.T, e recordEnv) string {
@@ -308,6 +335,12 @@ func approvingParent(ctx workflow.Context, in task.Input) (task.Output, error) {
 	workflow.GetSignalChannel(ctx, task.SignalApprovalRequest).Receive(ctx, &req)
 	d := task.Decision{Approve: true, By: "parent-workflow", At: workflow.Now(ctx),
 		Comment: fmt.Sprintf("%d to add, %d to destroy", req.Plan.Add, req.Plan.Destroy)}
+	// The decision's proof, made in an activity of a worker that holds
+	// the secret key (README, "From Go"): the task ignores one without.
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute})
+	if err := workflow.ExecuteActivity(actx, "e2e.SignDecision", in.ID, d).Get(ctx, &d); err != nil {
+		return task.Output{}, err
+	}
 	if err := child.SignalChildWorkflow(ctx, task.SignalDecision, d).Get(ctx, nil); err != nil {
 		return task.Output{}, err
 	}
@@ -318,11 +351,15 @@ func approvingParent(ctx workflow.Context, in task.Input) (task.Output, error) {
 
 // runApprovingParent starts approvingParent for a new task id on runner
 // and waits for it; it returns the task's ID.
-func runApprovingParent(t *testing.T, c client.Client, runner, id string) string {
+func runApprovingParent(t *testing.T, c client.Client, dataDir, runner, id string) string {
 	t.Helper()
 	queue := "parent-" + id
 	w := worker.New(c, queue, worker.Options{})
 	w.RegisterWorkflowWithOptions(approvingParent, workflow.RegisterOptions{Name: "e2e.ApprovingParent"})
+	box := devBox(t, dataDir)
+	w.RegisterActivityWithOptions(func(_ context.Context, taskID string, d task.Decision) (task.Decision, error) {
+		return box.Sign(taskID, d), nil
+	}, activity.RegisterOptions{Name: "e2e.SignDecision"})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +389,7 @@ func runApprovingParent(t *testing.T, c client.Client, runner, id string) string
 // signal; the API shows who approved.
 func TestParentApprovesChildBySignal(t *testing.T) {
 	t.Parallel()
-	id := runApprovingParent(t, dialShared(t), "local", fmt.Sprintf("task-parent-approves-%d", time.Now().UnixNano()))
+	id := runApprovingParent(t, dialShared(t), shared.dataDir, "local", fmt.Sprintf("task-parent-approves-%d", time.Now().UnixNano()))
 	tk := shared.get(t, id)
 	if tk.Status != "completed" || tk.ApprovedBy != "parent-workflow" || tk.ApprovalComment != "2 to add, 0 to destroy" {
 		t.Fatalf("API view of the approved child %+v", tk)

@@ -51,9 +51,8 @@ func devTemporalTLS(t testing.TB, dataDir string) client.ConnectionOptions {
 	return client.ConnectionOptions{TLS: conf}
 }
 
-// dialDev dials the Temporal of a dev whose data dir is dataDir, with the
-// codec of its secret key.
-func dialDev(t *testing.T, hostPort, dataDir string) client.Client {
+// devKey is the secret key of the dev whose data dir is dataDir.
+func devKey(t *testing.T, dataDir string) []byte {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(dataDir, "secret.key"))
 	if err != nil {
@@ -63,7 +62,24 @@ func dialDev(t *testing.T, hostPort, dataDir string) client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cdc, err := codec.New(key)
+	return key
+}
+
+// devBox is the secret box of that dev (what signs its decisions).
+func devBox(t *testing.T, dataDir string) *secret.Box {
+	t.Helper()
+	b, err := secret.NewBox(devKey(t, dataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// dialDev dials the Temporal of a dev whose data dir is dataDir, with the
+// codec of its secret key.
+func dialDev(t *testing.T, hostPort, dataDir string) client.Client {
+	t.Helper()
+	cdc, err := codec.New(devKey(t, dataDir))
 	if err != nil {
 		t.Fatal(err)
 	}

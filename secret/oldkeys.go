@@ -43,6 +43,7 @@ func ReadKeysFile(path string) ([][]byte, error) {
 type oldKey struct {
 	aead    cipher.AEAD
 	credKey []byte
+	decKey  []byte
 }
 
 // AcceptOld makes the box open what older keys sealed (task secrets and
@@ -62,7 +63,7 @@ func (b *Box) AcceptOld(keys ...[]byte) error {
 		if err != nil {
 			return err
 		}
-		b.old = append(b.old, oldKey{aead: aead, credKey: credentialKey(k)})
+		b.old = append(b.old, oldKey{aead: aead, credKey: credentialKey(k), decKey: decisionKey(k)})
 	}
 	return nil
 }

@@ -292,6 +292,10 @@ func (s *Server) decisionBody(c *gin.Context) (string, bool) {
 func (s *Server) sendDecision(ctx context.Context, id string, d task.Decision) (task.State, error) {
 	ctx, cancel := context.WithTimeout(ctx, decisionTimeout)
 	defer cancel()
+	if s.opts.Secrets != nil {
+		// The proof the workflow checks: only the API decides.
+		d = s.opts.Secrets.Sign(id, d)
+	}
 	h, err := s.opts.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   id,
 		UpdateName:   task.UpdateDecision,

@@ -78,6 +78,10 @@ type Decision struct {
 	By      string    `json:"by"`
 	At      time.Time `json:"at"`
 	Comment string    `json:"comment,omitempty"`
+	// Proof shows the decision comes from the API (or a worker that holds
+	// the secret key): secret.Box.Sign. A task started since the
+	// decision-proof version ignores a decision without a valid one.
+	Proof string `json:"proof,omitempty"`
 }
 
 // Names of the decision's update and signal.

@@ -38,7 +38,12 @@ type ControlOptions struct {
 // activities, and the delivery activity.
 func NewControlPlane(c client.Client, st store.Store, o ControlOptions) sdkworker.Worker {
 	w := sdkworker.New(c, task.ControlPlaneTaskQueue, sdkworker.Options{})
-	workflows.Register(w)
+	var wo workflows.Options
+	if o.Secrets != nil {
+		// Only the API (or a holder of the secret key) decides a plan.
+		wo.CheckDecision = o.Secrets.CheckDecision
+	}
+	workflows.Register(w, wo)
 	ctl := &activities.Control{Store: st, Temporal: c}
 	w.RegisterActivityWithOptions(ctl.Record, activity.RegisterOptions{Name: activities.NameRecord})
 	w.RegisterActivityWithOptions(ctl.AcquireWorkspace, activity.RegisterOptions{Name: activities.NameAcquireWorkspace})

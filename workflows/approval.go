@@ -30,10 +30,24 @@ import (
 // replay without it.
 const versionApproval = "approval"
 
+// proven reports whether a signalled decision carries a valid proof. The
+// check is a side effect (recorded), so a replay with other keys decides as
+// the run did.
+func (r *run) proven(ctx workflow.Context, d task.Decision) bool {
+	check := r.checkDecision
+	var ok bool
+	err := workflow.SideEffect(ctx, func(workflow.Context) any {
+		return check == nil || check(r.in.ID, d)
+	}).Get(&ok)
+	return err == nil && ok
+}
+
 // Error types of a refused decision: the API answers them with 409.
 const (
 	errNotWaiting = "not_waiting_approval"
-	errDecided    = "already_decided"
+	// errNoProof refuses a decision without a valid proof (versionProof).
+	errNoProof = "decision_without_proof"
+	errDecided = "already_decided"
 )
 
 // approvalRun is the workflow's side of the review.
@@ -73,6 +87,9 @@ func (r *run) handleDecisions(ctx workflow.Context) error {
 			if strings.TrimSpace(d.By) == "" {
 				return temporal.NewApplicationError("a decision must name who decides", "bad_decision")
 			}
+			if r.proof && r.checkDecision != nil && !r.checkDecision(r.in.ID, d) {
+				return temporal.NewApplicationError("a decision must come from the terratask API: it carries no valid proof", errNoProof)
+			}
 			switch {
 			case r.approval.decision != nil:
 				return notWaiting(r.state.Status, errDecided)
@@ -96,6 +113,13 @@ func notWaiting(st task.Status, kind string) error {
 // workflow): the first one while the task waits counts; any other is
 // logged and ignored.
 func (r *run) onDecisionSignal(ctx workflow.Context, d task.Decision) {
+	if r.proof && !r.proven(ctx, d) {
+		if !r.state.Status.Terminal() {
+			r.transition(ctx, func(*task.State) {}, logLine(store.LevelWarn,
+				fmt.Sprintf("decision signal naming %q ignored: it carries no valid proof (decisions come from the API, or are signed with the secret key)", d.By)))
+		}
+		return
+	}
 	if r.approval.waiting && r.approval.decision == nil && strings.TrimSpace(d.By) != "" {
 		r.approval.decision = &d
 		return

@@ -41,9 +41,29 @@ import (
 	"github.com/terratask/terratask/task"
 )
 
+// Options configure the workflows a worker registers.
+type Options struct {
+	// CheckDecision reports whether a decision on the plan of task taskID
+	// carries a valid proof (secret.Box.CheckDecision). A task started in
+	// the decision-proof version refuses decisions without one; nil checks
+	// nothing (a worker without the secret key).
+	CheckDecision func(taskID string, d task.Decision) bool
+}
+
 // Register registers the task workflow under its stable name.
-func Register(r worker.WorkflowRegistry) {
-	r.RegisterWorkflowWithOptions(Task, workflow.RegisterOptions{Name: task.WorkflowType})
+func Register(r worker.WorkflowRegistry, opts ...Options) {
+	var o Options
+	for _, x := range opts {
+		o = x
+	}
+	taskWorkflow := Task
+	if o.CheckDecision != nil {
+		check := o.CheckDecision
+		taskWorkflow = func(ctx workflow.Context, in task.Input) (task.Output, error) {
+			return runTask(ctx, in, check)
+		}
+	}
+	r.RegisterWorkflowWithOptions(taskWorkflow, workflow.RegisterOptions{Name: task.WorkflowType})
 	r.RegisterWorkflowWithOptions(WorkspaceQueue, workflow.RegisterOptions{Name: task.WorkspaceWorkflowType})
 	r.RegisterWorkflowWithOptions(Delivery, workflow.RegisterOptions{Name: events.WorkflowType})
 }
@@ -120,12 +140,27 @@ var claimRetry = temporal.RetryPolicy{
 	NonRetryableErrorTypes: nonRetryable,
 }
 
-// Task is the task workflow.
+// versionProof guards the decision-proof version (issue 20): a decision,
+// by update or by signal, counts only with a proof made with the control
+// plane's secret key (secret.Box.Sign; the API signs its own). The update
+// validator refuses one without (validators do not run on replay); the
+// signal handler records its check as a side effect, so a replay under
+// another key decides as the run did. Histories recorded before it replay
+// without it.
+const versionProof = "decision-proof"
+
+// Task is the task workflow, checking no decision proofs (see Register).
 func Task(ctx workflow.Context, in task.Input) (task.Output, error) {
+	return runTask(ctx, in, nil)
+}
+
+func runTask(ctx workflow.Context, in task.Input, check func(string, task.Decision) bool) (task.Output, error) {
 	in = scheduledInput(ctx, in)
 	r := newRun(ctx, in)
 	r.fast = workflow.GetVersion(ctx, versionFast, workflow.DefaultVersion, 1) == 1
 	r.lease = workflow.GetVersion(ctx, versionLease, workflow.DefaultVersion, 1) == 1
+	r.proof = workflow.GetVersion(ctx, versionProof, workflow.DefaultVersion, 1) == 1
+	r.checkDecision = check
 	if err := workflow.SetQueryHandler(ctx, task.QueryState, func() (task.State, error) {
 		return r.state, nil
 	}); err != nil {
@@ -258,6 +293,10 @@ type run struct {
 	fast    bool
 	batch   *[]activities.Record
 	cleaned bool
+	// proof is set in the decision-proof version (versionProof);
+	// checkDecision checks a decision's proof (nil: no check).
+	proof         bool
+	checkDecision func(string, task.Decision) bool
 	// lease is set in the host-lease version (versionLease); lostHosts
 	// are the hosts lost in earlier blocks, in the order they were lost.
 	lease     bool

@@ -90,11 +90,14 @@ type fixture struct {
 	mu    sync.Mutex
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, Options{}) }
+
+// newFixtureWith is newFixture with the workflows registered with o.
+func newFixtureWith(t *testing.T, o Options) *fixture {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	f := &fixture{env: env, rec: &recorder{}}
-	Register(env)
+	Register(env, o)
 	env.RegisterActivityWithOptions(f.rec.Record, activity.RegisterOptions{Name: activities.NameRecord})
 	for name, fn := range map[string]any{
 		activities.NameClaim: stubClaim, activities.NameInstall: stubInstall, activities.NameInit: stubInit,

@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/terratask/terratask/task"
+)
+
+// Only the API decides (issue 20): a client that reaches dev's Temporal
+// (its certificate) but holds no terratask key forges decisions on a
+// waiting plan, as a plain JSON payload and through the codec, by update and
+// by signal, naming whom it likes. None moves the task; the API's own
+// decision then applies the plan, recorded under the API key's name.
+func TestForgedDecisionsDoNotDecide(t *testing.T) {
+	t.Parallel()
+	tk := shared.create(t, reviewBody(t, "forged", "forged-decisions", 1, map[string]any{"approval": "required"}))
+	waitWaiting(t, shared, tk.ID)
+
+	// A client with the codec (it can encrypt) and one without (plain
+	// payloads, as a client without the secret key sends them).
+	withCodec := dialShared(t)
+	plain, err := client.Dial(client.Options{HostPort: shared.temporal, Namespace: "default",
+		ConnectionOptions: devTemporalTLS(t, shared.dataDir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	forged := task.Decision{Approve: true, By: "mallory", At: time.Now().UTC(), Comment: "trust me", Proof: strings.Repeat("0", 64)}
+	for name, c := range map[string]client.Client{"codec": withCodec, "plain": plain} {
+		h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: tk.ID, UpdateName: task.UpdateDecision,
+			Args: []any{forged}, WaitForStage: client.WorkflowUpdateStageCompleted})
+		if err == nil {
+			err = h.Get(ctx, nil)
+		}
+		if err == nil || !strings.Contains(err.Error(), "no valid proof") {
+			t.Fatalf("%s: a forged decision update was not refused: %v", name, err)
+		}
+		if err := c.SignalWorkflow(ctx, tk.ID, "", task.SignalDecision, forged); err != nil {
+			t.Fatalf("%s: signal: %v", name, err)
+		}
+	}
+	// Both signals are refused, each with a warning.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		logs := shared.logs(t, tk.ID, "?level=warn")
+		n := 0
+		for _, l := range logs {
+			if strings.Contains(l.Message, `decision signal naming "mallory" ignored`) {
+				n++
+			}
+		}
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the forged signals were not refused (%d warnings): %v", n, logs)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if got := shared.get(t, tk.ID); got.Status != "waiting_approval" || got.ApprovedBy != "" {
+		t.Fatalf("after forged decisions the task is %s, approved by %q", got.Status, got.ApprovedBy)
+	}
+	mustDecide(t, shared, tk.ID, "approve", `{"comment":"the real one"}`)
+	waitEnd(t, shared, tk.ID)
+	if got := shared.get(t, tk.ID); got.Status != "completed" || got.ApprovedBy == "mallory" || got.ApprovedBy == "" {
+		t.Fatalf("after the API's approval: %s, approved by %q", got.Status, got.ApprovedBy)
+	}
+}
+
+// waitLog waits until a log line of the task holds s.
+func (p *devProc) waitLog(t testing.TB, id, s string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		for _, l := range p.logs(t, id, "?limit=10000") {
+			if strings.Contains(l.Message, s) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s never logged %q", id, s)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
