@@ -275,22 +275,38 @@ func (f *faultFleet) host(id string) *faultHost {
 	return nil
 }
 
-// waitApplying waits until the task's apply has done at least one change
-// on a host of the fleet and returns that host.
+// waitApplying waits until the task's apply has finished one provisioner
+// and runs the next, as the effects server sees it (not the status route,
+// whose progress may lag under load), and returns the host that runs it.
 func (f *faultFleet) waitApplying(t *testing.T, id string) *faultHost {
 	t.Helper()
-	var h *faultHost
-	f.dev.waitStatus(t, id, 3*time.Minute, func(s Status) bool {
-		if terminal(s) {
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		holds, _ := f.eff.snapshot()
+		done := 0
+		for _, h := range holds {
+			if h.completed {
+				done++
+			}
+		}
+		for _, h := range holds {
+			if h.close.IsZero() && done >= 1 {
+				for _, fh := range f.hosts {
+					if hostOf(f.hosts, h.cwd) == fh.name {
+						return fh
+					}
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the apply never got under way: %+v\n%v", holds, f.dev.logs(t, id, "?level=warn,error"))
+		}
+		var s Status
+		if code, _ := f.dev.request(t, http.MethodGet, "/api/v1/tasks/"+id+"/status", nil, &s); code == http.StatusOK && terminal(s) {
 			t.Fatalf("ended before the fault: %+v\n%v", s, f.dev.logs(t, id, "?level=warn,error"))
 		}
-		if s.Metadata.CurrentStep == "applying" && s.Metadata.ChangesDone >= 1 {
-			h = f.host(s.Metadata.Host)
-			return h != nil
-		}
-		return false
-	})
-	return h
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // report logs a scenario's figures: side effects per resource, overlap,

@@ -110,5 +110,12 @@ var replayManifest = map[string]string{
 	"v4-plan.json":                "v4 (lease): plan-only",
 	"v4-host-lost.json": "v4 (lease): the applying host frozen (SIGSTOP): the apply's heartbeat timeout is not retried, " +
 		"the block restarts on the runner's other host, whose claim avoids the frozen one (attempt 3: the frozen host's open polls took two)",
-	"v4-workspace-queue.json": "v4 (lease): a task that waited for its shared workspace fails; it releases the workspace before the cleanup",
+	"v4-workspace-queue.json":    "v4 (lease): a task that waited for its shared workspace fails; it releases the workspace before the cleanup",
+	"v5-approved.json":           "v5 (decision-proof): approved through the API (an update with a proof)",
+	"v5-approved-by-parent.json": "v5 (decision-proof): a parent workflow approves its child by a signed signal (the proof check a side effect)",
+	"v5-forged-signal.json":      "v5 (decision-proof): an unsigned decision signal is ignored (side effect false), then the API approves",
+	"v5-cancelled.json":          "v5 (decision-proof): cancelled mid-apply",
+	"v5-completed.json":          "v5 (decision-proof): completed",
+	"v5-failed.json":             "v5 (decision-proof): failed",
+	"v5-plan.json":               "v5 (decision-proof): plan-only",
 }
