@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/terratask/terratask/internal/devtls"
+	"github.com/terratask/terratask/internal/testbin"
 )
 
 // The hostile-task suite (README, Isolation): a task plays a prompt-injected
@@ -85,20 +86,7 @@ func (h hostileRun) found() []string {
 }
 
 // orphans counts the host's processes whose command line holds marker.
-func orphans(marker string) int {
-	ents, _ := os.ReadDir("/proc")
-	n := 0
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(b), marker) {
-			n++
-		}
-	}
-	return n
-}
+func orphans(marker string) int { return testbin.CountProcs(marker) }
 
 func TestHostileTaskFindsNothing(t *testing.T) {
 	p := shared

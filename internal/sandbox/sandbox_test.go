@@ -209,20 +209,7 @@ func TestSandboxKillsWhatOutlivesTheEngine(t *testing.T) {
 	}
 }
 
-func countProcs(t *testing.T, marker string) int {
-	ents, _ := os.ReadDir("/proc")
-	n := 0
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(b), marker) {
-			n++
-		}
-	}
-	return n
-}
+func countProcs(_ *testing.T, marker string) int { return testbin.CountProcs(marker) }
 
 // Stopping a command: SIGINT to the wrapper (what terraform-exec sends)
 // is ignored, Interrupt reaches the engine, which stops gracefully; the

@@ -100,20 +100,7 @@ func active(t *testing.T) *sandbox.Sandbox {
 }
 
 // count is how many processes' command lines hold marker.
-func count(marker string) int {
-	ents, _ := os.ReadDir("/proc")
-	n := 0
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && bytes.Contains(b, []byte(marker)) {
-			n++
-		}
-	}
-	return n
-}
+func count(marker string) int { return testbin.CountProcs(marker) }
 
 func waitGone(t *testing.T, marker string, within time.Duration) time.Duration {
 	t.Helper()
