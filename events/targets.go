@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -55,11 +56,14 @@ func validPort(p string) bool {
 	return err == nil && n > 0 && n < 65536 && !strings.HasPrefix(p, "0")
 }
 
-// AllowList is the hosts a task's notify URL may name (the server's
-// --notify-allow). An entry is a host name or IP ("hooks.example.com",
-// "10.0.0.5"), optionally with a port ("hooks.example.com:8443": that port
+// AllowList is a list of hosts: those a task's notify URL may name
+// (--notify-allow), those webhooks may reach although they are not public
+// (--webhook-allow), those remote module sources may name (--source-allow).
+// An entry is a host name or IP ("hooks.example.com", "10.0.0.5",
+// "[fd00::5]"), optionally with a port ("hooks.example.com:8443": that port
 // only), or a wildcard for the subdomains of a domain ("*.example.com").
-// Names compare case-insensitively. The empty list allows nothing.
+// Names compare case-insensitively, IPs by value. The empty list allows
+// nothing.
 type AllowList struct {
 	entries []allowEntry
 }
@@ -72,21 +76,27 @@ type allowEntry struct {
 
 // ParseAllowList parses --notify-allow entries.
 func ParseAllowList(entries []string) (AllowList, error) {
+	return ParseAllowListFlag("--notify-allow", entries)
+}
+
+// ParseAllowListFlag parses the entries of an allow-list flag (named in
+// errors): --notify-allow, --webhook-allow or --source-allow.
+func ParseAllowListFlag(flag string, entries []string) (AllowList, error) {
 	var l AllowList
 	for _, raw := range entries {
 		e := strings.ToLower(strings.TrimSpace(raw))
 		if e == "" {
 			continue
 		}
-		if strings.ContainsAny(e, "/?#@ ") {
-			return AllowList{}, fmt.Errorf("--notify-allow %q: want a host, host:port or *.domain (not a URL)", raw)
+		if strings.ContainsAny(e, "/?#@ ") || strings.Count(e, "[") != strings.Count(e, "]") {
+			return AllowList{}, fmt.Errorf("%s %q: want a host, host:port or *.domain (not a URL)", flag, raw)
 		}
 		var a allowEntry
 		host := e
 		if h, p, err := net.SplitHostPort(e); err == nil {
 			host, a.port = h, p
 			if !validPort(p) {
-				return AllowList{}, fmt.Errorf("--notify-allow %q: invalid port", raw)
+				return AllowList{}, fmt.Errorf("%s %q: invalid port", flag, raw)
 			}
 		}
 		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
@@ -94,8 +104,14 @@ func ParseAllowList(entries []string) (AllowList, error) {
 			a.wildcard = true
 			host = host[1:] // ".example.com"
 		}
-		if host == "" || host == "." || strings.ContainsAny(host, "/*?#@ ") {
-			return AllowList{}, fmt.Errorf("--notify-allow %q: want a host, host:port or *.domain", raw)
+		if host == "" || host == "." || strings.ContainsAny(host, "/*?#@ []") {
+			return AllowList{}, fmt.Errorf("%s %q: want a host, host:port or *.domain", flag, raw)
+		}
+		if ip, err := netip.ParseAddr(host); err == nil && !a.wildcard {
+			if ip.Zone() != "" {
+				return AllowList{}, fmt.Errorf("%s %q: an IP with a zone is not a host", flag, raw)
+			}
+			host = ip.String()
 		}
 		a.host = host
 		l.entries = append(l.entries, a)
@@ -108,17 +124,31 @@ func (l AllowList) Empty() bool { return len(l.entries) == 0 }
 
 // Allows reports whether u's host (and port) is listed.
 func (l AllowList) Allows(u *url.URL) bool {
-	host := strings.ToLower(u.Hostname())
 	port := u.Port()
 	if port == "" {
-		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+		port = defaultPorts[strings.ToLower(u.Scheme)]
+	}
+	return l.AllowsHostPort(u.Hostname(), port)
+}
+
+// AllowsHostPort reports whether host at port is listed. An IP matches
+// entries of the same IP only, never a wildcard.
+func (l AllowList) AllowsHostPort(host, port string) bool {
+	host = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
+	ip, err := netip.ParseAddr(host)
+	isIP := err == nil
+	if isIP {
+		if ip.Zone() != "" {
+			return false
+		}
+		host = ip.String()
 	}
 	for _, e := range l.entries {
 		if e.port != "" && e.port != port {
 			continue
 		}
 		if e.wildcard {
-			if strings.HasSuffix(host, e.host) && len(host) > len(e.host) {
+			if !isIP && strings.HasSuffix(host, e.host) && len(host) > len(e.host) {
 				return true
 			}
 			continue
