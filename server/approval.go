@@ -218,9 +218,17 @@ func (s *Server) decide(approve bool) gin.HandlerFunc {
 			notWaitingConflict(c, t.ID, t.Status)
 			return
 		}
-		if approve && p.Role == auth.RoleOperator && st.CreatedBy != "" && st.CreatedBy == p.Name {
+		if approve && p.Role == auth.RoleOperator && st.CreatedBy == p.Name {
 			fail(c, http.StatusForbidden, codeForbidden, "four eyes: key "+p.Name+" created this task, so another key must approve its plan (an admin key may approve its own)",
 				map[string]any{"taskId": t.ID, "created_by": st.CreatedBy})
+			return
+		}
+		if approve && p.Role == auth.RoleOperator && st.CreatedBy == "" {
+			// Started outside the API (a child of another Temporal
+			// application): its creator is unknown, so no operator can be
+			// shown to be another key than the one that made the plan.
+			fail(c, http.StatusForbidden, codeForbidden, "four eyes: this task was started outside the API and its creator is unknown, so only an admin key may approve its plan",
+				map[string]any{"taskId": t.ID})
 			return
 		}
 		if st.Status != task.StatusWaitingApproval {

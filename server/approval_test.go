@@ -282,3 +282,35 @@ func TestDecisionOnTaskNotWaiting(t *testing.T) {
 		t.Fatalf("%d %s", w.Code, w.Body)
 	}
 }
+
+// Four eyes holds for a task started outside the API (a child of another
+// Temporal application, no creator on record): no operator may approve
+// it, an admin may; and the decision the API sends carries the proof the
+// workflow checks (only the API decides).
+func TestDecisionOfTaskStartedOutsideTheAPI(t *testing.T) {
+	dt := &decisionTemporal{fakeTemporal: newFakeTemporal()}
+	var opts Options
+	ts := newTestServer(t, false, func(o *Options) { o.Temporal = dt; opts = *o })
+	ts.addTask(t, store.Task{ID: "task-child", Org: "org-a", AgentID: "agent-1", Status: task.StatusWaitingApproval})
+	waiting := task.State{ID: "task-child", Status: task.StatusWaitingApproval, UpdatedAt: time.Now(), WaitingFor: "approval"}
+	dt.state = &waiting
+	dt.updateFn = func(d task.Decision) (task.State, error) {
+		st := waiting
+		st.Status = task.StatusRunning
+		return st, nil
+	}
+	w := ts.do(t, req{method: "PUT", path: "/api/v1/tasks/task-child/approve", key: "k-operator-a"})
+	if e := decodeError(t, w); w.Code != 403 || !strings.Contains(e.Error.Message, "started outside the API") {
+		t.Fatalf("operator approving a task of unknown creator: %d %s", w.Code, w.Body)
+	}
+	if dt.updates != 0 {
+		t.Fatal("an update was sent for a refused approval")
+	}
+	w = ts.do(t, req{method: "PUT", path: "/api/v1/tasks/task-child/approve", key: "k-admin-a"})
+	if w.Code != 200 {
+		t.Fatalf("admin approving: %d %s", w.Code, w.Body)
+	}
+	if dt.decided == nil || !opts.Secrets.CheckDecision("task-child", *dt.decided) {
+		t.Fatalf("the API's decision carries no valid proof: %+v", dt.decided)
+	}
+}
