@@ -62,7 +62,7 @@ type createInput struct {
 	Description    string         `json:"description,omitempty" jsonschema:"what the task is for"`
 	AgentID        string         `json:"agent_id" jsonschema:"your agent ID: the task is listed under it"`
 	RunnerID       string         `json:"runner_id" jsonschema:"the runner that executes Terraform (list_runners shows the known ones)"`
-	Metadata       map[string]any `json:"metadata,omitempty" jsonschema:"free-form metadata kept with the task"`
+	Metadata       map[string]any `json:"metadata,omitempty" jsonschema:"free-form metadata kept with the task: at most 64 keys of at most 128 bytes, each value at most 1024 bytes of JSON"`
 	Parameters     map[string]any `json:"parameters,omitempty" jsonschema:"Terraform parameters: files ({\"main.tf\": \"...\"}), module or source; variables (object); sensitive_variables and env (secrets: never echoed); action (apply, plan or destroy); workspace; approval (none, required or destructive); timeout (e.g. 30m); any other key is an input variable"`
 	IdempotencyKey string         `json:"idempotency_key,omitempty" jsonschema:"retry-safe creation: the same key and the same arguments return the task created first instead of a new one"`
 }

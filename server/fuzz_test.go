@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -25,8 +26,27 @@ func FuzzParseCreate(f *testing.F) {
 		`{"name":null}`, `[]`, `{`, `""`, `{"name":"\u0000"}`, `{"parameters":{"targets":[1]}}`,
 		`{"name":"n","agent_id":"a","runner_id":"r","parameters":{"notify":{"url":"https://h:8443/cb?x=1","events":["task.completed"]}}}`,
 		`{"name":"n","agent_id":"a","runner_id":"r","parameters":{"notify":{"url":"https://u:p@h/"}}}`,
+		`{"name":"n","agent_id":"a","runner_id":"r","metadata":{"a":{"b":[1,2,{"c":null}]},"":"","\u00e9":true}}`,
+		`{"name":"n","agent_id":"a","runner_id":"r","metadata":{"k":"v","k":"w"}}`,
+		`{"name":"n","agent_id":"a","runner_id":"r","metadata":{"k":    [1,    2]}}`,
+		`{"name":"n","agent_id":"a","runner_id":"r","metadata":[]}`,
+		`{"name":"n","agent_id":"a","runner_id":"r","metadata":{"k":1e999}}`,
 	} {
 		f.Add([]byte(s))
+	}
+	// At and past the limits: 64 and 65 keys, a key of 128 and 129 bytes, a
+	// value of 1024 and 1025 bytes.
+	meta := func(n, keyLen, valueLen int) []byte {
+		m := map[string]any{}
+		for i := 0; i < n; i++ {
+			k := fmt.Sprintf("%03d", i)
+			m[k+strings.Repeat("k", max(keyLen-len(k), 0))] = strings.Repeat("v", valueLen-2)
+		}
+		b, _ := json.Marshal(map[string]any{"name": "n", "agent_id": "a", "runner_id": "r", "metadata": m})
+		return b
+	}
+	for _, lim := range [][3]int{{64, 128, 1024}, {65, 3, 2}, {1, 129, 2}, {1, 3, 1025}} {
+		f.Add(meta(lim[0], lim[1], lim[2]))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req, err := parseCreate(body)
@@ -47,6 +67,15 @@ func FuzzParseCreate(f *testing.F) {
 		}
 		if _, err := json.Marshal(req.Params); err != nil {
 			t.Fatalf("accepted params do not encode: %v", err)
+		}
+		if len(req.Metadata) > maxMetadataKeys {
+			t.Fatalf("accepted %d metadata keys", len(req.Metadata))
+		}
+		for k, v := range req.Metadata {
+			b, err := json.Marshal(v)
+			if len(k) > maxMetadataKeyLen || err != nil || len(b) > maxMetadataValueBytes {
+				t.Fatalf("accepted metadata %q (%d bytes of JSON, %v)", k, len(b), err)
+			}
 		}
 	})
 }

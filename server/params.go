@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"regexp"
 	"strings"
@@ -30,6 +31,11 @@ const (
 	maxFilesBytes     = 1 << 20
 	maxSourceLen      = 2048
 	maxListItems      = 1000
+	// Limits on metadata: keys, a key's bytes, a value's bytes (compact
+	// JSON).
+	maxMetadataKeys       = 64
+	maxMetadataKeyLen     = 128
+	maxMetadataValueBytes = 1024
 	// maxApprovalTimeout bounds approval_timeout (and the server's default).
 	maxApprovalTimeout = 720 * time.Hour
 )
@@ -94,8 +100,8 @@ func parseCreate(body []byte) (*createRequest, error) {
 		return nil, err
 	}
 	if m, ok := raw["metadata"]; ok && !isNull(m) {
-		if err := decodeStrict(m, &req.Metadata); err != nil || req.Metadata == nil {
-			return nil, errField("metadata", "must be a JSON object")
+		if req.Metadata, err = parseMetadata(m); err != nil {
+			return nil, err
 		}
 	}
 	if p, ok := raw["parameters"]; ok && !isNull(p) {
@@ -108,6 +114,37 @@ func parseCreate(body []byte) (*createRequest, error) {
 		}
 	}
 	return req, nil
+}
+
+// parseMetadata decodes a task's metadata: a JSON object of at most
+// maxMetadataKeys keys of at most maxMetadataKeyLen bytes, each value at
+// most maxMetadataValueBytes of compact JSON.
+func parseMetadata(m json.RawMessage) (map[string]any, error) {
+	var raw map[string]json.RawMessage
+	if err := decodeStrict(m, &raw); err != nil || raw == nil {
+		return nil, errField("metadata", "must be a JSON object")
+	}
+	if len(raw) > maxMetadataKeys {
+		return nil, errField("metadata", "at most %d keys", maxMetadataKeys)
+	}
+	var buf bytes.Buffer
+	for _, k := range sortedKeys(raw) {
+		if len(k) > maxMetadataKeyLen {
+			return nil, errField("metadata", "keys must be at most %d bytes", maxMetadataKeyLen)
+		}
+		buf.Reset()
+		if err := json.Compact(&buf, raw[k]); err != nil {
+			return nil, errField("metadata."+k, "must be a JSON value")
+		}
+		if buf.Len() > maxMetadataValueBytes {
+			return nil, errField("metadata."+k, "must be at most %d bytes of JSON", maxMetadataValueBytes)
+		}
+	}
+	var meta map[string]any
+	if err := decodeStrict(m, &meta); err != nil || meta == nil {
+		return nil, errField("metadata", "must be a JSON object")
+	}
+	return meta, nil
 }
 
 func parseParams(params map[string]json.RawMessage, req *createRequest) error {
