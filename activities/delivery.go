@@ -30,8 +30,11 @@ const (
 type Deliverer struct {
 	Store   store.Store
 	Secrets *secret.Box
-	Sender  *events.Sender
-	Logger  *zap.Logger
+	// Sender delivers to webhooks (through a guard of --webhook-allow),
+	// NotifySender to tasks' notify URLs (--notify-allow; nil: Sender).
+	Sender       *events.Sender
+	NotifySender *events.Sender
+	Logger       *zap.Logger
 	// Observe, when set, is called with each attempt's outcome (Outcome*)
 	// and the event's type: the hook of the deliveries-by-outcome metric.
 	Observe func(outcome string, eventType string)
@@ -78,7 +81,11 @@ func (d *Deliverer) Deliver(ctx context.Context, in events.DeliverInput) error {
 		msg.URL, msg.Secret = hook.URL, plain
 	}
 	attempt := int(activity.GetInfo(ctx).Attempt)
-	out := d.Sender.Send(ctx, msg)
+	sender := d.Sender
+	if in.Target == store.NotifyTarget && d.NotifySender != nil {
+		sender = d.NotifySender
+	}
+	out := sender.Send(ctx, msg)
 	rec := store.Delivery{
 		Org: in.Org, EventID: ev.ID, EventType: ev.Type, TaskID: ev.TaskID, Target: in.Target, Attempt: attempt,
 		StatusCode: out.StatusCode, Latency: out.Latency, Succeeded: out.Delivered(), At: time.Now(),

@@ -150,7 +150,8 @@ func TestDeliverSignsRecordsAndSkips(t *testing.T) {
 		t.Fatal(err)
 	}
 	var outcomes []string
-	d := &Deliverer{Store: st, Secrets: box, Sender: events.NewSender(0), Observe: func(o, typ string) { outcomes = append(outcomes, o+"/"+typ) }}
+	d := &Deliverer{Store: st, Secrets: box, Sender: loopbackSender(t, "--webhook-allow"), NotifySender: loopbackSender(t, "--notify-allow"),
+		Observe: func(o, typ string) { outcomes = append(outcomes, o+"/"+typ) }}
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
 	env.RegisterActivity(d.Deliver)
@@ -204,5 +205,59 @@ func TestDeliverSignsRecordsAndSkips(t *testing.T) {
 	in.Target, in.URL, in.EventID = "wh-1", "", ev.ID
 	if _, err := env.ExecuteActivity(d.Deliver, in); err != nil {
 		t.Fatalf("deleted webhook: %v", err)
+	}
+}
+
+// loopbackSender is a Sender whose guard lists 127.0.0.1 (the test
+// receivers), as --webhook-allow 127.0.0.1 would.
+func loopbackSender(t *testing.T, flag string) *events.Sender {
+	t.Helper()
+	allow, err := events.ParseAllowListFlag(flag, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return events.NewSender(0, &events.Guard{Allow: allow, Flag: flag})
+}
+
+// TestDeliverRefusesInternalTargets: at delivery time too, a webhook or
+// notify URL on loopback is refused unless its allow list names it (the
+// URL was stored before the list changed, or its name now resolves
+// elsewhere): the receiver gets nothing, the attempt fails (retried) and
+// the log says why.
+func TestDeliverRefusesInternalTargets(t *testing.T) {
+	st := openSQLite(t)
+	box, _ := secret.NewBox(bytes.Repeat([]byte{3}, secret.KeySize))
+	rcv := newReceiver(t)
+	sealed, _ := box.SealBytes([]byte("whsec_a-webhook-secret-of-test"), secret.WebhookSecretContext("o", "wh-1"))
+	if err := st.CreateWebhook(context.Background(), store.Webhook{ID: "wh-1", Org: "o", URL: rcv.URL, SealedSecret: sealed, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now()
+	ev, _ := events.New("evt-task-r-1", task.EventTaskFailed, store.Task{ID: "task-r", Org: "o", Status: task.StatusFailed, CreatedAt: at, UpdatedAt: at}, at)
+	if _, err := st.AppendEvent(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	// The defaults: no lists.
+	d := &Deliverer{Store: st, Secrets: box, Sender: events.NewSender(0, &events.Guard{Flag: "--webhook-allow"}),
+		NotifySender: events.NewSender(0, &events.Guard{Flag: "--notify-allow"})}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(d.Deliver)
+	for target, flag := range map[string]string{"wh-1": "--webhook-allow", store.NotifyTarget: "--notify-allow"} {
+		in := events.DeliverInput{WorkflowInput: events.WorkflowInput{Org: "o", TaskID: "task-r", Target: target}, EventID: ev.ID}
+		if target == store.NotifyTarget {
+			in.URL = rcv.URL + "/cb"
+		}
+		_, err := env.ExecuteActivity(d.Deliver, in)
+		if err == nil || !strings.Contains(err.Error(), "refused: the host is a loopback address") || !strings.Contains(err.Error(), flag) {
+			t.Fatalf("%s: %v", target, err)
+		}
+		ds, err := st.ListDeliveries(context.Background(), store.DeliveryQuery{Org: "o", Target: target, Limit: 10})
+		if err != nil || len(ds) != 1 || ds[0].Succeeded || ds[0].StatusCode != 0 || !strings.Contains(ds[0].Error, "refused") {
+			t.Fatalf("%s: delivery log: %v %+v", target, err, ds)
+		}
+	}
+	if len(rcv.bodies) != 0 {
+		t.Fatalf("the receiver got %d requests", len(rcv.bodies))
 	}
 }

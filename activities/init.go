@@ -19,7 +19,8 @@ import (
 //
 // The configuration comes from exactly one of the task's module (a catalog
 // subdirectory), source (a local path inside SourceRoots, copied; anything
-// else through `terraform init -from-module`) or files (inline), else the
+// else through `terraform init -from-module`, from a host SourceAllow
+// lists) or files (inline), else the
 // runner's DefaultModule. Each run starts from a fresh configuration dir.
 // Unless the configuration declares a backend of its own, state lives per
 // (org, workspace) on the server's HTTP backend, or on the runner when it
@@ -201,6 +202,9 @@ func (s *stepRun) populateConfig() (remote string, err error) {
 		return "", copyModule(real, dir)
 	case params.Source != "":
 		if err := checkRemoteSource(params.Source); err != nil {
+			return "", err
+		}
+		if err := checkSourceHost(params, s.r.SourceAllow); err != nil {
 			return "", err
 		}
 		return params.Source, nil

@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/internal/rwlock"
 	"github.com/terratask/terratask/internal/sandbox"
 	"github.com/terratask/terratask/internal/tfinstall"
@@ -69,6 +70,9 @@ type Runner struct {
 	DefaultModule string
 	// SourceRoots are the directories a local-path `source` must lie in.
 	SourceRoots []string
+	// SourceAllow lists the hosts a remote `source` may name
+	// (--source-allow); empty: remote sources are refused.
+	SourceAllow events.AllowList
 	Logs        LogSink
 	// Plans keeps the plans of tasks (usually the same store as Logs):
 	// every plan for review, and the sealed plan file of a plan that waits

@@ -19,6 +19,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/modules"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
@@ -323,6 +324,10 @@ func TestConfigurationChoiceErrors(t *testing.T) {
 		{"relative source", task.Params{Source: "../testdata/basic"}, nil, "absolute path"},
 		{"file getter", task.Params{Source: "git::file:///etc"}, nil, "file sources are not allowed"},
 		{"credentials", task.Params{Source: "git::https://u:p@example.com/r.git"}, nil, "credentials"},
+		{"remote source, none allowed", task.Params{Source: "git::http://127.0.0.1/x"}, nil, "fetches no remote module sources (it runs without --source-allow)"},
+		{"metadata source", task.Params{Source: "http://169.254.169.254/latest/"}, nil, "--source-allow"},
+		{"s3 source", task.Params{Source: "s3::https://s3.amazonaws.com/bucket/x.zip"}, nil, "--source-allow"},
+		{"registry source", task.Params{Source: "hashicorp/consul/aws"}, nil, "the module registry registry.terraform.io"},
 		{"bad workspace", task.Params{Module: "basic", Workspace: "../x"}, nil, "invalid workspace"},
 		{"tf var env", task.Params{Module: "basic"}, map[string]string{"TF_VAR_x": "1"}, "TF_VAR_x cannot be set"},
 		{"runner env", task.Params{Module: "basic"}, map[string]string{"TF_CLI_CONFIG_FILE": "/x"}, "set by the runner"},
@@ -360,7 +365,20 @@ func TestRemoteSourceThroughFromModule(t *testing.T) {
 	}))
 	defer srv.Close()
 
+	// Refused unless --source-allow lists the host.
 	in := f.newTask(task.Params{Source: srv.URL + "/basic.tar.gz"}, task.Secrets{})
+	in.TerraformPath = f.tfPath
+	appErr, te := taskErrorOf(t, f.exec(nil, "Init", in, nil))
+	if appErr.Type() != task.CodeConfig || !strings.Contains(te.Message, "--source-allow") {
+		t.Fatalf("unlisted source host: %v", appErr)
+	}
+	allow, err := events.ParseAllowListFlag("--source-allow", []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.r.SourceAllow = allow
+
+	in = f.newTask(task.Params{Source: srv.URL + "/basic.tar.gz"}, task.Secrets{})
 	if plan := f.upTo(&in, true); plan.Add != 3 {
 		t.Errorf("plan of a remote source = %+v", plan)
 	}
@@ -369,7 +387,7 @@ func TestRemoteSourceThroughFromModule(t *testing.T) {
 	// configuration's.
 	in = f.newTask(task.Params{Source: srv.URL + "/missing.tar.gz"}, task.Secrets{})
 	in.TerraformPath = f.tfPath
-	appErr, te := taskErrorOf(t, f.exec(nil, "Init", in, nil))
+	appErr, te = taskErrorOf(t, f.exec(nil, "Init", in, nil))
 	if appErr.Type() != task.CodeTerraform || !strings.Contains(te.Message, "Failed to download module") {
 		t.Errorf("err = %v", appErr)
 	}

@@ -11,6 +11,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/terratask/terratask/events"
+	"github.com/terratask/terratask/task"
 )
 
 // backendFile is the generated file that points a configuration without a
@@ -132,6 +135,21 @@ func checkRemoteSource(src string) error {
 		return configErrorf("source: credentials in the source address are not allowed (they would appear on a command line); pass them through env")
 	case strings.ContainsAny(src, "\n\r\x00"):
 		return configErrorf("source: invalid characters")
+	}
+	return nil
+}
+
+// checkSourceHost refuses a remote source whose host the runner's
+// --source-allow does not list: Terraform fetches it, so the host is the
+// only thing the runner can check (an allowed host is trusted with its
+// redirects and, for a registry, with where its modules are downloaded).
+func checkSourceHost(p task.Params, allow events.AllowList) error {
+	registry := events.TerraformRegistry
+	if p.EffectiveEngine() == task.EngineOpenTofu {
+		registry = events.OpenTofuRegistry
+	}
+	if err := events.CheckSource(p.Source, registry, allow); err != nil {
+		return configErrorf("source: %s", err)
 	}
 	return nil
 }

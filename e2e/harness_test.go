@@ -73,7 +73,9 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	// OpenTofu: the core tests run on both engines (engines_test.go).
-	devFlags := []string{"--api-keys-file", keysFile, "--notify-allow", "127.0.0.1"}
+	// The test receivers listen on loopback, which webhooks reach only
+	// when listed.
+	devFlags := []string{"--api-keys-file", keysFile, "--notify-allow", "127.0.0.1", "--webhook-allow", "127.0.0.1"}
 	if testbin.Required() {
 		// On CI every task of the suite runs sandboxed, or dev refuses to
 		// start (.ci/run installs bubblewrap).

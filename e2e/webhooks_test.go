@@ -230,7 +230,7 @@ func TestNotifyCallback(t *testing.T) {
 func TestDeliveryOutlivesAKill(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	p, err := startDev(dir, "kill-delivery-key")
+	p, err := startDev(dir, "kill-delivery-key", "--webhook-allow", "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestDeliveryOutlivesAKill(t *testing.T) {
 	rcv.mu.Lock()
 	accept = true
 	rcv.mu.Unlock()
-	p2, err := startDev(dir, "kill-delivery-key")
+	p2, err := startDev(dir, "kill-delivery-key", "--webhook-allow", "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}

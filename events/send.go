@@ -3,15 +3,17 @@ package events
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
+	"strconv"
+	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/terratask/terratask/task"
 )
@@ -20,23 +22,29 @@ import (
 // reading the answer.
 const AttemptTimeout = 10 * time.Second
 
-// maxAnswer is how much of a receiver's answer a failed attempt keeps (for
-// the ping's error message only; the delivery log keeps none of it).
-const maxAnswer = 512
-
 // Sender delivers events over HTTP: a POST of the event's JSON, signed,
-// with a 10-second timeout, never following a redirect.
+// with a 10-second timeout, never following a redirect, through no proxy,
+// and connected by its Guard's dialer only (public addresses, or those the
+// guard's allow list names).
 type Sender struct {
 	client *http.Client
 }
 
-// NewSender returns a Sender. timeout 0 means AttemptTimeout.
-func NewSender(timeout time.Duration) *Sender {
+// NewSender returns a Sender that connects through g's dialer (nil: a
+// Guard that reaches public addresses only). timeout 0 means
+// AttemptTimeout.
+func NewSender(timeout time.Duration, g *Guard) *Sender {
 	if timeout <= 0 {
 		timeout = AttemptTimeout
 	}
+	if g == nil {
+		g = &Guard{}
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 4
+	// A proxy would resolve and connect itself, past the guard.
+	tr.Proxy = nil
+	tr.DialContext = g.DialContext
 	return &Sender{client: &http.Client{
 		Timeout:   timeout,
 		Transport: tr,
@@ -62,11 +70,9 @@ type Outcome struct {
 	StatusCode int
 	Latency    time.Duration
 	// Err is nil for a 2xx answer. Its message holds no secret, no URL and
-	// none of the receiver's body.
+	// nothing of the receiver's answer but its status code: not its body,
+	// not its reason phrase, not what its TLS certificate names.
 	Err error
-	// Answer is the start of the receiver's body (at most 512 bytes, valid
-	// UTF-8), for the creator of a webhook whose ping failed.
-	Answer string
 }
 
 // Delivered reports whether the receiver took the event.
@@ -89,46 +95,62 @@ func (s *Sender) Send(ctx context.Context, m Message) Outcome {
 		return Outcome{Latency: time.Since(start), Err: transportError(err)}
 	}
 	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
-	o := Outcome{StatusCode: resp.StatusCode, Latency: time.Since(start), Answer: strings.ToValidUTF8(string(answer), "\uFFFD")}
-	if !utf8.ValidString(o.Answer) {
-		o.Answer = ""
+	o := Outcome{StatusCode: resp.StatusCode, Latency: time.Since(start)}
+	// The status code only: the reason phrase is the receiver's text.
+	status := strconv.Itoa(resp.StatusCode)
+	if t := http.StatusText(resp.StatusCode); t != "" {
+		status += " " + t
 	}
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		o.Err = fmt.Errorf("receiver answered %s (redirects are not followed)", resp.Status)
+		o.Err = fmt.Errorf("receiver answered %s (redirects are not followed)", status)
 	default:
-		o.Err = fmt.Errorf("receiver answered %s", resp.Status)
+		o.Err = fmt.Errorf("receiver answered %s", status)
 	}
 	return o
 }
 
 // transportError describes a failed request without the URL (which
-// url.Error would repeat).
+// url.Error would repeat), and without what the far end sent (a TLS
+// certificate's names, a protocol error's bytes).
 func transportError(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
+	var refused *RefusedError
+	var lookup *LookupError
 	var ne net.Error
+	var oe *net.OpError
+	var certInvalid x509.CertificateInvalidError
+	var certHost x509.HostnameError
+	var certAuthority x509.UnknownAuthorityError
+	var tlsRecord tls.RecordHeaderError
 	switch {
+	case errors.As(err, &refused):
+		return fmt.Errorf("refused: %s", refused.Error())
+	case errors.As(err, &lookup):
+		return lookup
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
 		return errors.New("no answer within the attempt's timeout")
 	case errors.Is(err, context.Canceled):
 		return errors.New("attempt cancelled")
+	case errors.As(err, &certHost):
+		return errors.New("TLS failed: the receiver's certificate is not valid for the URL's host")
+	case errors.As(err, &certAuthority):
+		return errors.New("TLS failed: the receiver's certificate is not signed by a trusted authority")
+	case errors.As(err, &certInvalid):
+		return errors.New("TLS failed: the receiver's certificate is not valid")
+	case errors.As(err, &tlsRecord):
+		return errors.New("TLS failed: the receiver does not speak TLS")
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return errors.New("connection failed: connection refused")
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("connection failed: the receiver closed the connection")
+	case errors.As(err, &oe):
+		return fmt.Errorf("connection failed: %s", oe.Op)
 	}
-	var oe *net.OpError
-	if errors.As(err, &oe) {
-		return fmt.Errorf("connection failed: %s %s", oe.Op, errText(oe.Err))
-	}
-	return fmt.Errorf("request failed: %s", errText(err))
-}
-
-func errText(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
+	return errors.New("request failed")
 }

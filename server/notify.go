@@ -27,6 +27,32 @@ func (s *Server) getSigningSecret(c *gin.Context) {
 	c.JSON(http.StatusOK, api.SigningSecret{Org: org, Secret: s.opts.Secrets.SigningSecret(org)})
 }
 
+// checkEgress checks what a task's parameters make the server or a runner
+// reach: its notify URL (--notify-allow) and its module source
+// (--source-allow).
+func (s *Server) checkEgress(p *task.Params) *fieldError {
+	if fe := s.checkNotify(p.Notify); fe != nil {
+		return fe
+	}
+	return s.checkSource(p)
+}
+
+// checkSource refuses a remote module source whose host the server does not
+// allow (--source-allow). Local paths are the runner's to check.
+func (s *Server) checkSource(p *task.Params) *fieldError {
+	if p.Source == "" {
+		return nil
+	}
+	registry := events.TerraformRegistry
+	if p.EffectiveEngine() == task.EngineOpenTofu {
+		registry = events.OpenTofuRegistry
+	}
+	if err := events.CheckSource(p.Source, registry, s.opts.SourceAllow); err != nil {
+		return errField("parameters.source", "%s", err.Error())
+	}
+	return nil
+}
+
 // checkNotify refuses a task's notify URL whose host the server does not
 // allow (--notify-allow).
 func (s *Server) checkNotify(n *task.Notify) *fieldError {

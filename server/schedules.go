@@ -106,7 +106,7 @@ func (s *Server) loadSchedule(c *gin.Context) (store.Schedule, schedules.Definit
 // notify host, the caller's agent) and builds the action that starts them;
 // it writes the 4xx or 5xx itself and reports false.
 func (s *Server) templateAction(c *gin.Context, id string, req *createRequest) (schedules.Action, bool) {
-	if fe := s.checkNotify(req.Params.Notify); fe != nil {
+	if fe := s.checkEgress(&req.Params); fe != nil {
 		badBody(c, errField("template."+fe.Field, "%s", fe.Message))
 		return schedules.Action{}, false
 	}

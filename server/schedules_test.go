@@ -193,7 +193,8 @@ func TestSchedulesOnTemporal(t *testing.T) {
 }
 
 // TestScheduleTemplateNotify: a template's notify URL is held to
-// --notify-allow as a create's is, in a create and in a patch.
+// --notify-allow as a create's is, in a create and in a patch; its source
+// to --source-allow.
 func TestScheduleTemplateNotify(t *testing.T) {
 	allow, err := events.ParseAllowList([]string{"hooks.example.com"})
 	if err != nil {
@@ -218,5 +219,12 @@ func TestScheduleTemplateNotify(t *testing.T) {
 		body: `{"template":` + template("evil.example.com") + `}`})
 	if e := decodeError(t, w); w.Code != 400 || e.Error.Details["field"] != "template.parameters.notify.url" {
 		t.Fatalf("patch, host not allowed: %d %s", w.Code, w.Body)
+	}
+	// A template's remote module source is held to --source-allow (none
+	// here) as a create's is.
+	w = ts.do(t, req{method: "PATCH", path: "/api/v1/schedules/" + id, key: "k-operator-a",
+		body: `{"template":{"name":"n","agent_id":"agent-1","runner_id":"local","parameters":{"source":"git::http://127.0.0.1/x"}}}`})
+	if e := decodeError(t, w); w.Code != 400 || e.Error.Details["field"] != "template.parameters.source" || !strings.Contains(e.Error.Message, "--source-allow") {
+		t.Fatalf("patch, remote source: %d %s", w.Code, w.Body)
 	}
 }

@@ -95,7 +95,19 @@ type Options struct {
 	// NotifyAllow lists the hosts a task's notify URL may name (the
 	// server's --notify-allow); empty, every notify is refused.
 	NotifyAllow events.AllowList
-	// Sender sends the ping of a new webhook (default events.NewSender(0)).
+	// WebhookAllow lists the hosts a webhook may reach although they are
+	// not public (the server's --webhook-allow): a webhook URL whose host
+	// is, or resolves to, a loopback, private, link-local, unspecified,
+	// shared, multicast or reserved address is refused unless listed.
+	WebhookAllow events.AllowList
+	// SourceAllow lists the hosts a task's remote module source may name
+	// (the server's --source-allow); empty, every remote source is refused.
+	SourceAllow events.AllowList
+	// Resolve looks up webhook hosts (default: the system resolver); tests
+	// replace it.
+	Resolve events.Resolver
+	// Sender sends the ping of a new webhook (default: one through the
+	// guard of WebhookAllow and Resolve).
 	Sender *events.Sender
 	// Now is the clock against which the leases of state locks run out
 	// (default time.Now; tests move it on). The store stamps renewals with
@@ -114,6 +126,8 @@ type Server struct {
 	codecHandler http.Handler
 	// streams tracks the open SSE streams, which CloseStreams ends.
 	streams *streams
+	// hookGuard checks webhook URLs and dials their pings.
+	hookGuard *events.Guard
 }
 
 // MCPPath is where Options.MCP is served.
@@ -172,6 +186,10 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts, router: r, states: newStateCache(opts.StateTTL), stateWrites: make(chan struct{}, maxStateWrites),
 		codecHandler: newCodecHandler(opts.Codec)}
 	s.streams = s.newStreams()
+	s.hookGuard = &events.Guard{Allow: opts.WebhookAllow, Flag: "--webhook-allow", Resolve: opts.Resolve}
+	if s.opts.Sender == nil {
+		s.opts.Sender = events.NewSender(0, s.hookGuard)
+	}
 
 	r.Use(metrics.GinMiddleware(), s.requestID, s.accessLog, s.recover, s.codecCORS)
 	r.NoRoute(func(c *gin.Context) {

@@ -63,7 +63,7 @@ func (s *Server) createTask(c *gin.Context) {
 		badBody(c, err)
 		return
 	}
-	if fe := s.checkNotify(req.Params.Notify); fe != nil {
+	if fe := s.checkEgress(&req.Params); fe != nil {
 		badField(c, fe.Field, fe.Error())
 		return
 	}

@@ -31,6 +31,10 @@ type ControlOptions struct {
 	// delivery attempt (activities.Outcome*) and the event's type: the hook
 	// of a deliveries-by-outcome metric.
 	ObserveDelivery func(outcome, eventType string)
+	// WebhookAllow (--webhook-allow) and NotifyAllow (--notify-allow) list
+	// the hosts webhook and notify deliveries may reach although they are
+	// not public; deliveries connect to nothing else internal.
+	WebhookAllow, NotifyAllow events.AllowList
 }
 
 // NewControlPlane returns the worker of the control-plane task queue: the
@@ -49,7 +53,10 @@ func NewControlPlane(c client.Client, st store.Store, o ControlOptions) sdkworke
 	w.RegisterActivityWithOptions(ctl.AcquireWorkspace, activity.RegisterOptions{Name: activities.NameAcquireWorkspace})
 	w.RegisterActivityWithOptions(ctl.TaskOpen, activity.RegisterOptions{Name: activities.NameTaskOpen})
 	w.RegisterActivityWithOptions(ctl.Emit, activity.RegisterOptions{Name: activities.NameEmit})
-	d := &activities.Deliverer{Store: st, Secrets: o.Secrets, Sender: events.NewSender(0), Logger: o.Logger, Observe: o.ObserveDelivery}
+	d := &activities.Deliverer{Store: st, Secrets: o.Secrets, Logger: o.Logger, Observe: o.ObserveDelivery,
+		Sender:       events.NewSender(0, &events.Guard{Allow: o.WebhookAllow, Flag: "--webhook-allow"}),
+		NotifySender: events.NewSender(0, &events.Guard{Allow: o.NotifyAllow, Flag: "--notify-allow"}),
+	}
 	w.RegisterActivityWithOptions(d.Deliver, activity.RegisterOptions{Name: events.ActivityDeliver})
 	return w
 }

@@ -83,6 +83,8 @@ func TestServerRejectsMissingOptions(t *testing.T) {
 		{name: "no secret key", args: []string{"--api-keys-file", keys, "--store", "postgres://tt@127.0.0.1:1/tt"}, want: "a secret key is required"},
 		{name: "unreadable secret key file", args: []string{"--api-keys-file", keys, "--store", "postgres://tt@127.0.0.1:1/tt", "--secret-key-file", filepath.Join(t.TempDir(), "none")}, want: "--secret-key-file"},
 		{name: "bad secret key", args: []string{"--api-keys-file", keys, "--store", "postgres://tt@127.0.0.1:1/tt"}, env: map[string]string{"TERRATASK_SECRET_KEY": "short"}, want: "key"},
+		{name: "bad webhook-allow", args: []string{"--api-keys-file", keys, "--store", "postgres://tt@127.0.0.1:1/tt", "--secret-key-file", secret, "--webhook-allow", "https://hooks.example.com/x"}, want: `--webhook-allow "https://hooks.example.com/x": want a host`},
+		{name: "bad source-allow", args: []string{"--api-keys-file", keys, "--store", "postgres://tt@127.0.0.1:1/tt", "--secret-key-file", secret}, env: map[string]string{"TERRATASK_SOURCE_ALLOW": "github.com,x:99999"}, want: `--source-allow "x:99999": invalid port`},
 		{name: "unreachable postgres store", args: []string{"--api-keys-file", keys, "--store", "postgres://tt@127.0.0.1:1/tt?connect_timeout=5", "--secret-key-file", secret}, want: "opening store"},
 	}
 	for _, tc := range cases {

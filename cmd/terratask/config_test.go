@@ -236,3 +236,55 @@ func TestHelpMentionsConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestEgressAllowFlags: --webhook-allow and --source-allow come from flags,
+// the environment (comma lists) and the config file (lists), like
+// --notify-allow, on every command that has them.
+func TestEgressAllowFlags(t *testing.T) {
+	for _, c := range []struct {
+		command string
+		keys    []string
+	}{
+		{"dev", []string{"notify-allow", "webhook-allow", "source-allow"}},
+		{"server", []string{"notify-allow", "webhook-allow", "source-allow"}},
+		{"runner", []string{"source-allow"}},
+	} {
+		cleanEnv(t)
+		file := ""
+		for _, k := range c.keys {
+			file += k + ": [127.0.0.1, \"*.corp.example\"]\n"
+		}
+		got := checked(t, c.command, "--config", writeFile(t, "c.yaml", file))
+		for _, k := range c.keys {
+			if got[k] != "127.0.0.1,*.corp.example (file)" {
+				t.Errorf("%s %s from the file = %q", c.command, k, got[k])
+			}
+		}
+		for _, k := range c.keys {
+			t.Setenv(envName(k), "10.0.0.5:8443,github.com")
+		}
+		got = checked(t, c.command, "--config", writeFile(t, "c.yaml", file))
+		for _, k := range c.keys {
+			if got[k] != "10.0.0.5:8443,github.com (env)" {
+				t.Errorf("%s %s from the environment = %q", c.command, k, got[k])
+			}
+		}
+		args := []string{c.command}
+		for _, k := range c.keys {
+			args = append(args, "--"+k, "a.example", "--"+k, "[::1]:9000")
+		}
+		got = checked(t, args...)
+		for _, k := range c.keys {
+			if got[k] != "a.example,[::1]:9000 (flag)" {
+				t.Errorf("%s --%s = %q", c.command, k, got[k])
+			}
+		}
+		cleanEnv(t)
+		code, out, _ := runCLI(t, c.command, "--help")
+		for _, k := range c.keys {
+			if code != 0 || !strings.Contains(out, "--"+k) {
+				t.Errorf("%s --help does not mention --%s", c.command, k)
+			}
+		}
+	}
+}

@@ -19,9 +19,16 @@ import (
 // notifyAllowHelp is the help of --notify-allow, a flag of dev and server.
 const notifyAllowHelp = "host a task's notify URL may name (repeatable): a host or IP, host:port (that port only)\nor *.domain (its subdomains); default none: every notify parameter is refused"
 
+// webhookAllowHelp is the help of --webhook-allow, a flag of dev and server.
+const webhookAllowHelp = "host webhooks may reach although it is not public (repeatable; --notify-allow's syntax):\nby default a webhook URL whose host is or resolves to a loopback, private, link-local\n(cloud metadata), CGNAT, multicast or reserved address is refused"
+
+// sourceAllowHelp is the help of --source-allow, a flag of dev, server and
+// runner.
+const sourceAllowHelp = "host a task's remote module source may name (repeatable; --notify-allow's syntax), e.g.\ngithub.com or registry.terraform.io (registry addresses without a host); default none:\nevery remote source (http(s)://, git::, s3::, gcs::, hg::, registry) is refused"
+
 func devCommand(stdout, stderr io.Writer) *cobra.Command {
 	var o app.DevOptions
-	var runners, notifyAllow, tofuPaths, passEnv listFlag
+	var runners, notifyAllow, webhookAllow, sourceAllow, tofuPaths, passEnv listFlag
 	var logLevel, isolation string
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -39,6 +46,8 @@ runner ID a task names, on demand; with --runner, it serves exactly those IDs.`,
 			}
 			o.Runners = runners.vals
 			o.NotifyAllow = notifyAllow.vals
+			o.WebhookAllow = webhookAllow.vals
+			o.SourceAllow = sourceAllow.vals
 			o.TofuPaths = tofuPaths.vals
 			var err error
 			if o.Isolation, err = isolationOptions(isolation, passEnv.vals); err != nil {
@@ -83,6 +92,8 @@ runner ID a task names, on demand; with --runner, it serves exactly those IDs.`,
 	fs.StringVar(&o.KeysFile, "api-keys-file", "", "optional API keys file (YAML or JSON, hashes only) whose keys are added next to the admin key; reloaded on SIGHUP")
 	opsFlags(fs, &o.MetricsAddress, &o.OldSecretKeysFile)
 	fs.Var(&notifyAllow, "notify-allow", notifyAllowHelp)
+	fs.Var(&webhookAllow, "webhook-allow", webhookAllowHelp)
+	fs.Var(&sourceAllow, "source-allow", sourceAllowHelp)
 	fs.Var(&tofuPaths, "tofu-path", tofuPathUsage)
 	fs.StringVar(&o.CLIConfigFile, "terraform-cli-config", "", "Terraform/OpenTofu CLI config file the runners use, e.g. with a provider mirror (default: generated)")
 	isolationFlags(fs, &isolation, &passEnv, "auto")
@@ -95,7 +106,7 @@ const tofuPathUsage = "OpenTofu for tasks with engine opentofu, searched before 
 func serverCommand(stdout, stderr io.Writer) *cobra.Command {
 	var o app.ServerOptions
 	var codecOrigins listFlag
-	var notifyAllow listFlag
+	var notifyAllow, webhookAllow, sourceAllow listFlag
 	var secretFile, logLevel string
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -114,6 +125,8 @@ Any number of replicas may run behind a load balancer; they keep no state of the
 			o.CodecOrigins = codecOrigins.vals
 			o.Temporal.APIKey = os.Getenv("TERRATASK_TEMPORAL_API_KEY")
 			o.NotifyAllow = notifyAllow.vals
+			o.WebhookAllow = webhookAllow.vals
+			o.SourceAllow = sourceAllow.vals
 			log, err := newLogger(logLevel, stderr)
 			if err != nil {
 				return err
@@ -142,13 +155,15 @@ Any number of replicas may run behind a load balancer; they keep no state of the
 	opsFlags(fs, &o.MetricsAddress, &o.OldSecretKeysFile)
 	fs.Var(&codecOrigins, "codec-cors-origin", "browser origin of a Temporal Web UI allowed to call /api/v1/codec (CORS), e.g.\nhttps://temporal-ui.example.com (repeatable)")
 	fs.Var(&notifyAllow, "notify-allow", notifyAllowHelp)
+	fs.Var(&webhookAllow, "webhook-allow", webhookAllowHelp)
+	fs.Var(&sourceAllow, "source-allow", sourceAllowHelp+"\n(runners check it too: give them the same list)")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return configured(cmd)
 }
 
 func runnerCommand(stdout, stderr io.Writer) *cobra.Command {
 	var o app.RunnerOptions
-	var roots, tofuPaths, passEnv listFlag
+	var roots, sourceAllow, tofuPaths, passEnv listFlag
 	var secretFile, logLevel, isolation string
 	cmd := &cobra.Command{
 		Use:   "runner",
@@ -161,6 +176,7 @@ Many processes on many hosts may share one ID.`,
 				return err
 			}
 			o.SourceRoots = roots.vals
+			o.SourceAllow = sourceAllow.vals
 			o.TofuPaths = tofuPaths.vals
 			var err error
 			if o.Isolation, err = isolationOptions(isolation, passEnv.vals); err != nil {
@@ -192,6 +208,7 @@ Many processes on many hosts may share one ID.`,
 	fs.StringVar(&o.StateURL, "state-url", "", "base URL of a terratask server (http://server:8080) whose HTTP state backend keeps\nthe Terraform state of modules without a backend of their own; needs the servers' secret key")
 	fs.StringVar(&o.StateDir, "state-dir", "", "without --state-url: local Terraform state per (org, workspace) (default DATA-DIR/state);\nshare it between hosts of one runner ID")
 	fs.Var(&roots, "source-root", "directory under which local source paths are allowed (repeatable)")
+	fs.Var(&sourceAllow, "source-allow", sourceAllowHelp+"\n(the servers check it too: give them the same list)")
 	fs.DurationVar(&o.Grace, "grace", 0, "at SIGTERM, how long running steps may finish before they are handed back (default 30s)")
 	opsFlags(fs, &o.MetricsAddress, &o.OldSecretKeysFile)
 	fs.Var(&tofuPaths, "tofu-path", tofuPathUsage)

@@ -233,8 +233,9 @@ type apiOptions struct {
 	runnerWait    time.Duration
 	approvalWait  time.Duration
 	stateVersions int
-	// notifyAllow is --notify-allow: hosts a task's notify URL may name.
-	notifyAllow events.AllowList
+	// egress is what the API lets tenants reach (--notify-allow,
+	// --webhook-allow, --source-allow).
+	egress egressLists
 	// ops adds metrics and the codec.
 	ops apiOps
 	// isolation is the local runners' sandbox status for /readyz (dev).
@@ -260,10 +261,12 @@ func newAPI(ctx context.Context, c client.Client, st store.Store, keys *auth.Key
 		MCP:           mcp.HTTPHandler(self, Version),
 		DataConverter: o.ops.codec.DataConverter(), Codec: o.ops.codec,
 		CodecOrigins: o.ops.codecOrigins, CodecLoopbackOrigins: o.ops.devUIOrigins,
-		Metrics:     o.ops.metrics,
-		Hub:         hub,
-		NotifyAllow: o.notifyAllow,
-		Isolation:   o.isolation,
+		Metrics:      o.ops.metrics,
+		Hub:          hub,
+		NotifyAllow:  o.egress.notify,
+		WebhookAllow: o.egress.webhook,
+		SourceAllow:  o.egress.source,
+		Isolation:    o.isolation,
 	})
 	return api
 }
@@ -279,10 +282,39 @@ func serveAPI(ln net.Listener, api *server.Server, logger *zap.Logger) *http.Ser
 	return srv
 }
 
-// controlPlane starts the control-plane worker.
-func controlPlane(c client.Client, st store.Store, box *secret.Box, logger *zap.Logger) (sdkworker.Worker, error) {
+// egressLists are the allow lists of what tenants make the server reach.
+type egressLists struct {
+	// notify is --notify-allow: hosts a task's notify URL may name.
+	notify events.AllowList
+	// webhook is --webhook-allow: hosts webhooks may reach although they
+	// are not public.
+	webhook events.AllowList
+	// source is --source-allow: hosts remote module sources may name.
+	source events.AllowList
+}
+
+// parseEgress parses --notify-allow, --webhook-allow and --source-allow.
+func parseEgress(notify, webhook, source []string) (egressLists, error) {
+	var e egressLists
+	var err error
+	if e.notify, err = events.ParseAllowListFlag("--notify-allow", notify); err != nil {
+		return e, err
+	}
+	if e.webhook, err = events.ParseAllowListFlag("--webhook-allow", webhook); err != nil {
+		return e, err
+	}
+	if e.source, err = events.ParseAllowListFlag("--source-allow", source); err != nil {
+		return e, err
+	}
+	return e, nil
+}
+
+// controlPlane starts the control-plane worker; its deliveries reach what
+// egress allows.
+func controlPlane(c client.Client, st store.Store, box *secret.Box, logger *zap.Logger, egress egressLists) (sdkworker.Worker, error) {
 	cp := worker.NewControlPlane(c, countingStore{st}, worker.ControlOptions{
 		Secrets: box, Logger: logger.Named("delivery"), ObserveDelivery: observeDelivery,
+		WebhookAllow: egress.webhook, NotifyAllow: egress.notify,
 	})
 	if err := cp.Start(); err != nil {
 		return nil, fmt.Errorf("starting control-plane worker: %w", err)

@@ -19,7 +19,6 @@ import (
 	"github.com/terratask/terratask/activities"
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/devserver"
-	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/internal/devtls"
 	"github.com/terratask/terratask/internal/memtrim"
 	"github.com/terratask/terratask/internal/sandbox"
@@ -52,6 +51,13 @@ type DevOptions struct {
 	// NotifyAllow lists the hosts a task's notify URL may name (host,
 	// host:port or *.domain); empty: none.
 	NotifyAllow []string
+	// WebhookAllow lists the hosts webhooks may reach although they are
+	// not public (loopback, private, link-local, ...); empty: public
+	// addresses only.
+	WebhookAllow []string
+	// SourceAllow lists the hosts a task's remote module source may name;
+	// empty: remote sources are refused.
+	SourceAllow []string
 	// APIKey is the admin key (TERRATASK_API_KEY); empty: DATA/api-key, created when missing.
 	APIKey string
 	// KeysFile optionally adds the keys of a keys file (YAML or JSON,
@@ -126,7 +132,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	if err := checkApprovalWait(o.ApprovalWait); err != nil {
 		return err
 	}
-	allow, err := events.ParseAllowList(o.NotifyAllow)
+	egress, err := parseEgress(o.NotifyAllow, o.WebhookAllow, o.SourceAllow)
 	if err != nil {
 		return err
 	}
@@ -248,7 +254,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 		ops.metrics = nil
 	}
 
-	cp, err := controlPlane(c, st, box, log)
+	cp, err := controlPlane(c, st, box, log, egress)
 	if err != nil {
 		return err
 	}
@@ -267,7 +273,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	}
 	// The API starts before the runners and stops after them: their steps
 	// keep state on its HTTP backend until the last one has finished.
-	api := newAPI(ctx, c, st, keyring, box, key, log, apiOptions{runnerWait: o.RunnerWait, approvalWait: o.ApprovalWait, stateVersions: o.StateVersions, notifyAllow: allow, ops: ops, isolation: sb.Status()})
+	api := newAPI(ctx, c, st, keyring, box, key, log, apiOptions{runnerWait: o.RunnerWait, approvalWait: o.ApprovalWait, stateVersions: o.StateVersions, egress: egress, ops: ops, isolation: sb.Status()})
 	srv := serveAPI(apiLn, api, log)
 	apiLnServed = true
 	s.push("http", func() error { return shutdownHTTP(srv) })
@@ -286,7 +292,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 		}
 		r := &activities.Runner{
 			RunnerID: id, HostID: host, DataDir: runnerDir, ModulesDir: modulesDir,
-			DefaultModule: demoDir, SourceRoots: []string{modulesDir, demoDir},
+			DefaultModule: demoDir, SourceRoots: []string{modulesDir, demoDir}, SourceAllow: egress.source,
 			Logs: countingStore{st}, Plans: st, Secrets: box, StateURL: loopbackURL(httpAddr),
 			TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile, Sandbox: sb, Watchdog: wd, PassEnv: o.Isolation.PassEnv,
 			Logger: log.Named("runner").With(zap.String("runner", id)),

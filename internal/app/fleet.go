@@ -104,7 +104,14 @@ type ServerOptions struct {
 	CodecOrigins []string
 	// NotifyAllow lists the hosts a task's notify URL may name (host,
 	// host:port or *.domain); empty: none.
-	NotifyAllow  []string
+	NotifyAllow []string
+	// WebhookAllow lists the hosts webhooks may reach although they are
+	// not public (loopback, private, link-local, ...); empty: public
+	// addresses only.
+	WebhookAllow []string
+	// SourceAllow lists the hosts a task's remote module source may name;
+	// empty: remote sources are refused.
+	SourceAllow  []string
 	Logger       *zap.Logger
 	Reload       <-chan os.Signal // SIGHUP: reload the keys file
 	Ready        func(httpAddr string)
@@ -144,7 +151,7 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	if err != nil {
 		return err
 	}
-	allow, err := events.ParseAllowList(o.NotifyAllow)
+	egress, err := parseEgress(o.NotifyAllow, o.WebhookAllow, o.SourceAllow)
 	if err != nil {
 		return err
 	}
@@ -168,7 +175,7 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 			return fmt.Errorf("registering search attributes: %w", err)
 		}
 	}
-	cp, err := controlPlane(c, st, box, log)
+	cp, err := controlPlane(c, st, box, log, egress)
 	if err != nil {
 		return err
 	}
@@ -182,7 +189,7 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 		}
 		ops.metrics = nil
 	}
-	api := newAPI(ctx, c, st, keyring, box, keys.current, log, apiOptions{runnerWait: o.RunnerWait, approvalWait: o.ApprovalWait, stateVersions: o.StateVersions, notifyAllow: allow, ops: ops})
+	api := newAPI(ctx, c, st, keyring, box, keys.current, log, apiOptions{runnerWait: o.RunnerWait, approvalWait: o.ApprovalWait, stateVersions: o.StateVersions, egress: egress, ops: ops})
 	ln, err := net.Listen("tcp", o.HTTPAddress)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", o.HTTPAddress, err)
@@ -213,6 +220,9 @@ type RunnerOptions struct {
 	SecretKey   string
 	ModulesDir  string
 	SourceRoots []string
+	// SourceAllow lists the hosts a task's remote module source may name
+	// (--source-allow); empty: remote sources are refused.
+	SourceAllow []string
 	// DefaultModule is used by tasks that name no module, source or files.
 	DefaultModule string
 	// StateURL is the base URL of a terratask server whose HTTP state
@@ -310,13 +320,17 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 		return err
 	}
 	s.push("watchdog", wd.Close) // after the runners: closers run in reverse
+	sourceAllow, err := events.ParseAllowListFlag("--source-allow", o.SourceAllow)
+	if err != nil {
+		return err
+	}
 	roots := o.SourceRoots
 	if o.ModulesDir != "" {
 		roots = append(roots, o.ModulesDir)
 	}
 	r := &activities.Runner{
 		RunnerID: o.ID, HostID: host, DataDir: dataDir, ModulesDir: o.ModulesDir,
-		DefaultModule: o.DefaultModule, SourceRoots: roots, Logs: countingStore{st}, Plans: st, Secrets: box, StateDir: o.StateDir, StateURL: o.StateURL,
+		DefaultModule: o.DefaultModule, SourceRoots: roots, SourceAllow: sourceAllow, Logs: countingStore{st}, Plans: st, Secrets: box, StateDir: o.StateDir, StateURL: o.StateURL,
 		TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile, Sandbox: sb, Watchdog: wd, PassEnv: o.Isolation.PassEnv,
 		Logger: log.Named("runner").With(zap.String("runner", o.ID)),
 	}
