@@ -19,6 +19,7 @@ import (
 //	conflict               409  the task's state forbids the action, or an Idempotency-Key reused with another body
 //	payload_too_large      413  the body exceeds the server's limit
 //	unsupported_media_type 415  a body that is not application/json
+//	too_many_requests      429  too many failed authentications from the address (see Retry-After), or too many open streams of the key
 //	internal               500  an unexpected error; details are in the server log only
 //	unavailable            503  Temporal or the store cannot be reached
 const (
@@ -30,6 +31,7 @@ const (
 	codeConflict         = "conflict"
 	codeTooLarge         = "payload_too_large"
 	codeUnsupportedMedia = "unsupported_media_type"
+	codeTooManyRequests  = "too_many_requests"
 	codeInternal         = "internal"
 	codeUnavailable      = "unavailable"
 )
@@ -45,6 +47,7 @@ var errorCodes = map[string]int{
 	codeConflict:         http.StatusConflict,
 	codeTooLarge:         http.StatusRequestEntityTooLarge,
 	codeUnsupportedMedia: http.StatusUnsupportedMediaType,
+	codeTooManyRequests:  http.StatusTooManyRequests,
 	codeInternal:         http.StatusInternalServerError,
 	codeUnavailable:      http.StatusServiceUnavailable,
 }

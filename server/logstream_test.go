@@ -305,12 +305,12 @@ func TestFollowLogsBadRequests(t *testing.T) {
 }
 
 // TestManyFollowersShareOneListener: 100 followers of one task each get
-// every line, woken by one hub.
+// every line, woken by one hub (all of one key: its stream cap is raised).
 func TestManyFollowersShareOneListener(t *testing.T) {
-	ts := newTestServer(t, false)
+	const n = 100
+	ts := newTestServer(t, false, func(o *Options) { o.MaxStreamsPerKey = n })
 	base := ts.httpServer(t)
 	w := newTaskWriter(t, ts.store, "task-crowd", "org-a")
-	const n = 100
 	var wg sync.WaitGroup
 	results := make([]collected, n)
 	for i := range n {

@@ -113,6 +113,21 @@ type Options struct {
 	// (default time.Now; tests move it on). The store stamps renewals with
 	// time.Now.
 	Now func() time.Time
+	// WriteTimeout bounds the time to answer a request, from its start
+	// (default DefaultWriteTimeout; negative: none). Streams have no
+	// deadline while idle: each of their writes must complete within it.
+	// The http.Server's own WriteTimeout stays 0 (see hardening.go).
+	WriteTimeout time.Duration
+	// AuthFailures failed key checks from one client address within
+	// AuthWindow lock the address out for AuthWindow: 429 with
+	// Retry-After (defaults DefaultAuthFailures and DefaultAuthWindow;
+	// negative AuthFailures: no throttling).
+	AuthFailures int
+	AuthWindow   time.Duration
+	// MaxStreamsPerKey caps the streams (SSE follows, /mcp requests) one
+	// API key has open on this server (default DefaultMaxStreamsPerKey;
+	// negative: no cap).
+	MaxStreamsPerKey int
 }
 
 // Server is the HTTP API.
@@ -126,6 +141,11 @@ type Server struct {
 	codecHandler http.Handler
 	// streams tracks the open SSE streams, which CloseStreams ends.
 	streams *streams
+	// throttle counts failed authentications per client address; nil:
+	// none.
+	throttle *authThrottle
+	// streamCaps counts each key's open streams.
+	streamCaps *streamCaps
 	// hookGuard checks webhook URLs and dials their pings.
 	hookGuard *events.Guard
 }
@@ -174,6 +194,18 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.WriteTimeout == 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
+	}
+	if opts.AuthFailures == 0 {
+		opts.AuthFailures = DefaultAuthFailures
+	}
+	if opts.AuthWindow <= 0 {
+		opts.AuthWindow = DefaultAuthWindow
+	}
+	if opts.MaxStreamsPerKey == 0 {
+		opts.MaxStreamsPerKey = DefaultMaxStreamsPerKey
+	}
 	if len(opts.IDKey) == 0 {
 		opts.IDKey = make([]byte, 32)
 		_, _ = rand.Read(opts.IDKey)
@@ -190,8 +222,12 @@ func New(opts Options) *Server {
 	if s.opts.Sender == nil {
 		s.opts.Sender = events.NewSender(0, s.hookGuard)
 	}
+	s.streamCaps = &streamCaps{max: opts.MaxStreamsPerKey, open: map[string]int{}}
+	if opts.AuthFailures > 0 {
+		s.throttle = newAuthThrottle(opts.AuthFailures, opts.AuthWindow, opts.Now)
+	}
 
-	r.Use(metrics.GinMiddleware(), s.requestID, s.accessLog, s.recover, s.codecCORS)
+	r.Use(s.deadlines, metrics.GinMiddleware(), s.requestID, s.accessLog, s.recover, s.codecCORS)
 	r.NoRoute(func(c *gin.Context) {
 		fail(c, http.StatusNotFound, codeNotFound, "no route "+c.Request.Method+" "+c.Request.URL.Path, nil)
 	})
@@ -226,7 +262,7 @@ func New(opts Options) *Server {
 	s.scheduleRoutes(api)
 	s.stateRoutes(r)
 	if opts.MCP != nil {
-		h := gin.WrapH(opts.MCP)
+		h := s.streamHandler(opts.MCP)
 		for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
 			r.Handle(m, MCPPath, s.authenticate, h)
 		}
@@ -285,8 +321,12 @@ func (s *Server) authenticate(c *gin.Context) {
 }
 
 // keyPrincipal authenticates the request's API key; it answers the 401
-// itself and reports false when there is none or it is not valid.
+// itself and reports false when there is none or it is not valid, and the
+// 429 when the client's address is locked out (see hardening.go).
 func (s *Server) keyPrincipal(c *gin.Context) (auth.Principal, bool) {
+	if s.authLocked(c) {
+		return auth.Principal{}, false
+	}
 	h := c.GetHeader("Authorization")
 	scheme, key, ok := strings.Cut(strings.TrimSpace(h), " ")
 	switch {
@@ -299,6 +339,7 @@ func (s *Server) keyPrincipal(c *gin.Context) (auth.Principal, bool) {
 	}
 	p, ok := s.opts.Keys.Authenticate(strings.TrimSpace(key))
 	if !ok {
+		s.authFailed(c)
 		unauthorized(c, "invalid API key")
 		return auth.Principal{}, false
 	}

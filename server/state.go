@@ -105,7 +105,11 @@ func (s *Server) authenticateState(c *gin.Context) {
 		var p auth.Principal
 		ok := false
 		if basic {
+			if s.authLocked(c) {
+				return
+			}
 			if p, ok = s.opts.Keys.Authenticate(pass); !ok {
+				s.authFailed(c)
 				c.Header("WWW-Authenticate", `Basic realm="terratask state"`)
 				unauthorized(c, "invalid API key")
 				return
@@ -124,8 +128,11 @@ func (s *Server) authenticateState(c *gin.Context) {
 		c.Next()
 		return
 	}
+	// A task credential is checked even while the address is locked out
+	// (see hardening.go); a wrong one counts.
 	c.Header("WWW-Authenticate", `Basic realm="terratask state"`)
 	if s.opts.Secrets == nil || !s.opts.Secrets.CheckStateCredential(pass, user, org, ws) {
+		s.authFailed(c)
 		fail(c, http.StatusUnauthorized, codeUnauthorized, "invalid state credential", nil)
 		return
 	}

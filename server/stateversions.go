@@ -74,6 +74,8 @@ func (s *Server) serveStateVersion(c *gin.Context, v store.StateVersion, err err
 	sum := md5.Sum(doc)
 	c.Header("Content-MD5", base64.StdEncoding.EncodeToString(sum[:]))
 	c.Header("X-State-Version", strconv.FormatInt(v.Version, 10))
+	// A document may take as long to send as to receive.
+	_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(stateTransferTimeout))
 	c.Data(http.StatusOK, "application/json", doc)
 }
 

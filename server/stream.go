@@ -90,13 +90,18 @@ func wantsStream(c *gin.Context, q url.Values) (bool, error) {
 }
 
 // openStream writes the stream's headers and returns its writer; the
-// stream counts as open until done is called.
+// stream counts as open, and against its key's cap (a 429 past it), until
+// done is called. Its writes have a stream's deadlines (hardening.go).
 func (s *Server) openStream(c *gin.Context) (w *events.SSEWriter, done func(), ok bool) {
 	select {
 	case <-s.streams.closing:
 		unavailable(c, "open a stream: the server is shutting down")
 		return nil, nil, false
 	default:
+	}
+	release, ok := s.acquireStream(c)
+	if !ok {
+		return nil, nil, false
 	}
 	s.streams.open.Add(1)
 	h := c.Writer.Header()
@@ -105,6 +110,7 @@ func (s *Server) openStream(c *gin.Context) (w *events.SSEWriter, done func(), o
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	c.Status(http.StatusOK)
 	c.Writer.WriteHeaderNow()
-	c.Writer.Flush()
-	return events.NewSSEWriter(c.Writer, c.Writer.Flush), s.streams.open.Done, true
+	sw := newStreamWriter(c.Writer, s.opts.WriteTimeout)
+	sw.Flush()
+	return events.NewSSEWriter(sw, sw.Flush), func() { release(); s.streams.open.Done() }, true
 }
