@@ -240,6 +240,9 @@ type apiOptions struct {
 	ops apiOps
 	// isolation is the local runners' sandbox status for /readyz (dev).
 	isolation string
+	// http hardens the API: its write timeout and stream cap are the
+	// API's own, the rest the listener's (see serveAPI).
+	http HTTPOptions
 }
 
 // newAPI builds the HTTP API and the hub that wakes its streams, fed from
@@ -252,8 +255,9 @@ func newAPI(ctx context.Context, c client.Client, st store.Store, keys *auth.Key
 	hub := events.NewHub()
 	go hub.Run(ctx, st, logger.Named("events"))
 	var api *server.Server
-	self := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.Handler().ServeHTTP(w, r) })
+	self := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.Handler().ServeHTTP(w, server.InProcess(r)) })
 	api = server.New(server.Options{
+		WriteTimeout: o.http.WriteTimeout, MaxStreamsPerKey: o.http.MaxStreamsPerKey,
 		Temporal: c, Store: st, Keys: keys, Secrets: box, Logger: logger.Named("http"), RunnerWait: o.runnerWait,
 		ApprovalWait:  o.approvalWait,
 		StateVersions: o.stateVersions,
@@ -273,14 +277,6 @@ func newAPI(ctx context.Context, c client.Client, st store.Store, keys *auth.Key
 
 // Version is the version the MCP endpoint reports (set by the command).
 var Version = "dev"
-
-// serveAPI serves the API on ln; a shutdown of the server first ends the
-// API's open streams, so it never waits on them.
-func serveAPI(ln net.Listener, api *server.Server, logger *zap.Logger) *http.Server {
-	srv := serveListener(ln, api.Handler(), logger)
-	srv.RegisterOnShutdown(api.CloseStreams)
-	return srv
-}
 
 // egressLists are the allow lists of what tenants make the server reach.
 type egressLists struct {

@@ -78,6 +78,9 @@ type DevOptions struct {
 	// MetricsAddress serves /metrics on a listener of its own instead of
 	// on the API.
 	MetricsAddress string
+	// HTTP hardens the API's listener: timeouts, the per-key stream cap,
+	// TLS.
+	HTTP HTTPOptions
 	// OldSecretKeysFile lists secret keys of earlier rotations, still
 	// accepted for decryption (payloads, task secrets, state).
 	OldSecretKeysFile string
@@ -94,6 +97,8 @@ type DevAddresses struct {
 	Temporal string
 	UI       string
 	APIKey   string
+	// URL is the API's base URL (https:// with TLS).
+	URL string
 }
 
 func (o *DevOptions) defaults() {
@@ -139,6 +144,10 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	log := o.Logger
 	s := &stack{logger: log}
 	defer s.closeAll()
+	tlsCfg, err := o.HTTP.check(log)
+	if err != nil {
+		return err
+	}
 
 	dataDir, err := filepath.Abs(o.DataDir)
 	if err != nil {
@@ -184,10 +193,25 @@ func RunDev(ctx context.Context, o DevOptions) error {
 		return fmt.Errorf("listening on %s: %w", o.HTTPAddress, err)
 	}
 	httpAddr := apiLn.Addr().String()
+	apiURL := o.HTTP.scheme() + "://" + strings.TrimPrefix(loopbackURL(httpAddr), "http://")
+	// With TLS the local runners reach the state backend on a loopback
+	// listener of plain HTTP, which serves nothing else (see stateOnly).
+	stateURL := loopbackURL(httpAddr)
+	var stateLn net.Listener
+	if tlsCfg != nil {
+		if stateLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			apiLn.Close()
+			return fmt.Errorf("listening for the local runners' state backend: %w", err)
+		}
+		stateURL = loopbackURL(stateLn.Addr().String())
+	}
 	apiLnServed := false
 	defer func() {
 		if !apiLnServed {
 			apiLn.Close()
+			if stateLn != nil {
+				stateLn.Close()
+			}
 		}
 	}()
 
@@ -202,7 +226,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 		DBFile:           filepath.Join(dataDir, "temporal.db"),
 		FrontendAddress:  o.TemporalAddr,
 		UIAddress:        o.UIAddress,
-		UICodecEndpoint:  loopbackURL(httpAddr) + "/api/v1/codec",
+		UICodecEndpoint:  apiURL + "/api/v1/codec",
 		Namespace:        o.Namespace,
 		SearchAttributes: task.SearchAttributes,
 		Logger:           log.Named("temporal"),
@@ -273,10 +297,14 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	}
 	// The API starts before the runners and stops after them: their steps
 	// keep state on its HTTP backend until the last one has finished.
-	api := newAPI(ctx, c, st, keyring, box, key, log, apiOptions{runnerWait: o.RunnerWait, approvalWait: o.ApprovalWait, stateVersions: o.StateVersions, egress: egress, ops: ops, isolation: sb.Status()})
-	srv := serveAPI(apiLn, api, log)
+	api := newAPI(ctx, c, st, keyring, box, key, log, apiOptions{runnerWait: o.RunnerWait, approvalWait: o.ApprovalWait, stateVersions: o.StateVersions, egress: egress, ops: ops, isolation: sb.Status(), http: o.HTTP})
+	srv := serveAPI(apiLn, api, log, o.HTTP, tlsCfg)
 	apiLnServed = true
 	s.push("http", func() error { return shutdownHTTP(srv) })
+	if stateLn != nil {
+		ssrv := serveState(stateLn, api, log, o.HTTP)
+		s.push("http (state)", func() error { return shutdownHTTP(ssrv) })
+	}
 
 	// Each local runner publishes its engines until shutdown (after the
 	// on-demand runners stop: closers run in reverse).
@@ -293,7 +321,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 		r := &activities.Runner{
 			RunnerID: id, HostID: host, DataDir: runnerDir, ModulesDir: modulesDir,
 			DefaultModule: demoDir, SourceRoots: []string{modulesDir, demoDir}, SourceAllow: egress.source,
-			Logs: countingStore{st}, Plans: st, Secrets: box, StateURL: loopbackURL(httpAddr),
+			Logs: countingStore{st}, Plans: st, Secrets: box, StateURL: stateURL,
 			TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile, Sandbox: sb, Watchdog: wd, PassEnv: o.Isolation.PassEnv,
 			Logger: log.Named("runner").With(zap.String("runner", id)),
 		}
@@ -314,7 +342,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 		d.run(ctx)
 	}
 
-	addrs := DevAddresses{HTTP: httpAddr, Temporal: ts.FrontendAddress(), UI: ts.UIURL(), APIKey: apiKey}
+	addrs := DevAddresses{HTTP: httpAddr, URL: apiURL, Temporal: ts.FrontendAddress(), UI: ts.UIURL(), APIKey: apiKey}
 	printBanner(o.Out, addrs, dataDir, o.Runners, o.OnDemandRunners, created, o.APIKey != "")
 	log.Info("terratask dev ready", zap.String("http", httpAddr), zap.String("temporal", ts.FrontendAddress()), zap.String("ui", ts.UIURL()))
 	if o.Ready != nil {
@@ -345,21 +373,25 @@ func printBanner(w io.Writer, a DevAddresses, dataDir string, runners []string, 
 		served += " (and any other runner ID a task names, started on demand)"
 	}
 	fmt.Fprintf(w, "terratask dev is running\n")
-	fmt.Fprintf(w, "  API:          http://%s/api/v1/tasks\n", a.HTTP)
+	base := a.URL
+	if base == "" {
+		base = "http://" + a.HTTP
+	}
+	fmt.Fprintf(w, "  API:          %s/api/v1/tasks\n", base)
 	if a.UI != "" {
 		fmt.Fprintf(w, "  Temporal UI:  %s\n", a.UI)
 	}
 	fmt.Fprintf(w, "  Temporal:     %s (namespace default; mutual TLS, certificates in %s)\n", a.Temporal, filepath.Join(dataDir, devtls.DirName))
 	fmt.Fprintf(w, "  Runners:      %s\n", served)
-	fmt.Fprintf(w, "  MCP:          http://%s/mcp (streamable HTTP; or `terratask mcp` over stdio)\n", a.HTTP)
+	fmt.Fprintf(w, "  MCP:          %s/mcp (streamable HTTP; or `terratask mcp` over stdio)\n", base)
 	fmt.Fprintf(w, "  Data dir:     %s\n", dataDir)
 	fmt.Fprintf(w, "  Admin key:    %s (%s)\n\n", a.APIKey, keyNote)
 	fmt.Fprintf(w, "Use it from another shell:\n")
-	fmt.Fprintf(w, "  export TERRATASK_API_KEY=%s TERRATASK_ADDRESS=http://%s\n", a.APIKey, a.HTTP)
+	fmt.Fprintf(w, "  export TERRATASK_API_KEY=%s TERRATASK_ADDRESS=%s\n", a.APIKey, base)
 	fmt.Fprintf(w, "  terratask tasks create --name hello --agent me --runner %s --wait   # the demo module\n", runners[0])
 	fmt.Fprintf(w, "  terratask tasks list\n")
 	fmt.Fprintf(w, "  terratask tasks logs TASK_ID --follow\n")
-	fmt.Fprintf(w, "  curl -H \"Authorization: UserKey $TERRATASK_API_KEY\" http://%s/api/v1/tasks\n", a.HTTP)
+	fmt.Fprintf(w, "  curl -H \"Authorization: UserKey $TERRATASK_API_KEY\" %s/api/v1/tasks\n", base)
 	tlsDir := filepath.Join(dataDir, devtls.DirName)
 	fmt.Fprintf(w, "  temporal workflow list --address %s --tls-ca-path %s --tls-cert-path %s --tls-key-path %s --tls-server-name %s\n",
 		a.Temporal, filepath.Join(tlsDir, "ca.pem"), filepath.Join(tlsDir, "client.pem"), filepath.Join(tlsDir, "client-key.pem"), devtls.ServerName)

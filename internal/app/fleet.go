@@ -87,6 +87,9 @@ type ServerOptions struct {
 	KeysFile    string // required
 	SecretKey   string // base64 32-byte key shared with the runners
 	RunnerWait  time.Duration
+	// HTTP hardens the API's listener: timeouts, the per-key stream cap,
+	// TLS.
+	HTTP HTTPOptions
 	// ApprovalWait is how long a task waits for a decision on its plan
 	// when its approval_timeout says nothing (default 24h).
 	ApprovalWait time.Duration
@@ -139,6 +142,10 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	if o.HTTPAddress == "" {
 		o.HTTPAddress = "127.0.0.1:8080"
 	}
+	tlsCfg, err := o.HTTP.check(log)
+	if err != nil {
+		return err
+	}
 	keys, err := keysFrom(o.SecretKey, o.OldSecretKeysFile)
 	if err != nil {
 		return err
@@ -189,14 +196,14 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 		}
 		ops.metrics = nil
 	}
-	api := newAPI(ctx, c, st, keyring, box, keys.current, log, apiOptions{runnerWait: o.RunnerWait, approvalWait: o.ApprovalWait, stateVersions: o.StateVersions, egress: egress, ops: ops})
+	api := newAPI(ctx, c, st, keyring, box, keys.current, log, apiOptions{runnerWait: o.RunnerWait, approvalWait: o.ApprovalWait, stateVersions: o.StateVersions, egress: egress, ops: ops, http: o.HTTP})
 	ln, err := net.Listen("tcp", o.HTTPAddress)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", o.HTTPAddress, err)
 	}
-	srv, addr := serveAPI(ln, api, log), ln.Addr().String()
+	srv, addr := serveAPI(ln, api, log, o.HTTP, tlsCfg), ln.Addr().String()
 	s.push("http", func() error { return shutdownHTTP(srv) })
-	log.Info("terratask server ready", zap.String("http", addr), zap.String("temporal", copts.HostPort))
+	log.Info("terratask server ready", zap.String("http", addr), zap.Bool("tls", tlsCfg != nil), zap.String("temporal", copts.HostPort))
 	if o.Ready != nil {
 		o.Ready(addr)
 	}
