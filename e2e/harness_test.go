@@ -107,6 +107,9 @@ func runMain(m *testing.M) int {
 		}
 		devFlags = append(devFlags, "--terraform-cli-config", conf)
 	}
+	// The suite's tests follow streams with the one admin key, in parallel
+	// (TestHundredFollowers alone opens 100): past the default cap of 16.
+	devFlags = append(devFlags, "--max-streams-per-key", "200")
 	shared, err = startDev(dataDir, "e2e-admin-key", devFlags...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting shared terratask dev:", err)
