@@ -24,12 +24,14 @@ import (
 //     http.Server's ReadTimeout (net/http lifts the read deadline once the
 //     body is read, so a handler may run longer; a state document gets
 //     stateTransferTimeout from when its turn comes). Its answer must be
-//     written within WriteTimeout of its start (a state document:
-//     stateTransferTimeout). The http.Server's own WriteTimeout stays 0: it
-//     would end streams, and reset idle HTTP/2 streams. Streams (SSE
-//     follows and /mcp) have no write deadline while idle: each write of
-//     theirs must complete within WriteTimeout, so a client that stops
-//     reading loses its stream, and one that only listens keeps it.
+//     written within WriteTimeout of its start (a state document sent:
+//     stateTransferTimeout; an upload's answer: WriteTimeout after the
+//     upload's stateTransferTimeout). The http.Server's own WriteTimeout
+//     stays 0: it would end streams, and reset idle HTTP/2 streams.
+//     Streams (SSE follows and /mcp) have no write deadline while idle:
+//     each write of theirs must complete within WriteTimeout, so a client
+//     that stops reading loses its stream, and one that only listens keeps
+//     it.
 //   - Failed authentication is throttled per client address: after
 //     AuthFailures failed key checks within AuthWindow, every request of the
 //     address that needs a key is answered 429 with Retry-After, without

@@ -106,7 +106,12 @@ func (s *Server) putState(c *gin.Context) {
 	case <-c.Request.Context().Done():
 		return
 	}
-	_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Now().Add(stateReadTimeout))
+	rc := http.NewResponseController(c.Writer)
+	_ = rc.SetReadDeadline(time.Now().Add(stateReadTimeout))
+	if s.opts.WriteTimeout > 0 {
+		// The answer gets the usual write timeout after the upload's time.
+		_ = rc.SetWriteDeadline(time.Now().Add(stateReadTimeout + s.opts.WriteTimeout))
+	}
 	doc, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxStateBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError

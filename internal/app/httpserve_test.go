@@ -72,7 +72,7 @@ func writeCert(t *testing.T, dir, name string) (certFile, keyFile string, pool *
 
 // testAPI is the API over a SQLite store, with an admin key and the MCP
 // endpoint (its tools calling the API in process, as newAPI mounts it).
-func testAPI(t *testing.T) *server.Server {
+func testAPI(t *testing.T, writeTimeout time.Duration) *server.Server {
 	t.Helper()
 	kr, err := auth.NewKeyring([]auth.Key{{Name: "admin", Org: "default", Role: auth.RoleAdmin, Hash: auth.HashKey(testAdminKey)}})
 	if err != nil {
@@ -84,7 +84,7 @@ func testAPI(t *testing.T) *server.Server {
 	}
 	var api *server.Server
 	self := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.Handler().ServeHTTP(w, server.InProcess(r)) })
-	api = server.New(server.Options{Store: openSQLite(t), Keys: kr, Secrets: box, MCP: mcp.HTTPHandler(self, "test")})
+	api = server.New(server.Options{Store: openSQLite(t), Keys: kr, Secrets: box, MCP: mcp.HTTPHandler(self, "test"), WriteTimeout: writeTimeout})
 	return api
 }
 
@@ -148,7 +148,7 @@ func TestHTTPOptionsCheck(t *testing.T) {
 // over TLS (HTTP/2 and HTTP/1.1), and only over TLS.
 func TestServeAPIOverTLS(t *testing.T) {
 	cert, key, pool := writeCert(t, t.TempDir(), "server")
-	addr := startAPI(t, testAPI(t), HTTPOptions{TLSCertFile: cert, TLSKeyFile: key})
+	addr := startAPI(t, testAPI(t, 0), HTTPOptions{TLSCertFile: cert, TLSKeyFile: key})
 	base := "https://" + addr
 	h2 := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
 	h1 := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, NextProtos: []string{"http/1.1"}}}}
@@ -245,11 +245,12 @@ func mustRead(t *testing.T, pemFile string) []byte {
 // TestSlowClientsAreCut: with a short read timeout, a client that sends its
 // header, or its body, a byte at a time loses its connection within the
 // timeout; a state upload, which the state backend gives longer, still
-// arrives; an idle keep-alive connection is closed after the idle timeout.
+// arrives and is answered (past the read and the write timeout); an idle
+// keep-alive connection is closed after the idle timeout.
 func TestSlowClientsAreCut(t *testing.T) {
 	const timeout = 500 * time.Millisecond
-	api := testAPI(t)
-	addr := startAPI(t, api, HTTPOptions{ReadTimeout: timeout, IdleTimeout: 2 * timeout})
+	api := testAPI(t, timeout)
+	addr := startAPI(t, api, HTTPOptions{ReadTimeout: timeout, WriteTimeout: timeout, IdleTimeout: 2 * timeout})
 
 	// trickle sends head at once, then body a byte every 50ms, and returns
 	// how long the server kept the connection and what it answered.
@@ -385,7 +386,7 @@ func TestBannerShowsTLS(t *testing.T) {
 // TestStateOnly: dev's plain-HTTP listener for its runners serves the
 // state routes and nothing else.
 func TestStateOnly(t *testing.T) {
-	api := testAPI(t)
+	api := testAPI(t, 0)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
