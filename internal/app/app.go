@@ -198,9 +198,11 @@ func serveHTTP(addr string, h http.Handler, logger *zap.Logger) (*http.Server, s
 	return srv, ln.Addr().String(), nil
 }
 
-// serveListener serves h on ln until Shutdown.
+// serveListener serves h on ln until Shutdown (the metrics listener: it
+// streams nothing, so the http.Server's own write timeout holds).
 func serveListener(ln net.Listener, h http.Handler, logger *zap.Logger) *http.Server {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: DefaultReadHeaderTimeout, ReadTimeout: DefaultReadTimeout,
+		WriteTimeout: server.DefaultWriteTimeout, IdleTimeout: DefaultIdleTimeout}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("http server stopped", zap.Error(err))
