@@ -31,7 +31,12 @@ func TestEventsAndWebhooks(t *testing.T) {
 	defer st.Close()
 	keys, _ := auth.NewKeyring([]auth.Key{{Name: "admin", Org: "o", Role: auth.RoleAdmin, Hash: auth.HashKey("admin-key")}})
 	box, _ := secret.NewBox(bytes.Repeat([]byte{1}, secret.KeySize))
-	api0 := server.New(server.Options{Store: st, Keys: keys, Secrets: box})
+	// The receiver is on loopback, which webhooks reach only when listed.
+	allow, err := events.ParseAllowListFlag("--webhook-allow", []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api0 := server.New(server.Options{Store: st, Keys: keys, Secrets: box, WebhookAllow: allow})
 	srv := httptest.NewServer(api0.Handler())
 	defer srv.Close()
 	defer api0.CloseStreams()
