@@ -212,10 +212,16 @@ func TestCancelWhileWaitingEndsAtOnce(t *testing.T) {
 	// A minute into the wait, long before any timer of the workflow's (an
 	// hour's callback raced the test clock's skip to the hour: one failure
 	// under -race on CI).
+	// The request, then the cancel itself, as the API sends them; in
+	// separate callbacks, so the listener has read the request when the
+	// cancel ends the wait (in one callback the two raced: one failure
+	// under -race on CI, the request then read by finish, unlogged).
 	f.env.RegisterDelayedCallback(func() {
 		f.env.SignalWorkflow(task.SignalCancel, task.CancelRequest{By: "ops-b"})
-		f.env.CancelWorkflow()
 	}, time.Minute)
+	f.env.RegisterDelayedCallback(func() {
+		f.env.CancelWorkflow()
+	}, time.Minute+time.Second)
 	f.env.ExecuteWorkflow(task.WorkflowType, approvalInput(task.ApprovalRequired))
 	require.True(t, temporal.IsCanceledError(f.env.GetWorkflowError()), "got %v", f.env.GetWorkflowError())
 	last := f.rec.last()
