@@ -374,6 +374,21 @@ func (f *faultFleet) checkCompleted(t *testing.T, id string) {
 	}
 }
 
+// settled checks a task that ended after a fault of victim's (f0 to f1;
+// whole when the host's every process was stopped): completed, its log
+// fixed, no two hosts' applies at once. It returns the side effects per
+// resource.
+func (f *faultFleet) settled(t *testing.T, id string, victim *faultHost, whole bool, f0, f1 time.Time) map[string]int {
+	t.Helper()
+	f.checkCompleted(t, id)
+	f.checkSettled(t, id)
+	over, per := f.report(t, victim, whole, f0, f1)
+	if over > 0 {
+		t.Errorf("two hosts' applies of one workspace overlapped for %s", over)
+	}
+	return per
+}
+
 // runFreeze freezes the applying host (its runner only, or whole) for
 // frozenFor, or until the task ends if sooner, and checks the outcome.
 func runFreeze(t *testing.T, whole bool, frozenFor time.Duration) {
@@ -408,12 +423,7 @@ func runFreeze(t *testing.T, whole bool, frozenFor time.Duration) {
 	if end.Status != "completed" {
 		t.Fatalf("the task ended %s\n%v", end.Status, f.dev.logs(t, tk.ID, "?level=warn,error"))
 	}
-	f.checkCompleted(t, tk.ID)
-	f.checkSettled(t, tk.ID)
-	over, per := f.report(t, victim, whole, f0, f1)
-	if over > 0 {
-		t.Errorf("two hosts' applies of one workspace overlapped for %s", over)
-	}
+	per := f.settled(t, tk.ID, victim, whole, f0, f1)
 	for i := 0; i < 5; i++ {
 		if per[strconv.Itoa(i)] < 1 {
 			t.Errorf("resource %d's side effect never happened", i)
@@ -432,16 +442,8 @@ func TestFaultRunnerKilled(t *testing.T) {
 	f0 := time.Now()
 	_ = victim.p.cmd.Process.Kill()
 	<-victim.p.done
-	end := f.dev.waitStatus(t, tk.ID, 4*time.Minute, terminal)
-	if last := end[len(end)-1]; last.Status != "completed" {
-		t.Fatalf("the task ended %s\n%v", last.Status, f.dev.logs(t, tk.ID, "?level=warn,error"))
-	}
-	f.checkCompleted(t, tk.ID)
-	f.checkSettled(t, tk.ID)
-	over, _ := f.report(t, victim, false, f0, time.Now())
-	if over > 0 {
-		t.Errorf("two hosts' applies of one workspace overlapped for %s", over)
-	}
+	f.dev.waitStatus(t, tk.ID, 4*time.Minute, terminal)
+	f.settled(t, tk.ID, victim, false, f0, time.Now())
 }
 
 // The whole host freezes for less than the heartbeat timeout: nothing
@@ -457,16 +459,8 @@ func TestFaultShortWholeHostFreeze(t *testing.T) {
 	time.Sleep(5 * time.Second)
 	thaw(pids)
 	f1 := time.Now()
-	end := f.dev.waitStatus(t, tk.ID, 4*time.Minute, terminal)
-	if last := end[len(end)-1]; last.Status != "completed" {
-		t.Fatalf("the task ended %s\n%v", last.Status, f.dev.logs(t, tk.ID, "?level=warn,error"))
-	}
-	f.checkCompleted(t, tk.ID)
-	f.checkSettled(t, tk.ID)
-	over, per := f.report(t, victim, true, f0, f1)
-	if over > 0 {
-		t.Errorf("two hosts' applies of one workspace overlapped for %s", over)
-	}
+	f.dev.waitStatus(t, tk.ID, 4*time.Minute, terminal)
+	per := f.settled(t, tk.ID, victim, true, f0, f1)
 	for i := 0; i < 5; i++ {
 		if n := per[strconv.Itoa(i)]; n != 1 {
 			t.Errorf("resource %d's side effect happened %d times, want once (a short freeze moves nothing)", i, n)

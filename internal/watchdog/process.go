@@ -15,10 +15,11 @@ func ignoreSignals() {
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 }
 
-// start runs the watchdog process. Its stdin is a pipe only this process
-// holds (close-on-exec), so the watchdog reads EOF when this process exits,
-// however it dies.
-func start(exe string, args []string, log io.Writer) (*Client, error) {
+// New starts a watchdog: the binary at exe run with args (for terratask,
+// its own executable and Command), its output to log. Its stdin is a pipe
+// only this process holds (close-on-exec), so the watchdog reads EOF when
+// this process exits, however it dies, and then kills what it watches.
+func New(exe string, args []string, log io.Writer) (*Client, error) {
 	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	w, err := cmd.StdinPipe()

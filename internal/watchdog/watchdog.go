@@ -277,13 +277,6 @@ type Client struct {
 	pid  int
 }
 
-// New starts a watchdog: the binary at exe run with args (for terratask,
-// its own executable and Command). Its output goes to log. The process
-// gets SIGKILL should the caller die without closing it.
-func New(exe string, args []string, log io.Writer) (*Client, error) {
-	return start(exe, args, log)
-}
-
 // send writes one command line; an error means the watchdog is gone.
 func (c *Client) send(line string) error {
 	if c == nil {

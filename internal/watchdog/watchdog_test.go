@@ -3,6 +3,7 @@ package watchdog
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -173,17 +174,9 @@ func TestFrozenRunnerLosesItsSandbox(t *testing.T) {
 	}
 	err = cmd.Wait()
 	var exit *exec.ExitError
-	if !errorsAs(err, &exit) || exit.ExitCode() != 125 {
+	if !errors.As(err, &exit) || exit.ExitCode() != 125 {
 		t.Fatalf("a command started after the expiry: %v", err)
 	}
-}
-
-func errorsAs(err error, target **exec.ExitError) bool {
-	e, ok := err.(*exec.ExitError)
-	if ok {
-		*target = e
-	}
-	return ok
 }
 
 // When the runner goes away, the watchdog reads the end of its stdin and
