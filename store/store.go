@@ -2,7 +2,8 @@
 // written in batches by runners on each heartbeat tick and at step end, the
 // task index that list, filter, sort and paging are served from, the
 // Terraform state (versions and lock per org and workspace) that the server's
-// HTTP state backend serves (StateStore), tasks' saved plans (PlanStore),
+// HTTP state backend serves (StateStore), the workspaces and the agents that
+// may use them (WorkspaceStore), tasks' saved plans (PlanStore),
 // and the events, webhooks and webhook delivery log of package events
 // (EventStore).
 //
@@ -190,6 +191,9 @@ type Store interface {
 	RunnerHostStore
 	// ScheduleStore keeps the schedule index.
 	ScheduleStore
+	// WorkspaceStore keeps the workspaces and the agents that may use
+	// them.
+	WorkspaceStore
 	// Ping checks the store is reachable.
 	Ping(ctx context.Context) error
 	Close() error

@@ -45,7 +45,10 @@
 //     an org; webhooks come back in creation order with their sealed secret
 //     byte for byte; deleting a webhook deletes its delivery log; Listen
 //     reports appends, records and events written through another Store of
-//     the same database (RunListenAcross).
+//     the same database (RunListenAcross);
+//   - workspaces: Agents is never nil (empty when unowned); lists sort
+//     names bytewise; concurrent first claims of one workspace leave one
+//     owner (ApplyClaim's rule on a row read and locked in one transaction).
 package storetest
 
 import (
@@ -126,6 +129,13 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("CRUD", h.testSchedulesCRUD)
 		t.Run("List", h.testSchedulesList)
 		t.Run("TasksOfSchedule", h.testTasksOfSchedule)
+	})
+	t.Run("Workspaces", func(t *testing.T) {
+		t.Run("Claims", h.testWorkspaceClaims)
+		t.Run("Agents", h.testWorkspaceAgents)
+		t.Run("State", h.testWorkspaceState)
+		t.Run("List", h.testWorkspaceList)
+		t.Run("ClaimRace", h.testWorkspaceClaimRace)
 	})
 	t.Run("Concurrency", h.testConcurrency)
 	t.Run("Ping", func(t *testing.T) {
