@@ -13,6 +13,7 @@ var reviewKeys = []principal{
 	{"admin-r", "raw-review-admin-7c1e", "default", "admin", ""},
 	{"op-one", "raw-review-op-one-2b9d", "default", "operator", ""},
 	{"op-two", "raw-review-op-two-5e4a", "default", "operator", ""},
+	{"op-three", "raw-review-op-three-9d1b", "default", "operator", ""},
 	{"viewer-r", "raw-review-viewer-8f3c", "default", "viewer", ""},
 	{"bot-r", "raw-review-bot-1a6f", "default", "operator", "agent-review"},
 	{"other-admin", "raw-review-other-4d2b", "other", "admin", ""},

@@ -36,6 +36,7 @@ func TestPlanReview(t *testing.T) {
 		t.Run("CancelWhileWaiting", func(t *testing.T) { t.Parallel(); testCancelWhileWaiting(t, dev) })
 		t.Run("WorkspaceQueueHoldsBehind", func(t *testing.T) { t.Parallel(); testQueueBehindWaiting(t, dev) })
 		t.Run("StatePushMakesPlanStale", func(t *testing.T) { t.Parallel(); testPlanStale(t, dev) })
+		t.Run("ScheduledTaskFourEyes", func(t *testing.T) { t.Parallel(); testScheduledFourEyes(t, dev) })
 	})
 }
 
@@ -330,6 +331,46 @@ func testPlanStale(t *testing.T, dev *devProc) {
 	}
 	if strings.Contains(logText(t, dev, tk.ID), "planning again") {
 		t.Fatal("an approved plan was planned again")
+	}
+}
+
+// testScheduledFourEyes: a task a schedule starts waits for an approver who
+// wrote none of its template. op-one creates the schedule, op-two's PATCH
+// changes its template; neither may approve the task the schedule starts
+// (whose creator is op-two), op-three may.
+func testScheduledFourEyes(t *testing.T, dev *devProc) {
+	template := reviewBody(t, "scheduled", "rv-sched", 1, map[string]any{"approval": "required"})
+	body, _ := json.Marshal(map[string]any{"name": "four eyes", "cron": "@yearly", "paused": true, "template": template})
+	r := dev.call(t, http.MethodPost, "/api/v1/schedules", reviewKey("op-one"), body)
+	if r.code != 200 {
+		t.Fatalf("create schedule: %d %s", r.code, r.body)
+	}
+	id := r.object(t)["id"].(string)
+	defer dev.call(t, http.MethodDelete, "/api/v1/schedules/"+id, reviewKey("admin-r"), nil)
+	body, _ = json.Marshal(map[string]any{"template": reviewBody(t, "scheduled", "rv-sched", 2, map[string]any{"approval": "required"})})
+	if r := dev.call(t, http.MethodPatch, "/api/v1/schedules/"+id, reviewKey("op-two"), body); r.code != 200 {
+		t.Fatalf("patch the template: %d %s", r.code, r.body)
+	}
+	if r := dev.call(t, http.MethodPost, "/api/v1/schedules/"+id+"/trigger", reviewKey("op-one"), nil); r.code != 200 {
+		t.Fatalf("trigger: %d %s", r.code, r.body)
+	}
+	var started []Task
+	waitFor(t, time.Minute, "the triggered task", func() bool {
+		dev.request(t, http.MethodGet, "/api/v1/tasks?schedule="+id, nil, &started)
+		return len(started) == 1
+	})
+	waitWaiting(t, dev, started[0].ID)
+	for _, key := range []string{"op-one", "op-two"} {
+		r := decide(t, dev, reviewKey(key), started[0].ID, "approve", nil)
+		if _, msg, _ := r.errorOf(t); r.code != 403 || !strings.Contains(msg, "four eyes") {
+			t.Fatalf("%s, an author of the template, approves: %d %s", key, r.code, r.body)
+		}
+	}
+	if r := decide(t, dev, reviewKey("op-three"), started[0].ID, "approve", nil); r.code != 200 {
+		t.Fatalf("op-three approves: %d %s", r.code, r.body)
+	}
+	if s := waitEnd(t, dev, started[0].ID); s[len(s)-1].Status != "completed" || s[len(s)-1].Metadata.ApprovedBy != "op-three" {
+		t.Fatalf("after approval %+v\n%s", s[len(s)-1], logText(t, dev, started[0].ID))
 	}
 }
 

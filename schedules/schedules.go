@@ -176,6 +176,18 @@ type Definition struct {
 	Paused   bool            `json:"paused"`
 	Overlap  Overlap         `json:"overlap"`
 	Template json.RawMessage `json:"template"`
+	// TemplateAuthors are the keys that wrote the template: the
+	// schedule's creator, then each key that changed the template, each
+	// once. Its tasks carry them (task.Input.Authors) for four eyes.
+	TemplateAuthors []string `json:"template_authors,omitempty"`
+}
+
+// AddAuthor returns authors with key appended, unless it is there already.
+func AddAuthor(authors []string, key string) []string {
+	if slices.Contains(authors, key) {
+		return authors
+	}
+	return append(slices.Clone(authors), key)
 }
 
 // IDPrefix starts every schedule ID.

@@ -218,9 +218,15 @@ func (s *Server) decide(approve bool) gin.HandlerFunc {
 			notWaitingConflict(c, t.ID, t.Status)
 			return
 		}
-		if approve && p.Role == auth.RoleOperator && st.CreatedBy == p.Name {
-			fail(c, http.StatusForbidden, codeForbidden, "four eyes: key "+p.Name+" created this task, so another key must approve its plan (an admin key may approve its own)",
-				map[string]any{"taskId": t.ID, "created_by": st.CreatedBy})
+		if approve && p.Role == auth.RoleOperator && st.WrittenBy(p.Name) {
+			// The task's creator, or for a scheduled task anyone who wrote
+			// its schedule's template (task.Input.Authors).
+			what, details := "created this task", map[string]any{"taskId": t.ID, "created_by": st.CreatedBy}
+			if len(st.Authors) > 0 {
+				what, details["authors"] = "wrote the template of the schedule that started this task", st.Authors
+			}
+			fail(c, http.StatusForbidden, codeForbidden, "four eyes: key "+p.Name+" "+what+", so another key must approve its plan (an admin key may approve its own)",
+				details)
 			return
 		}
 		if approve && p.Role == auth.RoleOperator && st.CreatedBy == "" {

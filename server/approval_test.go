@@ -314,3 +314,31 @@ func TestDecisionOfTaskStartedOutsideTheAPI(t *testing.T) {
 		t.Fatalf("the API's decision carries no valid proof: %+v", dt.decided)
 	}
 }
+
+// Four eyes holds for every key that wrote a scheduled task's template,
+// not only the one that wrote it last (its CreatedBy).
+func TestDecisionOfScheduledTaskRefusesEveryAuthor(t *testing.T) {
+	dt := &decisionTemporal{fakeTemporal: newFakeTemporal()}
+	ts := newTestServer(t, false, func(o *Options) { o.Temporal = dt })
+	ts.addTask(t, store.Task{ID: "task-sched", Org: "org-a", AgentID: "agent-1", Status: task.StatusWaitingApproval, ScheduleID: "sched-x"})
+	waiting := task.State{ID: "task-sched", Status: task.StatusWaitingApproval, UpdatedAt: time.Now(), WaitingFor: "approval",
+		CreatedBy: "admin-a", Authors: []string{"operator-a", "admin-a"}}
+	dt.state = &waiting
+	dt.updateFn = func(d task.Decision) (task.State, error) {
+		st := waiting
+		st.Status = task.StatusRunning
+		return st, nil
+	}
+	w := ts.do(t, req{method: "PUT", path: "/api/v1/tasks/task-sched/approve", key: "k-operator-a"})
+	e := decodeError(t, w)
+	if w.Code != 403 || !strings.Contains(e.Error.Message, "four eyes") || !strings.Contains(e.Error.Message, "wrote the template") {
+		t.Fatalf("an earlier author of the template approving: %d %s", w.Code, w.Body)
+	}
+	if dt.updates != 0 {
+		t.Fatal("an update was sent for a refused approval")
+	}
+	// An author may still reject it.
+	if w := ts.do(t, req{method: "PUT", path: "/api/v1/tasks/task-sched/reject", key: "k-operator-a"}); w.Code != 200 {
+		t.Fatalf("an author rejecting: %d %s", w.Code, w.Body)
+	}
+}

@@ -103,9 +103,10 @@ func (s *Server) loadSchedule(c *gin.Context) (store.Schedule, schedules.Definit
 }
 
 // templateAction checks the template's tasks as a create checks a task (its
-// notify host, the caller's agent) and builds the action that starts them;
-// it writes the 4xx or 5xx itself and reports false.
-func (s *Server) templateAction(c *gin.Context, id string, req *createRequest) (schedules.Action, bool) {
+// notify host, the caller's agent) and builds the action that starts them,
+// whose template authors wrote; it writes the 4xx or 5xx itself and reports
+// false.
+func (s *Server) templateAction(c *gin.Context, id string, req *createRequest, authors []string) (schedules.Action, bool) {
 	if fe := s.checkEgress(&req.Params); fe != nil {
 		badBody(c, errField("template."+fe.Field, "%s", fe.Message))
 		return schedules.Action{}, false
@@ -116,7 +117,7 @@ func (s *Server) templateAction(c *gin.Context, id string, req *createRequest) (
 			map[string]any{detailField: "template.agent_id"})
 		return schedules.Action{}, false
 	}
-	action, err := s.scheduleAction(p, id, req)
+	action, err := s.scheduleAction(p, id, req, authors)
 	if err != nil {
 		s.opts.Logger.Error("building a schedule's action", zap.Error(err))
 		internal(c)
@@ -126,15 +127,17 @@ func (s *Server) templateAction(c *gin.Context, id string, req *createRequest) (
 }
 
 // scheduleAction builds what the schedule starts from its parsed template:
-// the task's input, its secrets sealed as a create seals them.
-func (s *Server) scheduleAction(p auth.Principal, id string, req *createRequest) (schedules.Action, error) {
+// the task's input, its secrets sealed as a create seals them. The task's
+// creator is p, the key that wrote the template last; its authors everyone
+// who wrote it, so four eyes refuses each of them.
+func (s *Server) scheduleAction(p auth.Principal, id string, req *createRequest, authors []string) (schedules.Action, error) {
 	meta := map[string]any{}
 	for k, v := range req.Metadata {
 		meta[k] = v
 	}
 	meta["schedule_id"] = id
 	in := s.inputOf(p, req)
-	in.Metadata, in.ScheduleID = meta, id
+	in.Metadata, in.ScheduleID, in.Authors = meta, id, authors
 	sealed, err := s.sealSecrets(req.Secrets)
 	if err != nil {
 		return schedules.Action{}, err
@@ -160,7 +163,8 @@ func (s *Server) createSchedule(c *gin.Context) {
 	}
 	p := principal(c)
 	id := schedules.NewID()
-	action, ok := s.templateAction(c, id, res.Task)
+	res.Def.TemplateAuthors = []string{p.Name}
+	action, ok := s.templateAction(c, id, res.Task, res.Def.TemplateAuthors)
 	if !ok {
 		return
 	}
@@ -215,7 +219,14 @@ func (s *Server) patchSchedule(c *gin.Context) {
 	}
 	var action *schedules.Action
 	if res.Task != nil {
-		a, ok := s.templateAction(c, row.ID, res.Task)
+		// A new template: its writer joins the authors (a schedule
+		// created before authors were kept has its creator as the first).
+		authors := cur.TemplateAuthors
+		if len(authors) == 0 {
+			authors = []string{row.CreatedBy}
+		}
+		res.Def.TemplateAuthors = schedules.AddAuthor(authors, principal(c).Name)
+		a, ok := s.templateAction(c, row.ID, res.Task, res.Def.TemplateAuthors)
 		if !ok {
 			return
 		}

@@ -228,3 +228,40 @@ func TestScheduleTemplateNotify(t *testing.T) {
 		t.Fatalf("patch, remote source: %d %s", w.Code, w.Body)
 	}
 }
+
+// TestScheduleTemplateAuthors: a schedule's tasks carry every key that
+// wrote its template (the creator, then each key whose patch changed the
+// template, once each) as their authors, and the last of them as their
+// creator; a patch that leaves the template alone adds nobody.
+func TestScheduleTemplateAuthors(t *testing.T) {
+	ts, c := scheduleServer(t)
+	w := ts.do(t, req{method: "POST", path: "/api/v1/schedules", key: "k-operator-a",
+		body: `{"name":"authors","interval":"1h","paused":true,"template":` + testTemplate + `}`})
+	if w.Code != 200 {
+		t.Fatalf("create: %d %s", w.Code, w.Body)
+	}
+	id := decodeSchedule(t, w.Body.Bytes()).ID
+	check := func(step, createdBy string, authors ...string) {
+		t.Helper()
+		_, in := scheduledInput(t, c, id)
+		if in.CreatedBy != createdBy || strings.Join(in.Authors, ",") != strings.Join(authors, ",") {
+			t.Fatalf("%s: created by %q, authors %q; want %q, %q", step, in.CreatedBy, in.Authors, createdBy, authors)
+		}
+	}
+	check("created", "operator-a", "operator-a")
+	patch := func(key, body string) {
+		t.Helper()
+		if w := ts.do(t, req{method: "PATCH", path: "/api/v1/schedules/" + id, key: key, body: body}); w.Code != 200 {
+			t.Fatalf("patch by %s: %d %s", key, w.Code, w.Body)
+		}
+	}
+	newTemplate := `{"template":` + strings.Replace(testTemplate, `"workspace":"prod"`, `"workspace":"prod-2"`, 1) + `}`
+	patch("k-agent-a", newTemplate)
+	check("template changed by a second key", "agent-a", "operator-a", "agent-a")
+	patch("k-admin-a", `{"paused":false,"jitter":"1s"}`)
+	check("a patch without a template", "agent-a", "operator-a", "agent-a")
+	patch("k-operator-a", `{"template":`+testTemplate+`}`)
+	check("template changed again by its creator", "operator-a", "operator-a", "agent-a")
+	patch("k-admin-a", newTemplate)
+	check("template changed by a third key", "admin-a", "operator-a", "agent-a", "admin-a")
+}

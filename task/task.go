@@ -145,6 +145,12 @@ type Input struct {
 	ApprovalWait Duration `json:"approval_wait,omitempty"`
 	// ScheduleID names the schedule that started the task, if any.
 	ScheduleID string `json:"schedule_id,omitempty"`
+	// Authors are the keys that wrote what a scheduled task runs: the
+	// schedule's creator, then each key that changed its template, each
+	// once (CreatedBy is the one that wrote it last). Four eyes refuses
+	// each of them as an operator approver, as it refuses CreatedBy. Empty
+	// for a task created directly, whose only author is CreatedBy.
+	Authors []string `json:"authors,omitempty"`
 }
 
 // Params are the Terraform parameters of a task (the seed's "parameters").
@@ -301,11 +307,28 @@ type State struct {
 	// CreatedBy is the input's CreatedBy: the name of the key that
 	// created the task (four eyes: an operator key never approves it).
 	CreatedBy string `json:"created_by,omitempty"`
+	// Authors is the input's Authors.
+	Authors []string `json:"authors,omitempty"`
 	// Plan summarises the task's saved plan once it planned.
 	Plan *PlanSummary `json:"plan,omitempty"`
 	// Approval is the review of the plan: its deadline while the task
 	// waits, then the decision.
 	Approval *ApprovalState `json:"approval,omitempty"`
+}
+
+// WrittenBy reports whether key wrote the task: it created it, or wrote
+// the template of the schedule that started it (four eyes: an operator key
+// never approves the plan of a task it wrote).
+func (s State) WrittenBy(key string) bool {
+	if key == s.CreatedBy {
+		return true
+	}
+	for _, a := range s.Authors {
+		if a == key {
+			return true
+		}
+	}
+	return false
 }
 
 // Duration is a time.Duration that reads and writes as a Go duration string

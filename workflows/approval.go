@@ -272,7 +272,10 @@ func (r *run) notifyParent(ctx workflow.Context, sum task.PlanSummary, expires t
 // waitingDetails is what the Temporal Web UI shows of a waiting task.
 func (r *run) waitingDetails(sum task.PlanSummary, expires time.Time) string {
 	who := "an operator or admin key of org `" + r.in.Org + "` (not a key bound to an agent"
-	if r.in.CreatedBy != "" {
+	switch {
+	case len(r.in.Authors) > 0:
+		who += "; an operator key other than `" + strings.Join(r.in.Authors, "`, `") + "`, which wrote the template of the schedule that started it"
+	case r.in.CreatedBy != "":
 		who += "; an operator key other than `" + r.in.CreatedBy + "`, which created the task"
 	}
 	who += ")"

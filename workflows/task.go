@@ -315,6 +315,7 @@ func newRun(ctx workflow.Context, in task.Input) *run {
 			UpdatedAt:  workflow.Now(ctx).UTC(),
 			WaitingFor: "runner " + in.RunnerID,
 			CreatedBy:  in.CreatedBy,
+			Authors:    in.Authors,
 		},
 	}
 }
