@@ -131,7 +131,7 @@ func TestApprovedPlanAppliesOnAnotherHost(t *testing.T) {
 
 	// Host A is gone. Host B: same runner, store, key and state; its own
 	// data dir. It installs and inits, then applies the approved plan.
-	b := &Runner{RunnerID: "test", HostID: "host-b", DataDir: t.TempDir(), ModulesDir: f.r.ModulesDir,
+	b := &Runner{Org: "acme", RunnerID: "test", HostID: "host-b", DataDir: t.TempDir(), ModulesDir: f.r.ModulesDir,
 		SourceRoots: f.r.SourceRoots, Logs: f.sink, Plans: f.plans, Secrets: f.box, StateDir: f.r.StateDir,
 		Logger: zaptest.NewLogger(t), DisableDownload: true}
 	moved := in

@@ -17,6 +17,11 @@ import (
 // the task avoids refuses its claim (see Runner.Claim).
 const ErrTypeHostAvoided = "host_avoided"
 
+// ErrTypeWrongOrg is the type of the non-retryable error with which a
+// runner refuses a step of another org's task (see Runner.begin). The org's
+// queue and key keep such a step from reaching it; this is the last guard.
+const ErrTypeWrongOrg = "wrong_org"
+
 // avoidAttempts is how many attempts of a claim a host the task avoids
 // refuses.
 const avoidAttempts = 3
@@ -66,7 +71,7 @@ func (r *Runner) Claim(ctx context.Context, in StepInput) (out ClaimOutput, err 
 	}
 	run := max(in.Run, 1)
 	s.book.runner(store.LevelInfo, "picked up by host %s (run %d)", r.HostID, run)
-	out = ClaimOutput{Host: r.HostID, HostQueue: task.HostTaskQueue(r.RunnerID, r.HostID)}
+	out = ClaimOutput{Host: r.HostID, HostQueue: task.HostTaskQueue(r.Org, r.RunnerID, r.HostID)}
 	if in.Install {
 		inst, err := s.install(ctx)
 		if err != nil {

@@ -87,7 +87,7 @@ func TestClaimOnAvoidedHostGivesWayThreeTimes(t *testing.T) {
 	if want := []int32{1, 2, 3, 4}; !slices.Equal(attempts, want) {
 		t.Fatalf("attempts %v, want %v", attempts, want)
 	}
-	if out.Host != "host-a" || out.HostQueue != task.HostTaskQueue("test", "host-a") {
+	if out.Host != "host-a" || out.HostQueue != task.HostTaskQueue("acme", "test", "host-a") {
 		t.Errorf("claim = %+v", out)
 	}
 	// Only the accepted attempt logged.

@@ -115,6 +115,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { plans.Close() })
 	r := &Runner{
+		Org:             "acme",
 		RunnerID:        "test",
 		HostID:          "host-a",
 		DataDir:         t.TempDir(),

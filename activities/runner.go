@@ -57,9 +57,12 @@ type PlanKeeper interface {
 //	terraform.rc                  the generated Terraform CLI config
 //	sandbox/<exec-id>/            a running step's sandbox wrapper (sandbox.go)
 type Runner struct {
+	// Org is the org the runner belongs to: it serves that org's tasks
+	// only (task.RunnerTaskQueue), and Secrets holds that org's key.
+	Org      string
 	RunnerID string
 	// HostID is this host's stable ID; later steps of a task run on
-	// task.HostTaskQueue(RunnerID, HostID).
+	// task.HostTaskQueue(Org, RunnerID, HostID).
 	HostID  string
 	DataDir string
 	// ModulesDir is the module catalog: a task's `module` names a

@@ -35,7 +35,7 @@ func TestApplyThenDestroyOnSharedWorkspace(t *testing.T) {
 		task.Secrets{SensitiveVariables: map[string]any{"token": "tok-123456"}})
 	var claim ClaimOutput
 	f.mustExec("Claim", in, &claim)
-	if claim.Host != "host-a" || claim.HostQueue != task.HostTaskQueue("test", "host-a") {
+	if claim.Host != "host-a" || claim.HostQueue != task.HostTaskQueue("acme", "test", "host-a") {
 		t.Errorf("claim = %+v", claim)
 	}
 	plan := f.upTo(&in, true)

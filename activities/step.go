@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
 	"github.com/terratask/terratask/internal/procgroup"
@@ -108,7 +109,14 @@ func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool 
 	s := &stepRun{r: r, in: in, step: step, ui: newUITracker(), execID: newExecID(),
 		masker: secret.NewMasker(task.Secrets{}), started: time.Now()}
 	s.ctx, s.stop = context.WithCancelCause(ctx)
-	// Before anything else: does Temporal still run this attempt?
+	// Before anything else: is the task this runner's org's, and does
+	// Temporal still run this attempt?
+	if in.Task.Org != r.Org {
+		s.book = newLogBook(discardSink{}, in.Task.ID, "", "", s.masker, nil, r.logger())
+		return s, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("runner %s belongs to org %q, not to the task's org %q: it runs nothing of another org", r.RunnerID, r.Org, in.Task.Org),
+			ErrTypeWrongOrg, nil)
+	}
 	sent, cancelled, err := r.checkAttempt(ctx, step)
 	if err == nil {
 		err = r.enterTask(ctx, in.Task.ID)

@@ -26,6 +26,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/converter"
@@ -43,6 +44,9 @@ const (
 	MetadataCipher = "encryption-cipher"
 	// Cipher is the only cipher written.
 	Cipher = "AES256-GCM"
+	// MetadataOrg names the org whose key a payload is encrypted under;
+	// payloads under the secret key itself (the control plane's) have none.
+	MetadataOrg = "encryption-org"
 )
 
 // Labels of the key derivations (HKDF info). Changing one changes every key
@@ -67,6 +71,9 @@ type key struct {
 type Codec struct {
 	current key
 	keys    map[string]key // by ID, current included
+	// org is the org whose keys these are ("": the secret key's), named
+	// in every payload the codec encrypts.
+	org string
 }
 
 // New returns a codec that encrypts under current and also decrypts what old
@@ -89,6 +96,24 @@ func New(current []byte, old ...[]byte) (*Codec, error) {
 	}
 	return c, nil
 }
+
+// NewOrg returns the codec of a runner of org: current and old are org keys
+// (secret.OrgKey, `terratask keys org`), and every payload it encrypts names
+// org, so the control plane knows which org key opens it.
+func NewOrg(org string, current []byte, old ...[]byte) (*Codec, error) {
+	if org == "" {
+		return nil, errors.New("an org codec needs an org")
+	}
+	c, err := New(current, old...)
+	if err != nil {
+		return nil, err
+	}
+	c.org = org
+	return c, nil
+}
+
+// Org is the org whose keys the codec holds ("" for the secret key's).
+func (c *Codec) Org() string { return c.org }
 
 // KeyID is the ID of a secret key's payload key, as payloads name it: 16 hex
 // characters derived one way from the key, which tell nothing about it.
@@ -142,14 +167,15 @@ func (c *Codec) Encode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 			return nil, fmt.Errorf("encrypting payload: %w", err)
 		}
 		sealed = aead.Seal(sealed, sealed, plain, aad(c.current.id))
-		out[i] = &commonpb.Payload{
-			Metadata: map[string][]byte{
-				converter.MetadataEncoding: []byte(Encoding),
-				MetadataCipher:             []byte(Cipher),
-				MetadataKeyID:              []byte(c.current.id),
-			},
-			Data: sealed,
+		md := map[string][]byte{
+			converter.MetadataEncoding: []byte(Encoding),
+			MetadataCipher:             []byte(Cipher),
+			MetadataKeyID:              []byte(c.current.id),
 		}
+		if c.org != "" {
+			md[MetadataOrg] = []byte(c.org)
+		}
+		out[i] = &commonpb.Payload{Metadata: md, Data: sealed}
 	}
 	return out, nil
 }
@@ -171,29 +197,48 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 			out[i] = p
 			continue
 		}
-		if cph := string(p.GetMetadata()[MetadataCipher]); cph != "" && cph != Cipher {
-			return nil, fmt.Errorf("payload cipher %q: only %s is known", cph, Cipher)
+		if org := string(p.GetMetadata()[MetadataOrg]); org != c.org {
+			return nil, fmt.Errorf("%w: the payload is org %q's, this process holds %s", ErrUnknownKey, org, c.describe())
 		}
-		id := string(p.GetMetadata()[MetadataKeyID])
-		k, ok := c.keys[id]
-		if !ok {
-			return nil, fmt.Errorf("key ID %q: %w", id, ErrUnknownKey)
-		}
-		n := k.aead.NonceSize()
-		if len(p.Data) < n+k.aead.Overhead() {
-			return nil, ErrCorrupt
-		}
-		plain, err := k.aead.Open(nil, p.Data[:n], p.Data[n:], aad(id))
+		dec, err := c.open(p)
 		if err != nil {
-			return nil, ErrCorrupt
+			return nil, err
 		}
-		var dec commonpb.Payload
-		if err := proto.Unmarshal(plain, &dec); err != nil {
-			return nil, ErrCorrupt
-		}
-		out[i] = &dec
+		out[i] = dec
 	}
 	return out, nil
+}
+
+func (c *Codec) describe() string {
+	if c.org == "" {
+		return "the secret key's"
+	}
+	return "org " + strconv.Quote(c.org) + "'s"
+}
+
+// open decrypts one encrypted payload under the key it names.
+func (c *Codec) open(p *commonpb.Payload) (*commonpb.Payload, error) {
+	if cph := string(p.GetMetadata()[MetadataCipher]); cph != "" && cph != Cipher {
+		return nil, fmt.Errorf("payload cipher %q: only %s is known", cph, Cipher)
+	}
+	id := string(p.GetMetadata()[MetadataKeyID])
+	k, ok := c.keys[id]
+	if !ok {
+		return nil, fmt.Errorf("key ID %q: %w", id, ErrUnknownKey)
+	}
+	n := k.aead.NonceSize()
+	if len(p.Data) < n+k.aead.Overhead() {
+		return nil, ErrCorrupt
+	}
+	plain, err := k.aead.Open(nil, p.Data[:n], p.Data[n:], aad(id))
+	if err != nil {
+		return nil, ErrCorrupt
+	}
+	var dec commonpb.Payload
+	if err := proto.Unmarshal(plain, &dec); err != nil {
+		return nil, ErrCorrupt
+	}
+	return &dec, nil
 }
 
 func aad(keyID string) []byte { return []byte(aadPrefix + keyID) }

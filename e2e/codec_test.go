@@ -216,12 +216,16 @@ func TestPayloadsEncryptedCodecAndRotation(t *testing.T) {
 	}
 	msgs = append(msgs, describeRaw(t, dev, tk.ID)) // memo, static summary and details
 	enc, byKey := checkEncrypted(t, "history of "+tk.ID, msgs, markers)
-	if len(enc) < 20 || len(byKey) != 1 {
-		t.Fatalf("%d encrypted payloads under key IDs %v", len(enc), byKey)
+	// Every payload of the task is under its org's key (derived from the
+	// secret key), which the org's runners hold: none under the secret
+	// key's own.
+	oldKey, err := os.ReadFile(filepath.Join(dataDir, "secret.key"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	oldKeyID := ""
-	for k := range byKey {
-		oldKeyID = k
+	oldKeyID := orgKeyID(t, oldKey, "default")
+	if len(enc) < 20 || len(byKey) != 1 || byKey[oldKeyID] != len(enc) {
+		t.Fatalf("%d encrypted payloads under key IDs %v, want all under org default's %s", len(enc), byKey, oldKeyID)
 	}
 
 	// The codec route decodes them for an admin key...
@@ -270,10 +274,6 @@ func TestPayloadsEncryptedCodecAndRotation(t *testing.T) {
 	}
 	stopped = true
 	keyPath := filepath.Join(dataDir, "secret.key")
-	oldKey, err := os.ReadFile(keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	oldKeysPath := filepath.Join(dir, "old-secret-keys")
 	if err := os.WriteFile(oldKeysPath, append([]byte("# rotated by the test\n"), oldKey...), 0o600); err != nil {
 		t.Fatal(err)
@@ -304,13 +304,32 @@ func TestPayloadsEncryptedCodecAndRotation(t *testing.T) {
 		msgs = append(msgs, e)
 	}
 	_, byKey = checkEncrypted(t, "history of "+slow.ID, msgs, []string{token})
-	newKeyID, _ := codec.KeyID(newKey)
+	newKeyID := orgKeyID(t, []byte(base64.StdEncoding.EncodeToString(newKey)), "default")
 	if byKey[oldKeyID] == 0 || byKey[newKeyID] == 0 || len(byKey) != 2 {
 		t.Fatalf("key IDs in the history of a task that spanned the rotation: %v (old %s, new %s)", byKey, oldKeyID, newKeyID)
 	}
 	if raw, _ := json.Marshal(dev.get(t, slow.ID)); strings.Contains(string(raw), token) {
 		t.Fatal("secret in the API's output")
 	}
+}
+
+// orgKeyID is the payload key ID of org's key under the secret key in
+// base64 raw.
+func orgKeyID(t *testing.T, raw []byte, org string) string {
+	t.Helper()
+	master, err := secret.ParseKey(string(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := secret.OrgKey(master, org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := codec.KeyID(ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // checkCurrentDetails queries a running task's workflow metadata (the
@@ -325,7 +344,7 @@ func checkCurrentDetails(t *testing.T, p *devProc, id, want string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cdc, err := codec.New(key)
+	cdc, err := codec.NewControl(key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,17 +25,18 @@ type runnerProc struct {
 func startRunner(t *testing.T, dev *devProc, id, dataDir, stateDir string, env ...string) *runnerProc {
 	t.Helper()
 	tlsDir := filepath.Join(dev.dataDir, devtls.DirName)
-	cmd := exec.Command(binPath, "runner", "--id", id,
+	cmd := exec.Command(binPath, "runner", "--org", "default", "--id", id,
 		"--temporal-address", dev.temporal,
 		"--temporal-tls-ca", filepath.Join(tlsDir, "ca.pem"), "--temporal-tls-cert", filepath.Join(tlsDir, "client.pem"),
 		"--temporal-tls-key", filepath.Join(tlsDir, "client-key.pem"), "--temporal-tls-server-name", devtls.ServerName,
 		"--store", filepath.Join(dev.dataDir, "terratask.db"),
 		"--data-dir", dataDir, "--state-dir", stateDir, "--log-level", "warn")
-	// The secret key in the environment, as a container would get it:
-	// task code must not read it from /proc (isolation_test.go).
-	key, err := os.ReadFile(filepath.Join(dev.dataDir, "secret.key"))
+	// The org's key in the environment, as a container would get it:
+	// task code must not read it from /proc (isolation_test.go). A runner
+	// holds its org's key, never the secret key: `terratask keys org`.
+	key, err := exec.Command(binPath, "keys", "org", "--org", "default", "--secret-key-file", filepath.Join(dev.dataDir, "secret.key")).Output()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("terratask keys org: %v", err)
 	}
 	cmd.Env = append(append(os.Environ(), "TF_CLI_CONFIG_FILE=/dev/null", "TERRATASK_SECRET_KEY="+strings.TrimSpace(string(key))), env...)
 	out := &syncBuffer{}

@@ -45,6 +45,9 @@ type Box struct {
 	signKey []byte
 	// decKey keys the proofs of plan decisions (decision.go).
 	decKey []byte
+	// master is set on the control plane's box (NewMasterBox): the keys
+	// org boxes derive from (org.go).
+	master *masterKeys
 }
 
 // NewBox returns a Box for a 32-byte key.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"go.temporal.io/sdk/converter"
+	"go.uber.org/zap"
 
 	"github.com/terratask/terratask/auth"
 )
@@ -57,13 +58,16 @@ func (s *Server) codecCORS(c *gin.Context) {
 }
 
 // codec serves POST /api/v1/codec/encode and /decode with the SDK's payload
-// codec HTTP handler, to admin keys, or without a key to terratask dev's own
-// Web UI from loopback (see devUIRequest).
+// codec HTTP handler: to admin keys bound to no agent, on their own org's
+// payloads only (another org's pass through still encrypted), or without a
+// key to terratask dev's own Web UI from loopback (see devUIRequest), on
+// every payload.
 func (s *Server) codec(c *gin.Context) {
 	if s.opts.Codec == nil {
 		fail(c, http.StatusNotFound, codeNotFound, "this server has no payload codec", nil)
 		return
 	}
+	handler := s.codecHandler
 	if !s.devUIRequest(c) || c.GetHeader("Authorization") != "" {
 		p, ok := s.keyPrincipal(c)
 		if !ok {
@@ -74,13 +78,24 @@ func (s *Server) codec(c *gin.Context) {
 			fail(c, http.StatusForbidden, codeForbidden, "key "+p.Name+" with role "+string(p.Role)+" may not decode or encode payloads: the codec needs an admin key", nil)
 			return
 		}
+		if p.Agent != "" {
+			fail(c, http.StatusForbidden, codeForbidden, "key "+p.Name+" is bound to agent "+p.Agent+": payloads are per org, so the codec needs a key bound to no agent", nil)
+			return
+		}
+		pc, err := s.opts.Codec.ForOrg(p.Org)
+		if err != nil {
+			s.opts.Logger.Error("codec: the org's key", zap.Error(err))
+			internal(c)
+			return
+		}
+		handler = converter.NewPayloadCodecHTTPHandler(pc)
 	}
 	if !requireJSON(c) {
 		return
 	}
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxCodecBody)
 	rec := &bufferedWriter{header: http.Header{}}
-	s.codecHandler.ServeHTTP(rec, c.Request)
+	handler.ServeHTTP(rec, c.Request)
 	if rec.code == 0 || rec.code == http.StatusOK {
 		c.Data(http.StatusOK, "application/json", rec.body.Bytes())
 		return
@@ -167,11 +182,21 @@ func (w *bufferedWriter) Write(b []byte) (int, error) {
 }
 
 // newCodecHandler is the SDK's payload codec HTTP handler.
-func newCodecHandler(c converter.PayloadCodec) http.Handler {
+func newCodecHandler(c OrgCodec) http.Handler {
 	if c == nil {
 		return nil
 	}
 	return converter.NewPayloadCodecHTTPHandler(c)
+}
+
+// OrgCodec is the control plane's payload codec (codec.Control): as a
+// whole it reads every org's payloads (terratask dev's own Web UI on
+// loopback); ForOrg is what a key of one org may use: it encodes under that
+// org's key and decodes that org's payloads only, returning every other
+// payload as it is, still encrypted.
+type OrgCodec interface {
+	converter.PayloadCodec
+	ForOrg(org string) (converter.PayloadCodec, error)
 }
 
 // metrics serves GET /metrics (public, like /healthz: counts only, no task

@@ -23,7 +23,7 @@ func FuzzCodecRoute(f *testing.F) {
 		f.Add([]byte(s), true)
 		f.Add([]byte(s), false)
 	}
-	cd, err := codec.New(bytes.Repeat([]byte{5}, codec.KeySize))
+	cd, err := codec.NewControl(bytes.Repeat([]byte{5}, codec.KeySize))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -2,7 +2,9 @@ package server
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,15 +17,16 @@ import (
 	"go.temporal.io/sdk/converter"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/codec"
 	"github.com/terratask/terratask/task"
 )
 
 const uiOrigin = "http://127.0.0.1:8233"
 
-func codecServer(t *testing.T, mod func(*Options)) (*httptest.Server, *codec.Codec) {
+func codecServer(t *testing.T, mod func(*Options)) (*httptest.Server, *codec.Control) {
 	t.Helper()
-	cd, err := codec.New(bytes.Repeat([]byte{9}, codec.KeySize))
+	cd, err := codec.NewControl(bytes.Repeat([]byte{9}, codec.KeySize))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +61,17 @@ func post(t *testing.T, url, body string, header map[string]string) (int, http.H
 	return resp.StatusCode, resp.Header, b
 }
 
-func encryptedBody(t *testing.T, cd *codec.Codec, v any) string {
+// orgCodec is what a runner of org holds.
+func orgCodec(t *testing.T, cd *codec.Control, org string) *codec.Codec {
+	t.Helper()
+	oc, err := cd.Org(org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return oc
+}
+
+func encryptedBody(t *testing.T, cd interface{ DataConverter() converter.DataConverter }, v any) string {
 	t.Helper()
 	p, err := cd.DataConverter().ToPayload(v)
 	if err != nil {
@@ -86,7 +99,7 @@ func decodeAnswer(t *testing.T, b []byte) string {
 
 func TestCodecRoutesNeedAnAdminKey(t *testing.T) {
 	srv, cd := codecServer(t, nil)
-	body := encryptedBody(t, cd, "plaintext task name")
+	body := encryptedBody(t, orgCodec(t, cd, "org-a"), "plaintext task name")
 	code, _, b := post(t, srv.URL+"/api/v1/codec/decode", body, map[string]string{"Authorization": "UserKey k-admin-a"})
 	if code != 200 || decodeAnswer(t, b) != "plaintext task name" {
 		t.Fatalf("admin decode: %d %s", code, b)
@@ -116,12 +129,79 @@ func TestCodecRoutesNeedAnAdminKey(t *testing.T) {
 	if code != 200 || decodeAnswer(t, b) != "to encrypt" {
 		t.Fatalf("decode of encode: %d %s", code, b)
 	}
+	// What the route encodes is org-a's: its runners read it.
+	var ps commonpb.Payloads
+	if err := protojson.Unmarshal(enc, &ps); err != nil || len(ps.Payloads) != 1 {
+		t.Fatalf("encode answer: %s", enc)
+	}
+	var got string
+	if err := orgCodec(t, cd, "org-a").DataConverter().FromPayload(ps.Payloads[0], &got); err != nil || got != "to encrypt" {
+		t.Fatalf("org-a's runner reads the route's encoding: %q %v", got, err)
+	}
+}
+
+// TestCodecRouteDecodesOnlyTheCallersOrg is the probe of the tenancy issue:
+// org B's admin sent org A's workflow inputs to the codec route and read
+// them. Now each key decodes its own org's payloads only; another org's, and
+// the secret key's own (the control plane's), come back still encrypted.
+func TestCodecRouteDecodesOnlyTheCallersOrg(t *testing.T) {
+	srv, cd := codecServer(t, func(o *Options) {
+		keys := []auth.Key{{Name: "agent-admin-a", Org: "org-a", Role: auth.RoleAdmin, Agent: "agent-1", Hash: auth.HashKey("k-agent-admin-a")}}
+		for raw, k := range testKeys {
+			k.Hash = auth.HashKey(raw)
+			keys = append(keys, k)
+		}
+		kr, err := auth.NewKeyring(keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Keys = kr
+	})
+	orgA := encryptedBody(t, orgCodec(t, cd, "org-a"), "org a's secret input")
+	master := encryptedBody(t, cd.Master(), "the control plane's")
+	for _, c := range []struct{ key, body, secret string }{
+		{"k-admin-b", orgA, "org a's secret input"},
+		{"k-admin-a", master, "the control plane's"},
+		{"k-admin-b", master, "the control plane's"},
+	} {
+		code, _, b := post(t, srv.URL+"/api/v1/codec/decode", c.body, map[string]string{"Authorization": "UserKey " + c.key})
+		if code != 200 {
+			t.Fatalf("%s: %d %s", c.key, code, b)
+		}
+		if strings.Contains(string(b), c.secret) || strings.Contains(string(b), base64.StdEncoding.EncodeToString([]byte(`"`+c.secret))) {
+			t.Errorf("%s read %q: %s", c.key, c.secret, b)
+		}
+		if !strings.Contains(string(b), "YmluYXJ5L2VuY3J5cHRlZA") {
+			t.Errorf("%s: the payload did not come back encrypted: %s", c.key, b)
+		}
+	}
+	// Org B's encode is under org B's key: org A's runner cannot read it.
+	plain, _ := converter.GetDefaultDataConverter().ToPayload("from b")
+	pb, _ := protojson.Marshal(&commonpb.Payloads{Payloads: []*commonpb.Payload{plain}})
+	code, _, enc := post(t, srv.URL+"/api/v1/codec/encode", string(pb), map[string]string{"Authorization": "UserKey k-admin-b"})
+	if code != 200 {
+		t.Fatalf("encode: %d %s", code, enc)
+	}
+	var ps commonpb.Payloads
+	if err := protojson.Unmarshal(enc, &ps); err != nil || len(ps.Payloads) != 1 {
+		t.Fatalf("encode answer: %s", enc)
+	}
+	var got string
+	if err := orgCodec(t, cd, "org-a").DataConverter().FromPayload(ps.Payloads[0], &got); !errors.Is(err, codec.ErrUnknownKey) {
+		t.Fatalf("org a's runner decoded org b's payload: %q %v", got, err)
+	}
+	// An agent-bound admin may not use the codec: payloads are per org.
+	code, _, b := post(t, srv.URL+"/api/v1/codec/decode", orgA, map[string]string{"Authorization": "UserKey k-agent-admin-a"})
+	if code != 403 || strings.Contains(string(b), "org a's secret input") {
+		t.Fatalf("agent-bound admin: %d %s", code, b)
+	}
 }
 
 func TestCodecRouteErrors(t *testing.T) {
 	srv, _ := codecServer(t, nil)
 	admin := map[string]string{"Authorization": "UserKey k-admin-a"}
-	other, _ := codec.New(bytes.Repeat([]byte{3}, codec.KeySize))
+	// A payload that names org-a but is under another key.
+	other, _ := codec.NewOrg("org-a", bytes.Repeat([]byte{3}, codec.KeySize))
 	for name, c := range map[string]struct {
 		body, contentType string
 		want              int
@@ -180,7 +260,7 @@ func TestCodecCORSAndDevUI(t *testing.T) {
 		t.Fatalf("preflight of another origin: %d %v", resp.StatusCode, resp.Header)
 	}
 
-	body := encryptedBody(t, cd, "shown in the dev UI")
+	body := encryptedBody(t, orgCodec(t, cd, "org-b"), "shown in the dev UI")
 	// terratask dev's own UI, over loopback, to a loopback host: no key.
 	code, h, b := post(t, srv.URL+"/api/v1/codec/decode", body, map[string]string{"Origin": uiOrigin})
 	if code != 200 || decodeAnswer(t, b) != "shown in the dev UI" || h.Get("Access-Control-Allow-Origin") != uiOrigin {

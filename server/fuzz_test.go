@@ -150,7 +150,7 @@ func FuzzStateRoutes(f *testing.F) {
 	ts := newTestServer(f, false, func(o *Options) { o.MaxStateBytes = 1 << 16 })
 	ts.addTask(f, store.Task{ID: "task-fuzz", Org: "org-a", Status: task.StatusRunning})
 	user := secret.StateUser("task-fuzz", defaultFence)
-	cred := ts.opts.Secrets.StateCredential(user, "org-a", "ws")
+	cred := ts.stateCred(user, "org-a", "ws")
 	routes := []struct{ method, path string }{
 		{"POST", "/api/v1/state/org-a/ws"}, {"POST", "/api/v1/state/org-a/ws/lock"},
 		{"DELETE", "/api/v1/state/org-a/ws/lock"}, {"GET", "/api/v1/state/org-a/ws"},

@@ -144,7 +144,7 @@ func TestAuthThrottleWrongKeysFromLoopback(t *testing.T) {
 // not reset the count.
 func TestAuthThrottleCountsEveryKeyCheck(t *testing.T) {
 	clock := &fakeClock{t: time.Now()}
-	cd, err := codec.New(bytes.Repeat([]byte{9}, codec.KeySize))
+	cd, err := codec.NewControl(bytes.Repeat([]byte{9}, codec.KeySize))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,7 @@ type testServer struct {
 func newTestServer(t testing.TB, withTemporal bool, mod ...func(*Options)) *testServer {
 	t.Helper()
 	ts := &testServer{store: openStore(t)}
-	box, err := secret.NewBox(bytes.Repeat([]byte{7}, secret.KeySize))
+	box, err := secret.NewMasterBox(bytes.Repeat([]byte{7}, secret.KeySize))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,4 +258,14 @@ func (v stateValue) Get(ptr any) error {
 
 func (f *fakeTemporal) CheckHealth(context.Context, *client.CheckHealthRequest) (*client.CheckHealthResponse, error) {
 	return &client.CheckHealthResponse{}, nil
+}
+
+// stateCred is the state credential a runner of org derives: with its org's
+// key (a runner holds no other).
+func (ts *testServer) stateCred(user, org, ws string) string {
+	b, err := ts.opts.Secrets.Org(org)
+	if err != nil {
+		panic(err)
+	}
+	return b.StateCredential(user, org, ws)
 }

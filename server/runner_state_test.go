@@ -48,7 +48,7 @@ func (l *logSink) text() string {
 	return strings.Join(l.lines, "\n")
 }
 
-// stateRunner is one runner host: its own data dir, the server's secret key.
+// stateRunner is one runner host of org-a: its own data dir, its org's key.
 type stateRunner struct {
 	t     *testing.T
 	r     *activities.Runner
@@ -66,9 +66,13 @@ func newStateRunner(t *testing.T, ts *testServer, host, stateURL string, roots .
 		t.Fatal(err)
 	}
 	h := &stateRunner{t: t, logs: &logSink{}}
+	box, err := ts.opts.Secrets.Org("org-a") // a runner holds its org's key
+	if err != nil {
+		t.Fatal(err)
+	}
 	h.r = &activities.Runner{
-		RunnerID: "test", HostID: host, DataDir: t.TempDir(), ModulesDir: catalog,
-		SourceRoots: append([]string{catalog}, roots...), Logs: h.logs, Secrets: ts.opts.Secrets,
+		Org: "org-a", RunnerID: "test", HostID: host, DataDir: t.TempDir(), ModulesDir: catalog,
+		SourceRoots: append([]string{catalog}, roots...), Logs: h.logs, Secrets: box,
 		Logger: zaptest.NewLogger(t), HeartbeatEvery: 100 * time.Millisecond, DisableDownload: true, StateURL: stateURL,
 	}
 	h.suite.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))

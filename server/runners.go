@@ -22,14 +22,14 @@ import (
 const runnerOnlineWithin = 2 * time.Minute
 
 // describeRunner asks Temporal who polls the runner's shared queue.
-func (s *Server) describeRunner(ctx context.Context, id string, stats []store.RunnerStat) (api.Runner, error) {
+func (s *Server) describeRunner(ctx context.Context, org, id string, stats []store.RunnerStat) (api.Runner, error) {
 	v := api.Runner{ID: id, Status: "offline", Hosts: []api.RunnerHost{}, Tasks: map[string]int{}, Engines: []task.EngineInfo{}}
 	for _, st := range stats {
 		if st.RunnerID == id {
 			v.Tasks[string(st.Status)] += st.Tasks
 		}
 	}
-	resp, err := s.opts.Temporal.DescribeTaskQueue(ctx, task.RunnerTaskQueue(id), enumspb.TASK_QUEUE_TYPE_ACTIVITY)
+	resp, err := s.opts.Temporal.DescribeTaskQueue(ctx, task.RunnerTaskQueue(org, id), enumspb.TASK_QUEUE_TYPE_ACTIVITY)
 	if err != nil {
 		return v, err
 	}
@@ -83,7 +83,7 @@ func (s *Server) listRunners(c *gin.Context) {
 	}
 	out := make([]api.Runner, 0, len(ids))
 	for _, id := range ids {
-		v, err := s.describeRunner(c.Request.Context(), id, stats)
+		v, err := s.describeRunner(c.Request.Context(), principal(c).Org, id, stats)
 		if err != nil {
 			s.opts.Logger.Warn("describing runner queue", zap.String("runner", id), zap.Error(err))
 			unavailable(c, "read the runner's queue")
@@ -113,7 +113,7 @@ func (s *Server) getRunner(c *gin.Context) {
 		internal(c)
 		return
 	}
-	v, err := s.describeRunner(c.Request.Context(), id, stats)
+	v, err := s.describeRunner(c.Request.Context(), principal(c).Org, id, stats)
 	if err != nil {
 		s.opts.Logger.Warn("describing runner queue", zap.String("runner", id), zap.Error(err))
 		unavailable(c, "read the runner's queue")

@@ -138,7 +138,7 @@ func (s *Server) scheduleAction(p auth.Principal, id string, req *createRequest,
 	meta["schedule_id"] = id
 	in := s.inputOf(p, req)
 	in.Metadata, in.ScheduleID, in.Authors = meta, id, authors
-	sealed, err := s.sealSecrets(req.Secrets)
+	sealed, err := s.sealSecrets(in.Org, req.Secrets)
 	if err != nil {
 		return schedules.Action{}, err
 	}

@@ -110,9 +110,18 @@ func TestSchedulesOnTemporal(t *testing.T) {
 		in.CreatedBy != "operator-a" || in.Params.Workspace != "prod" || in.SealedSecrets == "" {
 		t.Fatalf("input %+v", in)
 	}
-	secrets, err := ts.opts.Secrets.Open(in.SealedSecrets)
+	// Sealed under org-a's key: org-a's runners open them, the secret key
+	// itself does not.
+	orgBox, err := ts.opts.Secrets.Org("org-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets, err := orgBox.Open(in.SealedSecrets)
 	if err != nil || secrets.SensitiveVariables["token"] != "s3cret" || secrets.Env["API_KEY"] != "k3y" {
 		t.Fatalf("sealed secrets %+v %v", secrets, err)
+	}
+	if _, err := ts.opts.Secrets.Open(in.SealedSecrets); err == nil {
+		t.Fatal("the secrets are sealed under the secret key, not org-a's")
 	}
 	if org, _ := action.TypedSearchAttributes.GetKeyword(temporal.NewSearchAttributeKeyKeyword(task.SearchAttrOrg)); org != "org-a" {
 		t.Fatalf("action search attributes %+v", action.TypedSearchAttributes)
@@ -168,7 +177,7 @@ func TestSchedulesOnTemporal(t *testing.T) {
 		t.Fatalf("patch template: %d %s", w.Code, w.Body)
 	}
 	_, in3 := scheduledInput(t, c, s.ID)
-	if sec, _ := ts.opts.Secrets.Open(in3.SealedSecrets); sec.SensitiveVariables["token"] != "s3cret-2" {
+	if sec, _ := orgBox.Open(in3.SealedSecrets); sec.SensitiveVariables["token"] != "s3cret-2" {
 		t.Fatalf("new template's secrets: %+v", sec)
 	}
 	if w := ts.do(t, req{method: "PATCH", path: "/api/v1/schedules/" + s.ID, key: "k-viewer-a", body: `{"paused":false}`}); w.Code != 403 {

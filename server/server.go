@@ -21,6 +21,7 @@ import (
 
 	"github.com/terratask/terratask/api"
 	"github.com/terratask/terratask/auth"
+	"github.com/terratask/terratask/codec"
 	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/metrics"
 	"github.com/terratask/terratask/secret"
@@ -79,9 +80,9 @@ type Options struct {
 	DataConverter converter.DataConverter
 	// Metrics serves GET /metrics; nil: metrics are served elsewhere (404).
 	Metrics http.Handler
-	// Codec serves POST /api/v1/codec/{encode,decode} to admin keys; nil:
-	// 404.
-	Codec converter.PayloadCodec
+	// Codec serves POST /api/v1/codec/{encode,decode} to admin keys, each
+	// on its own org's payloads only (ForOrg); nil: 404.
+	Codec OrgCodec
 	// CodecOrigins are browser origins (a Temporal Web UI) allowed to call
 	// the codec routes (CORS).
 	CodecOrigins []string
@@ -317,6 +318,9 @@ func (s *Server) authenticate(c *gin.Context) {
 		return
 	}
 	c.Set(ctxPrincipal, p)
+	// What the request sends Temporal is encrypted under the key of the
+	// caller's org (codec.Control), which its runners hold.
+	c.Request = c.Request.WithContext(codec.WithOrg(c.Request.Context(), p.Org))
 	c.Next()
 }
 

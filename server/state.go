@@ -131,7 +131,7 @@ func (s *Server) authenticateState(c *gin.Context) {
 	// A task credential is checked even while the address is locked out
 	// (see hardening.go); a wrong one counts.
 	c.Header("WWW-Authenticate", `Basic realm="terratask state"`)
-	if s.opts.Secrets == nil || !s.opts.Secrets.CheckStateCredential(pass, user, org, ws) {
+	if !s.checkStateCredential(pass, user, org, ws) {
 		s.authFailed(c)
 		fail(c, http.StatusUnauthorized, codeUnauthorized, "invalid state credential", nil)
 		return
@@ -178,4 +178,14 @@ func allowWrite(c *gin.Context) bool {
 		return true
 	}
 	return allow(c, auth.ActionWriteState)
+}
+
+// checkStateCredential checks a task's state credential against its org's
+// key: the runners of that org derive it, no other org's can.
+func (s *Server) checkStateCredential(pass, user, org, ws string) bool {
+	if s.opts.Secrets == nil {
+		return false
+	}
+	box, err := s.opts.Secrets.Org(org)
+	return err == nil && box.CheckStateCredential(pass, user, org, ws)
 }

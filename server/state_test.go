@@ -33,7 +33,7 @@ func stateEnv(ts *testServer, taskID, org, ws string) []string {
 		}
 	}
 	return append(env, "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1",
-		"TF_HTTP_USERNAME="+secret.StateUser(taskID, defaultFence), "TF_HTTP_PASSWORD="+ts.opts.Secrets.StateCredential(secret.StateUser(taskID, defaultFence), org, ws))
+		"TF_HTTP_USERNAME="+secret.StateUser(taskID, defaultFence), "TF_HTTP_PASSWORD="+ts.stateCred(secret.StateUser(taskID, defaultFence), org, ws))
 }
 
 // stateConfig writes a configuration of one terraform_data on the server's
@@ -111,7 +111,7 @@ func (ts *testServer) stateReq(t *testing.T, method, path, taskID, org, ws, body
 	}
 	hr := httptest.NewRequest(method, path, strings.NewReader(body))
 	user := secret.StateUser(taskID, fence)
-	hr.SetBasicAuth(user, ts.opts.Secrets.StateCredential(user, org, ws))
+	hr.SetBasicAuth(user, ts.stateCred(user, org, ws))
 	for _, kv := range header {
 		hr.Header.Set(kv[0], kv[1])
 	}

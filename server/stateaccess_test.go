@@ -35,7 +35,11 @@ func TestStateBackendAccess(t *testing.T) {
 		{"admin of another org reads the document", ts.do(t, req{method: "GET", path: base, key: "k-admin-b"}), http.StatusForbidden},
 		{"invalid workspace name", ts.do(t, req{method: "GET", path: "/api/v1/state/org-a/w%20s", key: "k-admin-a"}), http.StatusBadRequest},
 		{"dot-dot workspace", ts.do(t, req{method: "GET", path: "/api/v1/state/org-a/..", key: "k-admin-a"}), http.StatusBadRequest},
-		{"credential without a fence", basicReq(ts, "GET", base, "task-live", ts.opts.Secrets.StateCredential("task-live", org, ws)), http.StatusUnauthorized},
+		{"credential without a fence", basicReq(ts, "GET", base, "task-live", ts.stateCred("task-live", org, ws)), http.StatusUnauthorized},
+		// A runner host of org-b holds org-b's key only: what it derives
+		// for org-a's workspace opens nothing.
+		{"credential a runner of another org derives", basicReq(ts, "GET", base, secret.StateUser("task-live", defaultFence),
+			orgBCred(t, ts, secret.StateUser("task-live", defaultFence), org, ws)), http.StatusUnauthorized},
 		{"lock ID with a control character", ts.stateReq(t, "POST", base+"/lock", "task-live", org, ws, `{"ID":"a\u0000b"}`), http.StatusBadRequest},
 		{"operator writes", ts.do(t, req{method: "POST", path: base, key: "k-operator-a", body: doc}), http.StatusForbidden},
 		{"operator locks", ts.do(t, req{method: "POST", path: base + "/lock", key: "k-operator-a", body: `{"ID":"x"}`}), http.StatusForbidden},
@@ -61,7 +65,7 @@ func TestStateBackendAccess(t *testing.T) {
 		if c.status >= 400 && c.status != http.StatusLocked {
 			decodeError(t, c.w)
 		}
-		if strings.Contains(c.w.Body.String(), ts.opts.Secrets.StateCredential(secret.StateUser("task-live", defaultFence), org, ws)) {
+		if strings.Contains(c.w.Body.String(), ts.stateCred(secret.StateUser("task-live", defaultFence), org, ws)) {
 			t.Errorf("%s: the answer carries the credential", c.name)
 		}
 	}
@@ -87,4 +91,14 @@ func basicReq(ts *testServer, method, path, user, pass string) *httptest.Respons
 	w := httptest.NewRecorder()
 	ts.Handler().ServeHTTP(w, hr)
 	return w
+}
+
+// orgBCred is what a runner of org-b derives for (org, ws).
+func orgBCred(t *testing.T, ts *testServer, user, org, ws string) string {
+	t.Helper()
+	b, err := ts.opts.Secrets.Org("org-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.StateCredential(user, org, ws)
 }

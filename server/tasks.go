@@ -30,12 +30,20 @@ func (s *Server) inputOf(p auth.Principal, req *createRequest) task.Input {
 	}
 }
 
-// sealSecrets seals a task's secrets for its input.
-func (s *Server) sealSecrets(secrets task.Secrets) (string, error) {
-	if !secrets.Empty() && s.opts.Secrets == nil {
+// sealSecrets seals a task's secrets for its input, under its org's key:
+// the org's runners open them, no other org's.
+func (s *Server) sealSecrets(org string, secrets task.Secrets) (string, error) {
+	if secrets.Empty() {
+		return "", nil
+	}
+	if s.opts.Secrets == nil {
 		return "", errors.New("a task has secrets but the server has no secret box")
 	}
-	sealed, err := s.opts.Secrets.Seal(secrets)
+	box, err := s.opts.Secrets.Org(org)
+	if err != nil {
+		return "", err
+	}
+	sealed, err := box.Seal(secrets)
 	if err != nil {
 		return "", fmt.Errorf("sealing secrets: %w", err)
 	}
@@ -102,7 +110,7 @@ func (s *Server) createTask(c *gin.Context) {
 	if in.Params.Workspace == "" {
 		in.Params.Workspace = in.ID
 	}
-	if in.SealedSecrets, err = s.sealSecrets(req.Secrets); err != nil {
+	if in.SealedSecrets, err = s.sealSecrets(in.Org, req.Secrets); err != nil {
 		s.opts.Logger.Error("starting a task", zap.Error(err))
 		internal(c)
 		return

@@ -29,13 +29,39 @@ const QueryState = "state"
 // step runs, so progress moves inside a long plan or apply.
 const SignalProgress = "progress"
 
-// RunnerTaskQueue is the task queue shared by every runner process with this ID.
-func RunnerTaskQueue(runnerID string) string { return "terratask-runner-" + runnerID }
+// runnerQueuePrefix starts the name of every runner's task queue.
+const runnerQueuePrefix = "terratask-runner-"
+
+// RunnerTaskQueue is the task queue shared by every runner process of org
+// with this ID: runner IDs are per org, so org B's runner "r1" is not org
+// A's. '/' separates the two: no org name or runner ID holds one.
+func RunnerTaskQueue(org, runnerID string) string {
+	return runnerQueuePrefix + org + "/" + runnerID
+}
+
+// LegacyRunnerTaskQueue is the queue of runner runnerID before runners
+// belonged to an org (workflow version "org-runners"): tasks started before
+// it still name it, and no runner serves it any more.
+func LegacyRunnerTaskQueue(runnerID string) string { return runnerQueuePrefix + runnerID }
 
 // HostTaskQueue is the queue of one runner host; steps after the first are
 // pinned to it.
-func HostTaskQueue(runnerID, hostID string) string {
-	return RunnerTaskQueue(runnerID) + "@" + hostID
+func HostTaskQueue(org, runnerID, hostID string) string {
+	return RunnerTaskQueue(org, runnerID) + "@" + hostID
+}
+
+// QueueOrg is the org of a runner's queue or of one of its hosts' queues,
+// or "" for any other queue (the control plane's, a legacy runner queue).
+func QueueOrg(queue string) string {
+	rest, ok := strings.CutPrefix(queue, runnerQueuePrefix)
+	if !ok {
+		return ""
+	}
+	org, _, ok := strings.Cut(rest, "/")
+	if !ok {
+		return ""
+	}
+	return org
 }
 
 // Search attribute names upserted at each transition.

@@ -76,7 +76,7 @@ func newFleet(t *testing.T) *fleet {
 
 	log := zaptest.NewLogger(t)
 	r := &activities.Runner{
-		RunnerID: "hb", HostID: "host-1", DataDir: t.TempDir(),
+		Org: "default", RunnerID: "hb", HostID: "host-1", DataDir: t.TempDir(),
 		Logs: st, Plans: st, Logger: log.Named("runner"),
 		HeartbeatEvery: 200 * time.Millisecond, DisableDownload: true,
 	}

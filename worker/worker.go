@@ -87,10 +87,10 @@ func NewRunner(c client.Client, r *activities.Runner, opts sdkworker.Options) []
 	// heartbeat timeout before it is retried on another host.
 	sharedOpts := opts
 	sharedOpts.MaxConcurrentActivityTaskPollers = 1
-	shared := sdkworker.New(c, task.RunnerTaskQueue(r.RunnerID), sharedOpts)
+	shared := sdkworker.New(c, task.RunnerTaskQueue(r.Org, r.RunnerID), sharedOpts)
 	shared.RegisterActivityWithOptions(r.Claim, activity.RegisterOptions{Name: activities.NameClaim})
 
-	host := sdkworker.New(c, task.HostTaskQueue(r.RunnerID, r.HostID), opts)
+	host := sdkworker.New(c, task.HostTaskQueue(r.Org, r.RunnerID, r.HostID), opts)
 	for name, fn := range map[string]any{
 		activities.NameInstall: r.Install,
 		activities.NameInit:    r.Init,

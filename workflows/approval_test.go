@@ -273,7 +273,7 @@ func TestApprovedPlanAppliedOnAnotherHostWhenThePlannerIsLost(t *testing.T) {
 		func(context.Context, activities.StepInput) (activities.ClaimOutput, error) {
 			claims++
 			h := []string{"", "h1", "h2"}[claims]
-			return activities.ClaimOutput{Host: h, HostQueue: task.HostTaskQueue("local", h)}, nil
+			return activities.ClaimOutput{Host: h, HostQueue: task.HostTaskQueue("default", "local", h)}, nil
 		})
 	// The planning host is gone when the apply comes: its queue times out.
 	f.env.OnActivity(activities.NameApply, mock.Anything, mock.Anything).Return(activities.ApplyOutput{},

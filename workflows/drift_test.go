@@ -17,7 +17,7 @@ func TestDriftGoesIntoTheResultAndNamesTheRemediation(t *testing.T) {
 	for _, remediate := range []string{"", task.RemediateApproval} {
 		f := newFixture(t)
 		f.env.OnActivity(activities.NameClaim, mock.Anything, mock.Anything).Return(
-			activities.ClaimOutput{Host: "h1", HostQueue: task.HostTaskQueue("local", "h1")}, nil)
+			activities.ClaimOutput{Host: "h1", HostQueue: task.HostTaskQueue("default", "local", "h1")}, nil)
 		f.env.OnActivity(activities.NameInstall, mock.Anything, mock.Anything).Return(activities.InstallOutput{}, nil)
 		f.env.OnActivity(activities.NameInit, mock.Anything, mock.Anything).Return(nil)
 		drift := &task.Drift{Drifted: true, Resources: []task.DriftResource{{Address: "time_rotating.key", Actions: []string{"delete"}, Source: "drift"}}}

@@ -107,7 +107,7 @@ func lostHostsRunner(f *fixture, claimedBy []string, lost ...string) func() []at
 	f.env.OnActivity(activities.NameClaim, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.StepInput) (activities.ClaimOutput, error) {
 			h := claimedBy[in.Run-1]
-			out := activities.ClaimOutput{Host: h, HostQueue: task.HostTaskQueue("local", h)}
+			out := activities.ClaimOutput{Host: h, HostQueue: task.HostTaskQueue("default", "local", h)}
 			if in.Install {
 				out.TerraformPath, out.Version = "/usr/local/bin/terraform", "1.11.4"
 			}
@@ -120,7 +120,7 @@ func lostHostsRunner(f *fixture, claimedBy []string, lost ...string) func() []at
 			inits = append(inits, attemptOn{info.TaskQueue, info.Attempt})
 			mu.Unlock()
 			for _, h := range lost {
-				if info.TaskQueue == task.HostTaskQueue("local", h) {
+				if info.TaskQueue == task.HostTaskQueue("default", "local", h) {
 					// The host froze mid-step: the server timed its
 					// heartbeat out.
 					return temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_HEARTBEAT, nil)
@@ -196,7 +196,7 @@ func TestHeartbeatTimeoutMovesBlockOffLostHost(t *testing.T) {
 	require.Equal(t, []string{"h1"}, claims[1].in.AvoidHosts)
 	for _, c := range claims {
 		// A claim a frozen host's poll took is retried after 5 s.
-		require.Equal(t, task.RunnerTaskQueue("local"), c.opts.TaskQueue)
+		require.Equal(t, task.RunnerTaskQueue("default", "local"), c.opts.TaskQueue, "the claim goes to the task org's runner")
 		require.Equal(t, claimHeartbeatTimeout, c.opts.HeartbeatTimeout)
 		require.Equal(t, time.Minute, c.opts.StartToCloseTimeout)
 		require.Equal(t, &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
@@ -208,8 +208,8 @@ func TestHeartbeatTimeoutMovesBlockOffLostHost(t *testing.T) {
 	// its heartbeat timeout there.
 	scheduledInits := spy.of(activities.NameInit)
 	require.Len(t, scheduledInits, 2)
-	require.Equal(t, task.HostTaskQueue("local", "h1"), scheduledInits[0].opts.TaskQueue)
-	require.Equal(t, task.HostTaskQueue("local", "h2"), scheduledInits[1].opts.TaskQueue)
+	require.Equal(t, task.HostTaskQueue("default", "local", "h1"), scheduledInits[0].opts.TaskQueue)
+	require.Equal(t, task.HostTaskQueue("default", "local", "h2"), scheduledInits[1].opts.TaskQueue)
 	for _, a := range append(scheduledInits, spy.of(activities.NamePlan)...) {
 		require.Contains(t, a.opts.RetryPolicy.NonRetryableErrorTypes, "TemporalTimeout:Heartbeat")
 		require.False(t, serverRetries(t, a.opts.RetryPolicy), "%s on %s: a heartbeat timeout ends the block", a.name, a.opts.TaskQueue)
@@ -221,9 +221,9 @@ func TestHeartbeatTimeoutMovesBlockOffLostHost(t *testing.T) {
 	var onH1, onH2 []int32
 	for _, a := range inits() {
 		switch a.queue {
-		case task.HostTaskQueue("local", "h1"):
+		case task.HostTaskQueue("default", "local", "h1"):
 			onH1 = append(onH1, a.attempt)
-		case task.HostTaskQueue("local", "h2"):
+		case task.HostTaskQueue("default", "local", "h2"):
 			onH2 = append(onH2, a.attempt)
 		}
 	}

@@ -13,13 +13,15 @@ import (
 // ReplayKeyFile holds the secret key of the encrypted recorded histories.
 const ReplayKeyFile = "testdata/replay-secret.key"
 
-func replayCodec(t *testing.T) *codec.Codec {
+// replayCodec is the control plane's codec of the test key: it reads the
+// histories under the key itself and those under its orgs' keys.
+func replayCodec(t *testing.T) *codec.Control {
 	t.Helper()
 	keys, err := secret.ReadKeysFile(ReplayKeyFile)
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("%s: %v", ReplayKeyFile, err)
 	}
-	c, err := codec.New(keys[0])
+	c, err := codec.NewControl(keys[0])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/terratask/terratask/activities"
+	"github.com/terratask/terratask/codec"
 	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
@@ -149,6 +150,12 @@ var claimRetry = temporal.RetryPolicy{
 // without it.
 const versionProof = "decision-proof"
 
+// versionOrgRunners guards the org-runners version (issue 20): runner IDs
+// are per org, and a task's claim goes to its org's runner queue
+// (task.RunnerTaskQueue), whose payloads are encrypted under the org's key
+// (codec.Control). Before it, the claim went to task.LegacyRunnerTaskQueue.
+const versionOrgRunners = "org-runners"
+
 // Task is the task workflow, checking no decision proofs (see Register).
 func Task(ctx workflow.Context, in task.Input) (task.Output, error) {
 	return runTask(ctx, in, nil)
@@ -160,6 +167,12 @@ func runTask(ctx workflow.Context, in task.Input, check func(string, task.Decisi
 	r.fast = workflow.GetVersion(ctx, versionFast, workflow.DefaultVersion, 1) == 1
 	r.lease = workflow.GetVersion(ctx, versionLease, workflow.DefaultVersion, 1) == 1
 	r.proof = workflow.GetVersion(ctx, versionProof, workflow.DefaultVersion, 1) == 1
+	r.orgRunners = workflow.GetVersion(ctx, versionOrgRunners, workflow.DefaultVersion, 1) == 1
+	if r.orgRunners && in.Org != "" {
+		// Every activity's payloads under the org's key, the control
+		// plane's own activities' too (codec.Control).
+		ctx = codec.WorkflowWithOrg(ctx, in.Org)
+	}
 	r.checkDecision = check
 	if err := workflow.SetQueryHandler(ctx, task.QueryState, func() (task.State, error) {
 		return r.state, nil
@@ -293,6 +306,8 @@ type run struct {
 	fast    bool
 	batch   *[]activities.Record
 	cleaned bool
+	// orgRunners is set in the org-runners version (versionOrgRunners).
+	orgRunners bool
 	// proof is set in the decision-proof version (versionProof);
 	// checkDecision checks a decision's proof (nil: no check).
 	proof         bool
@@ -440,6 +455,14 @@ func (r *run) execute(ctx workflow.Context) (task.Output, error) {
 		fmt.Sprintf("runner %s lost the task %d times", r.in.RunnerID, maxRuns), lastErr)
 }
 
+// runnerQueue is the queue of the task's runner, where its claim goes.
+func (r *run) runnerQueue() string {
+	if r.orgRunners {
+		return task.RunnerTaskQueue(r.in.Org, r.in.RunnerID)
+	}
+	return task.LegacyRunnerTaskQueue(r.in.RunnerID)
+}
+
 // runBlock claims a host and runs every step on it.
 func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 	in := activities.StepInput{Task: r.in, Run: runNo, SavedPlan: r.approval.saved, Install: r.fast}
@@ -456,7 +479,7 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 		wait = defaultRunnerWait
 	}
 	claimOpts := workflow.ActivityOptions{
-		TaskQueue:              task.RunnerTaskQueue(r.in.RunnerID),
+		TaskQueue:              r.runnerQueue(),
 		ScheduleToStartTimeout: wait,
 		StartToCloseTimeout:    time.Minute,
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 5},

@@ -119,7 +119,7 @@ func newFixtureWith(t *testing.T, o Options) *fixture {
 func (f *fixture) happy() {
 	f.env.OnActivity(activities.NameClaim, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.StepInput) (activities.ClaimOutput, error) {
-			out := activities.ClaimOutput{Host: "h1", HostQueue: task.HostTaskQueue("local", "h1")}
+			out := activities.ClaimOutput{Host: "h1", HostQueue: task.HostTaskQueue("default", "local", "h1")}
 			if in.Install {
 				out.TerraformPath, out.Version = "/usr/local/bin/terraform", "1.11.4"
 			}
@@ -210,7 +210,7 @@ func TestApplyRunsEveryStepInOrder(t *testing.T) {
 func TestRunnerWithoutInstallInClaim(t *testing.T) {
 	f := newFixture(t)
 	f.env.OnActivity(activities.NameClaim, mock.Anything, mock.Anything).Return(
-		activities.ClaimOutput{Host: "h1", HostQueue: task.HostTaskQueue("local", "h1")}, nil)
+		activities.ClaimOutput{Host: "h1", HostQueue: task.HostTaskQueue("default", "local", "h1")}, nil)
 	f.env.OnActivity(activities.NameInstall, mock.Anything, mock.Anything).Return(
 		activities.InstallOutput{TerraformPath: "/usr/local/bin/terraform", Version: "1.11.4"}, nil)
 	f.env.OnActivity(activities.NameInit, mock.Anything, mock.Anything).Return(nil)

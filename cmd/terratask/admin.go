@@ -14,6 +14,7 @@ import (
 
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/internal/app"
+	secretpkg "github.com/terratask/terratask/secret"
 )
 
 // The administration commands: migrate and keys.
@@ -114,5 +115,42 @@ func keysCommand(stdout io.Writer) *cobra.Command {
 			return nil
 		},
 	}
-	return group("keys", "Create API keys (keys new), hash a key (keys hash), create a secret key (keys secret)", newKey, hash, secret)
+	var orgName, secretFile string
+	orgKey := &cobra.Command{
+		Use:   "org",
+		Short: "Print the key of one org's runners, derived from the secret key (TERRATASK_SECRET_KEY or --secret-key-file)",
+		Long: `Print the key of one org's runners: their TERRATASK_SECRET_KEY (or --secret-key-file).
+It is derived one way from the control plane's secret key, which it needs
+(TERRATASK_SECRET_KEY or --secret-key-file): run it on a host that holds that key.
+A runner holding it opens its org's task secrets and Temporal payloads and
+nothing of another org's; the secret key itself stays on the control plane.
+After a rotation of the secret key, run it with the old key for the runners'
+--old-secret-keys-file.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !auth.ValidName(orgName) {
+				return usageError{fmt.Errorf("keys org: --org must be 1-128 letters, digits and @._:+-")}
+			}
+			raw, err := secretKey(secretFile)
+			if err != nil {
+				return err
+			}
+			if raw == "" {
+				return usageError{fmt.Errorf("keys org: the secret key is needed (TERRATASK_SECRET_KEY or --secret-key-file)")}
+			}
+			master, err := secretpkg.ParseKey(raw)
+			if err != nil {
+				return usageError{err}
+			}
+			k, err := secretpkg.OrgKey(master, orgName)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(k))
+			return nil
+		},
+	}
+	orgKey.Flags().StringVar(&orgName, "org", "", "the org whose runners' key to print (required)")
+	orgKey.Flags().StringVar(&secretFile, "secret-key-file", "", "file holding the control plane's secret key (or set TERRATASK_SECRET_KEY)")
+	return group("keys", "Create API keys (keys new), hash a key (keys hash), create a secret key (keys secret), derive an org's runner key (keys org)", newKey, hash, secret, orgKey)
 }

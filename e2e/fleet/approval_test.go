@@ -22,8 +22,8 @@ func TestApprovedPlanOutlivesItsHost(t *testing.T) {
 	runners := map[string]*proc{}
 	for i := range 2 {
 		p := startProc(t, fmt.Sprintf("runner-%d", i+1), filepath.Join(f.dir, fmt.Sprintf("runner-%d.log", i+1)), f.env, f.bin,
-			"runner", "--id", runnerID, "--temporal-address", f.temporal.address, "--store", f.storeDSN,
-			"--secret-key-file", f.secretPath, "--data-dir", filepath.Join(f.dir, fmt.Sprintf("runner-%d", i+1)),
+			"runner", "--org", "default", "--id", runnerID, "--temporal-address", f.temporal.address, "--store", f.storeDSN,
+			"--secret-key-file", f.orgKeyPath, "--data-dir", filepath.Join(f.dir, fmt.Sprintf("runner-%d", i+1)),
 			"--state-url", api.base, "--log-level", "info")
 		host, _ := waitLogLine(t, p, "terratask runner ready", 2*time.Minute)["host"].(string)
 		runners[host] = p

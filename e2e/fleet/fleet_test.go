@@ -40,7 +40,7 @@ func TestFleetScaleOut(t *testing.T) {
 		t.Fatal("terraform is not on PATH; the fleet test runs the real binary")
 	}
 	f := startFleet(t, 2)
-	ts, replicas, dir, binPath, env, storeDSN, secretPath, began := f.temporal, f.replicas, f.dir, f.bin, f.env, f.storeDSN, f.secretPath, f.began
+	ts, replicas, dir, binPath, env, storeDSN, began := f.temporal, f.replicas, f.dir, f.bin, f.env, f.storeDSN, f.began
 
 	// Two runner processes of one ID, each on the state backend of another
 	// replica.
@@ -48,8 +48,8 @@ func TestFleetScaleOut(t *testing.T) {
 	var hostIDs []string
 	for i := range 2 {
 		p := startProc(t, fmt.Sprintf("runner-%d", i+1), filepath.Join(dir, fmt.Sprintf("runner-%d.log", i+1)), env, binPath,
-			"runner", "--id", runnerID, "--temporal-address", ts.address, "--store", storeDSN,
-			"--secret-key-file", secretPath, "--data-dir", filepath.Join(dir, fmt.Sprintf("runner-%d", i+1)),
+			"runner", "--org", "default", "--id", runnerID, "--temporal-address", ts.address, "--store", storeDSN,
+			"--secret-key-file", f.orgKeyPath, "--data-dir", filepath.Join(dir, fmt.Sprintf("runner-%d", i+1)),
 			"--state-url", replicas[i].base, "--log-level", "info")
 		ready := waitLogLine(t, p, "terratask runner ready", 2*time.Minute)
 		host, _ := ready["host"].(string)

@@ -26,7 +26,10 @@ type fleet struct {
 	env                []string
 	storeDSN, keysPath string
 	secretPath         string
-	began              time.Time
+	// orgKeyPath holds the default org's key, the runners' (they never
+	// hold the secret key).
+	orgKeyPath string
+	began      time.Time
 }
 
 // startFleet starts Temporal, creates the store and starts n API replicas.
@@ -61,6 +64,15 @@ func startFleet(t testing.TB, n int) *fleet {
 		t.Fatal(err)
 	}
 	f.env = []string{"TF_CLI_CONFIG_FILE=/dev/null", "TERRATASK_SECRET_KEY="}
+	// The runners' key, as an operator makes it: `terratask keys org`.
+	out, err := exec.Command(f.bin, "keys", "org", "--org", "default", "--secret-key-file", f.secretPath).Output()
+	if err != nil {
+		t.Fatalf("terratask keys org: %v", err)
+	}
+	f.orgKeyPath = filepath.Join(dir, "org-default.key")
+	if err := os.WriteFile(f.orgKeyPath, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	// API replicas, one after the other (the first migrates the store and
 	// registers the search attributes; the others find them done).

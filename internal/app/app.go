@@ -47,6 +47,10 @@ type stack struct {
 	closers []closer
 }
 
+// devOrg is the org of dev's admin key and of the runners dev starts
+// itself; a server's metrics count the hosts of this org's runners.
+const devOrg = "default"
+
 func (s *stack) push(name string, fn func() error) { s.closers = append(s.closers, closer{name, fn}) }
 
 func (s *stack) closeAll() {

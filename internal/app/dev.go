@@ -40,6 +40,9 @@ type DevOptions struct {
 	// OnDemandRunners starts a local runner for any other runner ID a task
 	// names (the CLI sets it unless --runner was given).
 	OnDemandRunners bool
+	// MaxOnDemandRunners caps the runners started on demand per org
+	// (default 8).
+	MaxOnDemandRunners int
 	ModulesDir      string // runner module catalog; default DATA/modules
 	RunnerWait      time.Duration
 	// ApprovalWait is how long a task waits for a decision on its plan
@@ -183,7 +186,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	if err != nil {
 		return err
 	}
-	cdc, err := keys.codec()
+	cdc, err := keys.control()
 	if err != nil {
 		return err
 	}
@@ -246,7 +249,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	if err != nil {
 		return err
 	}
-	devKey := auth.Key{Name: "dev-admin", Org: "default", Role: auth.RoleAdmin, Hash: auth.HashKey(apiKey)}
+	devKey := auth.Key{Name: "dev-admin", Org: devOrg, Role: auth.RoleAdmin, Hash: auth.HashKey(apiKey)}
 	keyring, err := auth.NewKeyring([]auth.Key{devKey})
 	if err != nil {
 		return err
@@ -269,7 +272,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	}
 	s.push("temporal client", func() error { c.Close(); return nil })
 
-	reg := metrics.NewRegistry(metricsSources(st, c, o.Runners))
+	reg := metrics.NewRegistry(metricsSources(st, c, devOrg, o.Runners))
 	ops := apiOps{codec: cdc, devUIOrigins: uiOrigins(ts.UIURL()), metrics: metrics.Handler(reg)}
 	if o.MetricsAddress != "" {
 		if _, err := s.serveMetrics(o.MetricsAddress, reg, log); err != nil {
@@ -312,32 +315,53 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	s.push("runner hosts", hosts.stop)
 	janitors := &closers{}
 	s.push("janitors", janitors.close)
-	startLocal := func(id string) ([]sdkworker.Worker, error) {
+	runnerClients := &closers{}
+	s.push("runner clients", runnerClients.close) // after every runner stopped
+	// A local runner holds its org's key, as a runner host would, and
+	// speaks to Temporal through a client of its own with its org's codec
+	// (on the same connection).
+	startLocal := func(org, id string) ([]sdkworker.Worker, error) {
 		runnerDir := filepath.Join(dataDir, "runners", id)
+		if org != devOrg {
+			runnerDir = filepath.Join(dataDir, "orgs", "org-"+org, "runners", id)
+		}
 		host, err := hostID(runnerDir)
 		if err != nil {
 			return nil, err
 		}
+		orgBox, err := box.Org(org)
+		if err != nil {
+			return nil, err
+		}
+		orgCodec, err := cdc.Org(org)
+		if err != nil {
+			return nil, err
+		}
+		rc, err := client.NewClientFromExisting(c, temporalClientOptions(client.Options{Namespace: ts.Namespace(), Logger: newSDKLogger(log)}, orgCodec))
+		if err != nil {
+			return nil, err
+		}
+		runnerClients.add(func() error { rc.Close(); return nil })
 		r := &activities.Runner{
-			RunnerID: id, HostID: host, DataDir: runnerDir, ModulesDir: modulesDir,
+			Org: org, RunnerID: id, HostID: host, DataDir: runnerDir, ModulesDir: modulesDir,
 			DefaultModule: demoDir, SourceRoots: []string{modulesDir, demoDir}, SourceAllow: egress.source,
-			Logs: countingStore{st}, Plans: st, Secrets: box, StateURL: stateURL,
+			Logs: countingStore{st}, Plans: st, Secrets: orgBox, StateURL: stateURL,
 			TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile, Sandbox: sb, Watchdog: wd, PassEnv: o.Isolation.PassEnv,
-			Logger: log.Named("runner").With(zap.String("runner", id)),
+			Logger: log.Named("runner").With(zap.String("org", org), zap.String("runner", id)),
 		}
 		hosts.publish(r) // before it polls: what it offers is known first
 		janitors.add(startJanitor(r, st))
-		return startRunner(c, r, o.StopTimeout)
+		return startRunner(rc, r, o.StopTimeout)
 	}
 	for _, id := range o.Runners {
-		ws, err := startLocal(id)
+		ws, err := startLocal(devOrg, id)
 		if err != nil {
 			return fmt.Errorf("starting runner %s: %w", id, err)
 		}
 		s.push("runner "+id, func() error { worker.StopAll(ws); return nil })
 	}
 	if o.OnDemandRunners {
-		d := newOnDemand(c, ts.Namespace(), o.Runners, startLocal, log.Named("on-demand"))
+		d := newOnDemand(c, ts.Namespace(), devOrg, o.Runners, o.MaxOnDemandRunners, startLocal, log.Named("on-demand"))
 		s.push("on-demand runners", d.stop)
 		d.run(ctx)
 	}

@@ -18,7 +18,6 @@ import (
 
 	"github.com/terratask/terratask/activities"
 	"github.com/terratask/terratask/auth"
-	"github.com/terratask/terratask/codec"
 	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/internal/sandbox"
 	"github.com/terratask/terratask/internal/temporalutil"
@@ -40,7 +39,7 @@ type TemporalOptions struct {
 	APIKey    string // Temporal Cloud API key
 }
 
-func (t TemporalOptions) clientOptions(log *zap.Logger, cdc *codec.Codec) (client.Options, error) {
+func (t TemporalOptions) clientOptions(log *zap.Logger, cdc converters) (client.Options, error) {
 	o := temporalClientOptions(client.Options{HostPort: t.Address, Namespace: t.Namespace, Logger: newSDKLogger(log)}, cdc)
 	if o.HostPort == "" {
 		o.HostPort = "127.0.0.1:7233"
@@ -154,7 +153,7 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	if err != nil {
 		return err
 	}
-	cdc, err := keys.codec()
+	cdc, err := keys.control()
 	if err != nil {
 		return err
 	}
@@ -188,7 +187,7 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	}
 	s.push("control-plane worker", func() error { cp.Stop(); return nil })
 
-	reg := metrics.NewRegistry(metricsSources(st, c, nil))
+	reg := metrics.NewRegistry(metricsSources(st, c, devOrg, nil))
 	ops := apiOps{codec: cdc, codecOrigins: o.CodecOrigins, metrics: metrics.Handler(reg)}
 	if o.MetricsAddress != "" {
 		if _, err := s.serveMetrics(o.MetricsAddress, reg, log); err != nil {
@@ -220,7 +219,11 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 
 // RunnerOptions configure `terratask runner`.
 type RunnerOptions struct {
-	Temporal    TemporalOptions
+	Temporal TemporalOptions
+	// Org is the org the runner belongs to; SecretKey (and the keys of
+	// OldSecretKeysFile) are that org's keys (`terratask keys org`), never
+	// the control plane's secret key.
+	Org         string
 	ID          string
 	DataDir     string // default ./.terratask-runner
 	Store       string // where logs are written
@@ -281,15 +284,18 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	if o.Grace <= 0 {
 		o.Grace = 30 * time.Second
 	}
-	keys, err := keysFrom(o.SecretKey, o.OldSecretKeysFile)
+	if !auth.ValidName(o.Org) {
+		return errors.New("--org is required: the org the runner belongs to (1-128 letters, digits and @._:+-)")
+	}
+	keys, err := orgKeysFrom(o.Org, o.SecretKey, o.OldSecretKeysFile)
 	if err != nil {
 		return err
 	}
-	box, err := keys.box()
+	box, err := keys.orgBox()
 	if err != nil {
 		return err
 	}
-	cdc, err := keys.codec()
+	cdc, err := keys.orgCodec(o.Org)
 	if err != nil {
 		return err
 	}
@@ -336,7 +342,7 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 		roots = append(roots, o.ModulesDir)
 	}
 	r := &activities.Runner{
-		RunnerID: o.ID, HostID: host, DataDir: dataDir, ModulesDir: o.ModulesDir,
+		Org: o.Org, RunnerID: o.ID, HostID: host, DataDir: dataDir, ModulesDir: o.ModulesDir,
 		DefaultModule: o.DefaultModule, SourceRoots: roots, SourceAllow: sourceAllow, Logs: countingStore{st}, Plans: st, Secrets: box, StateDir: o.StateDir, StateURL: o.StateURL,
 		TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile, Sandbox: sb, Watchdog: wd, PassEnv: o.Isolation.PassEnv,
 		Logger: log.Named("runner").With(zap.String("runner", o.ID)),
@@ -371,9 +377,21 @@ func keysFrom(key, oldFile string) (secretKeys, error) {
 	return loadSecretKeys(raw, oldFile)
 }
 
+// orgKeysFrom parses a runner's org key and reads its old keys file.
+func orgKeysFrom(org, key, oldFile string) (secretKeys, error) {
+	if key == "" {
+		return secretKeys{}, fmt.Errorf("the org key is required (TERRATASK_SECRET_KEY or --secret-key-file): org %s's key, which `terratask keys org --org %s` prints on a host holding the secret key", org, org)
+	}
+	raw, err := secret.ParseKey(key)
+	if err != nil {
+		return secretKeys{}, err
+	}
+	return loadSecretKeys(raw, oldFile)
+}
+
 // connect opens the store and dials Temporal, pushing both onto the stack so
 // shutdown closes them.
-func (s *stack) connect(ctx context.Context, dsn string, t TemporalOptions, log *zap.Logger, cdc *codec.Codec) (store.Store, client.Client, client.Options, error) {
+func (s *stack) connect(ctx context.Context, dsn string, t TemporalOptions, log *zap.Logger, cdc converters) (store.Store, client.Client, client.Options, error) {
 	st, err := openStore(ctx, dsn)
 	if err != nil {
 		return nil, nil, client.Options{}, fmt.Errorf("opening store: %w", err)

@@ -15,44 +15,59 @@ import (
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
+	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/task"
 	"github.com/terratask/terratask/worker"
 )
 
 // onDemand lets `terratask dev` serve any runner ID: it watches for open
-// tasks that name a runner ID this process does not serve yet and starts a
-// local runner for each.
+// tasks that name a runner this process does not serve yet and starts a
+// local runner for each. Runner IDs are per org: org B's task naming runner
+// "local" gets a runner of its own, holding org B's key, never dev's own
+// "local" (which belongs to dev's admin key's org). Each org gets at most
+// max of them (--max-on-demand-runners); a task beyond that waits for its
+// runner like a task naming a runner nobody serves.
 //
-// It asks Temporal's visibility (TerrataskRunner of open task workflows)
-// every second rather than hooking the API's create path: Temporal is the
-// source of truth, so one query also finds tasks created before a restart
-// and tasks other Temporal applications started as child workflows, which
-// never pass through the API. A second of delay is nothing beside a
-// Terraform run.
+// It asks Temporal's visibility (TerrataskOrg and TerrataskRunner of open
+// task workflows) every second rather than hooking the API's create path:
+// Temporal is the source of truth, so one query also finds tasks created
+// before a restart and tasks other Temporal applications started as child
+// workflows, which never pass through the API. A second of delay is
+// nothing beside a Terraform run.
 type onDemand struct {
 	c         client.Client
 	namespace string
-	start     func(id string) ([]sdkworker.Worker, error)
+	start     func(org, id string) ([]sdkworker.Worker, error)
 	log       *zap.Logger
 	interval  time.Duration
+	max       int
 
 	mu      sync.Mutex
-	served  map[string]bool
+	served  map[orgRunner]bool
+	perOrg  map[string]int
 	workers [][]sdkworker.Worker
 	wg      sync.WaitGroup
 }
 
-// maxOnDemandRunners bounds the runners dev starts by itself.
-const maxOnDemandRunners = 64
+// orgRunner names a runner: its org and ID.
+type orgRunner struct{ org, id string }
+
+// defaultMaxOnDemandRunners is how many runners dev starts by itself for
+// one org, unless --max-on-demand-runners says otherwise.
+const defaultMaxOnDemandRunners = 8
 
 // runnerIDPattern is the API's runner ID syntax; anything else (a child
 // workflow may name any string) is never made a directory.
 var runnerIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
 
-func newOnDemand(c client.Client, namespace string, served []string, start func(string) ([]sdkworker.Worker, error), log *zap.Logger) *onDemand {
-	d := &onDemand{c: c, namespace: namespace, start: start, log: log, interval: time.Second, served: map[string]bool{}}
+func newOnDemand(c client.Client, namespace, org string, served []string, max int, start func(org, id string) ([]sdkworker.Worker, error), log *zap.Logger) *onDemand {
+	if max <= 0 {
+		max = defaultMaxOnDemandRunners
+	}
+	d := &onDemand{c: c, namespace: namespace, start: start, log: log, interval: time.Second, max: max,
+		served: map[orgRunner]bool{}, perOrg: map[string]int{}}
 	for _, id := range served {
-		d.served[id] = true
+		d.served[orgRunner{org, id}] = true
 	}
 	return d
 }
@@ -87,26 +102,37 @@ func (d *onDemand) stop() error {
 	return nil
 }
 
-// query lists open tasks of runners not served yet.
+// query lists open tasks of runners not served yet (nor refused).
 func (d *onDemand) query() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	ids := make([]string, 0, len(d.served))
-	for id := range d.served {
-		ids = append(ids, id)
+	rs := make([]orgRunner, 0, len(d.served))
+	for r := range d.served {
+		rs = append(rs, r)
 	}
-	sort.Strings(ids)
+	sort.Slice(rs, func(i, j int) bool {
+		if rs[i].org != rs[j].org {
+			return rs[i].org < rs[j].org
+		}
+		return rs[i].id < rs[j].id
+	})
 	var b strings.Builder
 	fmt.Fprintf(&b, "WorkflowType = '%s' AND ExecutionStatus = 'Running'", task.WorkflowType)
-	for _, id := range ids {
-		fmt.Fprintf(&b, " AND %s != '%s'", task.SearchAttrRunner, id) // IDs are validated: no quotes
+	for _, r := range rs {
+		// Not (this org and this runner). Names are checked before they
+		// are served: no quotes.
+		fmt.Fprintf(&b, " AND (%s != '%s' OR %s != '%s')", task.SearchAttrOrg, r.org, task.SearchAttrRunner, r.id)
 	}
 	return b.String()
 }
 
+// maxKnownRunners bounds the runners the watcher knows (served or refused),
+// and so the length of its query: past it, it starts no more.
+const maxKnownRunners = 256
+
 func (d *onDemand) scan(ctx context.Context) {
 	for {
-		if d.count() >= maxOnDemandRunners {
+		if d.known() >= maxKnownRunners {
 			return
 		}
 		resp, err := d.c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: d.namespace, PageSize: 20, Query: d.query()})
@@ -116,48 +142,56 @@ func (d *onDemand) scan(ctx context.Context) {
 			}
 			return
 		}
-		started := false
+		changed := false
 		for _, ex := range resp.GetExecutions() {
-			var id string
-			p := ex.GetSearchAttributes().GetIndexedFields()[task.SearchAttrRunner]
-			if p == nil || converter.GetDefaultDataConverter().FromPayload(p, &id) != nil {
+			var r orgRunner
+			fields := ex.GetSearchAttributes().GetIndexedFields()
+			p, o := fields[task.SearchAttrRunner], fields[task.SearchAttrOrg]
+			if p == nil || o == nil || converter.GetDefaultDataConverter().FromPayload(p, &r.id) != nil ||
+				converter.GetDefaultDataConverter().FromPayload(o, &r.org) != nil {
 				continue
 			}
-			if d.serve(ctx, id) {
-				started = true
+			if d.serve(ctx, r) {
+				changed = true
 			}
 		}
-		if !started { // nothing new: done until the next tick
+		if !changed { // nothing new: done until the next tick
 			return
 		}
 	}
 }
 
-func (d *onDemand) count() int {
+func (d *onDemand) known() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.workers)
+	return len(d.served)
 }
 
-// serve starts a runner for id unless it is served; it reports whether one
-// started.
-func (d *onDemand) serve(ctx context.Context, id string) bool {
+// serve starts a runner for r unless it is served or refused; it reports
+// whether r is now known (started or refused), so the next query skips it.
+func (d *onDemand) serve(ctx context.Context, r orgRunner) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.served[id] || ctx.Err() != nil {
+	if d.served[r] || ctx.Err() != nil {
 		return false
 	}
-	d.served[id] = true // once: a runner that cannot start is not retried every second
-	if !runnerIDPattern.MatchString(id) || id == "." || id == ".." {
-		d.log.Warn("a task names a runner ID dev will not serve", zap.String("runner", id))
-		return false
+	d.served[r] = true // once: a runner that cannot start is not retried every second
+	log := d.log.With(zap.String("org", r.org), zap.String("runner", r.id))
+	if !runnerIDPattern.MatchString(r.id) || r.id == "." || r.id == ".." || !auth.ValidName(r.org) || strings.ContainsRune(r.org, '\'') {
+		log.Warn("a task names a runner dev will not serve")
+		return true
 	}
-	ws, err := d.start(id)
+	if d.perOrg[r.org] >= d.max {
+		log.Warn("a task names a runner beyond the org's on-demand runners (--max-on-demand-runners): it waits for a runner of its own", zap.Int("max", d.max))
+		return true
+	}
+	ws, err := d.start(r.org, r.id)
 	if err != nil {
-		d.log.Error("starting an on-demand runner", zap.String("runner", id), zap.Error(err))
-		return false
+		log.Error("starting an on-demand runner", zap.Error(err))
+		return true
 	}
+	d.perOrg[r.org]++
 	d.workers = append(d.workers, ws)
-	d.log.Info("started a local runner on demand", zap.String("runner", id))
+	log.Info("started a local runner on demand")
 	return true
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.uber.org/zap"
 
 	"github.com/terratask/terratask/activities"
@@ -23,7 +24,7 @@ import (
 // routes), the origins allowed to call them, and /metrics (nil when served
 // on a listener of its own).
 type apiOps struct {
-	codec        *codec.Codec
+	codec        *codec.Control
 	codecOrigins []string
 	devUIOrigins []string
 	metrics      http.Handler
@@ -48,9 +49,19 @@ func loadSecretKeys(current []byte, oldFile string) (secretKeys, error) {
 	return k, nil
 }
 
-// box seals task secrets with the current key and opens what old keys
-// sealed too.
+// box is the control plane's box: the secret key's, with the old keys
+// accepted, deriving every org's box (secret.NewMasterBox).
 func (k secretKeys) box() (*secret.Box, error) {
+	return secret.NewMasterBox(k.current, k.old...)
+}
+
+// control is the control plane's payload codec.
+func (k secretKeys) control() (*codec.Control, error) {
+	return codec.NewControl(k.current, k.old...)
+}
+
+// orgBox is a runner's box when the keys are org's keys (secret.OrgKey).
+func (k secretKeys) orgBox() (*secret.Box, error) {
 	b, err := secret.NewBox(k.current)
 	if err != nil {
 		return nil, err
@@ -61,14 +72,22 @@ func (k secretKeys) box() (*secret.Box, error) {
 	return b, nil
 }
 
-func (k secretKeys) codec() (*codec.Codec, error) {
-	return codec.New(k.current, k.old...)
+// orgCodec is a runner's payload codec when the keys are org's keys.
+func (k secretKeys) orgCodec(org string) (*codec.Codec, error) {
+	return codec.NewOrg(org, k.current, k.old...)
+}
+
+// converters is what a Temporal client encodes payloads and failures with:
+// a runner's org codec, or the control plane's.
+type converters interface {
+	DataConverter() converter.DataConverter
+	FailureConverter() converter.FailureConverter
 }
 
 // temporalClientOptions completes the options of every client a process
 // dials: every payload passes through the codec, failures are encoded with
 // it, and the SDK's metrics go to the process's registry.
-func temporalClientOptions(o client.Options, c *codec.Codec) client.Options {
+func temporalClientOptions(o client.Options, c converters) client.Options {
 	o.DataConverter = c.DataConverter()
 	o.FailureConverter = c.FailureConverter()
 	o.MetricsHandler = metrics.SDKHandler()
@@ -76,8 +95,10 @@ func temporalClientOptions(o client.Options, c *codec.Codec) client.Options {
 }
 
 // metricsSources reads task counts from the store and runner liveness from
-// Temporal at scrape time.
-func metricsSources(st store.Store, c client.Client, runners []string) *metrics.Sources {
+// Temporal at scrape time. Runner IDs are per org: the hosts counted are
+// those of org's runners (dev: its admin key's org; a server: the default
+// org's).
+func metricsSources(st store.Store, c client.Client, org string, runners []string) *metrics.Sources {
 	return &metrics.Sources{
 		TaskCounts: func(ctx context.Context) ([]metrics.TaskCount, error) {
 			stats, err := st.TaskCounts(ctx)
@@ -91,7 +112,7 @@ func metricsSources(st store.Store, c client.Client, runners []string) *metrics.
 			return out, nil
 		},
 		RunnerHosts: func(ctx context.Context, runner string) (int, error) {
-			return runnerHosts(ctx, c, runner)
+			return runnerHosts(ctx, c, org, runner)
 		},
 		Runners: runners,
 	}
@@ -101,8 +122,8 @@ func metricsSources(st store.Store, c client.Client, runners []string) *metrics.
 // runners routes use the same bound).
 const runnerOnlineWithin = 2 * time.Minute
 
-func runnerHosts(ctx context.Context, c client.Client, runner string) (int, error) {
-	resp, err := c.DescribeTaskQueue(ctx, task.RunnerTaskQueue(runner), enumspb.TASK_QUEUE_TYPE_ACTIVITY)
+func runnerHosts(ctx context.Context, c client.Client, org, runner string) (int, error) {
+	resp, err := c.DescribeTaskQueue(ctx, task.RunnerTaskQueue(org, runner), enumspb.TASK_QUEUE_TYPE_ACTIVITY)
 	if err != nil {
 		return 0, fmt.Errorf("describing runner %s's queue: %w", runner, err)
 	}

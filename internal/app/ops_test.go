@@ -69,7 +69,7 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string, labels map[strin
 func TestMetricsSourcesReadTheStoreAndTemporal(t *testing.T) {
 	ts := temporaltest.NewServer(temporaltest.WithT(t))
 	c := ts.GetDefaultClient()
-	w := sdkworker.New(c, task.RunnerTaskQueue("polled"), sdkworker.Options{})
+	w := sdkworker.New(c, task.RunnerTaskQueue(devOrg, "polled"), sdkworker.Options{})
 	w.RegisterActivityWithOptions(func(context.Context) error { return nil }, activity.RegisterOptions{Name: "noop"})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
@@ -92,7 +92,7 @@ func TestMetricsSourcesReadTheStoreAndTemporal(t *testing.T) {
 	}
 	deadline := time.Now().Add(time.Minute)
 	for {
-		reg := metrics.NewRegistry(metricsSources(st, c, []string{"polled"}))
+		reg := metrics.NewRegistry(metricsSources(st, c, devOrg, []string{"polled"}))
 		for status, n := range want {
 			if got, _ := gauge(t, reg, "terratask_tasks", map[string]string{"runner": "runner-1", "status": status}); got != n {
 				t.Fatalf("terratask_tasks{runner-1,%s} = %v, want %v", status, got, n)
@@ -123,7 +123,7 @@ func BenchmarkScrape100k(b *testing.B) {
 	start := time.Now()
 	storetest.SeedTasks(b, st, storetest.GenTasks("bench", 100_000, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)))
 	b.Logf("seeded 100000 tasks in %v", time.Since(start).Round(time.Millisecond))
-	srv := httptest.NewServer(metrics.Handler(metrics.NewRegistry(metricsSources(st, c, []string{"local"}))))
+	srv := httptest.NewServer(metrics.Handler(metrics.NewRegistry(metricsSources(st, c, devOrg, []string{"local"}))))
 	defer srv.Close()
 	scrape := func() int {
 		resp, err := http.Get(srv.URL)
