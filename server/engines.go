@@ -15,8 +15,8 @@ import (
 // runner's view: each polling host gets its own row's engines (matched by
 // worker identity), and the runner those of every host that refreshed its
 // row recently, merged.
-func (s *Server) addEngines(ctx context.Context, v *api.Runner) error {
-	hosts, err := s.opts.Store.RunnerHosts(ctx, v.ID)
+func (s *Server) addEngines(ctx context.Context, org string, v *api.Runner) error {
+	hosts, err := s.opts.Store.RunnerHosts(ctx, org, v.ID)
 	if err != nil {
 		return err
 	}

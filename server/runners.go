@@ -51,7 +51,7 @@ func (s *Server) describeRunner(ctx context.Context, org, id string, stats []sto
 	if v.Workers > 0 {
 		v.Status = "online"
 	}
-	if err := s.addEngines(ctx, &v); err != nil {
+	if err := s.addEngines(ctx, org, &v); err != nil {
 		return v, err
 	}
 	return v, nil

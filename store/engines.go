@@ -15,6 +15,8 @@ import (
 // runs (UpdatedAt), so any API replica can tell what a runner offers, and
 // which hosts are still there.
 type RunnerHost struct {
+	// Org is the org the runner belongs to: runner IDs are per org.
+	Org      string
 	RunnerID string
 	HostID   string
 	// Identity is the host's Temporal worker identity, as the pollers of
@@ -28,10 +30,10 @@ type RunnerHost struct {
 }
 
 // Check says what makes h unfit to store: both stores refuse a row without
-// runner or host ID.
+// org, runner or host ID.
 func (h RunnerHost) Check() error {
-	if h.RunnerID == "" || h.HostID == "" {
-		return errors.New("runner host: runner and host IDs are required")
+	if h.Org == "" || h.RunnerID == "" || h.HostID == "" {
+		return errors.New("runner host: org, runner and host IDs are required")
 	}
 	return nil
 }
@@ -51,11 +53,11 @@ const RunnerHostTTL = 7 * 24 * time.Hour
 
 // RunnerHostStore keeps the runner hosts' rows.
 type RunnerHostStore interface {
-	// PutRunnerHost inserts or replaces the row of (RunnerID, HostID), and
-	// removes the rows of the same runner not updated for RunnerHostTTL.
+	// PutRunnerHost inserts or replaces the row of (Org, RunnerID, HostID),
+	// and removes the rows of the same runner not updated for RunnerHostTTL.
 	PutRunnerHost(ctx context.Context, h RunnerHost) error
-	// RunnerHosts returns the rows of a runner, by host ID.
-	RunnerHosts(ctx context.Context, runnerID string) ([]RunnerHost, error)
+	// RunnerHosts returns the rows of org's runner, by host ID.
+	RunnerHosts(ctx context.Context, org, runnerID string) ([]RunnerHost, error)
 }
 
 // Schedule is a row of the schedule index. The schedule itself is a Temporal

@@ -41,7 +41,7 @@ func PublishHost(ctx context.Context, st store.RunnerHostStore, r *activities.Ru
 
 // PublishHostOnce writes the host's row now.
 func PublishHostOnce(ctx context.Context, st store.RunnerHostStore, r *activities.Runner, started time.Time, log *zap.Logger) {
-	h := store.RunnerHost{RunnerID: r.RunnerID, HostID: r.HostID, Identity: RunnerIdentity(r),
+	h := store.RunnerHost{Org: r.Org, RunnerID: r.RunnerID, HostID: r.HostID, Identity: RunnerIdentity(r),
 		Engines: activities.Engines(ctx, r), StartedAt: started.UTC(), UpdatedAt: time.Now().UTC()}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -25,15 +25,15 @@ func (s *Store) PutRunnerHost(ctx context.Context, h store.RunnerHost) error {
 		return fmt.Errorf("postgres store: runner host: %w", err)
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO runner_hosts (runner_id, host_id, identity, engines, started_at, updated_at)
-			VALUES ($1, $2, $3, $4::json, $5, $6)
-			ON CONFLICT (runner_id, host_id) DO UPDATE SET identity = excluded.identity, engines = excluded.engines,
+		if _, err := tx.Exec(ctx, `INSERT INTO runner_hosts (org, runner_id, host_id, identity, engines, started_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5::json, $6, $7)
+			ON CONFLICT (org, runner_id, host_id) DO UPDATE SET identity = excluded.identity, engines = excluded.engines,
 				started_at = excluded.started_at, updated_at = excluded.updated_at`,
-			txt(h.RunnerID), txt(h.HostID), txt(h.Identity), string(doc), dbTime(h.StartedAt), dbTime(h.UpdatedAt)); err != nil {
+			txt(h.Org), txt(h.RunnerID), txt(h.HostID), txt(h.Identity), string(doc), dbTime(h.StartedAt), dbTime(h.UpdatedAt)); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `DELETE FROM runner_hosts WHERE runner_id = $1 AND updated_at < $2`,
-			txt(h.RunnerID), dbTime(h.UpdatedAt.Add(-store.RunnerHostTTL)))
+		_, err := tx.Exec(ctx, `DELETE FROM runner_hosts WHERE org = $1 AND runner_id = $2 AND updated_at < $3`,
+			txt(h.Org), txt(h.RunnerID), dbTime(h.UpdatedAt.Add(-store.RunnerHostTTL)))
 		return err
 	})
 	if err != nil {
@@ -43,9 +43,9 @@ func (s *Store) PutRunnerHost(ctx context.Context, h store.RunnerHost) error {
 }
 
 // RunnerHosts returns the rows of a runner's hosts, by host ID.
-func (s *Store) RunnerHosts(ctx context.Context, runnerID string) ([]store.RunnerHost, error) {
-	rows, err := s.pool.Query(ctx, `SELECT runner_id, host_id, identity, engines::text, started_at, updated_at
-		FROM runner_hosts WHERE runner_id = $1 ORDER BY host_id`, txt(runnerID))
+func (s *Store) RunnerHosts(ctx context.Context, org, runnerID string) ([]store.RunnerHost, error) {
+	rows, err := s.pool.Query(ctx, `SELECT org, runner_id, host_id, identity, engines::text, started_at, updated_at
+		FROM runner_hosts WHERE org = $1 AND runner_id = $2 ORDER BY host_id`, txt(org), txt(runnerID))
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: runner hosts: %w", err)
 	}
@@ -56,7 +56,7 @@ func (s *Store) RunnerHosts(ctx context.Context, runnerID string) ([]store.Runne
 			h       store.RunnerHost
 			engines string
 		)
-		if err := rows.Scan(&h.RunnerID, &h.HostID, &h.Identity, &engines, &h.StartedAt, &h.UpdatedAt); err != nil {
+		if err := rows.Scan(&h.Org, &h.RunnerID, &h.HostID, &h.Identity, &engines, &h.StartedAt, &h.UpdatedAt); err != nil {
 			return nil, fmt.Errorf("postgres store: runner hosts: %w", err)
 		}
 		if err := json.Unmarshal([]byte(engines), &h.Engines); err != nil {

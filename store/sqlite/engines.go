@@ -21,15 +21,15 @@ func (s *Store) PutRunnerHost(ctx context.Context, h store.RunnerHost) error {
 		return fmt.Errorf("sqlite store: runner host: %w", err)
 	}
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO runner_hosts (runner_id, host_id, identity, engines, started_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (runner_id, host_id) DO UPDATE SET identity = excluded.identity, engines = excluded.engines,
+		if _, err := tx.ExecContext(ctx, `INSERT INTO runner_hosts (org, runner_id, host_id, identity, engines, started_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (org, runner_id, host_id) DO UPDATE SET identity = excluded.identity, engines = excluded.engines,
 				started_at = excluded.started_at, updated_at = excluded.updated_at`,
-			h.RunnerID, h.HostID, h.Identity, string(engines), dbTime(h.StartedAt), dbTime(h.UpdatedAt)); err != nil {
+			h.Org, h.RunnerID, h.HostID, h.Identity, string(engines), dbTime(h.StartedAt), dbTime(h.UpdatedAt)); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM runner_hosts WHERE runner_id = ? AND updated_at < ?`,
-			h.RunnerID, dbTime(h.UpdatedAt.Add(-store.RunnerHostTTL))); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM runner_hosts WHERE org = ? AND runner_id = ? AND updated_at < ?`,
+			h.Org, h.RunnerID, dbTime(h.UpdatedAt.Add(-store.RunnerHostTTL))); err != nil {
 			return fmt.Errorf("pruning the runner's hosts: %w", err)
 		}
 		return nil
@@ -41,9 +41,9 @@ func (s *Store) PutRunnerHost(ctx context.Context, h store.RunnerHost) error {
 }
 
 // RunnerHosts returns the rows of a runner's hosts, by host ID.
-func (s *Store) RunnerHosts(ctx context.Context, runnerID string) ([]store.RunnerHost, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT runner_id, host_id, identity, engines, started_at, updated_at
-		FROM runner_hosts WHERE runner_id = ? ORDER BY host_id`, runnerID)
+func (s *Store) RunnerHosts(ctx context.Context, org, runnerID string) ([]store.RunnerHost, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT org, runner_id, host_id, identity, engines, started_at, updated_at
+		FROM runner_hosts WHERE org = ? AND runner_id = ? ORDER BY host_id`, org, runnerID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite store: runner hosts: %w", err)
 	}
@@ -55,7 +55,7 @@ func (s *Store) RunnerHosts(ctx context.Context, runnerID string) ([]store.Runne
 			engines          string
 			started, updated int64
 		)
-		if err := rows.Scan(&h.RunnerID, &h.HostID, &h.Identity, &engines, &started, &updated); err != nil {
+		if err := rows.Scan(&h.Org, &h.RunnerID, &h.HostID, &h.Identity, &engines, &started, &updated); err != nil {
 			return nil, fmt.Errorf("sqlite store: runner hosts: %w", err)
 		}
 		if err := json.Unmarshal([]byte(engines), &h.Engines); err != nil {

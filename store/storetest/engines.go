@@ -15,16 +15,16 @@ import (
 func (h *harness) testRunnerHosts(t *testing.T) {
 	s := h.open(t)
 	ctx := t.Context()
-	runner, other := h.name("runner"), h.name("runner")
+	org, runner, other := h.name("org"), h.name("runner"), h.name("runner")
 	engines := []task.EngineInfo{
 		{Engine: task.EngineTerraform, Versions: []string{"1.11.4", "1.9.8"}, Download: true},
 		{Engine: task.EngineOpenTofu, Versions: []string{"1.6.3"}},
 	}
-	a := store.RunnerHost{RunnerID: runner, HostID: "host-b", Identity: runner + "@host-b/pid-1", Engines: engines,
+	a := store.RunnerHost{Org: org, RunnerID: runner, HostID: "host-b", Identity: runner + "@host-b/pid-1", Engines: engines,
 		StartedAt: baseTime, UpdatedAt: baseTime.Add(time.Minute)}
-	b := store.RunnerHost{RunnerID: runner, HostID: "host-a", Identity: runner + "@host-a/pid-9",
+	b := store.RunnerHost{Org: org, RunnerID: runner, HostID: "host-a", Identity: runner + "@host-a/pid-9",
 		StartedAt: baseTime, UpdatedAt: baseTime.Add(time.Minute)}
-	for _, hst := range []store.RunnerHost{a, b, {RunnerID: other, HostID: "host-a", StartedAt: baseTime, UpdatedAt: baseTime}} {
+	for _, hst := range []store.RunnerHost{a, b, {Org: org, RunnerID: other, HostID: "host-a", StartedAt: baseTime, UpdatedAt: baseTime}} {
 		if err := s.PutRunnerHost(ctx, hst); err != nil {
 			t.Fatal(err)
 		}
@@ -35,7 +35,7 @@ func (h *harness) testRunnerHosts(t *testing.T) {
 	if err := s.PutRunnerHost(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.RunnerHosts(ctx, runner)
+	got, err := s.RunnerHosts(ctx, org, runner)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,16 +59,16 @@ func (h *harness) testRunnerHosts(t *testing.T) {
 	if err := s.PutRunnerHost(ctx, late); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := s.RunnerHosts(ctx, runner); len(got) != 1 || got[0].HostID != "host-c" {
+	if got, _ := s.RunnerHosts(ctx, org, runner); len(got) != 1 || got[0].HostID != "host-c" {
 		t.Fatalf("after the TTL: %+v", got)
 	}
-	if got, _ := s.RunnerHosts(ctx, other); len(got) != 1 {
+	if got, _ := s.RunnerHosts(ctx, org, other); len(got) != 1 {
 		t.Fatalf("another runner's rows were pruned: %+v", got)
 	}
-	if none, err := s.RunnerHosts(ctx, h.name("runner")); err != nil || len(none) != 0 {
+	if none, err := s.RunnerHosts(ctx, org, h.name("runner")); err != nil || len(none) != 0 {
 		t.Fatalf("unknown runner: %v %v", none, err)
 	}
-	if err := s.PutRunnerHost(ctx, store.RunnerHost{RunnerID: runner}); err == nil {
+	if err := s.PutRunnerHost(ctx, store.RunnerHost{Org: org, RunnerID: runner}); err == nil {
 		t.Fatal("a host without ID was stored")
 	}
 }
