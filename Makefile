@@ -46,6 +46,7 @@ fuzz:
 	$(GO) test ./server -run '^$$' -fuzz FuzzParsePlanFormat -fuzztime $(FUZZ_TIME)
 	$(GO) test ./server -run '^$$' -fuzz FuzzParseScheduleBody -fuzztime $(FUZZ_TIME)
 	$(GO) test ./server -run '^$$' -fuzz FuzzParseScheduleListQuery -fuzztime $(FUZZ_TIME)
+	$(GO) test ./server -run '^$$' -fuzz FuzzParseWorkspaceAgents -fuzztime $(FUZZ_TIME)
 
 # terratask against bare Terraform and bare Temporal (bench/README.md): one
 # table, results added to bench/RESULTS.md and bench/results.json.

@@ -27,7 +27,7 @@ type Role string
 // Roles, each allowed everything the one before it is.
 const (
 	RoleViewer   Role = "viewer"   // read
-	RoleOperator Role = "operator" // read, create, cancel, approve or reject plans
+	RoleOperator Role = "operator" // read, create, cancel, approve or reject plans, grant workspaces
 	RoleAdmin    Role = "admin"    // everything, including force-cancel and state
 )
 
@@ -52,6 +52,9 @@ const (
 	// ActionDecide approves or rejects a task's plan (never with a key
 	// bound to an agent; see the approval routes for four eyes).
 	ActionDecide
+	// ActionGrantWorkspace sets which agents may use a workspace (never
+	// with a key bound to an agent).
+	ActionGrantWorkspace
 )
 
 // Allows reports whether the role permits the action.
@@ -60,7 +63,7 @@ func (r Role) Allows(a Action) bool {
 	case RoleAdmin:
 		return true
 	case RoleOperator:
-		return a == ActionRead || a == ActionCreate || a == ActionCancel || a == ActionDecide
+		return a == ActionRead || a == ActionCreate || a == ActionCancel || a == ActionDecide || a == ActionGrantWorkspace
 	case RoleViewer:
 		return a == ActionRead
 	}

@@ -23,6 +23,14 @@ func TestRolesAllow(t *testing.T) {
 	}
 }
 
+func TestRolesGrantWorkspaces(t *testing.T) {
+	for role, want := range map[Role]bool{RoleViewer: false, RoleOperator: true, RoleAdmin: true, "nobody": false} {
+		if role.Allows(ActionGrantWorkspace) != want {
+			t.Errorf("%s grants workspaces: %v, want %v", role, !want, want)
+		}
+	}
+}
+
 func TestKeyringAuthenticates(t *testing.T) {
 	raw, err := GenerateKey()
 	if err != nil {

@@ -54,7 +54,8 @@ func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasSuffix(r.URL.Path, "/runners") || strings.HasSuffix(r.URL.Path, "/tasks") && r.Method == http.MethodGet ||
 		strings.Contains(r.URL.Path, "/tasks/agent/") || strings.Contains(r.URL.Path, "/tasks/runner/") || strings.HasSuffix(r.URL.Path, "/versions") ||
 		strings.HasSuffix(r.URL.Path, "/events") || strings.HasSuffix(r.URL.Path, "/webhooks") && r.Method == http.MethodGet ||
-		strings.HasSuffix(r.URL.Path, "/deliveries") || strings.HasSuffix(r.URL.Path, "/schedules") && r.Method == http.MethodGet {
+		strings.HasSuffix(r.URL.Path, "/deliveries") || strings.HasSuffix(r.URL.Path, "/schedules") && r.Method == http.MethodGet ||
+		strings.HasSuffix(r.URL.Path, "/workspaces") {
 		_, _ = w.Write([]byte(`[]`))
 		return
 	}
@@ -128,6 +129,9 @@ func TestEveryDocumentedRouteHasAMethod(t *testing.T) {
 		},
 		func() error { _, err := c.DeleteSchedule(ctx, "sched-1"); return err },
 		func() error { _, err := c.TriggerSchedule(ctx, "sched-1"); return err },
+		func() error { _, err := c.ListWorkspaces(ctx, 10, 2); return err },
+		func() error { _, err := c.GetWorkspace(ctx, "prod"); return err },
+		func() error { _, err := c.SetWorkspaceAgents(ctx, "prod", []string{"agent-1"}); return err },
 	}
 	for i, call := range calls {
 		if err := call(); err != nil {

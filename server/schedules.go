@@ -117,6 +117,11 @@ func (s *Server) templateAction(c *gin.Context, id string, req *createRequest, a
 			map[string]any{detailField: "template.agent_id"})
 		return schedules.Action{}, false
 	}
+	// A named workspace is claimed now: the schedule's tasks are started
+	// by Temporal, past the create route's check (see workspaces.go).
+	if req.Params.Workspace != "" && !s.claimWorkspace(c, p, "template.", req.AgentID, req.Params.Workspace, "", time.Now().UTC()) {
+		return schedules.Action{}, false
+	}
 	action, err := s.scheduleAction(p, id, req, authors)
 	if err != nil {
 		s.opts.Logger.Error("building a schedule's action", zap.Error(err))

@@ -80,7 +80,9 @@ func TestSchedulesOnTemporal(t *testing.T) {
 	if e := decodeError(t, w); w.Code != 400 || e.Error.Details["field"] != "cron" {
 		t.Fatalf("bad cron: %d %s", w.Code, w.Body)
 	}
-	other := strings.Replace(body, `"agent_id":"agent-1"`, `"agent_id":"agent-2"`, 1)
+	// Agent 2's template names a workspace of its own: prod is agent 1's
+	// (its first schedule claimed it).
+	other := strings.Replace(strings.Replace(body, `"agent_id":"agent-1"`, `"agent_id":"agent-2"`, 1), `"workspace":"prod"`, `"workspace":"prod-2"`, 1)
 	w = ts.do(t, req{method: "POST", path: "/api/v1/schedules", key: "k-agent-a", body: other})
 	if e := decodeError(t, w); w.Code != 403 || e.Error.Details["field"] != "template.agent_id" {
 		t.Fatalf("agent-bound key, other agent: %d %s", w.Code, w.Body)

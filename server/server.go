@@ -261,6 +261,7 @@ func New(opts Options) *Server {
 	api.GET("/runners/:runnerId", s.getRunner)
 	s.eventRoutes(api)
 	s.scheduleRoutes(api)
+	s.workspaceRoutes(api)
 	s.stateRoutes(r)
 	if opts.MCP != nil {
 		h := s.streamHandler(opts.MCP)

@@ -123,6 +123,9 @@ func (s *Server) authenticateState(c *gin.Context) {
 			fail(c, http.StatusForbidden, codeForbidden, "key "+p.Name+" belongs to another org", nil)
 			return
 		}
+		if !s.keyReachesWorkspace(c, p, org, ws) {
+			return
+		}
 		c.Set(ctxPrincipal, p)
 		c.Set(ctxStateCaller, stateCaller{key: &p})
 		c.Next()

@@ -115,6 +115,11 @@ func (s *Server) createTask(c *gin.Context) {
 		internal(c)
 		return
 	}
+	// The workspace last, before anything starts: its first task's agent
+	// owns it; another agent's task is refused (see workspaces.go).
+	if !s.claimWorkspace(c, p, "", in.AgentID, in.Params.Workspace, in.ID, now) {
+		return
+	}
 	opts.ID = in.ID
 	opts.TypedSearchAttributes = workflows.SearchAttributes(in, task.StatusPending)
 	describeForUI(&opts, in)
