@@ -3,7 +3,9 @@ package e2e
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -267,15 +269,110 @@ func TestSeedConformance(t *testing.T) {
 }
 
 // TestSeedListQueryParameters exercises the seed's list parameters on the
-// real server: every one is accepted, and a bad value is a 400 naming it.
+// real server: each filter lists exactly the tasks it names, on each list
+// route; limit and page cut the list; a bad value is a 400 naming it.
 func TestSeedListQueryParameters(t *testing.T) {
 	t.Parallel()
-	for _, q := range []string{"status=completed", "agent=agent-456", "runner=local", "limit=5", "page=2", "sort=updated_at", "order=asc",
-		"status=running,failed&agent=agent-456&runner=local&limit=10&page=1&sort=status&order=desc"} {
-		for _, base := range []string{"/api/v1/tasks", "/api/v1/tasks/agent/agent-456", "/api/v1/tasks/runner/local"} {
-			if r := shared.call(t, http.MethodGet, base+"?"+q, shared.key, nil); r.code != http.StatusOK {
-				t.Errorf("%s?%s: %d %s", base, q, r.code, r.body)
+	// Four tasks of two agents of this test alone, on two runners, in four
+	// statuses: completed and failed ran on local; pending and cancelled
+	// wait for a runner nobody serves.
+	one, two := uniqueAgent("agent-lq-1"), uniqueAgent("agent-lq-2")
+	type listed struct{ id, agent, runner, status string }
+	completed := shared.create(t, map[string]any{"name": "lq completed", "agent_id": one, "runner_id": "local",
+		"parameters": map[string]any{"files": fixture(t, "workspace"), "action": "plan"}})
+	failed := shared.create(t, map[string]any{"name": "lq failed", "agent_id": two, "runner_id": "local",
+		"parameters": map[string]any{"files": fixture(t, "broken")}})
+	pending := shared.create(t, map[string]any{"name": "lq pending", "agent_id": one, "runner_id": "nobody-serves-this"})
+	defer shared.request(t, http.MethodPut, "/api/v1/tasks/"+pending.ID+"/cancel", nil, nil)
+	cancelled := shared.create(t, map[string]any{"name": "lq cancelled", "agent_id": two, "runner_id": "nobody-serves-this"})
+	if code, _ := shared.request(t, http.MethodPut, "/api/v1/tasks/"+cancelled.ID+"/cancel", nil, nil); code != 200 {
+		t.Fatalf("cancel: %d", code)
+	}
+	mine := []listed{{completed.ID, one, "local", "completed"}, {failed.ID, two, "local", "failed"},
+		{pending.ID, one, "nobody-serves-this", "pending"}, {cancelled.ID, two, "nobody-serves-this", "cancelled"}}
+	for _, tk := range mine {
+		if tk.status != "pending" {
+			if s := shared.waitStatus(t, tk.id, 2*time.Minute, terminal); s[len(s)-1].Status != tk.status {
+				t.Fatalf("%s ended %s, want %s", tk.id, s[len(s)-1].Status, tk.status)
 			}
+		}
+	}
+	// Each query with the tasks of this test it lists; every task a
+	// query lists must match its status filter, whoever's it is.
+	for _, c := range []struct {
+		query    string
+		statuses string // the status filter, for every task listed
+		want     []listed
+	}{
+		{"status=completed", "completed", mine[:1]},
+		{"status=running,failed", "running,failed", mine[1:2]},
+		{"status=pending,cancelled", "pending,cancelled", mine[2:]},
+		{"agent=" + one, "", []listed{mine[0], mine[2]}},
+		{"runner=nobody-serves-this&agent=" + two, "", mine[3:]},
+		{"runner=local", "", mine[:2]},
+		{"status=running,failed&agent=" + two + "&runner=local&sort=status&order=desc", "running,failed", mine[1:2]},
+		{"status=completed&agent=" + two, "completed", nil},
+	} {
+		q, _ := url.ParseQuery(c.query)
+		for _, route := range []struct{ base, agent, runner string }{
+			{"/api/v1/tasks", "", ""}, {"/api/v1/tasks/agent/" + one, one, ""}, {"/api/v1/tasks/agent/" + two, two, ""}, {"/api/v1/tasks/runner/local", "", "local"},
+		} {
+			base := route.base
+			if route.agent != "" && q.Has("agent") && q.Get("agent") != route.agent || route.runner != "" && q.Has("runner") && q.Get("runner") != route.runner {
+				// The path and the query name different IDs: a 400.
+				if r := shared.call(t, http.MethodGet, base+"?"+c.query, shared.key, nil); r.code != 400 {
+					t.Errorf("%s?%s: %d, want 400 %s", base, c.query, r.code, r.body)
+				}
+				continue
+			}
+			var want []string
+			for _, tk := range c.want {
+				if (route.agent == "" || tk.agent == route.agent) && (route.runner == "" || tk.runner == route.runner) {
+					want = append(want, tk.id)
+				}
+			}
+			r := shared.call(t, http.MethodGet, base+"?"+c.query+"&limit=1000", shared.key, nil)
+			if r.code != http.StatusOK {
+				t.Errorf("%s?%s: %d %s", base, c.query, r.code, r.body)
+				continue
+			}
+			var got []string
+			for _, e := range r.array(t) {
+				id, status := e["id"].(string), e["status"].(string)
+				if c.statuses != "" && !slices.Contains(strings.Split(c.statuses, ","), status) {
+					t.Errorf("%s?%s lists %s, which is %s", base, c.query, id, status)
+				}
+				if slices.ContainsFunc(mine, func(tk listed) bool { return tk.id == id }) {
+					got = append(got, id)
+				}
+			}
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("%s?%s lists %v of this test's tasks, want %v", base, c.query, got, want)
+			}
+		}
+	}
+	// limit and page cut the list (newest first by default); the headers
+	// count and link the pages.
+	for _, c := range []struct {
+		query, want, links string
+	}{
+		{"limit=1", pending.ID, `rel="next"`},
+		{"limit=1&page=2", completed.ID, `rel="prev"`},
+		{"limit=5", pending.ID + "," + completed.ID, ""},
+		{"limit=1&page=3", "", `rel="prev"`},
+	} {
+		r := shared.call(t, http.MethodGet, "/api/v1/tasks?agent="+one+"&"+c.query, shared.key, nil)
+		var ids []string
+		for _, e := range r.array(t) {
+			ids = append(ids, e["id"].(string))
+		}
+		if r.code != 200 || strings.Join(ids, ",") != c.want || r.header.Get("X-Total-Count") != "2" {
+			t.Errorf("%s: %d %v (X-Total-Count %s), want %s", c.query, r.code, ids, r.header.Get("X-Total-Count"), c.want)
+		}
+		if link := r.header.Get("Link"); (c.links == "") != (link == "") || !strings.Contains(link, c.links) {
+			t.Errorf("%s: Link %q, want %s", c.query, link, c.links)
 		}
 	}
 	for q, param := range map[string]string{"status=nope": "status", "limit=0": "limit", "page=x": "page", "sort=name": "sort", "order=sideways": "order", "agent=a%20b": "agent"} {
@@ -283,13 +380,5 @@ func TestSeedListQueryParameters(t *testing.T) {
 		if code, _, details := r.errorOf(t); r.code != 400 || code != "bad_request" || details["parameter"] != param {
 			t.Errorf("%s: %d %s", q, r.code, r.body)
 		}
-	}
-	// Paging headers: X-Total-Count and Link next/prev.
-	r := shared.call(t, http.MethodGet, "/api/v1/tasks?limit=1&page=2", shared.key, nil)
-	if r.code != 200 || r.header.Get("X-Total-Count") == "" {
-		t.Fatalf("%d %v", r.code, r.header)
-	}
-	if link := r.header.Get("Link"); !strings.Contains(link, `rel="prev"`) {
-		t.Errorf("page 2: Link %q has no prev", link)
 	}
 }

@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -167,11 +169,16 @@ func TestOutputsWithSensitiveRedacted(t *testing.T) {
 			}),
 		})
 		seen := shared.waitStatus(t, tk.ID, 2*time.Minute, terminal)
-		if last := seen[len(seen)-1]; last.Status != "completed" || last.Metadata.ChangesDone != 5 || last.Metadata.PlannedChanges != 5 {
-			// The final poll is served from the store once the workflow closes;
-			// check the counts on the last live poll instead when absent.
-			if last.Status != "completed" {
-				t.Fatalf("ended %+v", last)
+		// A finished task's status comes from the store, which keeps its
+		// plan's counts (the live counts planned_changes and changes_done
+		// end with the workflow): five to add, nothing else.
+		last := seen[len(seen)-1]
+		if p := last.Metadata.Plan; last.Status != "completed" || p == nil || p.Add != 5 || p.Change != 0 || p.Destroy != 0 || p.Replace != 0 {
+			t.Fatalf("ended %+v, plan %+v", last, last.Metadata.Plan)
+		}
+		for _, s := range seen {
+			if s.Metadata.ChangesDone > 5 || s.Metadata.PlannedChanges != 0 && s.Metadata.PlannedChanges != 5 {
+				t.Fatalf("live counts %d of %d planned, want at most 5 of 5", s.Metadata.ChangesDone, s.Metadata.PlannedChanges)
 			}
 		}
 		got := shared.get(t, tk.ID)
@@ -340,12 +347,13 @@ func TestTwoTasksInitialiseAtOnce(t *testing.T) {
 
 func TestListAndAuth(t *testing.T) {
 	t.Parallel()
+	listAgent := uniqueAgent("agent-list")
 	tk := shared.create(t, map[string]any{
-		"name": "listed", "agent_id": "agent-list", "runner_id": "local",
+		"name": "listed", "agent_id": listAgent, "runner_id": "local",
 		"parameters": map[string]any{"files": fixture(t, "workspace"), "action": "plan"},
 	})
 	var list []Task
-	code, h := shared.request(t, http.MethodGet, "/api/v1/tasks/agent/agent-list", nil, &list)
+	code, h := shared.request(t, http.MethodGet, "/api/v1/tasks/agent/"+listAgent, nil, &list)
 	if code != 200 || len(list) != 1 || list[0].ID != tk.ID || h.Get("X-Total-Count") != "1" {
 		t.Fatalf("agent list: %d %v %v", code, list, h)
 	}
@@ -368,21 +376,73 @@ func TestListAndAuth(t *testing.T) {
 		t.Fatalf("missing fields: %d %+v", code, e)
 	}
 	shared.waitStatus(t, tk.ID, 2*time.Minute, terminal)
-	ids := []string{}
-	// The shared dev server holds every task of the suite's parallel tests:
-	// each order is read in one page large enough for all of them.
-	for _, l := range []string{"?sort=created_at&order=asc&limit=1000", "?sort=status&limit=1000", "?sort=updated_at&order=desc&limit=1000"} {
-		var page []Task
-		if code, _ := shared.request(t, http.MethodGet, "/api/v1/tasks"+l, nil, &page); code != 200 {
-			t.Fatalf("list %s: %d", l, code)
+
+	// Sort orders, on tasks of an agent of this test alone (the shared dev
+	// holds every parallel test's): one, two and three created in turn;
+	// two, three, then one cancelled, each once the workflow of the one
+	// before has closed (its last change recorded); four created last and
+	// left pending. So created_at orders them 1 2 3 4, updated_at 2 3 1 4,
+	// status pending before cancelled and ties by ID, each reversed by
+	// order=desc (the default).
+	agent := uniqueAgent("agent-sort")
+	park := func(name string) string {
+		return shared.create(t, map[string]any{"name": name, "agent_id": agent, "runner_id": "nobody-serves-this"}).ID
+	}
+	made := []string{park("sorted 1"), park("sorted 2"), park("sorted 3")}
+	for _, id := range []string{made[1], made[2], made[0]} {
+		if code, _ := shared.request(t, http.MethodPut, "/api/v1/tasks/"+id+"/cancel", nil, nil); code != 200 {
+			t.Fatalf("cancel %s: %d", id, code)
 		}
-		ids = ids[:0]
-		for _, p := range page {
-			ids = append(ids, p.ID)
+		waitClosed(t, shared, id)
+	}
+	four := park("sorted 4")
+	defer shared.request(t, http.MethodPut, "/api/v1/tasks/"+four+"/cancel", nil, nil)
+	cancelled := []string{made[0], made[1], made[2]}
+	sort.Strings(cancelled)
+	reversed := func(ids []string) []string {
+		out := slices.Clone(ids)
+		slices.Reverse(out)
+		return out
+	}
+	byCreation := []string{made[0], made[1], made[2], four}
+	byUpdate := []string{made[1], made[2], made[0], four}
+	byStatus := append(slices.Clone(cancelled), four) // "cancelled" < "pending"
+	for _, c := range []struct {
+		query string
+		want  []string
+	}{
+		{"sort=created_at&order=asc", byCreation},
+		{"sort=created_at&order=desc", reversed(byCreation)},
+		{"", reversed(byCreation)},
+		{"sort=updated_at&order=asc", byUpdate},
+		{"sort=updated_at", reversed(byUpdate)},
+		{"sort=status&order=asc", byStatus},
+		{"sort=status", reversed(byStatus)},
+	} {
+		for _, base := range []string{"/api/v1/tasks?agent=" + agent + "&", "/api/v1/tasks/agent/" + agent + "?"} {
+			var page []Task
+			if code, _ := shared.request(t, http.MethodGet, base+c.query, nil, &page); code != 200 {
+				t.Fatalf("list %s%s: %d", base, c.query, code)
+			}
+			var got []string
+			for _, p := range page {
+				got = append(got, p.ID)
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("list %s%s: %v, want %v", base, c.query, got, c.want)
+			}
 		}
-		sort.Strings(ids)
-		if i := sort.SearchStrings(ids, tk.ID); i == len(ids) || ids[i] != tk.ID {
-			t.Fatalf("list %s misses %s", l, tk.ID)
-		}
+	}
+}
+
+// waitClosed waits until a task's workflow has closed: the end event of
+// its log stream, which waits for that.
+func waitClosed(t testing.TB, p *devProc, id string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var s streamed
+	if !p.follow(t, ctx, "/api/v1/tasks/"+id+"/logs?follow=true", "").readUntil(t, &s, nil) {
+		t.Fatalf("task %s: no end event", id)
 	}
 }
