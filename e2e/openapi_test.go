@@ -87,6 +87,9 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 				body = []byte(`{"version":4,"terraform_version":"1.11.4","serial":1,"lineage":"openapi","outputs":{},"resources":[]}`)
 			case path == "/api/v1/webhooks" && method == "post":
 				body = hookBody
+			case strings.HasPrefix(path, "/api/v1/workspaces/") && method == "put":
+				// openapi-ws: the state walk above wrote it with the admin key.
+				body = []byte(`{"agents":["agent-openapi"]}`)
 			case method == "post":
 				body = parkedBody("openapi create", "agent-openapi")
 			}
