@@ -221,17 +221,33 @@ var routeMatrix = []row{
 			return m.send(t, c, http.MethodGet, "/api/v1/webhooks/"+m.hook+"/deliveries", nil)
 		}},
 
+	// Workspaces: a key bound to an agent sees its agent's; only unbound
+	// operators and admins grant them. Org B's admin granting a workspace
+	// of the same name grants one of org B.
+	{op: "GET /api/v1/workspaces", want: cells(listsAll, listsAll, listsAll, listsOwn, listsOwn, listsNone, 401, 401),
+		call: get("/api/v1/workspaces?limit=1000"), listed: func(m *matrix) (string, string) { return m.x.workspace, m.y.workspace }},
+	{op: "GET /api/v1/workspaces/{workspace}", want: cells(200, 200, 200, 200, 404, 404, 401, 401),
+		call: func(t *testing.T, m *matrix, c cell) reply {
+			return m.send(t, c, http.MethodGet, "/api/v1/workspaces/"+c.fx.workspace, nil)
+		}},
+	{op: "PUT /api/v1/workspaces/{workspace}", want: cells(403, 200, 200, 403, 403, 200, 401, 401),
+		call: func(t *testing.T, m *matrix, c cell) reply {
+			// The agents it has: a grant that changes nothing.
+			return m.send(t, c, http.MethodPut, "/api/v1/workspaces/"+c.fx.workspace, []byte(`{"agents":["`+c.fx.agent+`"]}`))
+		}},
+
 	// The state backend: documents and their writes are the admin's; the
-	// lock and the version list any role's. Another org's key gets a 403,
-	// not a 404: Terraform reads a 404 as "no state yet", and the answer
-	// is the same whether the workspace exists or not.
-	{op: "GET /api/v1/state/{org}/{workspace}", want: cells(403, 403, 200, 403, 403, 403, 401, 401), call: onState(http.MethodGet, "", false, nil)},
-	{op: "POST /api/v1/state/{org}/{workspace}", want: cells(403, 403, 200, 403, 403, 403, 401, 401), call: onState(http.MethodPost, "", true, stateDoc)},
-	{op: "GET /api/v1/state/{org}/{workspace}/lock", want: cells(200, 200, 200, 200, 200, 403, 401, 401), call: onState(http.MethodGet, "/lock", false, nil)},
-	{op: "POST /api/v1/state/{org}/{workspace}/lock", want: cells(403, 403, 200, 403, 403, 403, 401, 401), call: onState(http.MethodPost, "/lock", true, lockInfo)},
-	{op: "DELETE /api/v1/state/{org}/{workspace}/lock", want: cells(403, 403, 200, 403, 403, 403, 401, 401), call: onState(http.MethodDelete, "/lock?force=true", false, nil)},
-	{op: "GET /api/v1/state/{org}/{workspace}/versions", want: cells(200, 200, 200, 200, 200, 403, 401, 401), call: onState(http.MethodGet, "/versions", false, nil)},
-	{op: "GET /api/v1/state/{org}/{workspace}/versions/{version}", want: cells(403, 403, 200, 403, 403, 403, 401, 401), call: onState(http.MethodGet, "/versions/1", false, nil)},
+	// lock and the version list any role's; a key bound to an agent
+	// reaches only its agent's workspaces (404). Another org's key gets a
+	// 403, not a 404: Terraform reads a 404 as "no state yet", and the
+	// answer is the same whether the workspace exists or not.
+	{op: "GET /api/v1/state/{org}/{workspace}", want: cells(403, 403, 200, 403, 404, 403, 401, 401), call: onState(http.MethodGet, "", false, nil)},
+	{op: "POST /api/v1/state/{org}/{workspace}", want: cells(403, 403, 200, 403, 404, 403, 401, 401), call: onState(http.MethodPost, "", true, stateDoc)},
+	{op: "GET /api/v1/state/{org}/{workspace}/lock", want: cells(200, 200, 200, 200, 404, 403, 401, 401), call: onState(http.MethodGet, "/lock", false, nil)},
+	{op: "POST /api/v1/state/{org}/{workspace}/lock", want: cells(403, 403, 200, 403, 404, 403, 401, 401), call: onState(http.MethodPost, "/lock", true, lockInfo)},
+	{op: "DELETE /api/v1/state/{org}/{workspace}/lock", want: cells(403, 403, 200, 403, 404, 403, 401, 401), call: onState(http.MethodDelete, "/lock?force=true", false, nil)},
+	{op: "GET /api/v1/state/{org}/{workspace}/versions", want: cells(200, 200, 200, 200, 404, 403, 401, 401), call: onState(http.MethodGet, "/versions", false, nil)},
+	{op: "GET /api/v1/state/{org}/{workspace}/versions/{version}", want: cells(403, 403, 200, 403, 404, 403, 401, 401), call: onState(http.MethodGet, "/versions/1", false, nil)},
 
 	// Routes another change is reworking (issue 20, items 1 and 2): only
 	// the role rules that hold before and after.
@@ -424,14 +440,16 @@ func (m *matrix) check(t *testing.T, r row, who caller, got reply) {
 	}
 }
 
-// listedIDs are the IDs a list answers: each element's, or for events
-// their task's.
+// listedIDs are the IDs a list answers: each element's (a workspace's
+// name), or for events their task's.
 func listedIDs(t *testing.T, r reply) map[string]bool {
 	t.Helper()
 	ids := map[string]bool{}
 	for _, e := range r.array(t) {
 		if tk, ok := e["task"].(map[string]any); ok {
 			ids[fmt.Sprint(tk["id"])] = true
+		} else if name, ok := e["name"].(string); ok && e["id"] == nil {
+			ids[name] = true
 		} else {
 			ids[fmt.Sprint(e["id"])] = true
 		}
