@@ -20,8 +20,10 @@ type runnerProc struct {
 	done    chan error
 }
 
-// startRunner starts a runner of id against a dev instance's Temporal, store
-// and secret key, sharing stateDir with the other hosts of the ID.
+// startRunner starts a runner of id of org default against a dev instance's
+// Temporal and runner API, with the org's key (never dev's secret key).
+// Terraform state is on dev's state backend; stateDir would serve only a
+// runner without one.
 func startRunner(t *testing.T, dev *devProc, id, dataDir, stateDir string, env ...string) *runnerProc {
 	t.Helper()
 	tlsDir := filepath.Join(dev.dataDir, devtls.DirName)
@@ -29,7 +31,9 @@ func startRunner(t *testing.T, dev *devProc, id, dataDir, stateDir string, env .
 		"--temporal-address", dev.temporal,
 		"--temporal-tls-ca", filepath.Join(tlsDir, "ca.pem"), "--temporal-tls-cert", filepath.Join(tlsDir, "client.pem"),
 		"--temporal-tls-key", filepath.Join(tlsDir, "client-key.pem"), "--temporal-tls-server-name", devtls.ServerName,
-		"--store", filepath.Join(dev.dataDir, "terratask.db"),
+		// Logs, plans and the host row through dev's runner API: the
+		// runner host holds no store.
+		"--server-url", dev.api,
 		"--data-dir", dataDir, "--state-dir", stateDir, "--log-level", "warn")
 	// The org's key in the environment, as a container would get it:
 	// task code must not read it from /proc (isolation_test.go). A runner

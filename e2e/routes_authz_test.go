@@ -249,16 +249,30 @@ var routeMatrix = []row{
 	{op: "GET /api/v1/state/{org}/{workspace}/versions", want: cells(200, 200, 200, 200, 404, 403, 401, 401), call: onState(http.MethodGet, "/versions", false, nil)},
 	{op: "GET /api/v1/state/{org}/{workspace}/versions/{version}", want: cells(403, 403, 200, 403, 404, 403, 401, 401), call: onState(http.MethodGet, "/versions/1", false, nil)},
 
-	// Routes another change is reworking (issue 20, items 1 and 2): only
-	// the role rules that hold before and after.
-	{op: "GET /api/v1/runners", want: cells(allowed, allowed, allowed, unchecked, unchecked, unchecked, 401, 401),
-		why: "runners become org-scoped (issue 20, item 1): any role of the org reads them", call: get("/api/v1/runners")},
-	{op: "GET /api/v1/runners/{runnerId}", want: cells(allowed, allowed, allowed, unchecked, unchecked, unchecked, 401, 401),
-		why: "runners become org-scoped (issue 20, item 1): any role of the org reads them", call: get("/api/v1/runners/local")},
-	{op: "POST /api/v1/codec/encode", want: cells(403, 403, allowed, 403, 403, unchecked, 401, 401),
-		why: "the codec becomes per org (issue 20, item 2): admin keys only", call: codecCell("encode")},
-	{op: "POST /api/v1/codec/decode", want: cells(403, 403, allowed, 403, 403, unchecked, 401, 401),
-		why: "the codec becomes per org (issue 20, item 2): admin keys only", call: codecCell("decode")},
+	// Runner IDs are per org: org B's key reads its own runner "local"
+	// (offline, no hosts), never org A's (e2e/tenancy_test.go checks what
+	// each sees). The codec: admin keys bound to no agent, each on its own
+	// org's payloads (server/codec_test.go checks what each decodes).
+	{op: "GET /api/v1/runners", want: cells(200, 200, 200, 200, 200, 200, 401, 401), call: get("/api/v1/runners")},
+	{op: "GET /api/v1/runners/{runnerId}", want: cells(200, 200, 200, 200, 200, 200, 401, 401), call: get("/api/v1/runners/local")},
+	{op: "POST /api/v1/codec/encode", want: cells(403, 403, 200, 403, 403, 200, 401, 401), call: codecCell("encode")},
+	{op: "POST /api/v1/codec/decode", want: cells(403, 403, 200, 403, 403, 200, 401, 401), call: codecCell("decode")},
+
+	// The runner API takes runner credentials only: every API key is a
+	// 401 (server/runnerapi_test.go checks a runner's reach).
+	{op: "POST /api/v1/runner/logs", want: cells(401, 401, 401, 401, 401, 401, 401, 401), call: onRunnerAPI(http.MethodPost, "/logs", []byte(`[]`))},
+	{op: "PUT /api/v1/runner/plans/{taskId}", want: cells(401, 401, 401, 401, 401, 401, 401, 401), call: onRunnerAPI(http.MethodPut, "/plans/task-x", []byte(`{}`))},
+	{op: "PUT /api/v1/runner/plan-files/{taskId}", want: cells(401, 401, 401, 401, 401, 401, 401, 401), call: onRunnerAPI(http.MethodPut, "/plan-files/task-x", []byte(`{}`))},
+	{op: "GET /api/v1/runner/plan-files/{taskId}", want: cells(401, 401, 401, 401, 401, 401, 401, 401), call: onRunnerAPI(http.MethodGet, "/plan-files/task-x", nil)},
+	{op: "GET /api/v1/runner/tasks/{taskId}", want: cells(401, 401, 401, 401, 401, 401, 401, 401), call: onRunnerAPI(http.MethodGet, "/tasks/task-x", nil)},
+	{op: "PUT /api/v1/runner/hosts/{hostId}", want: cells(401, 401, 401, 401, 401, 401, 401, 401), call: onRunnerAPI(http.MethodPut, "/hosts/h", []byte(`{}`))},
+}
+
+// onRunnerAPI is a row's request to the runner API.
+func onRunnerAPI(method, suffix string, body []byte) func(*testing.T, *matrix, cell) reply {
+	return func(t *testing.T, m *matrix, c cell) reply {
+		return m.send(t, c, method, "/api/v1/runner"+suffix, body)
+	}
 }
 
 // TestRouteAuthMatrix runs routeMatrix against its own `terratask dev`.

@@ -2,7 +2,9 @@ package secret
 
 import (
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"sync"
@@ -97,3 +99,31 @@ func (b *Box) Org(org string) (*Box, error) {
 
 // maxCachedOrgs bounds the org boxes a master box keeps derived.
 const maxCachedOrgs = 4096
+
+// The runner credential: how a runner host proves to the control plane's
+// runner API that it is runner ID of org. It sends its org and runner ID
+// in headers and the credential as a bearer token.
+
+// RunnerCredential is the password of runner runnerID of the box's org on
+// the runner API (server, runnerapi.go): an HMAC of the org key, so only a
+// holder of the org's key (its runners, the control plane) makes it, and it
+// tells nothing about the key.
+func (b *Box) RunnerCredential(org, runnerID string) string {
+	mac := hmac.New(sha256.New, b.credKey)
+	for _, part := range []string{"terratask runner credential v1", org, runnerID} {
+		mac.Write([]byte(part))
+		mac.Write([]byte{0})
+	}
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// CheckRunnerCredential reports, in constant time, whether cred is
+// RunnerCredential(org, runnerID) of the box's key or of an old one.
+func (b *Box) CheckRunnerCredential(cred, org, runnerID string) bool {
+	ok := hmac.Equal([]byte(cred), []byte(b.RunnerCredential(org, runnerID)))
+	for _, k := range b.old {
+		old := &Box{credKey: k.credKey}
+		ok = hmac.Equal([]byte(cred), []byte(old.RunnerCredential(org, runnerID))) || ok
+	}
+	return ok
+}

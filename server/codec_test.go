@@ -71,7 +71,9 @@ func orgCodec(t *testing.T, cd *codec.Control, org string) *codec.Codec {
 	return oc
 }
 
-func encryptedBody(t *testing.T, cd interface{ DataConverter() converter.DataConverter }, v any) string {
+func encryptedBody(t *testing.T, cd interface {
+	DataConverter() converter.DataConverter
+}, v any) string {
 	t.Helper()
 	p, err := cd.DataConverter().ToPayload(v)
 	if err != nil {

@@ -263,6 +263,7 @@ func New(opts Options) *Server {
 	s.scheduleRoutes(api)
 	s.workspaceRoutes(api)
 	s.stateRoutes(r)
+	s.runnerRoutes(r)
 	if opts.MCP != nil {
 		h := s.streamHandler(opts.MCP)
 		for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {

@@ -26,7 +26,7 @@ func RunnerIdentity(r *activities.Runner) string {
 // every HostRefresh until ctx ends, so every API replica reads what a
 // runner offers from the store. A failed write is logged and retried at the
 // next tick. Write the first row with PublishHostOnce.
-func PublishHost(ctx context.Context, st store.RunnerHostStore, r *activities.Runner, started time.Time, log *zap.Logger) {
+func PublishHost(ctx context.Context, st HostPublisher, r *activities.Runner, started time.Time, log *zap.Logger) {
 	t := time.NewTicker(HostRefresh)
 	defer t.Stop()
 	for {
@@ -39,8 +39,14 @@ func PublishHost(ctx context.Context, st store.RunnerHostStore, r *activities.Ru
 	}
 }
 
+// HostPublisher writes a host's row: the store, or a runner's client of
+// the runner API (internal/runnerapi).
+type HostPublisher interface {
+	PutRunnerHost(ctx context.Context, h store.RunnerHost) error
+}
+
 // PublishHostOnce writes the host's row now.
-func PublishHostOnce(ctx context.Context, st store.RunnerHostStore, r *activities.Runner, started time.Time, log *zap.Logger) {
+func PublishHostOnce(ctx context.Context, st HostPublisher, r *activities.Runner, started time.Time, log *zap.Logger) {
 	h := store.RunnerHost{Org: r.Org, RunnerID: r.RunnerID, HostID: r.HostID, Identity: RunnerIdentity(r),
 		Engines: activities.Engines(ctx, r), StartedAt: started.UTC(), UpdatedAt: time.Now().UTC()}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)

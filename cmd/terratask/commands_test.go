@@ -106,7 +106,13 @@ func TestRunnerRejectsMissingOptions(t *testing.T) {
 	if code, _, errOut := runCLI(t, "runner", "--store", "x.db"); code == 0 || !strings.Contains(errOut, "--id is required") {
 		t.Errorf("no id: exit %d, stderr %q", code, errOut)
 	}
-	if code, _, errOut := runCLI(t, "runner", "--id", "eu"); code == 0 || !strings.Contains(errOut, "--store is required") {
-		t.Errorf("no store: exit %d, stderr %q", code, errOut)
+	if code, _, errOut := runCLI(t, "runner", "--id", "eu"); code == 0 || !strings.Contains(errOut, "--server-url is required") {
+		t.Errorf("no server: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "runner", "--id", "eu", "--server-url", "http://127.0.0.1:1"); code == 0 || !strings.Contains(errOut, "--org is required") {
+		t.Errorf("no org: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "runner", "--id", "eu", "--server-url", "http://127.0.0.1:1", "--store", "x.db"); code == 0 || !strings.Contains(errOut, "not both") {
+		t.Errorf("server and store: exit %d, stderr %q", code, errOut)
 	}
 }

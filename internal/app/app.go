@@ -164,13 +164,13 @@ func startRunner(c client.Client, r *activities.Runner, stopTimeout time.Duratio
 // hostPublisher keeps runner hosts' rows of the store current (their
 // engines) until stop; see worker.PublishHost.
 type hostPublisher struct {
-	st     store.RunnerHostStore
+	st     worker.HostPublisher
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
-func newHostPublisher(st store.RunnerHostStore) *hostPublisher {
+func newHostPublisher(st worker.HostPublisher) *hostPublisher {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &hostPublisher{st: st, ctx: ctx, cancel: cancel}
 }

@@ -43,8 +43,8 @@ type DevOptions struct {
 	// MaxOnDemandRunners caps the runners started on demand per org
 	// (default 8).
 	MaxOnDemandRunners int
-	ModulesDir      string // runner module catalog; default DATA/modules
-	RunnerWait      time.Duration
+	ModulesDir         string // runner module catalog; default DATA/modules
+	RunnerWait         time.Duration
 	// ApprovalWait is how long a task waits for a decision on its plan
 	// when its approval_timeout says nothing (default 24h).
 	ApprovalWait time.Duration
@@ -350,7 +350,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 			Logger: log.Named("runner").With(zap.String("org", org), zap.String("runner", id)),
 		}
 		hosts.publish(r) // before it polls: what it offers is known first
-		janitors.add(startJanitor(r, st))
+		janitors.add(startJanitor(r, storeTaskEnded(st)))
 		return startRunner(rc, r, o.StopTimeout)
 	}
 	for _, id := range o.Runners {

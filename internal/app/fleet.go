@@ -19,6 +19,7 @@ import (
 	"github.com/terratask/terratask/activities"
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/events"
+	"github.com/terratask/terratask/internal/runnerapi"
 	"github.com/terratask/terratask/internal/sandbox"
 	"github.com/terratask/terratask/internal/temporalutil"
 	"github.com/terratask/terratask/metrics"
@@ -223,10 +224,17 @@ type RunnerOptions struct {
 	// Org is the org the runner belongs to; SecretKey (and the keys of
 	// OldSecretKeysFile) are that org's keys (`terratask keys org`), never
 	// the control plane's secret key.
-	Org         string
-	ID          string
-	DataDir     string // default ./.terratask-runner
-	Store       string // where logs are written
+	Org     string
+	ID      string
+	DataDir string // default ./.terratask-runner
+	// ServerURL is the base URL of a terratask server: the runner writes
+	// task logs, plans and its host row through its runner API, with a
+	// credential derived from the org key, and keeps Terraform state on
+	// its state backend unless StateURL says otherwise.
+	ServerURL string
+	// Store, instead of ServerURL, is the servers' store itself: the
+	// runner then reaches every org's data (a single-org deployment).
+	Store       string
 	SecretKey   string
 	ModulesDir  string
 	SourceRoots []string
@@ -236,7 +244,8 @@ type RunnerOptions struct {
 	// DefaultModule is used by tasks that name no module, source or files.
 	DefaultModule string
 	// StateURL is the base URL of a terratask server whose HTTP state
-	// backend keeps the state of tasks without a backend of their own.
+	// backend keeps the state of tasks without a backend of their own
+	// (default ServerURL).
 	StateURL string
 	// StateDir holds local Terraform state when StateURL is empty (default
 	// DATA-DIR/state); hosts sharing a runner ID should then share it (a
@@ -272,8 +281,17 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	if o.ID == "" {
 		return errors.New("--id is required")
 	}
-	if o.Store == "" {
-		return errors.New("--store is required")
+	switch {
+	case o.Store != "" && o.ServerURL != "":
+		return errors.New("give --server-url or --store, not both")
+	case o.Store == "" && o.ServerURL == "":
+		return errors.New("--server-url is required: the base URL of a terratask server, whose runner API keeps task logs and plans\n(or --store, the servers' store itself, for a runner trusted with every org's data)")
+	}
+	if err := checkStateURL(o.ServerURL); err != nil {
+		return fmt.Errorf("--server-url: %w", err)
+	}
+	if o.StateURL == "" {
+		o.StateURL = o.ServerURL
 	}
 	if err := checkStateURL(o.StateURL); err != nil {
 		return err
@@ -313,7 +331,29 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 			return err
 		}
 	}
-	st, c, _, err := s.connect(ctx, o.Store, o.Temporal, log, cdc)
+	// The control plane's side of the runner: its runner API (no access to
+	// other orgs' data), or the store itself.
+	var (
+		logs    activities.LogSink
+		plans   activities.PlanKeeper
+		hostsTo worker.HostPublisher
+		ended   func(ctx context.Context, org, id string) (bool, error)
+	)
+	if o.ServerURL != "" {
+		api, err := runnerapi.New(o.ServerURL, o.Org, o.ID, box)
+		if err != nil {
+			return err
+		}
+		logs, plans, hostsTo, ended = countingLogs{api}, api, api, api.TaskEnded
+	} else {
+		st, err := openStore(ctx, o.Store)
+		if err != nil {
+			return fmt.Errorf("opening store: %w", err)
+		}
+		s.push("store", st.Close)
+		logs, plans, hostsTo, ended = countingLogs{st}, st, st, storeTaskEnded(st)
+	}
+	c, _, err := s.dial(ctx, o.Temporal, log, cdc)
 	if err != nil {
 		return err
 	}
@@ -343,15 +383,15 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	}
 	r := &activities.Runner{
 		Org: o.Org, RunnerID: o.ID, HostID: host, DataDir: dataDir, ModulesDir: o.ModulesDir,
-		DefaultModule: o.DefaultModule, SourceRoots: roots, SourceAllow: sourceAllow, Logs: countingStore{st}, Plans: st, Secrets: box, StateDir: o.StateDir, StateURL: o.StateURL,
+		DefaultModule: o.DefaultModule, SourceRoots: roots, SourceAllow: sourceAllow, Logs: logs, Plans: plans, Secrets: box, StateDir: o.StateDir, StateURL: o.StateURL,
 		TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile, Sandbox: sb, Watchdog: wd, PassEnv: o.Isolation.PassEnv,
 		Logger: log.Named("runner").With(zap.String("runner", o.ID)),
 	}
 	// What the host offers is in the store before it polls.
-	hosts := newHostPublisher(st)
+	hosts := newHostPublisher(hostsTo)
 	s.push("runner host", hosts.stop)
 	hosts.publish(r)
-	s.push("janitor", startJanitor(r, st))
+	s.push("janitor", startJanitor(r, ended))
 	ws, err := startRunner(c, r, o.Grace)
 	if err != nil {
 		return err
@@ -397,16 +437,25 @@ func (s *stack) connect(ctx context.Context, dsn string, t TemporalOptions, log 
 		return nil, nil, client.Options{}, fmt.Errorf("opening store: %w", err)
 	}
 	s.push("store", st.Close)
-	copts, err := t.clientOptions(log, cdc)
+	c, copts, err := s.dial(ctx, t, log, cdc)
 	if err != nil {
 		return nil, nil, copts, err
+	}
+	return st, c, copts, nil
+}
+
+// dial dials Temporal, pushing the client onto the stack.
+func (s *stack) dial(ctx context.Context, t TemporalOptions, log *zap.Logger, cdc converters) (client.Client, client.Options, error) {
+	copts, err := t.clientOptions(log, cdc)
+	if err != nil {
+		return nil, copts, err
 	}
 	c, err := dialTemporal(ctx, copts)
 	if err != nil {
-		return nil, nil, copts, err
+		return nil, copts, err
 	}
 	s.push("temporal client", func() error { c.Close(); return nil })
-	return st, c, copts, nil
+	return c, copts, nil
 }
 
 // checkStateURL validates --state-url: empty, or an http(s) URL of a host

@@ -141,10 +141,9 @@ func (w *logWriter) Write(p []byte) (int, error) {
 // in its data dir (activities.Sweep); it also sweeps at start.
 const janitorEvery = 10 * time.Minute
 
-// startJanitor runs r's janitor until the returned stop is called; the
-// janitor asks st whether a task has ended.
-func startJanitor(r *activities.Runner, st store.Store) func() error {
-	r.TaskEnded = func(ctx context.Context, org, id string) (bool, error) {
+// storeTaskEnded asks the store whether a task has ended (or is gone).
+func storeTaskEnded(st store.Store) func(ctx context.Context, org, id string) (bool, error) {
+	return func(ctx context.Context, org, id string) (bool, error) {
 		t, err := st.GetTask(ctx, org, id)
 		if errors.Is(err, store.ErrNotFound) {
 			return true, nil
@@ -154,6 +153,12 @@ func startJanitor(r *activities.Runner, st store.Store) func() error {
 		}
 		return t.Status.Terminal(), nil
 	}
+}
+
+// startJanitor runs r's janitor until the returned stop is called; the
+// janitor asks ended whether a task has ended.
+func startJanitor(r *activities.Runner, ended func(ctx context.Context, org, id string) (bool, error)) func() error {
+	r.TaskEnded = ended
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

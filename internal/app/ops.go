@@ -136,6 +136,17 @@ func runnerHosts(ctx context.Context, c client.Client, org, runner string) (int,
 	return n, nil
 }
 
+// countingLogs counts the log lines a runner writes through it.
+type countingLogs struct{ activities.LogSink }
+
+func (s countingLogs) AppendLogs(ctx context.Context, entries []store.LogEntry) error {
+	if err := s.LogSink.AppendLogs(ctx, entries); err != nil {
+		return err
+	}
+	countLines(entries)
+	return nil
+}
+
 // countingStore counts the log lines written through it.
 type countingStore struct{ store.Store }
 

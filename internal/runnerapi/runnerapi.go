@@ -1,0 +1,151 @@
+// Package runnerapi is a runner host's client of the control plane's runner
+// API (server/runnerapi.go): the task logs, plans and plan files a runner
+// writes, the status its janitor asks, and its host row, over HTTP with the
+// runner's credential, so that the runner host needs no access to the store,
+// which holds every org's data.
+//
+// The credential is derived from the org's key (secret.Box.RunnerCredential):
+// a runner holds its org's key and nothing else to authenticate with.
+package runnerapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/task"
+)
+
+// Client calls the runner API of one terratask server (or load balancer).
+type Client struct {
+	base       string
+	user, pass string
+	http       *http.Client
+}
+
+// New returns the client of runner runnerID of org at base (a server's base
+// URL, http or https, as --server-url gives it), authenticating with box,
+// which holds the org's key.
+func New(base, org, runnerID string, box *secret.Box) (*Client, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("the server URL %q is not an http(s) URL", base)
+	}
+	return &Client{
+		base: strings.TrimRight(base, "/") + "/api/v1/runner",
+		user: org + "/" + runnerID, pass: box.RunnerCredential(org, runnerID),
+		http: &http.Client{Timeout: 2 * time.Minute},
+	}, nil
+}
+
+// Error is an answer of the runner API other than a success.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("runner API: %d %s", e.Status, e.Message)
+}
+
+// do sends a request with a JSON body (nil: none) and decodes a JSON answer
+// into out (nil: none expected). A 404 is store.ErrNotFound.
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.SetBasicAuth(c.user, c.pass)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("runner API: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return store.ErrNotFound
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error struct{ Message string } `json:"error"`
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		msg := http.StatusText(resp.StatusCode)
+		if json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
+			msg = e.Error.Message
+		}
+		return &Error{Status: resp.StatusCode, Message: msg}
+	}
+	if out == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// AppendLogs appends task log entries (activities.LogSink).
+func (c *Client) AppendLogs(ctx context.Context, entries []store.LogEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	return c.do(ctx, http.MethodPost, "/logs", entries, nil)
+}
+
+// PutPlan stores a task's reviewable plan (activities.PlanKeeper).
+func (c *Client) PutPlan(ctx context.Context, p store.Plan) error {
+	return c.do(ctx, http.MethodPut, "/plans/"+url.PathEscape(p.TaskID), p, nil)
+}
+
+// PutPlanFile stores a task's sealed plan file (activities.PlanKeeper).
+func (c *Client) PutPlanFile(ctx context.Context, f store.PlanFile) error {
+	return c.do(ctx, http.MethodPut, "/plan-files/"+url.PathEscape(f.TaskID), f, nil)
+}
+
+// GetPlanFile reads a task's sealed plan file back, or store.ErrNotFound
+// (activities.PlanKeeper).
+func (c *Client) GetPlanFile(ctx context.Context, _ /* the runner's own */, id string) (store.PlanFile, error) {
+	var f store.PlanFile
+	err := c.do(ctx, http.MethodGet, "/plan-files/"+url.PathEscape(id), nil, &f)
+	return f, err
+}
+
+// PutRunnerHost publishes the host's row.
+func (c *Client) PutRunnerHost(ctx context.Context, h store.RunnerHost) error {
+	return c.do(ctx, http.MethodPut, "/hosts/"+url.PathEscape(h.HostID), h, nil)
+}
+
+// TaskEnded reports whether task id has ended, or is not the runner's to
+// ask about (its janitor may then remove what the task left).
+func (c *Client) TaskEnded(ctx context.Context, _ /* the runner's own */, id string) (bool, error) {
+	var st struct {
+		Status string `json:"status"`
+	}
+	err := c.do(ctx, http.MethodGet, "/tasks/"+url.PathEscape(id), nil, &st)
+	if errors.Is(err, store.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return task.Status(st.Status).Terminal(), nil
+}
