@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -68,23 +70,68 @@ func TestVerify(t *testing.T) {
 
 func FuzzVerify(f *testing.F) {
 	secret := []byte("s3cret-s3cret-s3cret")
+	now := time.Unix(1767225600, 0)
 	f.Add(Sign(secret, []byte("{}"), time.Unix(1, 0)), []byte("{}"))
 	f.Add("t=,v1=", []byte(""))
 	f.Add("t=1,v1=00,v1=11,=,,", []byte("x"))
+	f.Add("v1=zz, t=01767225600 ,", []byte(`{"id":"evt-1"}`))
+	f.Add("t=1767229201", []byte("{}"))
+	f.Add("t=1,v1=0", []byte("{}")) // signed 3604 s ahead (below)
 	f.Fuzz(func(t *testing.T, header string, body []byte) {
-		if Verify(secret, header, body, time.Unix(1, 0), time.Hour) != nil {
-			return
-		}
-		// Whatever else the header holds, it carries the real signature of
-		// the body for one of its timestamps.
-		for _, part := range strings.Split(header, ",") {
-			if ts, ok := strings.CutPrefix(strings.TrimSpace(part), "t="); ok &&
-				strings.Contains(strings.ToLower(header), hex.EncodeToString(mac(secret, ts, body))) {
-				return
+		// The header as fuzzed, and with the documented signature of the
+		// body (computed here, not by Sign) before and after it, so the
+		// accepting paths are explored too: signed from 3604 s before now
+		// to 3604 s after, by the header's length, across the tolerance
+		// of an hour on both sides.
+		ts := strconv.FormatInt(now.Unix()+int64(len(header)%9)*901-3604, 10)
+		m := hmac.New(sha256.New, secret)
+		m.Write([]byte(ts + "." + string(body)))
+		signature := "t=" + ts + ",v1=" + hex.EncodeToString(m.Sum(nil))
+		for _, h := range []string{header, signature + "," + header, header + "," + signature} {
+			got := Verify(secret, h, body, now, time.Hour)
+			if want := verifyByTheBook(secret, h, body, now.Unix(), 3600); !errors.Is(got, want) || (got == nil) != (want == nil) {
+				t.Fatalf("Verify(%q) = %v, want %v", h, got, want)
 			}
 		}
-		t.Fatalf("header %q verified without the body's signature", header)
 	})
+}
+
+// verifyByTheBook is the documented signature check, written apart from
+// Verify as its fuzz oracle: the header is comma-separated key=value
+// pairs (spaces around a pair ignored; the last t wins; a v1 is 64 hex
+// digits); one v1 must be the hex HMAC-SHA256 of "<t>.<body>" keyed with
+// the secret, and t (Unix seconds) within tolerance seconds of now.
+func verifyByTheBook(secret []byte, header string, body []byte, now, tolerance int64) error {
+	t, haveT := "", false
+	var v1s []string
+	for _, pair := range strings.Split(header, ",") {
+		pair = strings.TrimSpace(pair)
+		i := strings.IndexByte(pair, '=')
+		if i < 0 {
+			continue
+		}
+		switch key, value := pair[:i], pair[i+1:]; key {
+		case "t":
+			t, haveT = value, true
+		case "v1":
+			if _, err := hex.DecodeString(value); err == nil && len(value) == 2*sha256.Size {
+				v1s = append(v1s, strings.ToLower(value))
+			}
+		}
+	}
+	unix, err := strconv.ParseInt(t, 10, 64)
+	if !haveT || err != nil || len(v1s) == 0 {
+		return ErrNoSignature
+	}
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(t + "." + string(body)))
+	if !slices.Contains(v1s, hex.EncodeToString(m.Sum(nil))) {
+		return ErrBadSignature
+	}
+	if unix < now-tolerance || unix > now+tolerance {
+		return ErrExpired
+	}
+	return nil
 }
 
 func TestCheckURL(t *testing.T) {
