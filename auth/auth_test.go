@@ -7,27 +7,37 @@ import (
 	"testing"
 )
 
+// TestRolesAllow: every action, by every role (and a role no key has).
 func TestRolesAllow(t *testing.T) {
-	want := map[Role][]bool{ // read, create, cancel, force
-		RoleViewer:   {true, false, false, false},
-		RoleOperator: {true, true, true, false},
-		RoleAdmin:    {true, true, true, true},
-		"nobody":     {false, false, false, false},
+	roles := []Role{RoleViewer, RoleOperator, RoleAdmin, "nobody"}
+	table := map[Action]struct {
+		name string
+		want []bool // viewer, operator, admin, nobody
+	}{
+		ActionRead:           {"read", []bool{true, true, true, false}},
+		ActionCreate:         {"create", []bool{false, true, true, false}},
+		ActionCancel:         {"cancel", []bool{false, true, true, false}},
+		ActionForceCancel:    {"force-cancel", []bool{false, false, true, false}},
+		ActionReadState:      {"read state", []bool{false, false, true, false}},
+		ActionWriteState:     {"write state", []bool{false, false, true, false}},
+		ActionManageWebhooks: {"manage webhooks", []bool{false, false, true, false}},
+		ActionDecide:         {"decide", []bool{false, true, true, false}},
+		ActionGrantWorkspace: {"grant workspaces", []bool{false, true, true, false}},
 	}
-	for role, allowed := range want {
-		for a, ok := range allowed {
-			if role.Allows(Action(a)) != ok {
-				t.Errorf("%s action %d: got %v", role, a, !ok)
+	for a := range numActions {
+		row, ok := table[a]
+		if !ok {
+			t.Errorf("action %d has no row in the role table", a)
+			continue
+		}
+		for i, role := range roles {
+			if got := role.Allows(a); got != row.want[i] {
+				t.Errorf("%s may %s: %v, want %v", role, row.name, got, row.want[i])
 			}
 		}
 	}
-}
-
-func TestRolesGrantWorkspaces(t *testing.T) {
-	for role, want := range map[Role]bool{RoleViewer: false, RoleOperator: true, RoleAdmin: true, "nobody": false} {
-		if role.Allows(ActionGrantWorkspace) != want {
-			t.Errorf("%s grants workspaces: %v, want %v", role, !want, want)
-		}
+	if len(table) != int(numActions) {
+		t.Errorf("the role table has %d rows for %d actions", len(table), numActions)
 	}
 }
 
