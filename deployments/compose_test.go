@@ -2,6 +2,7 @@ package deployments
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -107,37 +108,46 @@ func TestCompose(t *testing.T) {
 	}
 
 	// terratask processes: every command and config file is accepted by the
-	// real binary, with the store from the environment.
-	storeEnv := map[string]string{}
+	// real binary, with the environment compose gives it. The store (its DSN
+	// holds a password) comes from the environment, for the migration and
+	// the server only.
+	envOf := map[string]map[string]string{}
 	for _, name := range []string{"terratask-migrate", "terratask-server", "terratask-runner-1", "terratask-runner-2"} {
 		s := c.Services[name]
 		if s.Image != "terratask:local" || s.Build["dockerfile"] != "deployments/Dockerfile" {
 			t.Errorf("%s: image %q build %v", name, s.Image, s.Build)
 		}
-		dsn := s.Environment["TERRATASK_STORE"]
-		if !strings.HasPrefix(dsn, "postgres://") {
-			t.Errorf("%s: TERRATASK_STORE %q", name, dsn)
+		env := map[string]string{}
+		for k, v := range s.Environment {
+			env[k] = v
 		}
-		storeEnv[name] = "postgres://terratask@postgres:5432/terratask?sslmode=disable"
+		if dsn, ok := env["TERRATASK_STORE"]; ok {
+			if !strings.HasPrefix(dsn, "postgres://") {
+				t.Errorf("%s: TERRATASK_STORE %q", name, dsn)
+			}
+			env["TERRATASK_STORE"] = "postgres://terratask@postgres:5432/terratask?sslmode=disable"
+		}
+		envOf[name] = env
 	}
-	for _, name := range []string{"terratask-server", "terratask-runner-1", "terratask-runner-2"} {
-		if d := dependsOn(c.Services[name]); d["terratask-migrate"] != "service_completed_successfully" || d["temporal-namespace"] != "service_completed_successfully" {
-			t.Errorf("%s must start after the migration and the namespace: %v", name, d)
+	for _, name := range []string{"terratask-migrate", "terratask-server"} {
+		if _, ok := envOf[name]["TERRATASK_STORE"]; !ok {
+			t.Errorf("%s: no TERRATASK_STORE", name)
+		}
+	}
+	if d := dependsOn(c.Services["terratask-server"]); d["terratask-migrate"] != "service_completed_successfully" || d["temporal-namespace"] != "service_completed_successfully" {
+		t.Errorf("terratask-server must start after the migration and the namespace: %v", d)
+	}
+	// The runners write through the server, which waits for the migration.
+	for _, name := range []string{"terratask-runner-1", "terratask-runner-2"} {
+		if d := dependsOn(c.Services[name]); d["terratask-server"] == "" || d["temporal-namespace"] != "service_completed_successfully" {
+			t.Errorf("%s must start after the server and the namespace: %v", name, d)
 		}
 	}
 
 	// Config files mounted into containers, checked with their in-container
 	// command line (paths mapped back to the repository).
-	mounts := func(s composeService) map[string]string {
-		m := map[string]string{}
-		for _, v := range s.Volumes {
-			parts := strings.Split(v, ":")
-			m[parts[1]] = parts[0]
-		}
-		return m
-	}
 	server := c.Services["terratask-server"]
-	got := checkConfig(t, withConfig(t, server.Command, mounts(server)), map[string]string{"TERRATASK_STORE": storeEnv["terratask-server"]})
+	got := checkConfig(t, withConfig(t, server.Command, composeMounts(server)), envOf["terratask-server"])
 	if value(got["http-address"]) != "0.0.0.0:8080" || value(got["temporal-address"]) != "temporal:7233" {
 		t.Errorf("server config: %v", got)
 	}
@@ -150,6 +160,11 @@ func TestCompose(t *testing.T) {
 			t.Errorf("server %s = %q is not one of its secrets %v", k, got[k], server.Secrets)
 		}
 	}
+	// The file of the control plane's secret key, which no runner may get.
+	masterKeyFile := c.Secrets[strings.TrimPrefix(value(got["secret-key-file"]), "/run/secrets/")].File
+	if masterKeyFile == "" {
+		t.Errorf("server secret-key-file %q is no declared secret", got["secret-key-file"])
+	}
 	if !strings.Contains(strings.Join(server.Ports, " "), ":8080") {
 		t.Errorf("server ports %v", server.Ports)
 	}
@@ -157,15 +172,25 @@ func TestCompose(t *testing.T) {
 	var grace time.Duration
 	for _, name := range []string{"terratask-runner-1", "terratask-runner-2"} {
 		r := c.Services[name]
-		got := checkConfig(t, withConfig(t, r.Command, mounts(r)), map[string]string{"TERRATASK_STORE": storeEnv[name]})
+		got := checkConfig(t, withConfig(t, r.Command, composeMounts(r)), envOf[name])
 		if value(got["id"]) != "main" {
 			t.Errorf("%s: id %q", name, got["id"])
 		}
-		if want := "http://terratask-server:8080"; value(got["state-url"]) != want || !strings.Contains(strings.Join(server.Ports, " "), ":8080") {
-			t.Errorf("%s: state-url %q, want the server service %s", name, got["state-url"], want)
+		// server-url names the server service's port (8080, checked above).
+		keyFile := checkRunnerTrust(t, name, envOf[name], got, "http://terratask-server:8080")
+		// The key file is one of the runner's secrets: the org key's file,
+		// and no secret of the runner is the secret key's.
+		sec, ok := strings.CutPrefix(keyFile, "/run/secrets/")
+		if !ok || !slices.Contains(r.Secrets, sec) {
+			t.Errorf("%s: secret-key-file %q is not one of its secrets %v", name, keyFile, r.Secrets)
 		}
-		if !strings.Contains(strings.Join(r.Secrets, " "), "terratask-secret-key") || value(got["secret-key-file"]) != "/run/secrets/terratask-secret-key" {
-			t.Errorf("%s: secret key %q, secrets %v", name, got["secret-key-file"], r.Secrets)
+		for _, rs := range r.Secrets {
+			if f := c.Secrets[rs].File; f == masterKeyFile {
+				t.Errorf("%s gets the control plane's secret key (secret %s, file %s)", name, rs, f)
+			}
+		}
+		if f := c.Secrets[sec].File; f != "./secrets/org-default.key" {
+			t.Errorf("%s: its key is the file %q, want the org key ./secrets/org-default.key", name, f)
 		}
 		var err error
 		if grace, err = time.ParseDuration(value(got["grace"])); err != nil {
@@ -176,7 +201,18 @@ func TestCompose(t *testing.T) {
 			t.Errorf("%s: stop_grace_period %q must exceed the runner's grace %s", name, r.StopGracePeriod, grace)
 		}
 	}
-	checkConfig(t, c.Services["terratask-migrate"].Command, map[string]string{"TERRATASK_STORE": storeEnv["terratask-migrate"]})
+	checkConfig(t, c.Services["terratask-migrate"].Command, envOf["terratask-migrate"])
+}
+
+// composeMounts maps a service's in-container paths to its bind-mounted
+// files and its named volumes.
+func composeMounts(s composeService) map[string]string {
+	m := map[string]string{}
+	for _, v := range s.Volumes {
+		parts := strings.Split(v, ":")
+		m[parts[1]] = parts[0]
+	}
+	return m
 }
 
 // withConfig returns a container's command with its --config file mapped,

@@ -117,3 +117,37 @@ func TestConfigFilesRefuseSecrets(t *testing.T) {
 		}
 	}
 }
+
+// checkRunnerTrust checks what a runner host is given (issue 20): it
+// belongs to org "default" and writes task logs, plans and its host row
+// through serverURL's runner API, keeping state there too; neither its
+// environment (env, what the deployment sets) nor its configuration (cfg,
+// from checkConfig) gives it the store or the control plane's secret key.
+// It returns the runner's secret-key-file, for the caller to check that it
+// is the org key's file.
+func checkRunnerTrust(t *testing.T, name string, env, cfg map[string]string, serverURL string) string {
+	t.Helper()
+	for _, k := range []string{"TERRATASK_STORE", "TERRATASK_SECRET_KEY"} {
+		if _, ok := env[k]; ok {
+			t.Errorf("%s: the runner gets %s; a runner holds neither the store nor the secret key", name, k)
+		}
+	}
+	if s := value(cfg["store"]); s != "" {
+		t.Errorf("%s: the runner has --store %q; it writes through --server-url", name, s)
+	}
+	if o := value(cfg["org"]); o != "default" {
+		t.Errorf("%s: org %q, want default", name, o)
+	}
+	if u := value(cfg["server-url"]); u != serverURL {
+		t.Errorf("%s: server-url %q, want the server %s", name, u, serverURL)
+	}
+	// State on the server too: state-url defaults to server-url.
+	if u := value(cfg["state-url"]); u != "" && u != serverURL {
+		t.Errorf("%s: state-url %q, want it empty (server-url) or %s", name, u, serverURL)
+	}
+	key := value(cfg["secret-key-file"])
+	if key == "" {
+		t.Errorf("%s: no secret-key-file: the runner needs its org's key", name)
+	}
+	return key
+}

@@ -17,11 +17,15 @@ import (
 // ---- a real dev instance, scraped ----
 
 type devInstance struct {
-	cmd    *exec.Cmd
-	api    string
-	key    string
-	output *bytes.Buffer
-	done   chan error
+	cmd     *exec.Cmd
+	dataDir string
+	api     string
+	// temporal is the embedded Temporal frontend (mutual TLS, certificates
+	// in DATA-DIR/temporal-tls), for runners of their own.
+	temporal string
+	key      string
+	output   *bytes.Buffer
+	done     chan error
 }
 
 func startDevInstance(t *testing.T, dataDir string) *devInstance {
@@ -36,23 +40,32 @@ func startDevInstance(t *testing.T, dataDir string) *devInstance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &devInstance{cmd: cmd, key: "monitoring-test-key", output: &bytes.Buffer{}, done: make(chan error, 1)}
+	d := &devInstance{cmd: cmd, dataDir: dataDir, key: "monitoring-test-key", output: &bytes.Buffer{}, done: make(chan error, 1)}
 	cmd.Stderr = io.Discard
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan string, 1)
+	// The banner names the API, then Temporal ("Temporal: ADDR (namespace
+	// default; ...)").
+	type addrs struct{ api, temporal string }
+	ready := make(chan addrs, 1)
 	go func() {
+		var a addrs
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if line := strings.TrimSpace(sc.Text()); strings.HasPrefix(line, "API:") {
-				ready <- strings.TrimSuffix(strings.TrimSpace(strings.TrimPrefix(line, "API:")), "/api/v1/tasks")
+			line := strings.TrimSpace(sc.Text())
+			if rest, ok := strings.CutPrefix(line, "API:"); ok {
+				a.api = strings.TrimSuffix(strings.TrimSpace(rest), "/api/v1/tasks")
+			} else if rest, ok := strings.CutPrefix(line, "Temporal:"); ok && a.api != "" && a.temporal == "" {
+				a.temporal, _, _ = strings.Cut(strings.TrimSpace(rest), " ")
+				ready <- a
 			}
 		}
 	}()
 	go func() { d.done <- cmd.Wait() }()
 	select {
-	case d.api = <-ready:
+	case a := <-ready:
+		d.api, d.temporal = a.api, a.temporal
 	case err := <-d.done:
 		t.Fatalf("terratask dev exited: %v", err)
 	case <-time.After(3 * time.Minute):

@@ -144,7 +144,11 @@ func TestKubernetes(t *testing.T) {
 		spec   object
 		labels map[string]any
 		args   []string
+		env    map[string]string // TERRATASK_ variables the container gets
 		cfg    map[string]string // check-config result
+		// secretKeys are the Secret's keys the pod reads (volume items and
+		// env); fileKeys maps a config key naming a file to its Secret key.
+		secretKeys, fileKeys map[string]string
 	}
 	pods := map[string]podInfo{}
 	for _, key := range []string{"Deployment/terratask-server", "Deployment/terratask-runner-main", "Job/terratask-migrate"} {
@@ -176,16 +180,22 @@ func TestKubernetes(t *testing.T) {
 			}
 		}
 		volumes := map[string]object{}
+		secretKeys := map[string]string{} // Secret key -> how the pod reads it
 		for _, v := range spec.list("volumes") {
 			vo := asObject(v)
 			volumes[vo.str("name")] = vo
 			if name := vo.str("secret", "secretName"); name != "" && name != "terratask" {
 				t.Errorf("%s: volume %s uses secret %s", key, vo.str("name"), name)
 			}
+			if vo.get("secret") != nil && len(vo.list("secret", "items")) == 0 {
+				t.Errorf("%s: volume %s mounts the whole Secret; name its items", key, vo.str("name"))
+			}
 			for _, it := range vo.list("secret", "items") {
-				if k := asObject(it).str("key"); secret.get("stringData", k) == nil {
+				k := asObject(it).str("key")
+				if secret.get("stringData", k) == nil {
 					t.Errorf("%s: secret key %s not in the Secret", key, k)
 				}
+				secretKeys[k] = "volume " + vo.str("name")
 			}
 			for _, it := range vo.list("configMap", "items") {
 				if _, ok := configs[asObject(it).str("key")]; !ok {
@@ -212,19 +222,28 @@ func TestKubernetes(t *testing.T) {
 			}
 			mountPaths[mo.str("mountPath")] = mo.str("name")
 		}
-		env := map[string]string{}
+		if len(c.list("envFrom")) > 0 {
+			t.Errorf("%s: envFrom hides what the container gets; name each variable", key)
+		}
+		env := map[string]string{} // the TERRATASK_ variables
 		for _, e := range c.list("env") {
 			eo := asObject(e)
+			name := eo.str("name")
 			if ref := eo.str("valueFrom", "secretKeyRef", "key"); ref != "" {
 				if eo.str("valueFrom", "secretKeyRef", "name") != "terratask" || secret.get("stringData", ref) == nil {
-					t.Errorf("%s: env %s from unknown secret key %s", key, eo.str("name"), ref)
+					t.Errorf("%s: env %s from unknown secret key %s", key, name, ref)
 				}
-				env[eo.str("name")] = "postgres://terratask@db:5432/terratask"
-			} else {
-				env[eo.str("name")] = eo.str("value")
+				secretKeys[ref] = "env " + name
+				if ref == "store-dsn" {
+					env[name] = "postgres://terratask@db:5432/terratask"
+				} else {
+					env[name] = "from the Secret's " + ref
+				}
+			} else if strings.HasPrefix(name, "TERRATASK_") {
+				env[name] = eo.str("value")
 			}
 		}
-		if !strings.HasPrefix(env["TERRATASK_STORE"], "postgres://") {
+		if key != "Deployment/terratask-runner-main" && !strings.HasPrefix(env["TERRATASK_STORE"], "postgres://") {
 			t.Errorf("%s: TERRATASK_STORE not from the Secret", key)
 		}
 		var args []string
@@ -242,24 +261,26 @@ func TestKubernetes(t *testing.T) {
 				checkArgs[i+1] = writeTemp(t, base, configs[base])
 			}
 		}
-		cfg := checkConfig(t, checkArgs, map[string]string{"TERRATASK_STORE": env["TERRATASK_STORE"]})
+		cfg := checkConfig(t, checkArgs, env)
 		// Files named by the config are on mounted volumes.
-		for _, k := range []string{"api-keys-file", "secret-key-file"} {
+		fileKeys := map[string]string{}
+		for _, k := range []string{"api-keys-file", "secret-key-file", "old-secret-keys-file"} {
 			p := value(cfg[k])
 			if p == "" {
 				continue
 			}
 			dir, base := filepath.Split(p)
 			vol := volumes[mountPaths[filepath.Clean(dir)]]
-			found := false
 			for _, it := range vol.list("secret", "items") {
-				found = found || asObject(it).str("path") == base
+				if asObject(it).str("path") == base {
+					fileKeys[k] = asObject(it).str("key")
+				}
 			}
-			if !found {
+			if fileKeys[k] == "" {
 				t.Errorf("%s: %s %s is not a file of a mounted Secret", key, k, p)
 			}
 		}
-		pods[key] = podInfo{spec: spec, labels: labels, args: args, cfg: cfg}
+		pods[key] = podInfo{spec: spec, labels: labels, args: args, env: env, cfg: cfg, secretKeys: secretKeys, fileKeys: fileKeys}
 	}
 
 	// Server: probes on /healthz and /readyz at the listening port; the
@@ -311,8 +332,10 @@ func TestKubernetes(t *testing.T) {
 		}
 	}
 
-	// Runners: two replicas keeping state on the servers' state backend
-	// through the Service, and a termination grace above the runner's --grace.
+	// Runners: two replicas of org default writing through the servers'
+	// runner API (and keeping state on their state backend) through the
+	// Service, with the org's key and neither the store nor the secret key,
+	// and a termination grace above the runner's --grace.
 	run := objs["Deployment/terratask-runner-main"]
 	rp := pods["Deployment/terratask-runner-main"]
 	if r, _ := run.get("spec", "replicas").(int); r != 2 {
@@ -324,8 +347,22 @@ func TestKubernetes(t *testing.T) {
 			svcPort = n
 		}
 	}
-	if want := fmt.Sprintf("http://terratask.terratask.svc.cluster.local:%d", svcPort); value(rp.cfg["state-url"]) != want {
-		t.Errorf("runner state-url %q, want the server Service %s", rp.cfg["state-url"], want)
+	serverURL := fmt.Sprintf("http://terratask.terratask.svc.cluster.local:%d", svcPort)
+	checkRunnerTrust(t, "runner", rp.env, rp.cfg, serverURL)
+	masterKey := pods["Deployment/terratask-server"].fileKeys["secret-key-file"]
+	if masterKey == "" {
+		t.Fatal("the server's secret-key-file is no item of the Secret")
+	}
+	for _, k := range []string{masterKey, "store-dsn"} {
+		if how, ok := rp.secretKeys[k]; ok {
+			t.Errorf("runner pods read the Secret's %s (%s): they hold neither the secret key nor the store", k, how)
+		}
+	}
+	if k := rp.fileKeys["secret-key-file"]; k != "org-default-key" {
+		t.Errorf("runner secret-key-file is the Secret's %q, want org-default-key (terratask keys org --org default)", k)
+	}
+	if len(rp.secretKeys) != 1 {
+		t.Errorf("runner pods read the Secret's %v, want its org-default-key only", rp.secretKeys)
 	}
 	grace, err := time.ParseDuration(value(rp.cfg["grace"]))
 	if err != nil {
