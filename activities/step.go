@@ -243,7 +243,9 @@ func (r *Runner) openSecrets(in task.Input) (task.Secrets, error) {
 	}
 	s, err := r.Secrets.Open(in.SealedSecrets)
 	if err != nil {
-		return task.Secrets{}, configErrorf("cannot open the task's secrets: this runner's secret key does not match the server's")
+		return task.Secrets{}, configErrorf("cannot open the task's secrets: they are not sealed under the key this runner holds for org %s "+
+			"(give the runner its org's key, `terratask keys org --org %s`; a schedule whose template's secrets were sealed before per-org keys "+
+			"needs them sent again with PATCH /api/v1/schedules/{id})", in.Org, in.Org)
 	}
 	return s, nil
 }

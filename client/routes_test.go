@@ -161,7 +161,8 @@ func TestEveryDocumentedRouteHasAMethod(t *testing.T) {
 	}
 	var missing []string
 	for op := range docs {
-		if !matched[op] {
+		// The runner API is the runner hosts' (internal/runnerapi's client).
+		if !matched[op] && !strings.Contains(op, " /api/v1/runner/") {
 			missing = append(missing, op)
 		}
 	}

@@ -29,7 +29,8 @@ import (
 //     secret key's payloads) stays under the secret key's payload key.
 //
 // A task input encrypted under an org's key must name that org: a runner
-// host of org B cannot start a task of org A (see checkOrg).
+// host of org B cannot start a task of org A (see checkOrg); one not
+// encrypted at all is marked, and the task workflow refuses it.
 type Control struct {
 	master  *Codec
 	secrets [][]byte // current first, then old
@@ -308,13 +309,16 @@ func (d *controlConverter) FromPayload(payload *commonpb.Payload, valuePtr inter
 
 // checkOrg refuses a task input encrypted under one org's key that names
 // another org: only the control plane (the secret key) may start a task for
-// any org. Inputs not encrypted are not checked here (histories recorded
-// before encryption; see README, Security, on the Temporal namespace).
+// any org.
+//
+// It also marks an input that came unencrypted (task.Input.Plain), which
+// the workflow refuses.
 func checkOrg(p *commonpb.Payload, v any) error {
 	in, ok := v.(*task.Input)
 	if !ok {
 		return nil
 	}
+	in.Plain = string(p.GetMetadata()[converter.MetadataEncoding]) != Encoding
 	org := string(p.GetMetadata()[MetadataOrg])
 	if org != "" && in.Org != org {
 		return fmt.Errorf("a task input encrypted under org %q's key names org %q: refused", org, in.Org)

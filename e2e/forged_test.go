@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/terratask/terratask/codec"
+	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/task"
 )
 
@@ -93,5 +96,87 @@ func (p *devProc) waitLog(t testing.TB, id, s string) {
 			t.Fatalf("task %s never logged %q", id, s)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Only the API, or a holder of the org's key, starts a task (issue 20): a
+// client that reaches dev's Temporal starts task workflows itself. One with
+// a plain JSON input naming org default fails at once with
+// configuration_error, before any runner is asked; one encrypted under org
+// B's key but naming org default (a runner host of org B trying org A's
+// runner and state) is refused when its input is decoded: it fails having
+// scheduled nothing.
+func TestForgedTasksDoNotRun(t *testing.T) {
+	t.Parallel()
+	plain, err := client.Dial(client.Options{HostPort: shared.temporal, Namespace: "default",
+		ConnectionOptions: devTemporalTLS(t, shared.dataDir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	orgKey, err := secret.OrgKey(devKey(t, shared.dataDir), "org-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	orgB, err := codec.NewOrg("org-b", orgKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asOrgB, err := client.Dial(client.Options{HostPort: shared.temporal, Namespace: "default",
+		ConnectionOptions: devTemporalTLS(t, shared.dataDir), DataConverter: orgB.DataConverter(), FailureConverter: orgB.FailureConverter()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer asOrgB.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	input := func(id string) task.Input {
+		return task.Input{ID: id, Name: "forged", AgentID: "agent-forged", RunnerID: "local", Org: "default", CreatedAt: time.Now().UTC(),
+			Params: task.Params{Files: fixture(t, "echo"), Workspace: id}}
+	}
+	scheduledClaims := func(id string) (claims int) {
+		t.Helper()
+		it := plain.GetWorkflowHistory(ctx, id, "", false, 0)
+		for it.HasNext() {
+			e, err := it.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a := e.GetActivityTaskScheduledEventAttributes(); a != nil && task.QueueOrg(a.GetTaskQueue().GetName()) != "" {
+				claims++
+			}
+		}
+		return claims
+	}
+
+	// Plain: the task fails with configuration_error, no runner asked.
+	plainID := fmt.Sprintf("task-forged-plain-%d", time.Now().UnixNano())
+	run, err := plain.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: plainID, TaskQueue: task.ControlPlaneTaskQueue}, task.WorkflowType, input(plainID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var appErr *temporal.ApplicationError
+	if err := run.Get(ctx, nil); !errors.As(err, &appErr) || appErr.Type() != task.CodeConfig {
+		t.Fatalf("a plain task input: %v", err)
+	}
+	if claims := scheduledClaims(plainID); claims != 0 {
+		t.Fatalf("a plain task input reached a runner's queue %d times", claims)
+	}
+
+	// Org B's key, org default's task: the control plane refuses to decode
+	// its input, so the workflow fails before it schedules anything.
+	forgedID := fmt.Sprintf("task-forged-org-%d", time.Now().UnixNano())
+	run, err = asOrgB.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: forgedID, TaskQueue: task.ControlPlaneTaskQueue}, task.WorkflowType, input(forgedID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Get(ctx, nil); err == nil {
+		t.Fatal("org b's task input naming org default ran to completion")
+	}
+	if claims := scheduledClaims(forgedID); claims != 0 {
+		t.Fatalf("org b's task input naming org default reached a runner's queue %d times", claims)
+	}
+	if got := shared.call(t, "GET", "/api/v1/tasks/"+forgedID, shared.key, nil); got.code != 404 {
+		t.Fatalf("the forged task is in the API: %d %s", got.code, got.body)
 	}
 }

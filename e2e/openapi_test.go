@@ -49,6 +49,12 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 	}
 	sort.Strings(paths)
 	for _, path := range paths {
+		if strings.HasPrefix(path, "/api/v1/runner/") {
+			// A runner's credential only (an API key is a 401): the runner
+			// processes of the e2e suite and server/runnerapi_test.go
+			// drive it.
+			continue
+		}
 		var methods []string
 		for method := range doc.Paths[path] {
 			methods = append(methods, method)

@@ -150,16 +150,21 @@ func (a Action) Steps() []Step {
 
 // Input is the task workflow's single argument.
 type Input struct {
-	ID          string         `json:"id"`
-	Name        string         `json:"name"`
-	Description string         `json:"description,omitempty"`
-	AgentID     string         `json:"agent_id"`
-	RunnerID    string         `json:"runner_id"`
-	Org         string         `json:"org"`
-	Metadata    map[string]any `json:"metadata,omitempty"`
-	CreatedAt   time.Time      `json:"created_at"`
-	CreatedBy   string         `json:"created_by,omitempty"`
-	Params      Params         `json:"params"`
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	AgentID     string `json:"agent_id"`
+	RunnerID    string `json:"runner_id"`
+	Org         string `json:"org"`
+	// Plain is set by the control plane's data converter (codec.Control)
+	// when the input reached it unencrypted: the workflow refuses such a
+	// task (anyone who reaches the Temporal namespace could send one, for
+	// any org). Never part of the JSON contract.
+	Plain     bool           `json:"-"`
+	Metadata  map[string]any `json:"metadata,omitempty"`
+	CreatedAt time.Time      `json:"created_at"`
+	CreatedBy string         `json:"created_by,omitempty"`
+	Params    Params         `json:"params"`
 	// RunnerWait bounds how long the task waits for its runner to pick it up
 	// before failing with runner_unavailable (0: the workflow's default).
 	RunnerWait Duration `json:"runner_wait,omitempty"`

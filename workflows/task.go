@@ -193,7 +193,16 @@ func runTask(ctx workflow.Context, in task.Input, check func(string, task.Decisi
 	runCtx, stopRun := workflow.WithCancel(ctx)
 	r.stopRun = stopRun
 	var out task.Output
-	err := r.queueOnWorkspace(runCtx)
+	var err error
+	if r.orgRunners && in.Plain {
+		// Anyone who reaches the namespace could start such a task for any
+		// org; a task's input comes from the API, or a parent holding the
+		// org's key or the secret key (codec.Control).
+		err = taskError(task.CodeConfig, "the task's input is not encrypted: start tasks through the API, or from a workflow whose payloads are encrypted under the org's key (its codec route) or the secret key", nil)
+	}
+	if err == nil {
+		err = r.queueOnWorkspace(runCtx)
+	}
 	if err == nil {
 		out, err = r.execute(runCtx)
 	}

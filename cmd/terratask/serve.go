@@ -207,7 +207,7 @@ Many processes on many hosts may share one ID.`,
 	fs.StringVar(&o.DataDir, "data-dir", ".terratask-runner", "work dirs, local state, plugin cache and Terraform installs")
 	fs.StringVar(&o.ServerURL, "server-url", "", "base URL of a terratask server (http://server:8080): the runner writes task logs and plans\nthrough its runner API with a credential derived from the org key (required, unless --store)")
 	fs.StringVar(&o.Store, "store", "", "instead of --server-url: the servers' store itself (postgres://... or a SQLite path); the runner\nhost then reaches every org's data: for single-org deployments only")
-	fs.StringVar(&secretFile, "secret-key-file", "", "file holding the org's base64 32-byte key, which opens its task secrets and payloads\n(or set TERRATASK_SECRET_KEY); print it with `terratask keys org --org ORG`")
+	fs.StringVar(&secretFile, "secret-key-file", "", "file holding the org's base64 32-byte key, which opens its task secrets and payloads\n(or set TERRATASK_SECRET_KEY); print it with: terratask keys org --org ORG")
 	fs.StringVar(&o.ModulesDir, "modules-dir", "", "module catalog for the module parameter")
 	fs.StringVar(&o.DefaultModule, "default-module", "", "module directory used when a task names no module, source or files")
 	fs.StringVar(&o.StateURL, "state-url", "", "base URL of a terratask server (http://server:8080) whose HTTP state backend keeps\nthe Terraform state of modules without a backend of their own (default --server-url)")
