@@ -227,9 +227,12 @@ func TestFollowLogsResumes(t *testing.T) {
 	c.resp.Body.Close()
 	last = c.LastID()
 	// 3: resume by the cursor parameter (as a non-browser client may) and
-	// follow to the end.
+	// follow to the end, written once the stream follows the task (it has
+	// subscribed: what it has not read yet wakes it), after the server
+	// has let the earlier streams go.
+	waitFollowers(t, ts.streams.hub, 0)
 	go func() {
-		time.Sleep(20 * time.Millisecond)
+		waitFollowers(t, ts.streams.hub, 1)
 		w.transition(task.StatusRunning, task.StepApplying)
 		w.logs(5)
 		w.transition(task.StatusCompleted, "")
@@ -358,12 +361,16 @@ func TestFollowLogsEndWaitsForTheWorkflow(t *testing.T) {
 		return ev.Name == "status" && strings.Contains(string(ev.Data), `"completed"`)
 	})
 	w.logs(2) // after the terminal transition, while the workflow runs
-	go func() {
-		time.Sleep(100 * time.Millisecond)
-		setOpen("task-late", false)
-	}()
+	last := fmt.Sprintf("line %d", w.lines)
+	follow(t, c, &got, func(ev events.SSEEvent) bool { return ev.Name == "log" && strings.Contains(string(ev.Data), last) })
+	if got.end != nil {
+		t.Fatalf("the end event came while the workflow ran: %+v", got.end)
+	}
+	// The stream sent the late lines and waits: the end comes once the
+	// workflow has closed.
+	setOpen("task-late", false)
 	follow(t, c, &got, nil)
-	if n := len(got.logs); n < 2 || got.logs[n-1] != fmt.Sprintf("line %d", w.lines) || got.end == nil || got.end.Status != task.StatusCompleted {
+	if n := len(got.logs); n < 2 || got.logs[n-1] != last || got.end == nil || got.end.Status != task.StatusCompleted {
 		t.Fatalf("tail %v, end %+v", got.logs[max(0, len(got.logs)-3):], got.end)
 	}
 
@@ -377,5 +384,16 @@ func TestFollowLogsEndWaitsForTheWorkflow(t *testing.T) {
 	follow(t, c, &got2, nil)
 	if got2.end == nil || got2.end.Status != task.StatusRunning {
 		t.Fatalf("end %+v", got2.end)
+	}
+}
+
+// waitFollowers waits until the hub has n followers: a stream that has
+// subscribed is woken by whatever is written after.
+func waitFollowers(t *testing.T, h *events.Hub, n int) {
+	for deadline := time.Now().Add(10 * time.Second); h.Followers() != n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("the hub has %d followers after 10s, want %d", h.Followers(), n)
+			return
+		}
 	}
 }

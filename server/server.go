@@ -110,9 +110,10 @@ type Options struct {
 	// Sender sends the ping of a new webhook (default: one through the
 	// guard of WebhookAllow and Resolve).
 	Sender *events.Sender
-	// Now is the clock against which the leases of state locks run out
-	// (default time.Now; tests move it on). The store stamps renewals with
-	// time.Now.
+	// Now is the server's clock: the leases of state locks run out, the
+	// failed-key throttle's windows pass and the state cache's answers
+	// expire against it (default time.Now; tests move it on). The store
+	// stamps renewals with time.Now.
 	Now func() time.Time
 	// WriteTimeout bounds the time to answer a request, from its start
 	// (default DefaultWriteTimeout; negative: none). Streams have no
@@ -216,7 +217,7 @@ func New(opts Options) *Server {
 	r.HandleMethodNotAllowed = true
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
-	s := &Server{opts: opts, router: r, states: newStateCache(opts.StateTTL), stateWrites: make(chan struct{}, maxStateWrites),
+	s := &Server{opts: opts, router: r, states: newStateCache(opts.StateTTL, opts.Now), stateWrites: make(chan struct{}, maxStateWrites),
 		codecHandler: newCodecHandler(opts.Codec)}
 	s.streams = s.newStreams()
 	s.hookGuard = &events.Guard{Allow: opts.WebhookAllow, Flag: "--webhook-allow", Resolve: opts.Resolve}

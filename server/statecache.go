@@ -15,6 +15,7 @@ import (
 // store says when a task is finished, and the store is read first.
 type stateCache struct {
 	ttl time.Duration
+	now func() time.Time // Options.Now
 	mu  sync.Mutex
 	m   map[string]cachedState
 }
@@ -27,8 +28,8 @@ type cachedState struct {
 // maxCachedStates bounds the cache; past it, expired entries are dropped.
 const maxCachedStates = 10000
 
-func newStateCache(ttl time.Duration) *stateCache {
-	return &stateCache{ttl: ttl, m: map[string]cachedState{}}
+func newStateCache(ttl time.Duration, now func() time.Time) *stateCache {
+	return &stateCache{ttl: ttl, now: now, m: map[string]cachedState{}}
 }
 
 func (c *stateCache) get(id string) (task.State, bool) {
@@ -38,7 +39,7 @@ func (c *stateCache) get(id string) (task.State, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[id]
-	if !ok || time.Since(e.at) >= c.ttl {
+	if !ok || c.now().Sub(e.at) >= c.ttl {
 		return task.State{}, false
 	}
 	return e.st, true
@@ -48,7 +49,7 @@ func (c *stateCache) put(id string, st task.State) {
 	if c.ttl <= 0 {
 		return
 	}
-	now := time.Now()
+	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.m) >= maxCachedStates {

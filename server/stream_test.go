@@ -63,6 +63,33 @@ func (c *sseClient) next(t testing.TB) events.SSEEvent {
 	return ev
 }
 
+// keepAliveWatch passes a stream's body through, counting the comment
+// lines (keep-alives) in it; seen is closed once it has counted want.
+type keepAliveWatch struct {
+	r     io.Reader
+	want  int
+	count int
+	prev  byte
+	seen  chan struct{}
+}
+
+func watchKeepAlives(r io.Reader, want int) *keepAliveWatch {
+	return &keepAliveWatch{r: r, want: want, prev: '\n', seen: make(chan struct{})}
+}
+
+func (k *keepAliveWatch) Read(p []byte) (int, error) {
+	n, err := k.r.Read(p)
+	for _, b := range p[:n] {
+		if b == ':' && k.prev == '\n' {
+			if k.count++; k.count == k.want {
+				close(k.seen)
+			}
+		}
+		k.prev = b
+	}
+	return n, err
+}
+
 // TestStreamsKeepAliveAndEndAtShutdown: an idle stream gets keep-alive
 // comments, and CloseStreams ends it (without an end event) at once.
 func TestStreamsKeepAliveAndEndAtShutdown(t *testing.T) {
@@ -71,31 +98,60 @@ func TestStreamsKeepAliveAndEndAtShutdown(t *testing.T) {
 	ts.streams.keepAlive = 30 * time.Millisecond
 	base := ts.httpServer(t)
 	newTaskWriter(t, ts.store, "task-idle", "org-a").transition(task.StatusRunning, "")
-	c := openSSE(t, t.Context(), base+"/api/v1/tasks/task-idle/logs?follow=true", "k-viewer-a")
-	ev := c.next(t) // pending's line
-	e := openSSE(t, t.Context(), base+"/api/v1/events?follow=true", "k-viewer-a")
-	time.Sleep(200 * time.Millisecond)
+	// Each stream is read to its end by a goroutine of its own, through a
+	// watch of its keep-alives.
+	type result struct {
+		events []string
+		err    error
+	}
+	var watches []*keepAliveWatch
+	var results []chan result
+	for _, path := range []string{"/api/v1/tasks/task-idle/logs?follow=true", "/api/v1/events?follow=true"} {
+		c := openSSE(t, t.Context(), base+path, "k-viewer-a")
+		w := watchKeepAlives(c.resp.Body, 2)
+		c.SSEReader = events.NewSSEReader(w)
+		done := make(chan result, 1)
+		go func() {
+			var r result
+			for {
+				ev, err := c.Next()
+				if err != nil {
+					if err != io.EOF {
+						r.err = err
+					}
+					done <- r
+					return
+				}
+				r.events = append(r.events, ev.Name)
+			}
+		}()
+		watches, results = append(watches, w), append(results, done)
+	}
+	for i, w := range watches {
+		select {
+		case <-w.seen:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("stream %d: fewer than 2 keep-alives within 10s of idling", i)
+		}
+	}
 	start := time.Now()
 	go ts.CloseStreams()
-	var rest []string
-	for {
-		ev, err := c.Next()
-		if err == io.EOF {
-			break
+	var got []result
+	for _, done := range results {
+		select {
+		case r := <-done:
+			got = append(got, r)
+		case <-time.After(10 * time.Second):
+			t.Fatal("a stream outlived CloseStreams by 10s")
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		rest = append(rest, ev.Name)
 	}
-	if _, err := e.Next(); err != io.EOF {
-		t.Fatalf("event stream after CloseStreams: %v", err)
+	if got[0].err != nil || got[1].err != nil {
+		t.Fatalf("streams ended with %v and %v, want their EOF", got[0].err, got[1].err)
 	}
-	if c.Comments < 2 || e.Comments < 2 {
-		t.Fatalf("keep-alives: %d and %d", c.Comments, e.Comments)
-	}
-	if fmt.Sprint(rest) != "[status log status]" || ev.Name != "log" {
-		t.Fatalf("events %s then %v", ev.Name, rest)
+	// The log stream sent the task's lines and statuses and no end event;
+	// the event stream, following from the org's newest event, nothing.
+	if fmt.Sprint(got[0].events) != "[log status log status]" || len(got[1].events) != 0 {
+		t.Fatalf("events %v and %v", got[0].events, got[1].events)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("streams took %s to end", d)
