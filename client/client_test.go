@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -157,7 +158,8 @@ func TestListPaging(t *testing.T) {
 	}
 }
 
-// HandlerTransport serves requests in process and streams the answer.
+// HandlerTransport serves requests in process and streams the answer: the
+// first part of the body arrives while the handler still writes.
 func TestHandlerTransport(t *testing.T) {
 	release := make(chan struct{})
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -172,12 +174,40 @@ func TestHandlerTransport(t *testing.T) {
 		<-release
 		_, _ = w.Write([]byte(`"status":"online"}`))
 	})
+	// The raw answer: its first part is read before the handler may go on.
+	req, _ := http.NewRequest(http.MethodGet, "http://in-process/api/v1/runners/a%2Fb", nil)
+	req.Header.Set("Authorization", "Bearer k")
+	first := make(chan string, 1)
+	var resp *http.Response
+	go func() {
+		var err error
+		if resp, err = client.HandlerTransport(h).RoundTrip(req); err != nil {
+			first <- err.Error()
+			return
+		}
+		b := make([]byte, len(`{"id":"a/b",`))
+		_, err = io.ReadFull(resp.Body, b)
+		first <- string(b) + fmt.Sprint(err)
+	}()
+	select {
+	case got := <-first:
+		if got != `{"id":"a/b",<nil>` {
+			t.Fatalf("first part: %q", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first part did not arrive while the handler waited: the answer is not streamed")
+	}
+	close(release)
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil || string(rest) != `"status":"online"}` || resp.StatusCode != 200 {
+		t.Fatalf("rest: %d %q %v", resp.StatusCode, rest, err)
+	}
+	// Through the client, which decodes it.
 	c, err := client.New("http://in-process", client.WithAuthorization("Bearer k"),
 		client.WithHTTPClient(&http.Client{Transport: client.HandlerTransport(h)}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { time.Sleep(10 * time.Millisecond); close(release) }()
 	r, err := c.GetRunner(context.Background(), "a/b")
 	if err != nil || r.ID != "a/b" || r.Status != "online" {
 		t.Fatalf("%+v %v", r, err)

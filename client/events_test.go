@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -97,12 +98,25 @@ func TestEventsAndWebhooks(t *testing.T) {
 	defer cancel()
 	var got []string
 	done := errors.New("done")
+	// Events 3 and 4 are added once the stream is open: its answer's
+	// header has come, so it has fixed where it starts (the newest event,
+	// 2).
+	opened := make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(opened) }) }
+	fc, err := client.New(srv.URL, client.WithAPIKey("admin-key"), client.WithHTTPClient(&http.Client{Transport: onStreamOpen{http.DefaultTransport, open}}))
+	if err != nil {
+		t.Fatal(err)
+	}
 	go func() {
-		time.Sleep(100 * time.Millisecond)
-		add(3)
-		add(4)
+		select {
+		case <-opened:
+			add(3)
+			add(4)
+		case <-fctx.Done():
+		}
 	}()
-	err = c.FollowEvents(fctx, client.EventOptions{}, func(ev api.Event, cursor int64) error {
+	err = fc.FollowEvents(fctx, client.EventOptions{}, func(ev api.Event, cursor int64) error {
 		got = append(got, ev.ID)
 		if cursor <= page.Next || len(got) == 2 {
 			return done
@@ -112,4 +126,18 @@ func TestEventsAndWebhooks(t *testing.T) {
 	if !errors.Is(err, done) || len(got) != 2 || got[0] != "evt-task-c-3" || got[1] != "evt-task-c-4" {
 		t.Fatalf("FollowEvents: %v %v", got, err)
 	}
+}
+
+// onStreamOpen calls opened when the answer of an event stream comes.
+type onStreamOpen struct {
+	http.RoundTripper
+	opened func()
+}
+
+func (o onStreamOpen) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := o.RoundTripper.RoundTrip(r)
+	if err == nil && resp.Header.Get("Content-Type") == "text/event-stream" {
+		o.opened()
+	}
+	return resp, err
 }
