@@ -95,9 +95,12 @@ func TestCancelDuringApplyStopsEverything(t *testing.T) {
 func TestCancelPendingTaskWhoseRunnerNeverCame(t *testing.T) {
 	t.Parallel()
 	tk := shared.create(t, map[string]any{"name": "orphan", "agent_id": "agent-e2e", "runner_id": "nobody-home"})
-	time.Sleep(500 * time.Millisecond)
-	if st := shared.waitStatus(t, tk.ID, time.Second, func(Status) bool { return true }); st[0].Status != "pending" {
-		t.Fatalf("want pending, got %+v", st[0])
+	// The workflow runs and waits for the runner (its live state says so).
+	seen := shared.waitStatus(t, tk.ID, time.Minute, func(s Status) bool {
+		return s.Status != "pending" || s.Metadata.WaitingFor == "runner nobody-home"
+	})
+	if st := seen[len(seen)-1]; st.Status != "pending" || st.Metadata.WaitingFor != "runner nobody-home" {
+		t.Fatalf("want pending, waiting for runner nobody-home, got %+v", st)
 	}
 	var reply struct {
 		Status string `json:"status"`

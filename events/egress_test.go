@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -262,14 +261,14 @@ func TestGuardControlRefusesBeforeConnecting(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	var accepted atomic.Int32
+	accepted := make(chan net.Addr, 2)
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			accepted.Add(1)
+			accepted <- c.RemoteAddr()
 			c.Close()
 		}
 	}()
@@ -278,9 +277,21 @@ func TestGuardControlRefusesBeforeConnecting(t *testing.T) {
 	if _, err := d.Dial("tcp", ln.Addr().String()); err == nil || !strings.Contains(err.Error(), "loopback") {
 		t.Fatalf("dial through Control = %v, want a refusal", err)
 	}
-	time.Sleep(50 * time.Millisecond)
-	if n := accepted.Load(); n != 0 {
-		t.Fatalf("the listener accepted %d connections", n)
+	// A plain dial after it: the listener accepts in arrival order, so
+	// the first connection it accepts is the refused dial's, if it made
+	// one.
+	plain, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	select {
+	case from := <-accepted:
+		if from.String() != plain.LocalAddr().String() {
+			t.Fatalf("the listener accepted a connection from %s before the plain dial's (%s)", from, plain.LocalAddr())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the listener accepted nothing")
 	}
 }
 

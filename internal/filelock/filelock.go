@@ -53,6 +53,10 @@ func tryAcquire(path string, how int) (*Lock, error) {
 	return &Lock{f: f}, nil
 }
 
+// tried, when set (by tests), is called after each try of acquire that
+// found the lock held.
+var tried func()
+
 func acquire(ctx context.Context, path string, how int) (*Lock, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -68,6 +72,9 @@ func acquire(ctx context.Context, path string, how int) (*Lock, error) {
 		}
 		if ok {
 			return &Lock{f: f}, nil
+		}
+		if tried != nil {
+			tried()
 		}
 		select {
 		case <-ctx.Done():

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -29,6 +30,12 @@ func TestLockExcludesOtherHolders(t *testing.T) {
 		t.Fatalf("Acquire while held: %v, want deadline exceeded", err)
 	}
 
+	// A waiter gets the lock once it is released: released after the
+	// waiter found it held.
+	waiting := make(chan struct{})
+	var once sync.Once
+	tried = func() { once.Do(func() { close(waiting) }) }
+	defer func() { tried = nil }()
 	got := make(chan error, 1)
 	go func() {
 		l, err := Acquire(context.Background(), path)
@@ -37,7 +44,11 @@ func TestLockExcludesOtherHolders(t *testing.T) {
 		}
 		got <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-waiting:
+	case err := <-got:
+		t.Fatalf("the waiter got the lock while it was held: %v", err)
+	}
 	if err := first.Release(); err != nil {
 		t.Fatal(err)
 	}
