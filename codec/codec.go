@@ -13,8 +13,10 @@
 // encryption, search attributes) decode as they are.
 //
 // Another Temporal application that runs the task workflow as a child
-// workflow, or reads its results, dials with DataConverter and
-// FailureConverter of a Codec built from the same secret key.
+// workflow, or reads its results, dials with the DataConverter and
+// FailureConverter of an org's codec (NewOrg with the org's key) or, if it
+// is trusted with every org, of the control plane's (NewControl with the
+// secret key).
 package codec
 
 import (

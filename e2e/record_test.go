@@ -51,7 +51,84 @@ var recordScenarios = slices.Concat(
 	// decisions count only with the secret key's proof.
 	lifecycleScenarios("v5-", "record v5 "),
 	otherScenarios,
+	// The org-runners version (GetVersion "org-runners", issue 20): claims
+	// go to the org's runner queue, every payload under the org's key, an
+	// unencrypted input refused; and the paths issue 26 asked a history of
+	// under the current version.
+	lifecycleScenarios("v6-", "record v6 "),
+	v6Scenarios,
 )
+
+// v6Scenarios are the current version's runs besides the lifecycle ones.
+var v6Scenarios = []recordScenario{
+	{"v6-approved", func(t *testing.T, e recordEnv) string {
+		tk := e.dev.create(t, reviewBody(t, "approved", "rec-v6-approved", 1, map[string]any{"approval": "required"}))
+		waitWaiting(t, e.dev, tk.ID)
+		mustDecide(t, e.dev, tk.ID, "approve", `{"comment":"recorded"}`)
+		return tk.ID
+	}},
+	{"v6-rejected", func(t *testing.T, e recordEnv) string {
+		tk := e.dev.create(t, reviewBody(t, "rejected", "rec-v6-rejected", 1, map[string]any{"approval": "required"}))
+		waitWaiting(t, e.dev, tk.ID)
+		mustDecide(t, e.dev, tk.ID, "reject", "")
+		return tk.ID
+	}},
+	{"v6-approval-timeout", func(t *testing.T, e recordEnv) string {
+		return e.dev.create(t, reviewBody(t, "timeout", "rec-v6-approval-timeout", 1,
+			map[string]any{"approval": "required", "approval_timeout": "2s", "timeout": "1h"})).ID
+	}},
+	{"v6-cancelled-waiting", func(t *testing.T, e recordEnv) string {
+		tk := e.dev.create(t, reviewBody(t, "cancel", "rec-v6-cancel", 1, map[string]any{"approval": "required", "timeout": "1h"}))
+		waitWaiting(t, e.dev, tk.ID)
+		if r := e.dev.call(t, http.MethodPut, "/api/v1/tasks/"+tk.ID+"/cancel", e.dev.key, nil); r.code != 200 {
+			t.Fatalf("cancel: %d %s", r.code, r.body)
+		}
+		return tk.ID
+	}},
+	{"v6-timeout", func(t *testing.T, e recordEnv) string {
+		return e.dev.create(t, map[string]any{"name": "record v6 timeout", "agent_id": "agent-record", "runner_id": "local",
+			"parameters": map[string]any{"files": fixture(t, "slow"), "parallelism": 1, "step_seconds": 3, "timeout": "8s"}}).ID
+	}},
+	{"v6-approved-by-parent", func(t *testing.T, e recordEnv) string {
+		return runApprovingParent(t, e.client, e.dev.dataDir, "local", fmt.Sprintf("task-rec-v6-parent-%d", time.Now().UnixNano()))
+	}},
+	{"v6-scheduled-drift", func(t *testing.T, e recordEnv) string {
+		s := e.dev.createSchedule(t, map[string]any{"name": "record v6 drift", "kind": "drift", "cron": "@daily", "paused": true,
+			"template": map[string]any{"name": "record v6 drift check", "agent_id": "agent-record", "runner_id": "local",
+				"parameters": map[string]any{"files": fixture(t, "workspace"), "workspace": "rec-v6-drift"}}})
+		if code, _ := e.dev.request(t, http.MethodPost, "/api/v1/schedules/"+s.ID+"/trigger", nil, nil); code != http.StatusOK {
+			t.Fatalf("trigger: %d", code)
+		}
+		return e.dev.waitScheduled(t, s.ID, 1, 2*time.Minute)[0].ID
+	}},
+	{"v6-workspace-queue", func(t *testing.T, e recordEnv) string {
+		first := e.dev.create(t, map[string]any{"name": "record v6 queue 1", "agent_id": "agent-record", "runner_id": "local",
+			"parameters": map[string]any{"files": fixture(t, "slow"), "workspace": "rec-v6-queue", "step_seconds": 1}})
+		second := e.dev.create(t, map[string]any{"name": "record v6 queue 2", "agent_id": "agent-record", "runner_id": "local",
+			"parameters": map[string]any{"files": fixture(t, "broken"), "workspace": "rec-v6-queue"}})
+		waitEnd(t, e.dev, first.ID)
+		waitEnd(t, e.dev, second.ID)
+		return second.ID
+	}},
+	{"v6-host-lost", recordHostLost},
+	// A task workflow started with an unencrypted input: refused.
+	{"v6-plain-input", func(t *testing.T, e recordEnv) string {
+		plain, err := client.Dial(client.Options{HostPort: e.dev.temporal, Namespace: "default",
+			ConnectionOptions: devTemporalTLS(t, e.dev.dataDir)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer plain.Close()
+		id := fmt.Sprintf("task-rec-v6-plain-%d", time.Now().UnixNano())
+		in := task.Input{ID: id, Name: "plain", AgentID: "agent-record", RunnerID: "local", Org: "default", CreatedAt: time.Now().UTC(),
+			Params: task.Params{Files: fixture(t, "echo"), Workspace: id}}
+		if _, err := plain.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: id, TaskQueue: task.ControlPlaneTaskQueue},
+			task.WorkflowType, in); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}},
+}
 
 // recordScenario is one run of the recorder.
 type recordScenario struct {

@@ -79,7 +79,9 @@ func devBox(t *testing.T, dataDir string) *secret.Box {
 // codec of its secret key.
 func dialDev(t *testing.T, hostPort, dataDir string) client.Client {
 	t.Helper()
-	cdc, err := codec.New(devKey(t, dataDir))
+	// An application holding the secret key: the control plane's codec,
+	// which reads the org-keyed payloads its child tasks send it.
+	cdc, err := codec.NewControl(devKey(t, dataDir))
 	if err != nil {
 		t.Fatal(err)
 	}

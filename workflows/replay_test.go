@@ -75,9 +75,10 @@ func TestReplayRecordedHistories(t *testing.T) {
 // replayManifest is every recorded history of the task workflow
 // (terratask.Task) and what it covers: v1 before approval, v1-encrypted with
 // the payload codec, v2 the approval and drift-schedule versions, v3 the
-// claim-install command sequence, v4 the host-lease version (the current
-// one). A recorded file must be listed, and a listed file recorded
-// (e2e/record_test.go records them).
+// claim-install command sequence, v4 the host-lease version, v5 the
+// decision-proof version, v6 the org-runners version (the current one). A
+// recorded file must be listed, and a listed file recorded (e2e/record_test.go
+// records them).
 var replayManifest = map[string]string{
 	"v1-cancelled-in-queue.json":  "v1: cancelled while waiting for its workspace",
 	"v1-cancelled.json":           "v1: cancelled mid-apply",
@@ -120,4 +121,18 @@ var replayManifest = map[string]string{
 	"v5-completed.json":          "v5 (decision-proof): completed",
 	"v5-failed.json":             "v5 (decision-proof): failed",
 	"v5-plan.json":               "v5 (decision-proof): plan-only",
+	"v6-approval-timeout.json":   "v6 (org-runners): approval timed out (rejected)",
+	"v6-approved-by-parent.json": "v6 (org-runners): a parent workflow approves its child by a signed signal (the approval request under the org's key)",
+	"v6-approved.json":           "v6 (org-runners): approved through the API",
+	"v6-cancelled-waiting.json":  "v6 (org-runners): cancelled while waiting for approval",
+	"v6-cancelled.json":          "v6 (org-runners): cancelled mid-apply",
+	"v6-completed.json":          "v6 (org-runners): completed; the claim on the org's runner queue, every payload under the org's key",
+	"v6-failed.json":             "v6 (org-runners): failed",
+	"v6-host-lost.json":          "v6 (org-runners): the applying host of a two-host runner (runner API, org key) frozen; the block restarts on the other",
+	"v6-plain-input.json":        "v6 (org-runners): a task input that is not encrypted fails with configuration_error before any runner is asked",
+	"v6-plan.json":               "v6 (org-runners): plan-only",
+	"v6-rejected.json":           "v6 (org-runners): rejected",
+	"v6-scheduled-drift.json":    "v6 (org-runners): a schedule's drift check",
+	"v6-timeout.json":            "v6 (org-runners): timed out mid-apply",
+	"v6-workspace-queue.json":    "v6 (org-runners): a task that waited for its shared workspace fails; it releases the workspace before the cleanup",
 }
