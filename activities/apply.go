@@ -15,7 +15,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/terratask/terratask/secret"
-	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
 
@@ -78,7 +77,7 @@ func (r *Runner) Apply(ctx context.Context, in StepInput) (out ApplyOutput, err 
 		// Terraform converges instead of failing.
 		_, statErr := os.Stat(p.planFile)
 		if attempt := activity.GetInfo(ctx).Attempt; attempt > 1 || statErr != nil {
-			s.book.runner(store.LevelInfo, "attempt %d: planning again before %s, since an earlier attempt may have changed the state", attempt, step)
+			s.book.runner(task.LevelInfo, "attempt %d: planning again before %s, since an earlier attempt may have changed the state", attempt, step)
 			if _, err := s.savePlan(ctx, tfPath); err != nil {
 				return out, err
 			}
@@ -113,7 +112,7 @@ func (r *Runner) Apply(ctx context.Context, in StepInput) (out ApplyOutput, err 
 	}
 	// The saved plan holds variable values; it is not needed any more.
 	if err := os.Remove(p.planFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-		s.book.runner(store.LevelWarn, "removing the saved plan failed: %v", err)
+		s.book.runner(task.LevelWarn, "removing the saved plan failed: %v", err)
 	}
 	_, done := s.ui.counts()
 	out.ChangesDone = done
@@ -147,7 +146,7 @@ func (r *Runner) Apply(ctx context.Context, in StepInput) (out ApplyOutput, err 
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	s.book.runner(store.LevelInfo, "%s complete: %d resource(s) changed; outputs: %v", step, done, names)
+	s.book.runner(task.LevelInfo, "%s complete: %d resource(s) changed; outputs: %v", step, done, names)
 	return out, nil
 }
 

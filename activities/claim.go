@@ -9,7 +9,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
-	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
 
@@ -70,7 +69,7 @@ func (r *Runner) Claim(ctx context.Context, in StepInput) (out ClaimOutput, err 
 		return out, err
 	}
 	run := max(in.Run, 1)
-	s.book.runner(store.LevelInfo, "picked up by host %s (run %d)", r.HostID, run)
+	s.book.runner(task.LevelInfo, "picked up by host %s (run %d)", r.HostID, run)
 	out = ClaimOutput{Host: r.HostID, HostQueue: task.HostTaskQueue(r.Org, r.RunnerID, r.HostID)}
 	if in.Install {
 		inst, err := s.install(ctx)

@@ -44,7 +44,7 @@ func TestRecordStoresTheEventOnce(t *testing.T) {
 		at := created.Add(time.Duration(seq) * time.Second)
 		r := Record{Task: TaskRow(in, 4), Event: ev,
 			Transition: store.Transition{ID: in.ID, Status: status, Progress: int(seq), UpdatedAt: at},
-			Logs: []store.LogEntry{{TaskID: in.ID, Stream: "task", Seq: seq, Timestamp: at, Level: store.LevelInfo, Message: "m",
+			Logs: []store.LogEntry{{TaskID: in.ID, Stream: "task", Seq: seq, Timestamp: at, Level: task.LevelInfo, Message: "m",
 				Metadata: map[string]any{"component": "workflow", "status": string(status)}}}}
 		if status.Terminal() {
 			r.Transition.CompletedAt = &at

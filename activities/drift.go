@@ -8,7 +8,6 @@ import (
 	tfjson "github.com/hashicorp/terraform-json"
 
 	"github.com/terratask/terratask/secret"
-	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
 
@@ -26,9 +25,9 @@ import (
 func (s *stepRun) driftFinding(plan *tfjson.Plan) *task.Drift {
 	d := driftOf(plan, s.masker)
 	if d.Drifted {
-		s.book.runner(store.LevelWarn, "drift detected: %d resource change(s) outside Terraform or against the configuration", len(d.Resources))
+		s.book.runner(task.LevelWarn, "drift detected: %d resource change(s) outside Terraform or against the configuration", len(d.Resources))
 	} else {
-		s.book.runner(store.LevelInfo, "no drift: the real world matches the state and the configuration")
+		s.book.runner(task.LevelInfo, "no drift: the real world matches the state and the configuration")
 	}
 	return d
 }

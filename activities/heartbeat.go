@@ -14,7 +14,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/terratask/terratask/internal/watchdog"
-	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
 
@@ -173,7 +172,7 @@ func (s *stepRun) heard(ctx context.Context, p task.Progress, err error, now tim
 			return // already stopping
 		}
 		since := now.Sub(lastOK).Round(time.Second)
-		s.book.runner(store.LevelWarn, "no heartbeat reached Temporal for %s (%v): stopping Terraform, the attempt will be retried", since, err)
+		s.book.runner(task.LevelWarn, "no heartbeat reached Temporal for %s (%v): stopping Terraform, the attempt will be retried", since, err)
 		s.stop(&stepStopped{reason: fmt.Sprintf("no heartbeat reached Temporal for %s", since), err: err})
 	}
 }

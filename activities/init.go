@@ -11,7 +11,6 @@ import (
 	"github.com/hashicorp/terraform-exec/tfexec"
 	"go.temporal.io/sdk/activity"
 
-	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
 
@@ -66,7 +65,7 @@ func (r *Runner) Init(ctx context.Context, in StepInput) (err error) {
 		}
 		if !own {
 			if template, err = s.templateKey(tfPath); err != nil {
-				s.book.runner(store.LevelDebug, "init: no key for reuse (%v)", err)
+				s.book.runner(task.LevelDebug, "init: no key for reuse (%v)", err)
 				template = ""
 			} else if s.useTemplate(template) {
 				return nil
@@ -85,7 +84,7 @@ func (r *Runner) Init(ctx context.Context, in StepInput) (err error) {
 		return err
 	}
 	if remote != "" {
-		s.book.runner(store.LevelInfo, "fetching configuration from %s", remote)
+		s.book.runner(task.LevelInfo, "fetching configuration from %s", remote)
 		if err := s.initJSON(ctx, tf, tfexec.FromModule(remote), tfexec.Backend(false)); err != nil {
 			return err
 		}
@@ -120,7 +119,7 @@ func (s *stepRun) setupBackend(ctx context.Context) (own bool, err error) {
 	}
 	switch {
 	case own:
-		s.book.runner(store.LevelWarn, "the configuration declares its own backend; the runner does not manage its state")
+		s.book.runner(task.LevelWarn, "the configuration declares its own backend; the runner does not manage its state")
 	case s.r.StateURL != "":
 		org, ws := stateWorkspace(s.in.Task)
 		if err := writeHTTPBackend(p.config); err != nil {
@@ -132,7 +131,7 @@ func (s *stepRun) setupBackend(ctx context.Context) (own bool, err error) {
 		if err := s.adoptLocalState(ctx); err != nil {
 			return false, err
 		}
-		s.book.runner(store.LevelInfo, "state: workspace %s/%s on the terratask server", org, ws)
+		s.book.runner(task.LevelInfo, "state: workspace %s/%s on the terratask server", org, ws)
 	default:
 		stateDir, err := s.r.stateDir(s.in.Task)
 		if err != nil {
@@ -144,7 +143,7 @@ func (s *stepRun) setupBackend(ctx context.Context) (own bool, err error) {
 		if err := writeBackend(p.config, filepath.Join(stateDir, "terraform.tfstate")); err != nil {
 			return false, transientError("writing the backend config", err)
 		}
-		s.book.runner(store.LevelInfo, "state: workspace %s/%s on this runner", filepath.Base(filepath.Dir(stateDir)), filepath.Base(stateDir))
+		s.book.runner(task.LevelInfo, "state: workspace %s/%s on this runner", filepath.Base(filepath.Dir(stateDir)), filepath.Base(stateDir))
 	}
 	return own, nil
 }
@@ -191,14 +190,14 @@ func (s *stepRun) populateConfig() (remote string, err error) {
 		if fi, err := os.Stat(src); err != nil || !fi.IsDir() {
 			return "", configErrorf("module: %q is not in this runner's catalog", params.Module)
 		}
-		s.book.runner(store.LevelInfo, "configuration: module %s from the runner's catalog", params.Module)
+		s.book.runner(task.LevelInfo, "configuration: module %s from the runner's catalog", params.Module)
 		return "", copyModule(src, dir)
 	case params.Source != "" && isLocalSource(params.Source):
 		real, err := resolveLocalSource(params.Source, s.r.SourceRoots)
 		if err != nil {
 			return "", err
 		}
-		s.book.runner(store.LevelInfo, "configuration: copied from %s", params.Source)
+		s.book.runner(task.LevelInfo, "configuration: copied from %s", params.Source)
 		return "", copyModule(real, dir)
 	case params.Source != "":
 		if err := checkRemoteSource(params.Source); err != nil {
@@ -209,10 +208,10 @@ func (s *stepRun) populateConfig() (remote string, err error) {
 		}
 		return params.Source, nil
 	case len(params.Files) > 0:
-		s.book.runner(store.LevelInfo, "configuration: %d inline file(s)", len(params.Files))
+		s.book.runner(task.LevelInfo, "configuration: %d inline file(s)", len(params.Files))
 		return "", writeFiles(dir, params.Files)
 	case s.r.DefaultModule != "":
-		s.book.runner(store.LevelInfo, "configuration: the runner's default module")
+		s.book.runner(task.LevelInfo, "configuration: the runner's default module")
 		return "", copyModule(s.r.DefaultModule, dir)
 	}
 	return "", configErrorf("no module, source or files given and the runner has no default module")

@@ -17,7 +17,7 @@ import (
 	"strings"
 
 	"github.com/terratask/terratask/internal/filelock"
-	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/task"
 )
 
 // The plugin cache lock.
@@ -83,14 +83,14 @@ func (s *stepRun) holdPluginCache(ctx context.Context, tfPath string, fromModule
 	if !fromModule {
 		key, lockSum, err := s.initKey(tfPath)
 		if err != nil {
-			s.book.runner(store.LevelDebug, "plugin cache: no init key (%v); init takes the cache exclusively", err)
+			s.book.runner(task.LevelDebug, "plugin cache: no init key (%v); init takes the cache exclusively", err)
 		} else {
 			h.key, h.lockSum = key, lockSum
 			h.shared = s.r.isWarm(s.pluginCache(), key)
 		}
 	}
 	if h.shared {
-		s.book.runner(store.LevelDebug, "plugin cache: every provider of this configuration is cached; init shares the cache")
+		s.book.runner(task.LevelDebug, "plugin cache: every provider of this configuration is cached; init shares the cache")
 	}
 	unlock, err := s.lockInit(ctx, h.shared)
 	if err != nil {
@@ -101,7 +101,7 @@ func (s *stepRun) holdPluginCache(ctx context.Context, tfPath string, fromModule
 		// of tasks of one configuration): go on beside the others.
 		unlock()
 		h.shared = true
-		s.book.runner(store.LevelDebug, "plugin cache: another init just cached every provider of this configuration; init shares the cache")
+		s.book.runner(task.LevelDebug, "plugin cache: another init just cached every provider of this configuration; init shares the cache")
 		if unlock, err = s.lockInit(ctx, true); err != nil {
 			return nil, err
 		}
@@ -121,16 +121,16 @@ func (h *cacheHold) release(err error) {
 	switch {
 	case err != nil && h.shared:
 		if rerr := os.Remove(r.warmMarker(h.s.pluginCache(), h.key)); rerr == nil {
-			h.s.book.runner(store.LevelInfo, "plugin cache: init failed; the next init of this configuration takes the cache exclusively")
+			h.s.book.runner(task.LevelInfo, "plugin cache: init failed; the next init of this configuration takes the cache exclusively")
 		}
 	case err == nil && !h.shared:
 		entries, why := h.s.cachedProviders(h.lockSum)
 		if why != "" {
-			h.s.book.runner(store.LevelDebug, "plugin cache: later inits of this configuration stay exclusive: %s", why)
+			h.s.book.runner(task.LevelDebug, "plugin cache: later inits of this configuration stay exclusive: %s", why)
 			return
 		}
 		if werr := r.markWarm(h.s.pluginCache(), h.key, entries); werr != nil {
-			h.s.book.runner(store.LevelWarn, "plugin cache: cannot record the configuration's providers as cached: %v", werr)
+			h.s.book.runner(task.LevelWarn, "plugin cache: cannot record the configuration's providers as cached: %v", werr)
 		}
 	}
 }
@@ -146,7 +146,7 @@ func (s *stepRun) lockInit(ctx context.Context, shared bool) (func(), error) {
 		tryFile, acquireFile = filelock.TryAcquireShared, filelock.AcquireShared
 	}
 	if !tryLock() {
-		s.book.runner(store.LevelInfo, "waiting for another terraform init on this runner (shared plugin cache)")
+		s.book.runner(task.LevelInfo, "waiting for another terraform init on this runner (shared plugin cache)")
 		if err := lock(ctx); err != nil {
 			return nil, err
 		}
@@ -154,7 +154,7 @@ func (s *stepRun) lockInit(ctx context.Context, shared bool) (func(), error) {
 	path := s.pluginCache() + ".lock"
 	fl, err := tryFile(path)
 	if err == nil && fl == nil {
-		s.book.runner(store.LevelInfo, "waiting for a terraform init of another process on this runner (shared plugin cache)")
+		s.book.runner(task.LevelInfo, "waiting for a terraform init of another process on this runner (shared plugin cache)")
 		fl, err = acquireFile(ctx, path)
 	}
 	if err != nil {

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/task"
 )
 
 // Init templates: an initialised working directory reused by the next init
@@ -76,7 +76,7 @@ func (s *stepRun) useTemplate(key string) bool {
 		return false
 	}
 	if why := linkedProviders(filepath.Join(dir, ".terraform")); why != "" {
-		s.book.runner(store.LevelInfo, "init: the initialised directory kept for this configuration is stale (%s); running init", why)
+		s.book.runner(task.LevelInfo, "init: the initialised directory kept for this configuration is stale (%s); running init", why)
 		_ = os.RemoveAll(dir)
 		return false
 	}
@@ -92,7 +92,7 @@ func (s *stepRun) useTemplate(key string) bool {
 			return false
 		}
 	}
-	s.book.runner(store.LevelInfo, "init: reused the initialised working directory of an identical configuration (%s); terraform init was not needed", key[:15])
+	s.book.runner(task.LevelInfo, "init: reused the initialised working directory of an identical configuration (%s); terraform init was not needed", key[:15])
 	return true
 }
 
@@ -101,11 +101,11 @@ func (s *stepRun) useTemplate(key string) bool {
 func (s *stepRun) saveTemplate(key string) {
 	cfg := s.paths.config
 	if why := linkedProviders(filepath.Join(cfg, ".terraform")); why != "" {
-		s.book.runner(store.LevelDebug, "init: the initialised directory is not kept for reuse: %s", why)
+		s.book.runner(task.LevelDebug, "init: the initialised directory is not kept for reuse: %s", why)
 		return
 	}
 	if why := nonLocalModule(cfg); why != "" {
-		s.book.runner(store.LevelDebug, "init: the initialised directory is not kept for reuse: %s", why)
+		s.book.runner(task.LevelDebug, "init: the initialised directory is not kept for reuse: %s", why)
 		return
 	}
 	dst := s.r.templateDir(key)

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/terratask/terratask/internal/tfinstall"
-	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
 
@@ -43,7 +42,7 @@ func (s *stepRun) install(ctx context.Context) (InstallOutput, error) {
 	if engine == task.EngineTerraform {
 		where = map[string]string{"path": "found on PATH", "cache": "installed on this runner", "download": "downloaded"}[res.Source]
 	}
-	s.book.runner(store.LevelInfo, "using %s %s at %s (%s)", engine.Binary(), res.Version, res.Path, where)
+	s.book.runner(task.LevelInfo, "using %s %s at %s (%s)", engine.Binary(), res.Version, res.Path, where)
 	return InstallOutput{TerraformPath: res.Path, Version: res.Version, Engine: engine}, nil
 }
 

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/terratask/terratask/secret"
-	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
 
@@ -33,8 +32,8 @@ func TestJanitorSweepsWhatTasksLeft(t *testing.T) {
 		t.Fatal(err)
 	}
 	book := newLogBook(f.sink, ended.Task.ID, "run1/applying/attempt1", p.private, secret.NewMasker(task.Secrets{}), map[string]any{"step": "applying"}, f.r.logger())
-	book.add(store.LevelInfo, componentTerraform, "aws_instance.web: Creating...", time.Now(), nil)
-	book.add(store.LevelInfo, componentTerraform, "aws_instance.web: Still creating... [10s elapsed]", time.Now(), nil)
+	book.add(task.LevelInfo, componentTerraform, "aws_instance.web: Creating...", time.Now(), nil)
+	book.add(task.LevelInfo, componentTerraform, "aws_instance.web: Still creating... [10s elapsed]", time.Now(), nil)
 	book.spool.Close() // the crash: no flush, no close
 	// A dead step's sandbox dir, from a minute ago.
 	dead := filepath.Join(f.r.DataDir, "sandbox", "deadbeef")

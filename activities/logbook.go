@@ -18,6 +18,7 @@ import (
 
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/task"
 )
 
 // Log components.
@@ -135,7 +136,7 @@ func tornTail(fn string) (bool, error) {
 
 // add records one entry. meta holds the entry's own metadata (type,
 // resource); component and the book's base are added.
-func (b *logBook) add(level store.Level, component, msg string, ts time.Time, meta map[string]string) {
+func (b *logBook) add(level task.Level, component, msg string, ts time.Time, meta map[string]string) {
 	if len(msg) > maxMessage {
 		msg = msg[:maxMessage] + "..."
 	}
@@ -189,7 +190,7 @@ func (b *logBook) add(level store.Level, component, msg string, ts time.Time, me
 }
 
 // runner records a line of the runner's own.
-func (b *logBook) runner(level store.Level, format string, args ...any) {
+func (b *logBook) runner(level task.Level, format string, args ...any) {
 	b.add(level, componentRunner, fmt.Sprintf(format, args...), time.Now(), nil)
 }
 

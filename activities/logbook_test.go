@@ -45,8 +45,8 @@ func TestTornSpoolTailLosesNoLaterLine(t *testing.T) {
 	dir, sink := t.TempDir(), newMemSink()
 	const stream = "run1/applying/attempt1"
 	b := testBook(t, sink, dir, stream)
-	b.runner(store.LevelInfo, "one")
-	b.runner(store.LevelInfo, "two")
+	b.runner(task.LevelInfo, "one")
+	b.runner(task.LevelInfo, "two")
 	crash(b)
 	fn := filepath.Join(dir, spoolName(stream))
 	f, err := os.OpenFile(fn, os.O_WRONLY|os.O_APPEND, 0o600)
@@ -59,7 +59,7 @@ func TestTornSpoolTailLosesNoLaterLine(t *testing.T) {
 	f.Close()
 
 	b = testBook(t, sink, dir, stream)
-	b.runner(store.LevelInfo, "four")
+	b.runner(task.LevelInfo, "four")
 	crash(b)
 	if _, err := recoverSpools(context.Background(), sink, dir, nil); err != nil {
 		t.Fatal(err)
@@ -74,9 +74,9 @@ func TestTornSpoolTailLosesNoLaterLine(t *testing.T) {
 func TestLongSpoolLinesAreRecovered(t *testing.T) {
 	dir, sink := t.TempDir(), newMemSink()
 	b := testBook(t, sink, dir, "run1/applying/attempt1")
-	b.add(store.LevelError, componentTerraform, "Error: huge diff", time.Now(),
+	b.add(task.LevelError, componentTerraform, "Error: huge diff", time.Now(),
 		map[string]string{"type": "diagnostic", "detail": strings.Repeat("\x1b[0m", 200_000)})
-	b.runner(store.LevelInfo, "after the long one")
+	b.runner(task.LevelInfo, "after the long one")
 	crash(b)
 
 	n, err := recoverSpools(context.Background(), sink, dir, nil)
@@ -96,7 +96,7 @@ func TestReopenedStreamNeverReusesASeq(t *testing.T) {
 	const stream = "run1/applying/attempt1"
 	b := testBook(t, sink, dir, stream)
 	for i := 1; i <= 3; i++ {
-		b.runner(store.LevelInfo, "line %d", i)
+		b.runner(task.LevelInfo, "line %d", i)
 	}
 	if err := b.flush(context.Background()); err != nil {
 		t.Fatal(err)
@@ -107,7 +107,7 @@ func TestReopenedStreamNeverReusesASeq(t *testing.T) {
 	}
 
 	b = testBook(t, sink, dir, stream)
-	b.runner(store.LevelInfo, "line 4")
+	b.runner(task.LevelInfo, "line 4")
 	if err := b.close(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/hashicorp/terraform-exec/tfexec"
 
-	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
 
@@ -105,7 +104,7 @@ func (s *stepRun) savePlan(ctx context.Context, tfPath string) (out PlanOutput, 
 	if sum := s.ui.changeSummary(); sum != nil {
 		out.Add, out.Change, out.Remove = sum.Add, sum.Change, sum.Remove
 	}
-	s.book.runner(store.LevelInfo, "plan saved: %d to add, %d to change, %d to destroy", out.Add, out.Change, out.Remove)
+	s.book.runner(task.LevelInfo, "plan saved: %d to add, %d to change, %d to destroy", out.Add, out.Change, out.Remove)
 	if deferReview(in.Task.Params) {
 		// Nobody waits on this plan: the apply step shows it for review
 		// beside its own Terraform (review.go).
@@ -117,7 +116,7 @@ func (s *stepRun) savePlan(ctx context.Context, tfPath string) (out PlanOutput, 
 		if in.Task.Params.EffectiveApproval() != task.ApprovalNone || ctx.Err() != nil {
 			return out, err
 		}
-		s.book.runner(store.LevelWarn, "the plan could not be kept for review: %v", s.masker.String(firstLine(err.Error())))
+		s.book.runner(task.LevelWarn, "the plan could not be kept for review: %v", s.masker.String(firstLine(err.Error())))
 	}
 	return out, nil
 }

@@ -19,7 +19,7 @@ import (
 func (s *stepRun) placeSavedPlan(ctx context.Context, digest string) error {
 	p := s.paths
 	if b, err := os.ReadFile(p.planFile); err == nil && digestOf(b) == digest {
-		s.book.runner(store.LevelInfo, "applying the approved plan %s saved on this host", short(digest))
+		s.book.runner(task.LevelInfo, "applying the approved plan %s saved on this host", short(digest))
 		return nil
 	}
 	if s.r.Plans == nil || s.r.Secrets == nil {
@@ -53,7 +53,7 @@ func (s *stepRun) placeSavedPlan(ctx context.Context, digest string) error {
 	if err := os.Rename(tmp, p.planFile); err != nil {
 		return transientError("writing the approved plan", err)
 	}
-	s.book.runner(store.LevelInfo, "applying the approved plan %s, read from the store", short(digest))
+	s.book.runner(task.LevelInfo, "applying the approved plan %s, read from the store", short(digest))
 	return nil
 }
 

@@ -51,7 +51,7 @@ func (s *stepRun) reviewPlan(ctx context.Context, tf *tfexec.Terraform, out *Pla
 	}
 	out.Summary = doc.Summary
 	if params.EffectiveAction() == task.ActionPlan || !params.EffectiveApproval().Waits(doc.Summary) {
-		s.book.runner(store.LevelInfo, "plan %s kept for review", short(out.Digest))
+		s.book.runner(task.LevelInfo, "plan %s kept for review", short(out.Digest))
 		return nil
 	}
 	if s.r.Secrets == nil {
@@ -66,7 +66,7 @@ func (s *stepRun) reviewPlan(ctx context.Context, tf *tfexec.Terraform, out *Pla
 		return transientError("storing the sealed plan file", err)
 	}
 	out.Sealed = true
-	s.book.runner(store.LevelInfo, "plan %s kept for review, and sealed in the store for its apply", short(out.Digest))
+	s.book.runner(task.LevelInfo, "plan %s kept for review, and sealed in the store for its apply", short(out.Digest))
 	return nil
 }
 

@@ -9,7 +9,6 @@ import (
 
 	"github.com/hashicorp/terraform-exec/tfexec"
 
-	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
 
@@ -74,7 +73,7 @@ func (s *stepRun) startReview(ctx context.Context, tfPath string) *pendingReview
 	_ = os.Remove(p.reviewFile)
 	if err := os.Link(p.planFile, p.reviewFile); err != nil {
 		if err := copyFile(p.planFile, p.reviewFile, 0o600); err != nil {
-			s.book.runner(store.LevelWarn, "the plan could not be kept for review: %v", err)
+			s.book.runner(task.LevelWarn, "the plan could not be kept for review: %v", err)
 			_ = os.Remove(p.reviewMark)
 			return nil
 		}
@@ -82,7 +81,7 @@ func (s *stepRun) startReview(ctx context.Context, tfPath string) *pendingReview
 	tf, err := s.newTerraform(p.config, tfPath)
 	if err != nil {
 		_ = os.Remove(p.reviewFile)
-		s.book.runner(store.LevelWarn, "the plan could not be kept for review: %v", s.masker.String(firstLine(err.Error())))
+		s.book.runner(task.LevelWarn, "the plan could not be kept for review: %v", s.masker.String(firstLine(err.Error())))
 		return nil
 	}
 	r := &pendingReview{done: make(chan error, 1)}
@@ -95,7 +94,7 @@ func (s *stepRun) startReview(ctx context.Context, tfPath string) *pendingReview
 		_, _, err := s.showPlan(ctx, tf, p.reviewFile, digest, false)
 		if err == nil {
 			_ = os.Remove(p.reviewMark)
-			s.book.runner(store.LevelInfo, "plan %s kept for review", short(digest))
+			s.book.runner(task.LevelInfo, "plan %s kept for review", short(digest))
 		}
 		r.done <- err
 	}()
@@ -106,7 +105,7 @@ func (s *stepRun) startReview(ctx context.Context, tfPath string) *pendingReview
 // on the plan, so the task goes on.
 func (s *stepRun) endReview(r *pendingReview) {
 	if err := r.wait(); err != nil && !errors.Is(err, context.Canceled) {
-		s.book.runner(store.LevelWarn, "the plan could not be kept for review: %v", s.masker.String(firstLine(err.Error())))
+		s.book.runner(task.LevelWarn, "the plan could not be kept for review: %v", s.masker.String(firstLine(err.Error())))
 	}
 }
 

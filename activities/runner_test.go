@@ -628,7 +628,7 @@ func TestSpooledLogsOfAnEarlierStreamAreResent(t *testing.T) {
 	// A process died mid-plan: three entries spooled, one flushed.
 	book := newLogBook(f.sink, in.Task.ID, "run1/planning/attempt1", paths.private, secret.NewMasker(task.Secrets{}), map[string]any{"step": "planning"}, f.r.logger())
 	for _, m := range []string{"one", "two", "three"} {
-		book.runner(store.LevelInfo, "%s", m)
+		book.runner(task.LevelInfo, "%s", m)
 	}
 	if err := writeMark(markName(filepath.Join(paths.private, spoolName("run1/planning/attempt1"))), 1); err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 	"strings"
 
 	"github.com/terratask/terratask/secret"
-	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
 
@@ -176,7 +175,7 @@ func (s *stepRun) adoptLocalState(ctx context.Context) error {
 	case err != nil:
 		return transientError("reaching the state backend", err)
 	case code == http.StatusOK:
-		s.book.runner(store.LevelWarn, "state: the server has state for this workspace; the runner's older local copy %s is left unused", local)
+		s.book.runner(task.LevelWarn, "state: the server has state for this workspace; the runner's older local copy %s is left unused", local)
 		return nil
 	case code != http.StatusNoContent:
 		return transientError("reading the server's state", fmt.Errorf("HTTP %d", code))
@@ -187,6 +186,6 @@ func (s *stepRun) adoptLocalState(ctx context.Context) error {
 	if err := os.Rename(local, local+".moved-to-server"); err != nil {
 		return transientError("renaming the moved local state", err)
 	}
-	s.book.runner(store.LevelInfo, "state: moved this workspace's local state from the runner to the server")
+	s.book.runner(task.LevelInfo, "state: moved this workspace's local state from the runner to the server")
 	return nil
 }

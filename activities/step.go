@@ -394,15 +394,15 @@ func (s *stepRun) finish(ctx context.Context, err error) error {
 	case err == nil:
 		// Done, even if a cancel arrived meanwhile: the result is true.
 	case ctx.Err() != nil && errors.As(context.Cause(ctx), &stopped):
-		s.book.runner(store.LevelWarn, "step %s stopped: %v", s.step, stopped)
+		s.book.runner(task.LevelWarn, "step %s stopped: %v", s.step, stopped)
 		out = toApplicationError(&stepError{code: task.CodeInternal, retryable: true, cause: stopped.err,
 			msg: fmt.Sprintf("step %s stopped before it finished: %s", s.step, stopped.reason)}, s.step, s.masker)
 	case ctx.Err() != nil:
-		s.book.runner(store.LevelWarn, "step %s cancelled: %v", s.step, context.Cause(ctx))
+		s.book.runner(task.LevelWarn, "step %s cancelled: %v", s.step, context.Cause(ctx))
 		out = ctx.Err()
 	case err != nil:
 		out = toApplicationError(engineWording(err, s.in.Task.Params.EffectiveEngine()), s.step, s.masker)
-		s.book.runner(store.LevelError, "step %s failed: %s", s.step, firstLine(err.Error()))
+		s.book.runner(task.LevelError, "step %s failed: %s", s.step, firstLine(err.Error()))
 	}
 
 	if expired {

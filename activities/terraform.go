@@ -12,7 +12,7 @@ import (
 
 	"github.com/terratask/terratask/internal/procgroup"
 	"github.com/terratask/terratask/internal/sandbox"
-	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/task"
 )
 
 // Environment variables that mark the processes of a step, so the runner
@@ -151,7 +151,7 @@ func (s *stepRun) uiWriter() *lineWriter {
 func (s *stepRun) stopProcesses() {
 	if n := s.procs.Stop(leftoverGrace); n > 0 {
 		s.r.markDirty(s.in.Task.ID)
-		s.book.runner(store.LevelWarn, "stopped %d process(es) that Terraform left running", n)
+		s.book.runner(task.LevelWarn, "stopped %d process(es) that Terraform left running", n)
 	}
 }
 
@@ -191,7 +191,7 @@ func (s *stepRun) stopTaskLeftovers() {
 // owns: what a crashed runner process left behind on this host.
 func (s *stepRun) stopLeftovers() {
 	if n := s.r.stopTaskProcesses(s.in.Task.ID, true); n > 0 {
-		s.book.runner(store.LevelWarn, "stopped %d process(es) left running by an earlier attempt of this task", n)
+		s.book.runner(task.LevelWarn, "stopped %d process(es) left running by an earlier attempt of this task", n)
 	}
 }
 

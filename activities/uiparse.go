@@ -11,7 +11,6 @@ import (
 
 	"github.com/hashicorp/terraform-exec/tfexec"
 
-	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
 
@@ -253,9 +252,9 @@ func (w *lineWriter) flushPartial() {
 }
 
 // levels maps Terraform's @level to a store level.
-var levels = map[string]store.Level{
-	"trace": store.LevelDebug, "debug": store.LevelDebug, "info": store.LevelInfo,
-	"warn": store.LevelWarn, "error": store.LevelError,
+var levels = map[string]task.Level{
+	"trace": task.LevelDebug, "debug": task.LevelDebug, "info": task.LevelInfo,
+	"warn": task.LevelWarn, "error": task.LevelError,
 }
 
 // uiLine turns one line of Terraform's stdout into a log entry, feeding the
@@ -268,13 +267,13 @@ func uiLine(book *logBook, tr *uiTracker, line string) {
 	}
 	var m uiMessage
 	if line[0] != '{' || json.Unmarshal([]byte(line), &m) != nil || (m.Message == "" && m.Type == "") {
-		book.add(store.LevelInfo, componentTerraform, line, time.Now(), map[string]string{"type": "output"})
+		book.add(task.LevelInfo, componentTerraform, line, time.Now(), map[string]string{"type": "output"})
 		return
 	}
 	tr.observe(&m)
 	level, ok := levels[m.Level]
 	if !ok {
-		level = store.LevelInfo
+		level = task.LevelInfo
 	}
 	ts, err := time.Parse(time.RFC3339Nano, m.Timestamp)
 	if err != nil {
@@ -308,7 +307,7 @@ func stderrLine(book *logBook, diags *textDiagnostics, line string) {
 	if strings.TrimSpace(line) == "" {
 		return
 	}
-	book.add(store.LevelError, componentTerraform, line, time.Now(), map[string]string{"type": "stderr"})
+	book.add(task.LevelError, componentTerraform, line, time.Now(), map[string]string{"type": "stderr"})
 }
 
 // textDiagnostics parses the human-readable diagnostics a command without

@@ -3,15 +3,15 @@
 // and webhook receivers read. One type per body, defined once, so the server,
 // the clients and the event payloads cannot drift apart.
 //
-// The package is a leaf beside task and store: it renders store rows into
-// API objects and imports nothing else of terratask.
+// The package is a leaf: it imports nothing of terratask but task, whose
+// statuses, steps and event types it shows. The server renders store rows
+// into these types (server/view.go, events.TaskObject).
 package api
 
 import (
 	"encoding/json"
 	"time"
 
-	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
 
@@ -67,7 +67,7 @@ type Status struct {
 // LogEntry is one entry of GET /tasks/{id}/logs.
 type LogEntry struct {
 	Timestamp string          `json:"timestamp"`
-	Level     store.Level     `json:"level"`
+	Level     task.Level      `json:"level"`
 	Message   string          `json:"message"`
 	Metadata  json.RawMessage `json:"metadata"`
 }
@@ -138,39 +138,6 @@ func TimePtr(t *time.Time) *string {
 // second must keep their order for readers that sort by time.
 func LogTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
 
-// TaskOf renders a stored task; withResult adds the result (detail view only).
-func TaskOf(t store.Task, withResult bool) Task {
-	v := Task{
-		ID: t.ID, Name: t.Name, Description: t.Description, Status: t.Status, Progress: t.Progress,
-		CreatedAt: Time(t.CreatedAt), UpdatedAt: Time(t.UpdatedAt), StartedAt: TimePtr(t.StartedAt),
-		CompletedAt: TimePtr(t.CompletedAt), AgentID: t.AgentID, RunnerID: t.RunnerID,
-		Metadata: t.Metadata, CancelledAt: TimePtr(t.CancelledAt), CancelledBy: t.CancelledBy,
-	}
-	if v.Metadata == nil {
-		v.Metadata = map[string]any{}
-	}
-	if a := t.Approval; a != nil {
-		v.ApprovedBy, v.ApprovedAt = a.ApprovedBy, TimePtr(a.ApprovedAt)
-		v.RejectedBy, v.RejectedAt = a.RejectedBy, TimePtr(a.RejectedAt)
-		v.ApprovalComment = a.Comment
-	}
-	if withResult {
-		v.Result = t.Result
-		if v.Result == nil {
-			v.Result = &task.Result{Output: map[string]any{}}
-		}
-		if v.Result.Output == nil {
-			v.Result.Output = map[string]any{}
-		}
-	}
-	return v
-}
-
-// SummaryOf renders a stored task as a list summary.
-func SummaryOf(t store.Task) TaskSummary {
-	return TaskSummary{ID: t.ID, Name: t.Name, Status: t.Status, Progress: t.Progress, CreatedAt: Time(t.CreatedAt), UpdatedAt: Time(t.UpdatedAt)}
-}
-
 // CreateTask is the body of POST /tasks: the seed's create request.
 // Parameters holds the task parameters (module, files, variables, ...);
 // any key that is not a reserved parameter is an input variable.
@@ -215,23 +182,6 @@ type StateLock struct {
 	TaskID    string          `json:"task_id,omitempty"`
 	CreatedAt *time.Time      `json:"created_at,omitempty"`
 	Info      json.RawMessage `json:"info,omitempty"`
-}
-
-// StateVersionOf renders a stored state version's metadata.
-func StateVersionOf(v store.StateVersion) StateVersion {
-	return StateVersion{Version: v.Version, Serial: v.Serial, Lineage: v.Lineage, MD5: v.MD5, Size: v.Size, TaskID: v.TaskID, CreatedAt: v.CreatedAt}
-}
-
-// StateLockOf renders a held lock; the zero lock is "not locked".
-func StateLockOf(l store.StateLock) StateLock {
-	if l.ID == "" {
-		return StateLock{}
-	}
-	v := StateLock{Locked: true, ID: l.ID, TaskID: l.TaskID, CreatedAt: &l.CreatedAt}
-	if json.Valid(l.Info) {
-		v.Info = l.Info
-	}
-	return v
 }
 
 // Schedule is a schedule as GET /api/v1/schedules and /schedules/{id} show

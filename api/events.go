@@ -1,7 +1,6 @@
 package api
 
 import (
-	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
 
@@ -53,15 +52,6 @@ type Delivery struct {
 	Succeeded  bool           `json:"succeeded"`
 	Error      string         `json:"error"`
 	At         string         `json:"at"`
-}
-
-// DeliveryOf renders a stored delivery attempt.
-func DeliveryOf(d store.Delivery) Delivery {
-	return Delivery{
-		ID: d.ID, EventID: d.EventID, EventType: d.EventType, TaskID: d.TaskID, Attempt: d.Attempt,
-		StatusCode: d.StatusCode, LatencyMS: float64(d.Latency.Microseconds()) / 1000, Succeeded: d.Succeeded,
-		Error: d.Error, At: LogTime(d.At),
-	}
 }
 
 // SigningSecret is the body of GET /webhooks/signing-secret: the secret

@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	"github.com/terratask/terratask/api"
-	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
 
@@ -208,11 +207,11 @@ func (c *Client) GetStatus(ctx context.Context, id string) (api.Status, error) {
 
 // LogOptions filter and page GET /tasks/{id}/logs.
 type LogOptions struct {
-	Levels []store.Level // empty: all
-	Since  string        // RFC 3339, inclusive
-	Until  string        // RFC 3339, inclusive
-	Limit  int           // 1..10000 (default 1000)
-	Cursor string        // LogPage.NextCursor of the page before
+	Levels []task.Level // empty: all
+	Since  string       // RFC 3339, inclusive
+	Until  string       // RFC 3339, inclusive
+	Limit  int          // 1..10000 (default 1000)
+	Cursor string       // LogPage.NextCursor of the page before
 }
 
 func (o LogOptions) values() url.Values {

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/terratask/terratask/api"
-	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/task"
 )
 
 // WaitOption configures Wait and Follow.
@@ -14,7 +14,7 @@ type WaitOption func(*waitConfig)
 type waitConfig struct {
 	onStatus func(api.Status)
 	min, max time.Duration
-	levels   []store.Level
+	levels   []task.Level
 }
 
 func newWaitConfig(opts []WaitOption) waitConfig {
@@ -40,7 +40,7 @@ func PollInterval(min, max time.Duration) WaitOption {
 }
 
 // Levels makes Follow deliver only entries of these levels.
-func Levels(levels ...store.Level) WaitOption { return func(c *waitConfig) { c.levels = levels } }
+func Levels(levels ...task.Level) WaitOption { return func(c *waitConfig) { c.levels = levels } }
 
 // poller paces status reads: short while the task moves, backing off while
 // it does not.

@@ -17,7 +17,7 @@ import (
 
 	"github.com/terratask/terratask/api"
 	"github.com/terratask/terratask/client"
-	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/task"
 )
 
 func newClient(t testing.TB, address, key string) *client.Client {
@@ -80,12 +80,12 @@ func TestClientEveryRoute(t *testing.T) {
 	if len(all) < 10 || !sameEntries(seen, all) {
 		t.Fatalf("follow saw %d entries, the logs route has %d", len(seen), len(all))
 	}
-	warn, err := c.GetLogs(ctx, tk.ID, client.LogOptions{Levels: []store.Level{store.LevelWarn, store.LevelError}})
+	warn, err := c.GetLogs(ctx, tk.ID, client.LogOptions{Levels: []task.Level{task.LevelWarn, task.LevelError}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range warn.Logs.Logs {
-		if e.Level != store.LevelWarn && e.Level != store.LevelError {
+		if e.Level != task.LevelWarn && e.Level != task.LevelError {
 			t.Fatalf("level filter let %s through", e.Level)
 		}
 	}

@@ -84,7 +84,7 @@ func TaskAt(row store.Task, tr store.Transition) store.Task {
 // New builds the stored event of type typ about t at occurredAt. The body
 // embeds the Task Object, with its result once the task is terminal.
 func New(id string, typ task.EventType, t store.Task, occurredAt time.Time) (store.Event, error) {
-	view := api.TaskOf(t, t.Status.Terminal())
+	view := TaskObject(t, t.Status.Terminal())
 	body, err := json.Marshal(api.Event{ID: id, Type: typ, OccurredAt: api.LogTime(occurredAt), Task: &view})
 	if err != nil {
 		return store.Event{}, fmt.Errorf("encoding event %s: %w", id, err)
@@ -98,4 +98,34 @@ func New(id string, typ task.EventType, t store.Task, occurredAt time.Time) (sto
 // Ping is the body of the ping sent to a new webhook.
 func Ping(id string, hook api.Webhook, at time.Time) ([]byte, error) {
 	return json.Marshal(api.Event{ID: id, Type: task.EventPing, OccurredAt: api.LogTime(at), Webhook: &hook})
+}
+
+// TaskObject renders a stored task as the API's Task Object, which an
+// event's body embeds and the task routes show; withResult adds the result
+// (the detail view, a terminal task's event).
+func TaskObject(t store.Task, withResult bool) api.Task {
+	v := api.Task{
+		ID: t.ID, Name: t.Name, Description: t.Description, Status: t.Status, Progress: t.Progress,
+		CreatedAt: api.Time(t.CreatedAt), UpdatedAt: api.Time(t.UpdatedAt), StartedAt: api.TimePtr(t.StartedAt),
+		CompletedAt: api.TimePtr(t.CompletedAt), AgentID: t.AgentID, RunnerID: t.RunnerID,
+		Metadata: t.Metadata, CancelledAt: api.TimePtr(t.CancelledAt), CancelledBy: t.CancelledBy,
+	}
+	if v.Metadata == nil {
+		v.Metadata = map[string]any{}
+	}
+	if a := t.Approval; a != nil {
+		v.ApprovedBy, v.ApprovedAt = a.ApprovedBy, api.TimePtr(a.ApprovedAt)
+		v.RejectedBy, v.RejectedAt = a.RejectedBy, api.TimePtr(a.RejectedAt)
+		v.ApprovalComment = a.Comment
+	}
+	if withResult {
+		v.Result = t.Result
+		if v.Result == nil {
+			v.Result = &task.Result{Output: map[string]any{}}
+		}
+		if v.Result.Output == nil {
+			v.Result.Output = map[string]any{}
+		}
+	}
+	return v
 }

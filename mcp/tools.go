@@ -12,7 +12,6 @@ import (
 
 	"github.com/terratask/terratask/api"
 	"github.com/terratask/terratask/client"
-	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
 
@@ -194,10 +193,10 @@ func (t *tools) getLogs(ctx context.Context, req *mcpsdk.CallToolRequest, in log
 		tail = 100
 	}
 	tail = min(tail, 2000)
-	var levels []store.Level
+	var levels []task.Level
 	for _, l := range strings.Split(in.Level, ",") {
 		if l = strings.TrimSpace(l); l != "" {
-			levels = append(levels, store.Level(l))
+			levels = append(levels, task.Level(l))
 		}
 	}
 	c := t.clientFor(req)

@@ -78,7 +78,7 @@ func (s *Server) listDeliveries(c *gin.Context) {
 	}
 	out := make([]api.Delivery, 0, len(ds))
 	for _, d := range ds {
-		out = append(out, api.DeliveryOf(d))
+		out = append(out, deliveryOf(d))
 	}
 	if len(ds) == dq.Limit {
 		c.Header("X-Next-Cursor", strconv.FormatInt(ds[len(ds)-1].ID, 10))

@@ -189,7 +189,7 @@ func (s *Server) listTasks(c *gin.Context) {
 	if c.Param("agentId") != "" || c.Param("runnerId") != "" {
 		out := make([]api.TaskSummary, 0, len(tasks))
 		for _, t := range tasks {
-			out = append(out, api.SummaryOf(t))
+			out = append(out, summaryOf(t))
 		}
 		c.JSON(http.StatusOK, out)
 		return
@@ -250,14 +250,14 @@ func parseLogQuery(q url.Values) (store.LogQuery, error) {
 		return lq, errField("end_time", "must not be before start_time")
 	}
 	if v, ok := single(q, "level"); ok {
-		seen := map[store.Level]bool{}
+		seen := map[task.Level]bool{}
 		for _, s := range strings.Split(v, ",") {
-			l := store.Level(strings.ToLower(strings.TrimSpace(s)))
+			l := task.Level(strings.ToLower(strings.TrimSpace(s)))
 			if l == "warning" {
-				l = store.LevelWarn
+				l = task.LevelWarn
 			}
 			switch l {
-			case store.LevelDebug, store.LevelInfo, store.LevelWarn, store.LevelError:
+			case task.LevelDebug, task.LevelInfo, task.LevelWarn, task.LevelError:
 			default:
 				return lq, errField("level", "must be one or a comma list of debug, info, warn, error")
 			}

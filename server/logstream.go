@@ -125,7 +125,7 @@ type logFollower struct {
 	status task.Status // the latest status seen
 	ended  bool        // a terminal status was seen
 	cur    logCursor
-	levels map[store.Level]bool
+	levels map[task.Level]bool
 }
 
 // followLogs streams a task's log entries as log events, its transitions as
@@ -158,7 +158,7 @@ func (s *Server) followLogs(c *gin.Context, q url.Values) {
 	defer done()
 	f := &logFollower{s: s, w: w, q: fq, taskID: t.ID, org: t.Org, status: t.Status, ended: t.Status.Terminal(), cur: fq.from}
 	if len(fq.Levels) > 0 {
-		f.levels = map[store.Level]bool{}
+		f.levels = map[task.Level]bool{}
 		for _, l := range fq.Levels {
 			f.levels[l] = true
 		}

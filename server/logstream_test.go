@@ -49,9 +49,9 @@ func (w *taskWriter) transition(status task.Status, step task.Step) {
 	w.t.Helper()
 	w.seq++
 	at := w.tick()
-	level := store.LevelInfo
+	level := task.LevelInfo
 	if status == task.StatusFailed {
-		level = store.LevelError
+		level = task.LevelError
 	}
 	meta := map[string]any{"component": "workflow", "status": string(status), "progress": int(w.seq)}
 	if step != "" {
@@ -76,9 +76,9 @@ func (w *taskWriter) logs(n int) {
 	batch := make([]store.LogEntry, n)
 	for i := range batch {
 		w.lines++
-		level := store.LevelInfo
+		level := task.LevelInfo
 		if w.lines%5 == 0 {
-			level = store.LevelWarn
+			level = task.LevelWarn
 		}
 		batch[i] = store.LogEntry{TaskID: w.row.ID, Stream: "run1/applying/attempt1", Seq: w.lines, Timestamp: w.tick(), Level: level,
 			Message: fmt.Sprintf("line %d", w.lines), Metadata: map[string]any{"component": "terraform"}}

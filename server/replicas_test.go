@@ -16,6 +16,7 @@ import (
 	"github.com/terratask/terratask/internal/pgtest"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/store/postgres"
+	"github.com/terratask/terratask/task"
 )
 
 // pgReplicas returns two servers on one PostgreSQL store, each with its own
@@ -100,7 +101,7 @@ func benchFollowLatency(b *testing.B, st store.Store, url string) {
 	for i := range b.N {
 		sent := time.Now()
 		if err := st.AppendLogs(ctx, []store.LogEntry{{TaskID: "task-lat", Stream: "bench", Seq: int64(i + 1), Timestamp: sent,
-			Level: store.LevelInfo, Message: fmt.Sprint(i)}}); err != nil {
+			Level: task.LevelInfo, Message: fmt.Sprint(i)}}); err != nil {
 			b.Fatal(err)
 		}
 		ev, err := c.Next()

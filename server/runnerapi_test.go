@@ -43,8 +43,8 @@ func TestRunnerAPI(t *testing.T) {
 
 	at := time.Date(2026, 12, 7, 1, 2, 3, 0, time.UTC)
 	logs := []store.LogEntry{
-		{TaskID: "task-run", Stream: "run1/planning/attempt1", Seq: 1, Timestamp: at, Level: store.LevelInfo, Message: "planning", Metadata: map[string]any{"step": "planning"}},
-		{TaskID: "task-run", Stream: "run1/planning/attempt1", Seq: 2, Timestamp: at, Level: store.LevelWarn, Message: "careful"},
+		{TaskID: "task-run", Stream: "run1/planning/attempt1", Seq: 1, Timestamp: at, Level: task.LevelInfo, Message: "planning", Metadata: map[string]any{"step": "planning"}},
+		{TaskID: "task-run", Stream: "run1/planning/attempt1", Seq: 2, Timestamp: at, Level: task.LevelWarn, Message: "careful"},
 	}
 	if err := r1.AppendLogs(ctx, logs); err != nil {
 		t.Fatal(err)
@@ -53,7 +53,7 @@ func TestRunnerAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := ts.store.ListLogs(ctx, store.LogQuery{TaskID: "task-run", Limit: 10})
-	if err != nil || len(got) != 2 || got[0].Message != "planning" || got[1].Level != store.LevelWarn || got[0].Metadata["step"] != "planning" {
+	if err != nil || len(got) != 2 || got[0].Message != "planning" || got[1].Level != task.LevelWarn || got[0].Metadata["step"] != "planning" {
 		t.Fatalf("logs %+v %v", got, err)
 	}
 
@@ -100,7 +100,7 @@ func TestRunnerAPIKeepsEachRunnerToItsOwn(t *testing.T) {
 	if err := ts.store.PutPlanFile(ctx, store.PlanFile{TaskID: "task-a", Org: "org-a", Digest: "d", Data: []byte("sealed")}); err != nil {
 		t.Fatal(err)
 	}
-	entry := []store.LogEntry{{TaskID: "task-a", Stream: "s", Seq: 1, Timestamp: time.Now().UTC(), Level: store.LevelInfo, Message: "forged"}}
+	entry := []store.LogEntry{{TaskID: "task-a", Stream: "s", Seq: 1, Timestamp: time.Now().UTC(), Level: task.LevelInfo, Message: "forged"}}
 
 	for name, c := range map[string]*runnerapi.Client{
 		// Org B's runner of the same ID, with its own valid credential.

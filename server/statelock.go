@@ -12,7 +12,6 @@ import (
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
 
-	"github.com/terratask/terratask/api"
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/store"
 )
@@ -218,7 +217,7 @@ func (s *Server) unlockState(c *gin.Context) {
 		s.opts.Logger.Warn("state: lock broken", zap.String("org", org), zap.String("workspace", ws),
 			zap.String("lock", released.ID), zap.String("holder", released.TaskID), zap.String("by", principal(c).Name))
 	}
-	c.JSON(http.StatusOK, api.StateLockOf(released))
+	c.JSON(http.StatusOK, stateLockOf(released))
 }
 
 func (s *Server) getStateLock(c *gin.Context) {
@@ -231,5 +230,5 @@ func (s *Server) getStateLock(c *gin.Context) {
 		internal(c)
 		return
 	}
-	c.JSON(http.StatusOK, api.StateLockOf(l))
+	c.JSON(http.StatusOK, stateLockOf(l))
 }

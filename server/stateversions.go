@@ -162,7 +162,7 @@ func (s *Server) putState(c *gin.Context) {
 			s.opts.Logger.Warn("state: pruning versions", zap.String("org", org), zap.String("workspace", ws), zap.Error(err))
 		}
 	}
-	c.JSON(http.StatusOK, api.StateVersionOf(v))
+	c.JSON(http.StatusOK, stateVersionOf(v))
 }
 
 var versionParams = map[string]bool{"limit": true, "page": true}
@@ -204,7 +204,7 @@ func (s *Server) listStateVersions(c *gin.Context) {
 	}
 	out := make([]api.StateVersion, 0, len(vs))
 	for _, v := range vs {
-		out = append(out, api.StateVersionOf(v))
+		out = append(out, stateVersionOf(v))
 	}
 	c.JSON(http.StatusOK, out)
 }

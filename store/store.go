@@ -108,20 +108,6 @@ type RunnerStat struct {
 	Tasks    int
 }
 
-// Level is a log entry's severity.
-type Level string
-
-// Log levels, in increasing severity.
-const (
-	LevelDebug Level = "debug"
-	LevelInfo  Level = "info"
-	LevelWarn  Level = "warn"
-	LevelError Level = "error"
-)
-
-// Levels lists every level.
-var Levels = []Level{LevelDebug, LevelInfo, LevelWarn, LevelError}
-
 // LogEntry is one log line of a task. (TaskID, Stream, Seq) identifies it:
 // appending the same entry twice stores it once, so a retried flush never
 // duplicates lines. A stream is one producer's sequence, for example one
@@ -133,7 +119,7 @@ type LogEntry struct {
 	// ID is assigned by the store in insertion order; read-only.
 	ID        int64
 	Timestamp time.Time
-	Level     Level
+	Level     task.Level
 	Message   string
 	// Metadata carries component, step, attempt and resource address.
 	Metadata map[string]any
@@ -148,11 +134,11 @@ type LogEntry struct {
 // Timestamp; AfterID is the paging cursor.
 type LogQuery struct {
 	TaskID  string
-	Since   *time.Time // inclusive
-	Until   *time.Time // inclusive
-	Levels  []Level    // empty: all
-	AfterID int64      // cursor: only entries with ID > AfterID
-	Limit   int        // required, > 0
+	Since   *time.Time   // inclusive
+	Until   *time.Time   // inclusive
+	Levels  []task.Level // empty: all
+	AfterID int64        // cursor: only entries with ID > AfterID
+	Limit   int          // required, > 0
 	// RawMetadata fills LogEntry.MetadataJSON instead of Metadata.
 	RawMetadata bool
 }

@@ -9,7 +9,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/terratask/terratask/activities"
-	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
 
@@ -115,7 +114,7 @@ func notWaiting(st task.Status, kind string) error {
 func (r *run) onDecisionSignal(ctx workflow.Context, d task.Decision) {
 	if r.proof && !r.proven(ctx, d) {
 		if !r.state.Status.Terminal() {
-			r.transition(ctx, func(*task.State) {}, logLine(store.LevelWarn,
+			r.transition(ctx, func(*task.State) {}, logLine(task.LevelWarn,
 				fmt.Sprintf("decision signal naming %q ignored: it carries no valid proof (decisions come from the API, or are signed with the secret key)", d.By)))
 		}
 		return
@@ -127,7 +126,7 @@ func (r *run) onDecisionSignal(ctx workflow.Context, d task.Decision) {
 	if r.state.Status.Terminal() {
 		return
 	}
-	r.transition(ctx, func(*task.State) {}, logLine(store.LevelWarn,
+	r.transition(ctx, func(*task.State) {}, logLine(task.LevelWarn,
 		fmt.Sprintf("decision signal from %q ignored: the task is %s and does not wait for one", d.By, r.state.Status)))
 }
 
@@ -154,7 +153,7 @@ func (r *run) afterPlan(ctx workflow.Context, plan activities.PlanOutput, in *ac
 		if plan.Summary.HasChanges() || plan.Summary.Outputs > 0 {
 			why = "it deletes and replaces nothing"
 		}
-		r.transition(ctx, func(*task.State) {}, logLine(store.LevelInfo,
+		r.transition(ctx, func(*task.State) {}, logLine(task.LevelInfo,
 			fmt.Sprintf("the plan (%s) needs no approval under approval %s: %s", counts(plan.Summary), mode, why)))
 		return nil
 	}
@@ -191,7 +190,7 @@ func (r *run) awaitApproval(ctx workflow.Context, plan activities.PlanOutput) er
 		s.WaitingFor = "approval"
 		s.Plan = &plan.Summary
 		s.Approval = &task.ApprovalState{ExpiresAt: &expires}
-	}, logLine(store.LevelInfo, fmt.Sprintf("the plan (%s) waits for approval (approval %s) until %s; approve or reject it with PUT /api/v1/tasks/%s/approve or /reject",
+	}, logLine(task.LevelInfo, fmt.Sprintf("the plan (%s) waits for approval (approval %s) until %s; approve or reject it with PUT /api/v1/tasks/%s/approve or /reject",
 		counts(plan.Summary), r.in.Params.EffectiveApproval(), expires.Format(time.RFC3339), r.in.ID)))
 	r.notifyParent(ctx, plan.Summary, expires)
 
@@ -231,7 +230,7 @@ func (r *run) awaitApproval(ctx workflow.Context, plan activities.PlanOutput) er
 		s.Status = task.StatusRunning
 		s.WaitingFor = ""
 		s.Approval = &task.ApprovalState{ExpiresAt: &expires, ApprovedBy: d.By, ApprovedAt: &at, Comment: d.Comment}
-	}, logLine(store.LevelInfo, "the plan was approved by "+who+"; applying exactly that plan"))
+	}, logLine(task.LevelInfo, "the plan was approved by "+who+"; applying exactly that plan"))
 	r.approval.settled = true
 	r.resumeTimeout(ctx)
 	return nil

@@ -32,11 +32,11 @@ func SearchAttributes(in task.Input, status task.Status) temporal.SearchAttribut
 
 // line is a log line the workflow writes about itself.
 type line struct {
-	level   store.Level
+	level   task.Level
 	message string
 }
 
-func logLine(level store.Level, msg string) line { return line{level: level, message: msg} }
+func logLine(level task.Level, msg string) line { return line{level: level, message: msg} }
 
 // transition applies change to the state, then upserts search attributes
 // (when the status moved) and records the new state with its log line.

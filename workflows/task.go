@@ -38,7 +38,6 @@ import (
 	"github.com/terratask/terratask/activities"
 	"github.com/terratask/terratask/codec"
 	"github.com/terratask/terratask/events"
-	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
 
@@ -186,7 +185,7 @@ func runTask(ctx workflow.Context, in task.Input, check func(string, task.Decisi
 	// arrives while the cancelled steps are still stopping.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	r.listen(dctx)
-	r.transition(ctx, func(s *task.State) {}, logLine(store.LevelInfo, "task accepted; waiting for runner "+in.RunnerID))
+	r.transition(ctx, func(s *task.State) {}, logLine(task.LevelInfo, "task accepted; waiting for runner "+in.RunnerID))
 
 	// runCtx ends on a cancel of the workflow or when the task's timeout
 	// fires; either way the running step stops gracefully.
@@ -221,7 +220,7 @@ func (r *run) queueOnWorkspace(ctx workflow.Context) error {
 	r.queueID = task.WorkspaceQueueID(r.in.Org, r.in.Params.Workspace)
 	r.transition(ctx, func(s *task.State) {
 		s.WaitingFor = "workspace " + r.in.Params.Workspace
-	}, logLine(store.LevelInfo, "waiting for workspace "+r.in.Params.Workspace+": tasks on it run one at a time, in creation order"))
+	}, logLine(task.LevelInfo, "waiting for workspace "+r.in.Params.Workspace+": tasks on it run one at a time, in creation order"))
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout:    10 * time.Second,
 		ScheduleToCloseTimeout: 5 * time.Minute,
@@ -241,7 +240,7 @@ func (r *run) queueOnWorkspace(ctx workflow.Context) error {
 	}
 	r.transition(ctx, func(s *task.State) {
 		s.WaitingFor = "runner " + r.in.RunnerID
-	}, logLine(store.LevelInfo, "workspace "+r.in.Params.Workspace+" is this task's; waiting for runner "+r.in.RunnerID))
+	}, logLine(task.LevelInfo, "workspace "+r.in.Params.Workspace+" is this task's; waiting for runner "+r.in.RunnerID))
 	return nil
 }
 
@@ -390,7 +389,7 @@ func (r *run) onCancelRequest(ctx workflow.Context, req task.CancelRequest) {
 			s.CancelledBy = req.By
 			at := req.At.UTC()
 			s.CancelledAt = &at
-		}, logLine(store.LevelWarn, msg))
+		}, logLine(task.LevelWarn, msg))
 	}
 	if req.Force && r.hostQueue != "" {
 		fctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -402,10 +401,10 @@ func (r *run) onCancelRequest(ctx workflow.Context, req task.CancelRequest) {
 		var killed int
 		err := workflow.ExecuteActivity(fctx, activities.NameForceStop, r.stepIn).Get(ctx, &killed)
 		msg := fmt.Sprintf("force cancel by %s: stopped %d process(es) of the task", req.By, killed)
-		level := store.LevelWarn
+		level := task.LevelWarn
 		if err != nil {
 			msg = fmt.Sprintf("force cancel by %s could not reach host %s: %v", req.By, r.state.Host, err)
-			level = store.LevelError
+			level = task.LevelError
 		}
 		r.transition(ctx, func(s *task.State) {}, logLine(level, msg))
 	}
@@ -458,7 +457,7 @@ func (r *run) execute(ctx workflow.Context) (task.Output, error) {
 		r.transition(ctx, func(s *task.State) {
 			s.StepsCompleted = 0
 			s.ChangesDone = 0
-		}, logLine(store.LevelWarn, fmt.Sprintf("runner host %s was lost; restarting on another host of runner %s", r.state.Host, r.in.RunnerID)))
+		}, logLine(task.LevelWarn, fmt.Sprintf("runner host %s was lost; restarting on another host of runner %s", r.state.Host, r.in.RunnerID)))
 	}
 	return task.Output{}, taskError(task.CodeRunnerUnavailable,
 		fmt.Sprintf("runner %s lost the task %d times", r.in.RunnerID, maxRuns), lastErr)
@@ -530,7 +529,7 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 				now := workflow.Now(ctx).UTC()
 				s.StartedAt = &now
 			}
-		}, logLine(store.LevelInfo, fmt.Sprintf("picked up by runner %s on host %s", r.in.RunnerID, claim.Host)))
+		}, logLine(task.LevelInfo, fmt.Sprintf("picked up by runner %s on host %s", r.in.RunnerID, claim.Host)))
 	}
 	// recorded is how many steps the claim's batch has recorded as started.
 	recorded := 0
@@ -643,7 +642,7 @@ func (r *run) stepStarted(ctx workflow.Context, i int) {
 	r.transition(ctx, func(s *task.State) {
 		s.CurrentStep = step
 		s.StepsCompleted = i
-	}, logLine(store.LevelInfo, "step "+string(step)+" started"))
+	}, logLine(task.LevelInfo, "step "+string(step)+" started"))
 }
 
 // cleanup removes the task's work dir on its host, whatever the outcome: the
@@ -703,7 +702,7 @@ func (r *run) finish(ctx workflow.Context, out task.Output, err error) (task.Out
 			s.CurrentStep = ""
 			s.CompletedAt = &now
 			s.Result = &out.Result
-		}, logLine(store.LevelInfo, "task completed"))
+		}, logLine(task.LevelInfo, "task completed"))
 		return out, nil
 	case r.timedOut:
 		te := task.Error{Code: task.CodeTimeout,
@@ -713,7 +712,7 @@ func (r *run) finish(ctx workflow.Context, out task.Output, err error) (task.Out
 			s.Status = task.StatusFailed
 			s.CompletedAt = &now
 			s.Result = &task.Result{Output: map[string]any{}, Error: &te}
-		}, logLine(store.LevelError, fmt.Sprintf("task timed out after %s during step %s", time.Duration(r.in.Params.Timeout), stepOrPending(r.state.CurrentStep))))
+		}, logLine(task.LevelError, fmt.Sprintf("task timed out after %s during step %s", time.Duration(r.in.Params.Timeout), stepOrPending(r.state.CurrentStep))))
 		return task.Output{Status: task.StatusFailed, Result: *r.state.Result},
 			temporal.NewNonRetryableApplicationError(te.Message, te.Code, nil, te)
 	case temporal.IsCanceledError(err) || ctx.Err() != nil:
@@ -744,13 +743,13 @@ func (r *run) finish(ctx workflow.Context, out task.Output, err error) (task.Out
 				Code: task.CodeCancelled, Message: "task cancelled by " + by,
 				Details: map[string]any{"step": string(r.state.CurrentStep)},
 			}}
-		}, logLine(store.LevelWarn, fmt.Sprintf("task cancelled by %s during step %s", by, stepOrPending(r.state.CurrentStep))))
+		}, logLine(task.LevelWarn, fmt.Sprintf("task cancelled by %s during step %s", by, stepOrPending(r.state.CurrentStep))))
 		return task.Output{Status: task.StatusCancelled, Result: *r.state.Result}, temporal.NewCanceledError(by)
 	default:
 		te := toTaskError(err)
-		status, level, msg := task.StatusFailed, store.LevelError, "task failed: "+te.Message
+		status, level, msg := task.StatusFailed, task.LevelError, "task failed: "+te.Message
 		if te.Code == task.CodeRejected || te.Code == task.CodeApprovalTimeout {
-			status, level, msg = task.StatusRejected, store.LevelWarn, "task rejected: "+te.Message
+			status, level, msg = task.StatusRejected, task.LevelWarn, "task rejected: "+te.Message
 		}
 		r.transition(dctx, func(s *task.State) {
 			s.Status = status

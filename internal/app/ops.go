@@ -171,7 +171,7 @@ func (s countingStore) RecordTransition(ctx context.Context, r store.TransitionR
 func countLines(entries []store.LogEntry) {
 	var byLevel [4]int
 	for _, e := range entries {
-		for i, l := range store.Levels {
+		for i, l := range task.Levels {
 			if e.Level == l {
 				byLevel[i]++
 			}
@@ -179,7 +179,7 @@ func countLines(entries []store.LogEntry) {
 	}
 	for i, n := range byLevel {
 		if n > 0 {
-			metrics.LogLinesAppended(string(store.Levels[i]), n)
+			metrics.LogLinesAppended(string(task.Levels[i]), n)
 		}
 	}
 }

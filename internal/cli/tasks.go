@@ -9,7 +9,6 @@ import (
 
 	"github.com/terratask/terratask/api"
 	"github.com/terratask/terratask/client"
-	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
 
@@ -162,10 +161,10 @@ func (o *options) logsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var lv []store.Level
+			var lv []task.Level
 			for _, l := range levels {
 				for _, s := range strings.Split(l, ",") {
-					lv = append(lv, store.Level(strings.TrimSpace(s)))
+					lv = append(lv, task.Level(strings.TrimSpace(s)))
 				}
 			}
 			enc := json.NewEncoder(o.env.Stdout)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/store/internal/sqlkit"
+	"github.com/terratask/terratask/task"
 )
 
 // logColumns is the column list log queries select, in ListLogs' scan order.
@@ -161,7 +162,7 @@ func (s *Store) ListLogs(ctx context.Context, q store.LogQuery) ([]store.LogEntr
 			return nil, fmt.Errorf("postgres store: list logs: %w", err)
 		}
 		e.Timestamp = e.Timestamp.UTC()
-		e.Level = store.Level(level)
+		e.Level = task.Level(level)
 		switch {
 		case q.RawMetadata && meta != nil:
 			e.MetadataJSON = json.RawMessage(meta)

@@ -87,7 +87,7 @@ func TestUnstorableText(t *testing.T) {
 	if err := s.ApplyTransition(ctx, store.Transition{ID: tk.ID, Status: task.StatusRunning, UpdatedAt: time.Unix(1, 0)}); err != nil {
 		t.Error(err)
 	}
-	if err := s.AppendLogs(ctx, []store.LogEntry{{TaskID: tk.ID, Stream: "s", Seq: 1, Level: store.LevelInfo,
+	if err := s.AppendLogs(ctx, []store.LogEntry{{TaskID: tk.ID, Stream: "s", Seq: 1, Level: task.LevelInfo,
 		Message: "line\x00with\xc3nul"}}); err != nil {
 		t.Fatal(err)
 	}

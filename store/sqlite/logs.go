@@ -9,6 +9,7 @@ import (
 
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/store/internal/sqlkit"
+	"github.com/terratask/terratask/task"
 )
 
 // logColumns is the column list log queries select, in ListLogs' scan order.
@@ -125,7 +126,7 @@ func (s *Store) ListLogs(ctx context.Context, q store.LogQuery) ([]store.LogEntr
 			return nil, fmt.Errorf("sqlite store: list logs: %w", err)
 		}
 		e.Timestamp = goTime(ts)
-		e.Level = store.Level(level)
+		e.Level = task.Level(level)
 		switch {
 		case q.RawMetadata && meta.Valid:
 			e.MetadataJSON = json.RawMessage(meta.String)

@@ -91,7 +91,7 @@ func TestQueryPlans(t *testing.T) {
 		index string
 	}{
 		{"all", store.LogQuery{}, "logs_task "},
-		{"one level", store.LogQuery{Levels: []store.Level{store.LevelError}}, "logs_task_level "},
+		{"one level", store.LogQuery{Levels: []task.Level{task.LevelError}}, "logs_task_level "},
 		{"since", store.LogQuery{Since: &since}, "logs_task "},
 	} {
 		q := c.q
@@ -108,7 +108,7 @@ func TestQueryPlans(t *testing.T) {
 	// Several levels: each level walks the level index; only the merge of
 	// at most levels x limit rows sorts.
 	query, args, err := listLogsSQL(store.LogQuery{TaskID: "t", Limit: 100,
-		Levels: []store.Level{store.LevelWarn, store.LevelError}})
+		Levels: []task.Level{task.LevelWarn, task.LevelError}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -140,18 +140,18 @@ func BenchListLogsByLevel(b *testing.B, s store.Store, n int) {
 	}
 	mid := all[n/2].ID
 	since := all[n/2].Timestamp
-	lv := func(ls ...store.Level) []store.Level { return ls }
+	lv := func(ls ...task.Level) []task.Level { return ls }
 	for _, c := range []struct {
 		name string
 		q    store.LogQuery
 	}{
-		{"error", store.LogQuery{Levels: lv(store.LevelError)}},
-		{"error/after_half", store.LogQuery{Levels: lv(store.LevelError), AfterID: mid}},
-		{"warn,error", store.LogQuery{Levels: lv(store.LevelWarn, store.LevelError)}},
-		{"warn,error/after_half", store.LogQuery{Levels: lv(store.LevelWarn, store.LevelError), AfterID: mid}},
+		{"error", store.LogQuery{Levels: lv(task.LevelError)}},
+		{"error/after_half", store.LogQuery{Levels: lv(task.LevelError), AfterID: mid}},
+		{"warn,error", store.LogQuery{Levels: lv(task.LevelWarn, task.LevelError)}},
+		{"warn,error/after_half", store.LogQuery{Levels: lv(task.LevelWarn, task.LevelError), AfterID: mid}},
 		{"all", store.LogQuery{}},
 		{"all/after_half", store.LogQuery{AfterID: mid}},
-		{"info/since_half", store.LogQuery{Levels: lv(store.LevelInfo), Since: &since}},
+		{"info/since_half", store.LogQuery{Levels: lv(task.LevelInfo), Since: &since}},
 	} {
 		q := c.q
 		q.TaskID, q.Limit = id, BenchPageSize

@@ -118,7 +118,7 @@ func (h *harness) testConcurrency(t *testing.T) {
 					fail(fmt.Errorf("ListTasks: %w", err))
 					return
 				}
-				if _, err := s.ListLogs(ctx, store.LogQuery{TaskID: id, Levels: []store.Level{store.LevelWarn, store.LevelError}, Limit: 50}); err != nil {
+				if _, err := s.ListLogs(ctx, store.LogQuery{TaskID: id, Levels: []task.Level{task.LevelWarn, task.LevelError}, Limit: 50}); err != nil {
 					fail(fmt.Errorf("ListLogs(%s): %w", id, err))
 					return
 				}

@@ -26,7 +26,7 @@ func record(t store.Task, n int64, status task.Status, ev *store.Event) store.Tr
 	return store.TransitionRecord{
 		Task:       t,
 		Transition: store.Transition{ID: t.ID, Status: status, Progress: int(n), UpdatedAt: at},
-		Logs: []store.LogEntry{{TaskID: t.ID, Stream: "task", Seq: n, Timestamp: at, Level: store.LevelInfo,
+		Logs: []store.LogEntry{{TaskID: t.ID, Stream: "task", Seq: n, Timestamp: at, Level: task.LevelInfo,
 			Message: fmt.Sprintf("transition %d", n), Metadata: map[string]any{"component": "workflow", "status": string(status)}}},
 		Event: ev,
 	}

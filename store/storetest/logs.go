@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/terratask/terratask/store"
+	"github.com/terratask/terratask/task"
 )
 
 // logKey identifies a log entry.
@@ -181,7 +182,7 @@ func (h *harness) testLogsLevels(t *testing.T) {
 	id := h.name("task")
 	es := GenLogs(id, "s", 1, 400, baseTime)
 	SeedLogs(t, s, es)
-	filter := func(levels ...store.Level) []store.LogEntry {
+	filter := func(levels ...task.Level) []store.LogEntry {
 		var out []store.LogEntry
 		for _, e := range es {
 			for _, l := range levels {
@@ -195,18 +196,18 @@ func (h *harness) testLogsLevels(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name   string
-		levels []store.Level
+		levels []task.Level
 		want   []store.LogEntry
 	}{
 		{"all", nil, es},
-		{"error", []store.Level{store.LevelError}, filter(store.LevelError)},
-		{"warn", []store.Level{store.LevelWarn}, filter(store.LevelWarn)},
-		{"warn,error", []store.Level{store.LevelWarn, store.LevelError}, filter(store.LevelWarn, store.LevelError)},
-		{"error,debug", []store.Level{store.LevelError, store.LevelDebug}, filter(store.LevelError, store.LevelDebug)},
-		{"every level", store.Levels, es},
-		{"repeated", []store.Level{store.LevelInfo, store.LevelInfo}, filter(store.LevelInfo)},
-		{"unknown", []store.Level{"fatal"}, nil},
-		{"unknown and error", []store.Level{"fatal", store.LevelError}, filter(store.LevelError)},
+		{"error", []task.Level{task.LevelError}, filter(task.LevelError)},
+		{"warn", []task.Level{task.LevelWarn}, filter(task.LevelWarn)},
+		{"warn,error", []task.Level{task.LevelWarn, task.LevelError}, filter(task.LevelWarn, task.LevelError)},
+		{"error,debug", []task.Level{task.LevelError, task.LevelDebug}, filter(task.LevelError, task.LevelDebug)},
+		{"every level", task.Levels, es},
+		{"repeated", []task.Level{task.LevelInfo, task.LevelInfo}, filter(task.LevelInfo)},
+		{"unknown", []task.Level{"fatal"}, nil},
+		{"unknown and error", []task.Level{"fatal", task.LevelError}, filter(task.LevelError)},
 	} {
 		for _, limit := range []int{5, 1000} {
 			t.Run(fmt.Sprintf("%s/limit=%d", c.name, limit), func(t *testing.T) {
@@ -215,7 +216,7 @@ func (h *harness) testLogsLevels(t *testing.T) {
 		}
 	}
 	// Levels with a time window and a cursor together.
-	warnErr := filter(store.LevelWarn, store.LevelError)
+	warnErr := filter(task.LevelWarn, task.LevelError)
 	since, until := es[100].Timestamp, es[299].Timestamp
 	var want []store.LogEntry
 	for _, e := range warnErr {
@@ -223,7 +224,7 @@ func (h *harness) testLogsLevels(t *testing.T) {
 			want = append(want, e)
 		}
 	}
-	got := listLogs(t, s, store.LogQuery{TaskID: id, Levels: []store.Level{store.LevelError, store.LevelWarn},
+	got := listLogs(t, s, store.LogQuery{TaskID: id, Levels: []task.Level{task.LevelError, task.LevelWarn},
 		Since: &since, Until: &until, Limit: 3})
 	expectLogs(t, got, want)
 }
@@ -282,15 +283,15 @@ func (h *harness) testLogsRoundTrip(t *testing.T) {
 	id := h.name("task")
 	zone := time.FixedZone("UTC-3", -3*3600)
 	es := []store.LogEntry{
-		{TaskID: id, Stream: "run1/applying/attempt2", Seq: 1, Timestamp: baseTime.In(zone), Level: store.LevelInfo,
+		{TaskID: id, Stream: "run1/applying/attempt2", Seq: 1, Timestamp: baseTime.In(zone), Level: task.LevelInfo,
 			Message: "aws_s3_bucket.logs: Creating...",
 			Metadata: map[string]any{
 				"component": "terraform", "step": "applying", "attempt": 2, "address": "aws_s3_bucket.logs",
 				"nested": map[string]any{"list": []any{1, "x", nil, true}, "f": 1.5},
 			}},
 		{TaskID: id, Stream: "run1/applying/attempt2", Seq: 2, Timestamp: baseTime.Add(time.Nanosecond),
-			Level: store.LevelError, Message: "multi\nline\tmessage with unicode ✓ and 'quotes'"},
-		{TaskID: id, Stream: "task", Seq: 1, Timestamp: baseTime.Add(-time.Hour), Level: store.LevelDebug,
+			Level: task.LevelError, Message: "multi\nline\tmessage with unicode ✓ and 'quotes'"},
+		{TaskID: id, Stream: "task", Seq: 1, Timestamp: baseTime.Add(-time.Hour), Level: task.LevelDebug,
 			Message: "", Metadata: map[string]any{}},
 	}
 	if err := s.AppendLogs(t.Context(), es); err != nil {

@@ -139,16 +139,16 @@ func GenLogs(taskID, stream string, firstSeq int64, n int, base time.Time) []sto
 	for i := range entries {
 		seq := firstSeq + int64(i)
 		h := mix(uint64(seq) ^ 0x5bd1e995)
-		var level store.Level
+		var level task.Level
 		switch r := h % 100; {
 		case r < 55:
-			level = store.LevelDebug
+			level = task.LevelDebug
 		case r < 85:
-			level = store.LevelInfo
+			level = task.LevelInfo
 		case r < 95:
-			level = store.LevelWarn
+			level = task.LevelWarn
 		default:
-			level = store.LevelError
+			level = task.LevelError
 		}
 		entries[i] = store.LogEntry{
 			TaskID:    taskID,
