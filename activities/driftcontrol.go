@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/terratask/terratask/task"
+	"github.com/terratask/terratask/taskstart"
 )
 
 // afterDrift acts on the completed transition of a drift check that found
@@ -44,14 +42,7 @@ func (c *Control) startRemediation(ctx context.Context, in task.Input) error {
 	if c.Temporal == nil {
 		return errors.New("starting the remediation task: no Temporal client")
 	}
-	_, err := c.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                                       in.ID,
-		TaskQueue:                                task.ControlPlaneTaskQueue,
-		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		TypedSearchAttributes:                    taskSearchAttributes(in),
-	}, task.WorkflowType, in)
+	err := taskstart.Start(ctx, c.Temporal, taskstart.Options(in), in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if err != nil && !errors.As(err, &started) {
 		return fmt.Errorf("starting the remediation task %s: %w", in.ID, err)
@@ -61,15 +52,4 @@ func (c *Control) startRemediation(ctx context.Context, in task.Input) error {
 		return fmt.Errorf("indexing the remediation task %s: %w", in.ID, err)
 	}
 	return nil
-}
-
-// taskSearchAttributes are a new task's search attributes (as the server
-// and the workflow set them).
-func taskSearchAttributes(in task.Input) temporal.SearchAttributes {
-	return temporal.NewSearchAttributes(
-		temporal.NewSearchAttributeKeyKeyword(task.SearchAttrStatus).ValueSet(string(task.StatusPending)),
-		temporal.NewSearchAttributeKeyKeyword(task.SearchAttrAgent).ValueSet(in.AgentID),
-		temporal.NewSearchAttributeKeyKeyword(task.SearchAttrRunner).ValueSet(in.RunnerID),
-		temporal.NewSearchAttributeKeyKeyword(task.SearchAttrOrg).ValueSet(in.Org),
-	)
 }

@@ -15,7 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/terratask/terratask/task"
-	"github.com/terratask/terratask/workflows"
+	"github.com/terratask/terratask/taskstart"
 )
 
 // floorBody is the trivial handler's reply: about the size of a status.
@@ -222,7 +222,7 @@ func (r *runner) createLatency(ctx context.Context) error {
 			WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 			WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 			WorkflowExecutionErrorWhenAlreadyStarted: true,
-			TypedSearchAttributes:                    workflows.SearchAttributes(in, task.StatusPending),
+			TypedSearchAttributes:                    taskstart.SearchAttributes(in),
 		}, BenchWorkflowType, in)
 		return time.Since(t), err
 	}

@@ -12,37 +12,24 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/terratask/terratask/task"
+	"github.com/terratask/terratask/taskstart"
 )
 
 // ErrNotFound is a schedule Temporal does not have.
 var ErrNotFound = errors.New("schedule not found in Temporal")
 
 // Action is what a schedule starts: the task workflow with Input (whose ID
-// is left empty: each run takes its workflow ID), its search attributes set
-// from the start, so the Web UI can filter the runs like any task.
+// is left empty: each run takes its workflow ID), started as any task is
+// (package taskstart): its search attributes set from the start, so the
+// Web UI can filter the runs like any task, and described for the Web UI.
 type Action struct {
-	Input            task.Input
-	SearchAttributes temporal.SearchAttributes
-	// StaticSummary, StaticDetails and Memo are what the Web UI shows of
-	// each run, as of a task the API starts.
-	StaticSummary, StaticDetails string
-	Memo                         map[string]any
+	Input task.Input
 }
 
 func (a Action) temporal(scheduleID string) *client.ScheduleWorkflowAction {
 	in := a.Input
-	in.ID = ""
 	in.ScheduleID = scheduleID
-	return &client.ScheduleWorkflowAction{
-		ID:                    ActionID(scheduleID),
-		Workflow:              task.WorkflowType,
-		Args:                  []any{in},
-		TaskQueue:             task.ControlPlaneTaskQueue,
-		TypedSearchAttributes: a.SearchAttributes,
-		StaticSummary:         a.StaticSummary,
-		StaticDetails:         a.StaticDetails,
-		Memo:                  a.Memo,
-	}
+	return taskstart.ScheduleAction(ActionID(scheduleID), in)
 }
 
 // Client maps schedules onto Temporal Schedules.
@@ -63,7 +50,7 @@ func (s *Client) Create(ctx context.Context, id string, d Definition, a Action) 
 		Overlap:               d.Overlap.policy(),
 		Paused:                d.Paused,
 		Note:                  noteOf(d),
-		TypedSearchAttributes: a.SearchAttributes,
+		TypedSearchAttributes: taskstart.SearchAttributes(a.Input),
 	})
 	if err != nil {
 		return fmt.Errorf("creating Temporal schedule %s: %w", id, err)
@@ -78,7 +65,8 @@ func (s *Client) Create(ctx context.Context, id string, d Definition, a Action) 
 func (s *Client) Update(ctx context.Context, id string, d Definition, a *Action) error {
 	var searchAttrs *temporal.SearchAttributes
 	if a != nil {
-		searchAttrs = &a.SearchAttributes
+		sa := taskstart.SearchAttributes(a.Input)
+		searchAttrs = &sa
 	}
 	h := s.c.ScheduleClient().GetHandle(ctx, id)
 	err := h.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {

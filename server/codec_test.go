@@ -10,16 +10,13 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"unicode/utf8"
 
 	commonpb "go.temporal.io/api/common/v1"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/codec"
-	"github.com/terratask/terratask/task"
 )
 
 const uiOrigin = "http://127.0.0.1:8233"
@@ -303,17 +300,5 @@ func TestMetricsRoute(t *testing.T) {
 	})
 	if w := ts.do(t, req{method: "GET", path: "/metrics"}); w.Code != 200 || w.Body.String() != "terratask_up 1\n" {
 		t.Fatalf("metrics: %d %s", w.Code, w.Body)
-	}
-}
-
-func TestStaticSummaryIsOneBoundedLine(t *testing.T) {
-	var o client.StartWorkflowOptions
-	describeForUI(&o, task.Input{ID: "task-x", Name: "two\nlines  " + strings.Repeat("é", 150), AgentID: "agent-1", RunnerID: "r"})
-	if strings.Contains(o.StaticSummary, "\n") || len(o.StaticSummary) > maxSummary || !utf8.ValidString(o.StaticSummary) ||
-		!strings.HasPrefix(o.StaticSummary, "two lines é") || !strings.HasSuffix(o.StaticSummary, "...") {
-		t.Fatalf("summary %q (%d bytes)", o.StaticSummary, len(o.StaticSummary))
-	}
-	if o.Memo["name"] == nil || !strings.Contains(o.StaticDetails, "- steps: installing → initializing → planning → applying") {
-		t.Fatalf("memo %v details %q", o.Memo, o.StaticDetails)
 	}
 }

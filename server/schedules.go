@@ -9,15 +9,12 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
 	"github.com/terratask/terratask/api"
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/schedules"
 	"github.com/terratask/terratask/store"
-	"github.com/terratask/terratask/task"
-	"github.com/terratask/terratask/workflows"
 )
 
 // scheduleRoutes serves /api/v1/schedules: Temporal Schedules that start
@@ -148,14 +145,7 @@ func (s *Server) scheduleAction(p auth.Principal, id string, req *createRequest,
 		return schedules.Action{}, err
 	}
 	in.SealedSecrets = sealed
-	// What the Web UI shows of each run: named after the action ID (each
-	// run's ID adds its time).
-	var ui client.StartWorkflowOptions
-	shown := in
-	shown.ID = schedules.ActionID(id) + "-<run time>"
-	describeForUI(&ui, shown)
-	return schedules.Action{Input: in, SearchAttributes: workflows.SearchAttributes(in, task.StatusPending),
-		StaticSummary: ui.StaticSummary, StaticDetails: ui.StaticDetails, Memo: ui.Memo}, nil
+	return schedules.Action{Input: in}, nil
 }
 
 func (s *Server) createSchedule(c *gin.Context) {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
@@ -17,7 +16,7 @@ import (
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
-	"github.com/terratask/terratask/workflows"
+	"github.com/terratask/terratask/taskstart"
 )
 
 // inputOf is the input of a task the caller creates from req, as a create
@@ -84,23 +83,12 @@ func (s *Server) createTask(c *gin.Context) {
 	now := time.Now().UTC()
 	in := s.inputOf(p, req)
 	in.ID, in.CreatedAt = task.RandomID("task-"), now
-	opts := client.StartWorkflowOptions{
-		TaskQueue:                task.ControlPlaneTaskQueue,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		// A taken ID must be an error, not the other run handed back.
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		// Where the control-plane worker shares the server's client (dev,
-		// a server that runs the control plane), the start's answer carries
-		// the workflow's first task to it: no trip through matching. The
-		// SDK asks for it only when such a worker polls the task queue.
-		EnableEagerStart: true,
-	}
 	var digest string
+	var memo map[string]any
 	if idemKey != "" {
 		in.ID = idempotentTaskID(s.opts.IDKey, p.Org, idemKey)
 		digest = requestDigest(s.opts.IDKey, body)
-		opts.Memo = memoOf(digest, now)
+		memo = memoOf(digest, now)
 		// A task the store knows is past its start: compare, never restart.
 		if _, err := s.opts.Store.GetTask(c.Request.Context(), p.Org, in.ID); err == nil {
 			s.replay(c, pendingRow(in), digest)
@@ -120,10 +108,15 @@ func (s *Server) createTask(c *gin.Context) {
 	if !s.claimWorkspace(c, p, "", in.AgentID, in.Params.Workspace, in.ID, now) {
 		return
 	}
-	opts.ID = in.ID
-	opts.TypedSearchAttributes = workflows.SearchAttributes(in, task.StatusPending)
-	describeForUI(&opts, in)
-	if _, err = s.opts.Temporal.ExecuteWorkflow(c.Request.Context(), opts, task.WorkflowType, in); err != nil {
+	opts := taskstart.Options(in)
+	opts.Memo = memo
+	// Where the control-plane worker shares the server's client (dev, a
+	// server that runs the control plane), the start's answer carries the
+	// workflow's first task to it: no trip through matching. The SDK asks
+	// for it only when such a worker polls the task queue.
+	opts.EnableEagerStart = true
+	taskstart.Describe(&opts, in)
+	if err = taskstart.Start(c.Request.Context(), s.opts.Temporal, opts, in); err != nil {
 		if idemKey != "" && isAlreadyStarted(err) {
 			s.replay(c, pendingRow(in), digest)
 			return

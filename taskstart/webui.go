@@ -1,4 +1,4 @@
-package server
+package taskstart
 
 import (
 	"fmt"
@@ -22,10 +22,10 @@ const (
 // maxSummary bounds the static summary (Temporal keeps it small: one line).
 const maxSummary = 200
 
-// describeForUI sets what the Temporal Web UI shows of a task before any
+// Describe sets what the Temporal Web UI shows of a task before any
 // step runs: a one-line static summary (the task's name and agent), static
 // details, and a memo with name, agent and runner.
-func describeForUI(opts *client.StartWorkflowOptions, in task.Input) {
+func Describe(opts *client.StartWorkflowOptions, in task.Input) {
 	summary := fmt.Sprintf("%s (agent %s)", oneLine(in.Name), oneLine(in.AgentID))
 	if len(summary) > maxSummary {
 		cut := maxSummary - 3

@@ -27,7 +27,7 @@ import (
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/store/sqlite"
 	"github.com/terratask/terratask/task"
-	"github.com/terratask/terratask/workflows"
+	"github.com/terratask/terratask/taskstart"
 )
 
 const heartbeatMethod = "/temporal.api.workflowservice.v1.WorkflowService/RecordActivityTaskHeartbeat"
@@ -129,7 +129,7 @@ func (f *fleet) start(ctx context.Context, id string, p task.Params) client.Work
 	in.Params.Workspace = id
 	run, err := f.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: id, TaskQueue: task.ControlPlaneTaskQueue,
-		TypedSearchAttributes: workflows.SearchAttributes(in, task.StatusPending),
+		TypedSearchAttributes: taskstart.SearchAttributes(in),
 	}, task.WorkflowType, in)
 	if err != nil {
 		f.t.Fatal(err)

@@ -11,24 +11,14 @@ import (
 	"github.com/terratask/terratask/task"
 )
 
-// Typed search attribute keys, upserted at each transition.
+// Typed search attribute keys, upserted at each transition (a task starts
+// with them set: taskstart.SearchAttributes).
 var (
 	saStatus = temporal.NewSearchAttributeKeyKeyword(task.SearchAttrStatus)
 	saAgent  = temporal.NewSearchAttributeKeyKeyword(task.SearchAttrAgent)
 	saRunner = temporal.NewSearchAttributeKeyKeyword(task.SearchAttrRunner)
 	saOrg    = temporal.NewSearchAttributeKeyKeyword(task.SearchAttrOrg)
 )
-
-// SearchAttributes returns a task's search attributes for a status; the server
-// sets them when it starts the workflow, the workflow upserts them.
-func SearchAttributes(in task.Input, status task.Status) temporal.SearchAttributes {
-	return temporal.NewSearchAttributes(
-		saStatus.ValueSet(string(status)),
-		saAgent.ValueSet(in.AgentID),
-		saRunner.ValueSet(in.RunnerID),
-		saOrg.ValueSet(in.Org),
-	)
-}
 
 // line is a log line the workflow writes about itself.
 type line struct {
