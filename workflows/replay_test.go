@@ -155,4 +155,7 @@ var replayManifest = map[string]string{
 	"v6-scheduled-drift.json":    "v6 (org-runners): a schedule's drift check",
 	"v6-timeout.json":            "v6 (org-runners): timed out mid-apply",
 	"v6-workspace-queue.json":    "v6 (org-runners): a task that waited for its shared workspace fails; it releases the workspace before the cleanup",
+	// The other registered workflows, recorded open (they wait for more).
+	"vd1-delivered-after-retry.json": "the delivery workflow (terratask.Delivery): a task's seven events to a webhook whose receiver refuses each first attempt: each Deliver activity succeeds on its second attempt, in order",
+	"vq1-two-tasks.json":             "the workspace queue (terratask.WorkspaceQueue): two tasks of one workspace granted one after the other",
 }
