@@ -324,6 +324,14 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	if err != nil {
 		return err
 	}
+	// The state dir is mounted into the sandbox and read from Terraform's
+	// work dir: a relative one would name neither.
+	stateDir := o.StateDir
+	if stateDir != "" {
+		if stateDir, err = filepath.Abs(stateDir); err != nil {
+			return err
+		}
+	}
 	s := &stack{logger: log}
 	defer s.closeAll()
 	if o.MetricsAddress != "" {
@@ -383,7 +391,7 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	}
 	r := &activities.Runner{
 		Org: o.Org, RunnerID: o.ID, HostID: host, DataDir: dataDir, ModulesDir: o.ModulesDir,
-		DefaultModule: o.DefaultModule, SourceRoots: roots, SourceAllow: sourceAllow, Logs: logs, Plans: plans, Secrets: box, StateDir: o.StateDir, StateURL: o.StateURL,
+		DefaultModule: o.DefaultModule, SourceRoots: roots, SourceAllow: sourceAllow, Logs: logs, Plans: plans, Secrets: box, StateDir: stateDir, StateURL: o.StateURL,
 		TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile, Sandbox: sb, Watchdog: wd, PassEnv: o.Isolation.PassEnv,
 		Logger: log.Named("runner").With(zap.String("runner", o.ID)),
 	}
