@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/terratask/terratask/metrics"
-	"github.com/terratask/terratask/task"
 )
 
 // outcome names how a step or a Terraform command ended, for metrics.
@@ -23,23 +22,4 @@ func outcome(ctx context.Context, err error) string {
 // observeCommand records a Terraform command that started at start.
 func observeCommand(ctx context.Context, command string, start time.Time, err error) {
 	metrics.ObserveTerraformCommand(command, outcome(ctx, err), time.Since(start))
-}
-
-// observeRecord records what a transition tells the metrics: the event it
-// emits, how long a task waited for its runner (at its first pick-up), and
-// how long a task took (when it ended). Record runs once per transition
-// (a local activity; replays do not run it again), so each is counted once
-// unless the activity is retried after it had written.
-func observeRecord(r Record) {
-	if r.Event == "" {
-		return
-	}
-	metrics.TaskEvent(r.Event)
-	tr := r.Transition
-	switch {
-	case r.Event == task.EventTaskRunning && tr.StartedAt != nil && !r.Task.CreatedAt.IsZero():
-		metrics.ObserveTaskPickedUp(tr.StartedAt.Sub(r.Task.CreatedAt))
-	case tr.Status.Terminal() && r.Event == task.EventForStatus(tr.Status) && tr.CompletedAt != nil && !r.Task.CreatedAt.IsZero():
-		metrics.ObserveTaskEnded(tr.Status, tr.CompletedAt.Sub(r.Task.CreatedAt))
-	}
 }

@@ -1,6 +1,10 @@
-// Package activities holds terratask's Temporal activities: the runner steps
-// that install Terraform and run init, plan and apply for a task (methods of
-// Runner), and the control-plane activity that records transitions (Control).
+// Package activities holds the Temporal activities of a runner host: the
+// steps that claim a task, install Terraform and run init, plan and apply
+// for it (methods of Runner), and the types the task workflow passes them.
+// It runs on runner hosts, which hold only their org's key: the control
+// plane's activities are package controlplane, and nothing this package
+// imports holds the master key, a store driver or the server (the test of
+// package boundary keeps it so).
 package activities
 
 import (

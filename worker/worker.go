@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/terratask/terratask/activities"
+	"github.com/terratask/terratask/controlplane"
 	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
@@ -28,7 +29,7 @@ type ControlOptions struct {
 	Secrets *secret.Box
 	Logger  *zap.Logger
 	// ObserveDelivery, when set, is called with the outcome of each
-	// delivery attempt (activities.Outcome*) and the event's type: the hook
+	// delivery attempt (controlplane.Outcome*) and the event's type: the hook
 	// of a deliveries-by-outcome metric.
 	ObserveDelivery func(outcome, eventType string)
 	// WebhookAllow (--webhook-allow) and NotifyAllow (--notify-allow) list
@@ -48,12 +49,12 @@ func NewControlPlane(c client.Client, st store.Store, o ControlOptions) sdkworke
 		wo.CheckDecision = o.Secrets.CheckDecision
 	}
 	workflows.Register(w, wo)
-	ctl := &activities.Control{Store: st, Temporal: c}
-	w.RegisterActivityWithOptions(ctl.Record, activity.RegisterOptions{Name: activities.NameRecord})
-	w.RegisterActivityWithOptions(ctl.AcquireWorkspace, activity.RegisterOptions{Name: activities.NameAcquireWorkspace})
-	w.RegisterActivityWithOptions(ctl.TaskOpen, activity.RegisterOptions{Name: activities.NameTaskOpen})
-	w.RegisterActivityWithOptions(ctl.Emit, activity.RegisterOptions{Name: activities.NameEmit})
-	d := &activities.Deliverer{Store: st, Secrets: o.Secrets, Logger: o.Logger, Observe: o.ObserveDelivery,
+	ctl := &controlplane.Control{Store: st, Temporal: c}
+	w.RegisterActivityWithOptions(ctl.Record, activity.RegisterOptions{Name: controlplane.NameRecord})
+	w.RegisterActivityWithOptions(ctl.AcquireWorkspace, activity.RegisterOptions{Name: controlplane.NameAcquireWorkspace})
+	w.RegisterActivityWithOptions(ctl.TaskOpen, activity.RegisterOptions{Name: controlplane.NameTaskOpen})
+	w.RegisterActivityWithOptions(ctl.Emit, activity.RegisterOptions{Name: controlplane.NameEmit})
+	d := &controlplane.Deliverer{Store: st, Secrets: o.Secrets, Logger: o.Logger, Observe: o.ObserveDelivery,
 		Sender:       events.NewSender(0, &events.Guard{Allow: o.WebhookAllow, Flag: "--webhook-allow"}),
 		NotifySender: events.NewSender(0, &events.Guard{Allow: o.NotifyAllow, Flag: "--notify-allow"}),
 	}

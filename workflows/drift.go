@@ -13,7 +13,7 @@ import (
 // the plan drifted and the task asks remediate "approval", it names the
 // apply task to start (same template, action apply, approval required); the
 // task's final transition carries its input and the control plane starts it
-// (activities.Control.Record), so the workflow runs no command for it.
+// (controlplane.Control.Record), so the workflow runs no command for it.
 func (r *run) driftOutcome(ctx workflow.Context, d *task.Drift) *task.Drift {
 	if d == nil {
 		return nil

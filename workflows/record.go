@@ -6,7 +6,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/terratask/terratask/activities"
+	"github.com/terratask/terratask/controlplane"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
@@ -60,8 +60,8 @@ func (r *run) transition(ctx workflow.Context, change func(*task.State), l line)
 	if r.state.CurrentStep != "" {
 		meta["step"] = string(r.state.CurrentStep)
 	}
-	rec := activities.Record{
-		Task: activities.TaskRow(r.in, len(r.steps)),
+	rec := controlplane.Record{
+		Task: controlplane.TaskRow(r.in, len(r.steps)),
 		Transition: store.Transition{
 			ID:             r.in.ID,
 			Status:         r.state.Status,
@@ -101,7 +101,7 @@ func (r *run) transition(ctx workflow.Context, change func(*task.State), l line)
 // batchRecords runs transitions whose records one local activity writes, in
 // order, once fn returns: for transitions that follow one another at once.
 func (r *run) batchRecords(ctx workflow.Context, fn func()) {
-	var recs []activities.Record
+	var recs []controlplane.Record
 	r.batch = &recs
 	fn()
 	r.batch = nil
@@ -121,7 +121,7 @@ func startedWithStatus(ctx workflow.Context) bool {
 }
 
 // record runs the Record local activity.
-func (r *run) record(ctx workflow.Context, rec activities.Record) {
+func (r *run) record(ctx workflow.Context, rec controlplane.Record) {
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout:    10 * time.Second,
 		ScheduleToCloseTimeout: time.Minute,
@@ -133,7 +133,7 @@ func (r *run) record(ctx workflow.Context, rec activities.Record) {
 	})
 	// The store is a projection: a failure to record is logged, never fails
 	// the task (the local activity retries until its schedule ends).
-	if err := workflow.ExecuteLocalActivity(lctx, activities.NameRecord, rec).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteLocalActivity(lctx, controlplane.NameRecord, rec).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("recording transition", "error", err)
 	}
 }

@@ -37,6 +37,7 @@ import (
 
 	"github.com/terratask/terratask/activities"
 	"github.com/terratask/terratask/codec"
+	"github.com/terratask/terratask/controlplane"
 	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/task"
 )
@@ -226,7 +227,7 @@ func (r *run) queueOnWorkspace(ctx workflow.Context) error {
 		ScheduleToCloseTimeout: 5 * time.Minute,
 	})
 	req := task.WorkspaceRequest{TaskID: r.in.ID, CreatedAt: r.in.CreatedAt}
-	if err := workflow.ExecuteLocalActivity(lctx, activities.NameAcquireWorkspace, r.queueID, req).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteLocalActivity(lctx, controlplane.NameAcquireWorkspace, r.queueID, req).Get(ctx, nil); err != nil {
 		return err
 	}
 	sel := workflow.NewSelector(ctx)
@@ -312,7 +313,7 @@ type run struct {
 	// collects records inside batchRecords; cleaned is set once the apply
 	// removed the work dir itself.
 	fast    bool
-	batch   *[]activities.Record
+	batch   *[]controlplane.Record
 	cleaned bool
 	// orgRunners is set in the org-runners version (versionOrgRunners).
 	orgRunners bool

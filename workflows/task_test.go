@@ -17,18 +17,19 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/terratask/terratask/activities"
+	"github.com/terratask/terratask/controlplane"
 	"github.com/terratask/terratask/task"
 )
 
 // recorder keeps what the workflow recorded through its Record activity.
 type recorder struct {
 	mu      sync.Mutex
-	records []activities.Record
+	records []controlplane.Record
 	// calls counts the Record activities (a batch is one).
 	calls int
 }
 
-func (r *recorder) Record(_ context.Context, rec activities.Record) error {
+func (r *recorder) Record(_ context.Context, rec controlplane.Record) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls++
@@ -54,7 +55,7 @@ func (r *recorder) statuses() []task.Status {
 // last returns the terminal record: records of concurrent transitions (a
 // cancel request beside the run) may complete in either order, as in the
 // store, which keeps a terminal status once written.
-func (r *recorder) last() activities.Record {
+func (r *recorder) last() controlplane.Record {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i := len(r.records) - 1; i >= 0; i-- {
@@ -98,7 +99,7 @@ func newFixtureWith(t *testing.T, o Options) *fixture {
 	env := s.NewTestWorkflowEnvironment()
 	f := &fixture{env: env, rec: &recorder{}}
 	Register(env, o)
-	env.RegisterActivityWithOptions(f.rec.Record, activity.RegisterOptions{Name: activities.NameRecord})
+	env.RegisterActivityWithOptions(f.rec.Record, activity.RegisterOptions{Name: controlplane.NameRecord})
 	for name, fn := range map[string]any{
 		activities.NameClaim: stubClaim, activities.NameInstall: stubInstall, activities.NameInit: stubInit,
 		activities.NamePlan: stubPlan, activities.NameApply: stubApply, activities.NameCleanup: stubCleanup,
@@ -143,7 +144,7 @@ func (f *fixture) activityCalls() []string {
 	defer f.mu.Unlock()
 	var out []string
 	for _, c := range f.calls {
-		if c != activities.NameRecord {
+		if c != controlplane.NameRecord {
 			out = append(out, c)
 		}
 	}

@@ -7,7 +7,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/terratask/terratask/activities"
+	"github.com/terratask/terratask/controlplane"
 	"github.com/terratask/terratask/task"
 )
 
@@ -70,7 +70,7 @@ func WorkspaceQueue(ctx workflow.Context, st QueueState) error {
 		stopTimer()
 		if check && q.st.Holder != nil {
 			var open bool
-			if err := workflow.ExecuteLocalActivity(lctx, activities.NameTaskOpen, q.st.Holder.TaskID).Get(ctx, &open); err == nil && !open {
+			if err := workflow.ExecuteLocalActivity(lctx, controlplane.NameTaskOpen, q.st.Holder.TaskID).Get(ctx, &open); err == nil && !open {
 				q.remove(q.st.Holder.TaskID)
 			}
 		}

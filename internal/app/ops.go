@@ -14,6 +14,7 @@ import (
 
 	"github.com/terratask/terratask/activities"
 	"github.com/terratask/terratask/codec"
+	"github.com/terratask/terratask/controlplane"
 	"github.com/terratask/terratask/metrics"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
@@ -187,9 +188,9 @@ func countLines(entries []store.LogEntry) {
 // observeDelivery counts a webhook or notify delivery attempt by outcome.
 func observeDelivery(outcome, _ string) {
 	switch outcome {
-	case activities.OutcomeDelivered:
+	case controlplane.OutcomeDelivered:
 		metrics.WebhookDelivery(metrics.OutcomeSuccess)
-	case activities.OutcomeFailed:
+	case controlplane.OutcomeFailed:
 		metrics.WebhookDelivery(metrics.OutcomeError)
 	default:
 		metrics.WebhookDelivery(outcome)

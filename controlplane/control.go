@@ -1,4 +1,12 @@
-package activities
+// Package controlplane holds the Temporal activities of the control plane,
+// which run on its worker next to the task workflow: Record projects a
+// transition into the store and hands its event to the delivery workflows,
+// Emit stores an event outside a transition, drift's completed check starts
+// its remediation task (package taskstart), and the Deliverer makes one
+// webhook or notify delivery attempt. The runner hosts' activities are
+// package activities; the activity names here are Temporal's, kept as they
+// were when both lived there.
+package controlplane
 
 import (
 	"context"
