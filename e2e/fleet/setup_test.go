@@ -32,8 +32,12 @@ type fleet struct {
 	began      time.Time
 }
 
-// startFleet starts Temporal, creates the store and starts n API replicas.
-func startFleet(t testing.TB, n int) *fleet {
+// fleetKey is a key the keys file holds besides the fleet's admin key.
+type fleetKey struct{ name, org, role, raw string }
+
+// startFleet starts Temporal, creates the store and starts n API replicas,
+// whose keys file holds the admin key of org default and extra.
+func startFleet(t testing.TB, n int, extra ...fleetKey) *fleet {
 	t.Helper()
 	pgtest.Start(t) // skips (or fails under CI) when PostgreSQL is missing
 	mod := findTemporalModule(t)
@@ -54,6 +58,9 @@ func startFleet(t testing.TB, n int) *fleet {
 	f.storeDSN = pgtest.NewDatabase(t)
 	f.keysPath = filepath.Join(dir, "keys.yaml")
 	keys := fmt.Sprintf("keys:\n  - name: fleet-admin\n    org: default\n    role: admin\n    hash: %s\n", auth.HashKey(adminKey))
+	for _, k := range extra {
+		keys += fmt.Sprintf("  - name: %s\n    org: %s\n    role: %s\n    hash: %s\n", k.name, k.org, k.role, auth.HashKey(k.raw))
+	}
 	if err := os.WriteFile(f.keysPath, []byte(keys), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -64,15 +71,7 @@ func startFleet(t testing.TB, n int) *fleet {
 		t.Fatal(err)
 	}
 	f.env = []string{"TF_CLI_CONFIG_FILE=/dev/null", "TERRATASK_SECRET_KEY="}
-	// The runners' key, as an operator makes it: `terratask keys org`.
-	out, err := exec.Command(f.bin, "keys", "org", "--org", "default", "--secret-key-file", f.secretPath).Output()
-	if err != nil {
-		t.Fatalf("terratask keys org: %v", err)
-	}
-	f.orgKeyPath = filepath.Join(dir, "org-default.key")
-	if err := os.WriteFile(f.orgKeyPath, out, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	f.orgKeyPath = f.orgKeyFile(t, "default")
 
 	// API replicas, one after the other (the first migrates the store and
 	// registers the search attributes; the others find them done).
@@ -84,6 +83,21 @@ func startFleet(t testing.TB, n int) *fleet {
 		f.replicas = append(f.replicas, &apiClient{base: "http://" + ready["http"].(string), key: adminKey, proc: p})
 	}
 	return f
+}
+
+// orgKeyFile writes the key of org's runners, as an operator makes it
+// (`terratask keys org`), to a file of its own and returns its path.
+func (f *fleet) orgKeyFile(t testing.TB, org string) string {
+	t.Helper()
+	out, err := exec.Command(f.bin, "keys", "org", "--org", org, "--secret-key-file", f.secretPath).Output()
+	if err != nil {
+		t.Fatalf("terratask keys org --org %s: %v", org, err)
+	}
+	path := filepath.Join(f.dir, "org-"+org+".key")
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func fixture(t testing.TB, name string) map[string]string {
