@@ -154,6 +154,12 @@ var v6Scenarios = []recordScenario{
 		return second.ID
 	}},
 	{"v6-host-lost", recordHostLost},
+	// No runner serves the task's runner within its runner_timeout (the
+	// recorder's dev serves only "local": no on-demand runners).
+	{"v6-runner-unavailable", func(t *testing.T, e recordEnv) string {
+		return e.dev.create(t, map[string]any{"name": "record v6 runner unavailable", "agent_id": "agent-record", "runner_id": "nobody-serves-this",
+			"parameters": map[string]any{"files": fixture(t, "echo"), "runner_timeout": "2s"}}).ID
+	}},
 	// A task workflow started with an unencrypted input: refused.
 	{"v6-plain-input", func(t *testing.T, e recordEnv) string {
 		plain, err := client.Dial(client.Options{HostPort: e.dev.temporal, Namespace: "default",
@@ -397,7 +403,9 @@ func TestRecordHistories(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dataDir, "secret.key"), []byte(base64.StdEncoding.EncodeToString(keys[0])+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	dev, err := startDev(dataDir, "raw-recorder-key-3e7a", "--webhook-allow", "127.0.0.1")
+	// Only "local": a runner nobody serves stays unserved (no on-demand
+	// runners), and the fleet scenarios' runner is their processes' alone.
+	dev, err := startDev(dataDir, "raw-recorder-key-3e7a", "--webhook-allow", "127.0.0.1", "--runner", "local")
 	if err != nil {
 		t.Fatal(err)
 	}

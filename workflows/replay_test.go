@@ -7,7 +7,7 @@ import (
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 
-	"github.com/terratask/terratask/codec"
+	"github.com/terratask/terratask/codec/control"
 	"github.com/terratask/terratask/secret"
 )
 
@@ -16,13 +16,13 @@ const ReplayKeyFile = "testdata/replay-secret.key"
 
 // replayCodec is the control plane's codec of the test key: it reads the
 // histories under the key itself and those under its orgs' keys.
-func replayCodec(t *testing.T) *codec.Control {
+func replayCodec(t *testing.T) *control.Codec {
 	t.Helper()
 	keys, err := secret.ReadKeysFile(ReplayKeyFile)
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("%s: %v", ReplayKeyFile, err)
 	}
-	c, err := codec.NewControl(keys[0])
+	c, err := control.New(keys[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +152,7 @@ var replayManifest = map[string]string{
 	"v6-plain-input.json":        "v6 (org-runners): a task input that is not encrypted fails with configuration_error before any runner is asked",
 	"v6-plan.json":               "v6 (org-runners): plan-only",
 	"v6-rejected.json":           "v6 (org-runners): rejected",
+	"v6-runner-unavailable.json": "v6 (org-runners): no runner of the org serves the task's runner within its runner_timeout",
 	"v6-scheduled-drift.json":    "v6 (org-runners): a schedule's drift check",
 	"v6-timeout.json":            "v6 (org-runners): timed out mid-apply",
 	"v6-workspace-queue.json":    "v6 (org-runners): a task that waited for its shared workspace fails; it releases the workspace before the cleanup",
