@@ -15,8 +15,8 @@
 // Another Temporal application that runs the task workflow as a child
 // workflow, or reads its results, dials with the DataConverter and
 // FailureConverter of an org's codec (NewOrg with the org's key) or, if it
-// is trusted with every org, of the control plane's (NewControl with the
-// secret key).
+// is trusted with every org, of the control plane's (package codec/control, with
+// the secret key).
 package codec
 
 import (

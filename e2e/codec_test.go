@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/terratask/terratask/codec"
+	"github.com/terratask/terratask/codec/control"
 	"github.com/terratask/terratask/secret"
 )
 
@@ -344,7 +345,7 @@ func checkCurrentDetails(t *testing.T, p *devProc, id, want string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cdc, err := codec.NewControl(key)
+	cdc, err := control.New(key)
 	if err != nil {
 		t.Fatal(err)
 	}

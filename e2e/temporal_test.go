@@ -15,7 +15,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/terratask/terratask/codec"
+	"github.com/terratask/terratask/codec/control"
 	"github.com/terratask/terratask/internal/devtls"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/task"
@@ -81,7 +81,7 @@ func dialDev(t *testing.T, hostPort, dataDir string) client.Client {
 	t.Helper()
 	// An application holding the secret key: the control plane's codec,
 	// which reads the org-keyed payloads its child tasks send it.
-	cdc, err := codec.NewControl(devKey(t, dataDir))
+	cdc, err := control.New(devKey(t, dataDir))
 	if err != nil {
 		t.Fatal(err)
 	}

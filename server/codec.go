@@ -189,7 +189,7 @@ func newCodecHandler(c OrgCodec) http.Handler {
 	return converter.NewPayloadCodecHTTPHandler(c)
 }
 
-// OrgCodec is the control plane's payload codec (codec.Control): as a
+// OrgCodec is the control plane's payload codec (control.Codec): as a
 // whole it reads every org's payloads (terratask dev's own Web UI on
 // loopback); ForOrg is what a key of one org may use: it encodes under that
 // org's key and decodes that org's payloads only, returning every other

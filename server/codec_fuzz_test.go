@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/terratask/terratask/codec"
+	"github.com/terratask/terratask/codec/control"
 )
 
 // FuzzCodecRoute sends arbitrary bodies to the codec routes: the answer is a
@@ -23,7 +24,7 @@ func FuzzCodecRoute(f *testing.F) {
 		f.Add([]byte(s), true)
 		f.Add([]byte(s), false)
 	}
-	cd, err := codec.NewControl(bytes.Repeat([]byte{5}, codec.KeySize))
+	cd, err := control.New(bytes.Repeat([]byte{5}, codec.KeySize))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -17,13 +17,14 @@ import (
 
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/codec"
+	"github.com/terratask/terratask/codec/control"
 )
 
 const uiOrigin = "http://127.0.0.1:8233"
 
-func codecServer(t *testing.T, mod func(*Options)) (*httptest.Server, *codec.Control) {
+func codecServer(t *testing.T, mod func(*Options)) (*httptest.Server, *control.Codec) {
 	t.Helper()
-	cd, err := codec.NewControl(bytes.Repeat([]byte{9}, codec.KeySize))
+	cd, err := control.New(bytes.Repeat([]byte{9}, codec.KeySize))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +60,7 @@ func post(t *testing.T, url, body string, header map[string]string) (int, http.H
 }
 
 // orgCodec is what a runner of org holds.
-func orgCodec(t *testing.T, cd *codec.Control, org string) *codec.Codec {
+func orgCodec(t *testing.T, cd *control.Codec, org string) *codec.Codec {
 	t.Helper()
 	oc, err := cd.Org(org)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/terratask/terratask/codec"
+	"github.com/terratask/terratask/codec/control"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
@@ -144,7 +145,7 @@ func TestAuthThrottleWrongKeysFromLoopback(t *testing.T) {
 // not reset the count.
 func TestAuthThrottleCountsEveryKeyCheck(t *testing.T) {
 	clock := &fakeClock{t: time.Now()}
-	cd, err := codec.NewControl(bytes.Repeat([]byte{9}, codec.KeySize))
+	cd, err := control.New(bytes.Repeat([]byte{9}, codec.KeySize))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -322,7 +322,7 @@ func (s *Server) authenticate(c *gin.Context) {
 	}
 	c.Set(ctxPrincipal, p)
 	// What the request sends Temporal is encrypted under the key of the
-	// caller's org (codec.Control), which its runners hold.
+	// caller's org (control.Codec), which its runners hold.
 	c.Request = c.Request.WithContext(codec.WithOrg(c.Request.Context(), p.Org))
 	c.Next()
 }

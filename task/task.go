@@ -156,7 +156,7 @@ type Input struct {
 	AgentID     string `json:"agent_id"`
 	RunnerID    string `json:"runner_id"`
 	Org         string `json:"org"`
-	// Plain is set by the control plane's data converter (codec.Control)
+	// Plain is set by the control plane's data converter (package codec/control)
 	// when the input reached it unencrypted: the workflow refuses such a
 	// task (anyone who reaches the Temporal namespace could send one, for
 	// any org). Never part of the JSON contract.

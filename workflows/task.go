@@ -153,7 +153,7 @@ const versionProof = "decision-proof"
 // versionOrgRunners guards the org-runners version (issue 20): runner IDs
 // are per org, and a task's claim goes to its org's runner queue
 // (task.RunnerTaskQueue), whose payloads are encrypted under the org's key
-// (codec.Control). Before it, the claim went to task.LegacyRunnerTaskQueue.
+// (package codec/control). Before it, the claim went to task.LegacyRunnerTaskQueue.
 const versionOrgRunners = "org-runners"
 
 // Task is the task workflow, checking no decision proofs (see Register).
@@ -170,7 +170,7 @@ func runTask(ctx workflow.Context, in task.Input, check func(string, task.Decisi
 	r.orgRunners = workflow.GetVersion(ctx, versionOrgRunners, workflow.DefaultVersion, 1) == 1
 	if r.orgRunners && in.Org != "" {
 		// Every activity's payloads under the org's key, the control
-		// plane's own activities' too (codec.Control).
+		// plane's own activities' too (package codec/control).
 		ctx = codec.WorkflowWithOrg(ctx, in.Org)
 	}
 	r.checkDecision = check
@@ -197,7 +197,7 @@ func runTask(ctx workflow.Context, in task.Input, check func(string, task.Decisi
 	if r.orgRunners && in.Plain {
 		// Anyone who reaches the namespace could start such a task for any
 		// org; a task's input comes from the API, or a parent holding the
-		// org's key or the secret key (codec.Control).
+		// org's key or the secret key (package codec/control).
 		err = taskError(task.CodeConfig, "the task's input is not encrypted: start tasks through the API, or from a workflow whose payloads are encrypted under the org's key (its codec route) or the secret key", nil)
 	}
 	if err == nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/terratask/terratask/activities"
 	"github.com/terratask/terratask/codec"
+	"github.com/terratask/terratask/codec/control"
 	"github.com/terratask/terratask/controlplane"
 	"github.com/terratask/terratask/metrics"
 	"github.com/terratask/terratask/secret"
@@ -25,7 +26,7 @@ import (
 // routes), the origins allowed to call them, and /metrics (nil when served
 // on a listener of its own).
 type apiOps struct {
-	codec        *codec.Control
+	codec        *control.Codec
 	codecOrigins []string
 	devUIOrigins []string
 	metrics      http.Handler
@@ -57,8 +58,8 @@ func (k secretKeys) box() (*secret.Box, error) {
 }
 
 // control is the control plane's payload codec.
-func (k secretKeys) control() (*codec.Control, error) {
-	return codec.NewControl(k.current, k.old...)
+func (k secretKeys) control() (*control.Codec, error) {
+	return control.New(k.current, k.old...)
 }
 
 // orgBox is a runner's box when the keys are org's keys (secret.OrgKey).

@@ -1,4 +1,9 @@
-package codec
+// Package control is the control plane's payload codec: it holds
+// terratask's secret key (the master key) and derives every org's codec
+// from it. Only the control plane (API servers, the control-plane worker)
+// imports it; a runner host holds its org's codec (codec.NewOrg) and never
+// this package (the test of package boundary keeps it so).
+package control
 
 import (
 	"context"
@@ -10,15 +15,16 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/terratask/terratask/codec"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/task"
 )
 
-// Control is the control plane's codec: it holds terratask's secret key (the
+// Codec is the control plane's codec: it holds terratask's secret key (the
 // master key), decrypts every payload (under the secret key, or under any
 // org's key, derived from it on demand) and encrypts each payload under the
 // key of the org it belongs to, so a runner host, which holds only its org's
-// key (NewOrg), reads its own org's payloads and no other's:
+// key (codec.NewOrg), reads its own org's payloads and no other's:
 //   - an activity input for a runner's queue (task.QueueOrg) is encrypted
 //     under that runner's org key;
 //   - a client call whose context names an org (WithOrg: the API's starts,
@@ -31,18 +37,18 @@ import (
 // A task input encrypted under an org's key must name that org: a runner
 // host of org B cannot start a task of org A (see checkOrg); one not
 // encrypted at all is marked, and the task workflow refuses it.
-type Control struct {
-	master  *Codec
+type Codec struct {
+	master  *codec.Codec
 	secrets [][]byte // current first, then old
 
 	mu   sync.Mutex
-	orgs map[string]*Codec
+	orgs map[string]*codec.Codec
 }
 
-// NewControl returns the control plane's codec for the secret key and the
-// old keys of earlier rotations.
-func NewControl(current []byte, old ...[]byte) (*Control, error) {
-	m, err := New(current, old...)
+// New returns the control plane's codec for the secret key and the old
+// keys of earlier rotations.
+func New(current []byte, old ...[]byte) (*Codec, error) {
+	m, err := codec.New(current, old...)
 	if err != nil {
 		return nil, err
 	}
@@ -50,14 +56,14 @@ func NewControl(current []byte, old ...[]byte) (*Control, error) {
 	for _, k := range old {
 		keys = append(keys, append([]byte(nil), k...))
 	}
-	return &Control{master: m, secrets: keys, orgs: map[string]*Codec{}}, nil
+	return &Codec{master: m, secrets: keys, orgs: map[string]*codec.Codec{}}, nil
 }
 
 // maxOrgCodecs bounds the org codecs kept derived.
 const maxOrgCodecs = 4096
 
 // Org returns org's codec: what a runner of org holds.
-func (c *Control) Org(org string) (*Codec, error) {
+func (c *Codec) Org(org string) (*codec.Codec, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if oc, ok := c.orgs[org]; ok {
@@ -71,7 +77,7 @@ func (c *Control) Org(org string) (*Codec, error) {
 		}
 		keys[i] = ok
 	}
-	oc, err := NewOrg(org, keys[0], keys[1:]...)
+	oc, err := codec.NewOrg(org, keys[0], keys[1:]...)
 	if err != nil {
 		return nil, err
 	}
@@ -82,13 +88,13 @@ func (c *Control) Org(org string) (*Codec, error) {
 }
 
 // Master is the codec of the secret key itself.
-func (c *Control) Master() *Codec { return c.master }
+func (c *Codec) Master() *codec.Codec { return c.master }
 
 // KeyID is the ID of the secret key's payload key.
-func (c *Control) KeyID() string { return c.master.KeyID() }
+func (c *Codec) KeyID() string { return c.master.KeyID() }
 
 // encoder is the codec that encrypts org's payloads ("": the secret key's).
-func (c *Control) encoder(org string) (*Codec, error) {
+func (c *Codec) encoder(org string) (*codec.Codec, error) {
 	if org == "" {
 		return c.master, nil
 	}
@@ -96,26 +102,28 @@ func (c *Control) encoder(org string) (*Codec, error) {
 }
 
 // Encode encrypts under the secret key's payload key.
-func (c *Control) Encode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
+func (c *Codec) Encode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
 	return c.master.Encode(payloads)
 }
 
 // Decode decrypts each payload under the key it names: the secret key's, or
 // the org key of the org it names.
-func (c *Control) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
+func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
 	out := make([]*commonpb.Payload, len(payloads))
 	for i, p := range payloads {
-		if string(p.GetMetadata()[converter.MetadataEncoding]) != Encoding {
+		if string(p.GetMetadata()[converter.MetadataEncoding]) != codec.Encoding {
 			out[i] = p
 			continue
 		}
-		k, err := c.encoder(string(p.GetMetadata()[MetadataOrg]))
+		k, err := c.encoder(string(p.GetMetadata()[codec.MetadataOrg]))
 		if err != nil {
 			return nil, err
 		}
-		if out[i], err = k.open(p); err != nil {
+		dec, err := k.Decode([]*commonpb.Payload{p})
+		if err != nil {
 			return nil, err
 		}
+		out[i] = dec[0]
 	}
 	return out, nil
 }
@@ -123,7 +131,7 @@ func (c *Control) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, err
 // ForOrg is the codec of org's own callers (the codec route): it encrypts
 // under org's key and decrypts only org's payloads; every other payload
 // (another org's, the secret key's) is returned as it is, still encrypted.
-func (c *Control) ForOrg(org string) (converter.PayloadCodec, error) {
+func (c *Codec) ForOrg(org string) (converter.PayloadCodec, error) {
 	oc, err := c.Org(org)
 	if err != nil {
 		return nil, err
@@ -131,47 +139,39 @@ func (c *Control) ForOrg(org string) (converter.PayloadCodec, error) {
 	return orgOnly{oc}, nil
 }
 
-type orgOnly struct{ c *Codec }
+type orgOnly struct{ c *codec.Codec }
 
 func (o orgOnly) Encode(p []*commonpb.Payload) ([]*commonpb.Payload, error) { return o.c.Encode(p) }
 
 func (o orgOnly) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
 	out := make([]*commonpb.Payload, len(payloads))
 	for i, p := range payloads {
-		if string(p.GetMetadata()[converter.MetadataEncoding]) != Encoding || string(p.GetMetadata()[MetadataOrg]) != o.c.org {
+		if string(p.GetMetadata()[converter.MetadataEncoding]) != codec.Encoding || string(p.GetMetadata()[codec.MetadataOrg]) != o.c.Org() {
 			out[i] = p
 			continue
 		}
-		dec, err := o.c.open(p)
+		dec, err := o.c.Decode([]*commonpb.Payload{p})
 		if err != nil {
 			return nil, err
 		}
-		out[i] = dec
+		out[i] = dec[0]
 	}
 	return out, nil
 }
 
-type orgContextKey struct{}
-
-// WithOrg returns ctx under which a client call of the control plane
-// encrypts its payloads under org's key.
-func WithOrg(ctx context.Context, org string) context.Context {
-	return context.WithValue(ctx, orgContextKey{}, org)
-}
-
-// DataConverter is the control plane's data converter (see Control).
-func (c *Control) DataConverter() converter.DataConverter { return c.converter("", nil) }
+// DataConverter is the control plane's data converter (see Codec).
+func (c *Codec) DataConverter() converter.DataConverter { return c.converter("", nil) }
 
 // FailureConverter encodes failures with the control plane's data converter,
 // messages and stack traces inside the encrypted attributes.
-func (c *Control) FailureConverter() converter.FailureConverter {
+func (c *Codec) FailureConverter() converter.FailureConverter {
 	return temporal.NewDefaultFailureConverter(temporal.DefaultFailureConverterOptions{
 		DataConverter:          c.DataConverter(),
 		EncodeCommonAttributes: true,
 	})
 }
 
-func (c *Control) converter(org string, learn *learned) *controlConverter {
+func (c *Codec) converter(org string, learn *learned) *controlConverter {
 	pc := &controlCodec{c: c, org: org, learn: learn}
 	return &controlConverter{DataConverter: converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), pc), c: c, codec: pc}
 }
@@ -200,7 +200,7 @@ func (l *learned) learn(org string) {
 // controlCodec encrypts under org's key, or the learnt org's, or the
 // secret key's; it decrypts everything.
 type controlCodec struct {
-	c     *Control
+	c     *Codec
 	org   string
 	learn *learned
 }
@@ -223,7 +223,7 @@ func (p *controlCodec) Encode(payloads []*commonpb.Payload) ([]*commonpb.Payload
 func (p *controlCodec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
 	if p.learn != nil {
 		for _, pl := range payloads {
-			if org := string(pl.GetMetadata()[MetadataOrg]); org != "" {
+			if org := string(pl.GetMetadata()[codec.MetadataOrg]); org != "" {
 				p.learn.learn(org)
 				break
 			}
@@ -235,7 +235,7 @@ func (p *controlCodec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload
 // controlConverter is the data converter of one encryption choice.
 type controlConverter struct {
 	converter.DataConverter
-	c     *Control
+	c     *Codec
 	codec *controlCodec
 }
 
@@ -244,25 +244,18 @@ var (
 	_ converter.DataConverterWithSerializationContext = (*controlConverter)(nil)
 )
 
-// WithContext picks the org a client call names (WithOrg).
+// WithContext picks the org a client call names (codec.WithOrg).
 func (d *controlConverter) WithContext(ctx context.Context) converter.DataConverter {
-	if org, _ := ctx.Value(orgContextKey{}).(string); org != "" && d.codec.org == "" {
+	if org := codec.OrgOf(ctx); org != "" && d.codec.org == "" {
 		return d.c.converter(org, nil)
 	}
 	return d
 }
 
-// WorkflowWithOrg returns a workflow context under which the control
-// plane's own activities (on its queue) encrypt their payloads under org's
-// key, as the task's runner activities do: the org's codec route reads them.
-func WorkflowWithOrg(ctx workflow.Context, org string) workflow.Context {
-	return workflow.WithValue(ctx, orgContextKey{}, org)
-}
-
 // WithWorkflowContext picks the org a workflow context names
-// (WorkflowWithOrg), unless the choice is made already.
+// (codec.WorkflowWithOrg), unless the choice is made already.
 func (d *controlConverter) WithWorkflowContext(ctx workflow.Context) converter.DataConverter {
-	if org, _ := ctx.Value(orgContextKey{}).(string); org != "" && d.codec.org == "" {
+	if org := codec.WorkflowOrgOf(ctx); org != "" && d.codec.org == "" {
 		return d.c.converter(org, nil)
 	}
 	return d
@@ -318,8 +311,8 @@ func checkOrg(p *commonpb.Payload, v any) error {
 	if !ok {
 		return nil
 	}
-	in.Plain = string(p.GetMetadata()[converter.MetadataEncoding]) != Encoding
-	org := string(p.GetMetadata()[MetadataOrg])
+	in.Plain = string(p.GetMetadata()[converter.MetadataEncoding]) != codec.Encoding
+	org := string(p.GetMetadata()[codec.MetadataOrg])
 	if org != "" && in.Org != org {
 		return fmt.Errorf("a task input encrypted under org %q's key names org %q: refused", org, in.Org)
 	}
