@@ -46,9 +46,13 @@ func startUI(ctx context.Context, addr listenAddr, frontendAddr, namespace, code
 		// No calls from the browser to temporal.io.
 		DisableNewsFetch: true,
 		// The browser calls the codec itself (cross-origin, so the codec
-		// answers CORS for this UI's origin). No access token to pass:
-		// this UI has no login.
-		Codec: uiconfig.Codec{Endpoint: codecEndpoint},
+		// answers CORS for this UI's origin), with credentials: the codec
+		// session's cookie (server.CodecSession). No access token to
+		// pass: this UI has no login.
+		Codec: uiconfig.Codec{Endpoint: codecEndpoint, IncludeCredentials: true},
+		// Cancel, terminate, signal and reset stay the API's: any process
+		// on the machine reaches this UI, task code included.
+		DisableWriteActions: true,
 	}
 	if files != nil {
 		cfg.TLS = uiconfig.TLS{CaFile: files.CA, CertFile: files.ClientCert, KeyFile: files.ClientKey,

@@ -133,8 +133,10 @@ type devProc struct {
 	api      string // http://host:port
 	temporal string
 	ui       string
-	output   *syncBuffer
-	done     chan error
+	// uiSession opens the UI's codec session (the banner's UI session).
+	uiSession string
+	output    *syncBuffer
+	done      chan error
 }
 
 type syncBuffer struct {
@@ -200,6 +202,8 @@ func launchDev(dataDir, key string, extra ...string) (*devProc, error) {
 				p.api = strings.TrimSuffix(field("API:"), "/api/v1/tasks")
 			case strings.HasPrefix(t, "Temporal UI:"):
 				p.ui = field("Temporal UI:")
+			case strings.HasPrefix(t, "UI session:"):
+				p.uiSession = strings.Fields(field("UI session:"))[0]
 			case strings.HasPrefix(t, "Temporal:"):
 				p.temporal = strings.Fields(field("Temporal:"))[0]
 			case strings.HasPrefix(t, "Admin key:") && !signalled:

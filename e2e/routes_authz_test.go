@@ -257,6 +257,9 @@ var routeMatrix = []row{
 	{op: "GET /api/v1/runners/{runnerId}", want: cells(200, 200, 200, 200, 200, 200, 401, 401), call: get("/api/v1/runners/local")},
 	{op: "POST /api/v1/codec/encode", want: cells(403, 403, 200, 403, 403, 200, 401, 401), call: codecCell("encode")},
 	{op: "POST /api/v1/codec/decode", want: cells(403, 403, 200, 403, 403, 200, 401, 401), call: codecCell("decode")},
+	// dev's UI codec session opens with the token of dev's banner only,
+	// never with a key (e2e/webui_test.go opens it).
+	{op: "GET /api/v1/codec/session", want: cells(401, 401, 401, 401, 401, 401, 401, 401), call: get("/api/v1/codec/session?token=not-the-token")},
 
 	// The runner API takes runner credentials only: every API key is a
 	// 401 (server/runnerapi_test.go checks a runner's reach).

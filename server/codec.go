@@ -2,7 +2,7 @@ package server
 
 import (
 	"bytes"
-	"net"
+	"crypto/subtle"
 	"net/http"
 	"strings"
 
@@ -34,7 +34,7 @@ func (s *Server) codecCORS(c *gin.Context) {
 		return
 	}
 	origin := c.GetHeader("Origin")
-	allowed := origin != "" && (contains(s.opts.CodecOrigins, origin) || contains(s.opts.CodecLoopbackOrigins, origin))
+	allowed := origin != "" && (contains(s.opts.CodecOrigins, origin) || s.opts.CodecSession != nil && contains(s.opts.CodecSession.Origins, origin))
 	if allowed {
 		h := c.Writer.Header()
 		h.Set("Access-Control-Allow-Origin", origin)
@@ -59,16 +59,16 @@ func (s *Server) codecCORS(c *gin.Context) {
 
 // codec serves POST /api/v1/codec/encode and /decode with the SDK's payload
 // codec HTTP handler: to admin keys bound to no agent, on their own org's
-// payloads only (another org's pass through still encrypted), or without a
-// key to terratask dev's own Web UI from loopback (see devUIRequest), on
-// every payload.
+// payloads only (another org's pass through still encrypted), or to
+// terratask dev's own Web UI with its session cookie (see CodecSession), on
+// the payloads of dev's admin key's org.
 func (s *Server) codec(c *gin.Context) {
 	if s.opts.Codec == nil {
 		fail(c, http.StatusNotFound, codeNotFound, "this server has no payload codec", nil)
 		return
 	}
-	handler := s.codecHandler
-	if !s.devUIRequest(c) || c.GetHeader("Authorization") != "" {
+	org, ok := s.codecSessionOrg(c)
+	if !ok {
 		p, ok := s.keyPrincipal(c)
 		if !ok {
 			return
@@ -82,20 +82,20 @@ func (s *Server) codec(c *gin.Context) {
 			fail(c, http.StatusForbidden, codeForbidden, "key "+p.Name+" is bound to agent "+p.Agent+": payloads are per org, so the codec needs a key bound to no agent", nil)
 			return
 		}
-		pc, err := s.opts.Codec.ForOrg(p.Org)
-		if err != nil {
-			s.opts.Logger.Error("codec: the org's key", zap.Error(err))
-			internal(c)
-			return
-		}
-		handler = converter.NewPayloadCodecHTTPHandler(pc)
+		org = p.Org
+	}
+	pc, err := s.opts.Codec.ForOrg(org)
+	if err != nil {
+		s.opts.Logger.Error("codec: the org's key", zap.Error(err))
+		internal(c)
+		return
 	}
 	if !requireJSON(c) {
 		return
 	}
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxCodecBody)
 	rec := &bufferedWriter{header: http.Header{}}
-	handler.ServeHTTP(rec, c.Request)
+	converter.NewPayloadCodecHTTPHandler(pc).ServeHTTP(rec, c.Request)
 	if rec.code == 0 || rec.code == http.StatusOK {
 		c.Data(http.StatusOK, "application/json", rec.body.Bytes())
 		return
@@ -113,32 +113,61 @@ func (s *Server) codec(c *gin.Context) {
 	badField(c, "payloads", "cannot "+strings.TrimPrefix(c.FullPath(), codecPrefix)+" the payloads: "+firstLineOf(msg))
 }
 
-// devUIRequest reports whether a request comes from terratask dev's own Web
-// UI on this machine: its origin is the UI's, it arrived over loopback, and
-// it was addressed to a loopback host (so a DNS-rebinding page cannot pass
-// for it). Browsers set Origin and pages cannot change it; a local process
-// can, but it runs as a user who can read the dev data dir's keys anyway.
-func (s *Server) devUIRequest(c *gin.Context) bool {
-	if len(s.opts.CodecLoopbackOrigins) == 0 || !contains(s.opts.CodecLoopbackOrigins, c.GetHeader("Origin")) {
-		return false
-	}
-	host, _, err := net.SplitHostPort(c.Request.RemoteAddr)
-	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-		return false
-	}
-	return isLoopbackHost(c.Request.Host)
+// CodecSession is how terratask dev's own Web UI calls the codec: the UI's
+// pages run in the browser and cannot send an API key, and anything on the
+// machine, task code included (it shares the host's network), can send any
+// Origin from loopback, so neither the origin nor the address vouches for a
+// caller. Instead dev prints a URL with a random token once at start;
+// opening it (GET /api/v1/codec/session?token=...) sets an HttpOnly
+// cookie for the codec routes and redirects to the UI, and the UI's calls
+// (with credentials, from one of Origins) carry it. The session decodes the
+// payloads of Org (dev's admin key's) only.
+type CodecSession struct {
+	Token   string
+	Org     string
+	UIURL   string
+	Origins []string
 }
 
-func isLoopbackHost(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
+// codecSessionCookie names the session's cookie.
+const codecSessionCookie = "terratask_codec_session"
+
+// codecSessionOrg reports the session's org when the request carries the
+// session's cookie from one of its origins.
+func (s *Server) codecSessionOrg(c *gin.Context) (string, bool) {
+	cs := s.opts.CodecSession
+	if cs == nil || cs.Token == "" || !contains(cs.Origins, c.GetHeader("Origin")) {
+		return "", false
 	}
-	if strings.EqualFold(host, "localhost") {
-		return true
+	ck, err := c.Request.Cookie(codecSessionCookie)
+	if err != nil || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(cs.Token)) != 1 {
+		return "", false
 	}
-	ip := net.ParseIP(strings.Trim(host, "[]"))
-	return ip != nil && ip.IsLoopback()
+	return cs.Org, true
+}
+
+// openCodecSession answers GET /api/v1/codec/session?token=...: the token
+// dev printed sets the session cookie and leads to the Web UI.
+func (s *Server) openCodecSession(c *gin.Context) {
+	cs := s.opts.CodecSession
+	if cs == nil {
+		fail(c, http.StatusNotFound, codeNotFound, "no codec session here: only terratask dev's own Web UI has one", nil)
+		return
+	}
+	if s.authLocked(c) {
+		return
+	}
+	token := c.Query("token")
+	if token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(cs.Token)) != 1 {
+		s.authFailed(c)
+		fail(c, http.StatusUnauthorized, codeUnauthorized, "a codec session needs the token terratask dev printed at start", map[string]any{detailParameter: "token"})
+		return
+	}
+	// Kept a day (a browser restart keeps it); dev's next start makes a
+	// new token, which ends it.
+	http.SetCookie(c.Writer, &http.Cookie{Name: codecSessionCookie, Value: cs.Token, Path: codecPrefix, MaxAge: 24 * 60 * 60,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: c.Request.TLS != nil})
+	c.Redirect(http.StatusSeeOther, cs.UIURL)
 }
 
 func contains(list []string, s string) bool {
@@ -182,12 +211,6 @@ func (w *bufferedWriter) Write(b []byte) (int, error) {
 }
 
 // newCodecHandler is the SDK's payload codec HTTP handler.
-func newCodecHandler(c OrgCodec) http.Handler {
-	if c == nil {
-		return nil
-	}
-	return converter.NewPayloadCodecHTTPHandler(c)
-}
 
 // OrgCodec is the control plane's payload codec (control.Codec): as a
 // whole it reads every org's payloads (terratask dev's own Web UI on

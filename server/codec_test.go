@@ -232,9 +232,10 @@ func TestCodecRouteErrors(t *testing.T) {
 }
 
 func TestCodecCORSAndDevUI(t *testing.T) {
+	const token = "the-token-dev-printed"
 	srv, cd := codecServer(t, func(o *Options) {
 		o.CodecOrigins = []string{"https://temporal-ui.example"}
-		o.CodecLoopbackOrigins = []string{uiOrigin}
+		o.CodecSession = &CodecSession{Token: token, Org: "org-a", UIURL: uiOrigin, Origins: []string{uiOrigin}}
 	})
 	// Preflight from an allowed origin, and from another.
 	preflight := func(origin string) *http.Response {
@@ -260,34 +261,59 @@ func TestCodecCORSAndDevUI(t *testing.T) {
 		t.Fatalf("preflight of another origin: %d %v", resp.StatusCode, resp.Header)
 	}
 
-	body := encryptedBody(t, orgCodec(t, cd, "org-b"), "shown in the dev UI")
-	// terratask dev's own UI, over loopback, to a loopback host: no key.
-	code, h, b := post(t, srv.URL+"/api/v1/codec/decode", body, map[string]string{"Origin": uiOrigin})
-	if code != 200 || decodeAnswer(t, b) != "shown in the dev UI" || h.Get("Access-Control-Allow-Origin") != uiOrigin {
-		t.Fatalf("dev UI: %d %v %s", code, h, b)
+	orgA := encryptedBody(t, orgCodec(t, cd, "org-a"), "shown in the dev UI")
+	orgB := encryptedBody(t, orgCodec(t, cd, "org-b"), "org b's")
+	// What anything on the machine can send (task code shares the host's
+	// network): the UI's Origin from loopback, no key, no session. Refused.
+	if code, _, b := post(t, srv.URL+"/api/v1/codec/decode", orgA, map[string]string{"Origin": uiOrigin}); code != 401 || strings.Contains(string(b), "shown in the dev UI") {
+		t.Fatalf("the UI's origin without the session: %d %s", code, b)
 	}
-	// The other allowed origin is a deployed UI: it needs a key.
-	if code, _, _ := post(t, srv.URL+"/api/v1/codec/decode", body, map[string]string{"Origin": "https://temporal-ui.example"}); code != 401 {
-		t.Fatalf("deployed UI without a key: %d", code)
-	}
-	// A page that rebinds its own name to 127.0.0.1 sends its own Host.
-	rebound, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/v1/codec/decode", strings.NewReader(body))
-	rebound.Host = "rebound.example:8080"
-	rebound.Header.Set("Origin", uiOrigin)
-	rebound.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(rebound)
+	// A wrong token opens no session.
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(srv.URL + "/api/v1/codec/session?token=guess")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != 401 {
-		t.Fatalf("DNS-rebound host: %d", resp.StatusCode)
+	if resp.StatusCode != 401 || len(resp.Cookies()) != 0 {
+		t.Fatalf("wrong token: %d %v", resp.StatusCode, resp.Cookies())
 	}
-	// Requests from another machine never pass as the dev UI.
-	ts := newTestServer(t, false, func(o *Options) { o.Codec = cd; o.CodecLoopbackOrigins = []string{uiOrigin} })
-	w := ts.do(t, req{method: "POST", path: "/api/v1/codec/decode", body: body, header: [][2]string{{"Origin", uiOrigin}}})
-	if w.Code != 401 { // httptest's RemoteAddr is 192.0.2.1
-		t.Fatalf("remote request as the dev UI: %d", w.Code)
+	// The token sets the cookie and leads to the UI.
+	resp, err = noRedirect.Get(srv.URL + "/api/v1/codec/session?token=" + token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var cookie *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == codecSessionCookie {
+			cookie = ck
+		}
+	}
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != uiOrigin || cookie == nil || !cookie.HttpOnly || cookie.Path != codecPrefix {
+		t.Fatalf("session: %d %v %+v", resp.StatusCode, resp.Header, cookie)
+	}
+	session := map[string]string{"Origin": uiOrigin, "Cookie": cookie.Name + "=" + cookie.Value}
+	code, h, b := post(t, srv.URL+"/api/v1/codec/decode", orgA, session)
+	if code != 200 || decodeAnswer(t, b) != "shown in the dev UI" || h.Get("Access-Control-Allow-Origin") != uiOrigin {
+		t.Fatalf("dev UI with its session: %d %v %s", code, h, b)
+	}
+	// The session is the org's: another org's payloads stay encrypted.
+	if code, _, b := post(t, srv.URL+"/api/v1/codec/decode", orgB, session); code != 200 || strings.Contains(string(b), base64.StdEncoding.EncodeToString([]byte(`"org b's"`))) {
+		t.Fatalf("dev UI's session on org b's payload: %d %s", code, b)
+	}
+	// The cookie counts only from the UI's origin.
+	if code, _, _ := post(t, srv.URL+"/api/v1/codec/decode", orgA, map[string]string{"Origin": "https://evil.example", "Cookie": session["Cookie"]}); code != 401 {
+		t.Fatalf("the session's cookie from another origin: %d", code)
+	}
+	// The other allowed origin is a deployed UI: it needs a key.
+	if code, _, _ := post(t, srv.URL+"/api/v1/codec/decode", orgA, map[string]string{"Origin": "https://temporal-ui.example"}); code != 401 {
+		t.Fatalf("deployed UI without a key: %d", code)
+	}
+	// A server without a session has no session route.
+	plain := newTestServer(t, false, func(o *Options) { o.Codec = cd })
+	if w := plain.do(t, req{method: "GET", path: "/api/v1/codec/session?token=" + token}); w.Code != 404 {
+		t.Fatalf("session route without a session: %d", w.Code)
 	}
 }
 

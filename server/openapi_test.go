@@ -119,8 +119,8 @@ func TestOpenAPIDocumentIsWellFormed(t *testing.T) {
 		}
 		ids[id] = true
 		resp, _ := op["responses"].(map[string]any)
-		if resp["200"] == nil && resp["201"] == nil && resp["204"] == nil {
-			t.Errorf("%s: no 200, 201 or 204 response", key)
+		if resp["200"] == nil && resp["201"] == nil && resp["204"] == nil && resp["303"] == nil {
+			t.Errorf("%s: no 200, 201, 204 or 303 response", key)
 		}
 		for code, r := range resp {
 			if d.resolve(t, r)["description"] == nil {

@@ -86,9 +86,9 @@ type Options struct {
 	// CodecOrigins are browser origins (a Temporal Web UI) allowed to call
 	// the codec routes (CORS).
 	CodecOrigins []string
-	// CodecLoopbackOrigins are origins whose requests over loopback need no
-	// key for the codec: terratask dev's own Web UI.
-	CodecLoopbackOrigins []string
+	// CodecSession lets terratask dev's own Web UI call the codec without
+	// an API key, with a session cookie (see codec.go); nil: none.
+	CodecSession *CodecSession
 	// Hub wakes the followers of log and event streams (see package
 	// events); nil: the server feeds one of its own from Store until
 	// CloseStreams.
@@ -139,8 +139,6 @@ type Server struct {
 	states *stateCache
 	// stateWrites bounds concurrent state document writes.
 	stateWrites chan struct{}
-	// codecHandler is the SDK's codec handler of opts.Codec.
-	codecHandler http.Handler
 	// streams tracks the open SSE streams, which CloseStreams ends.
 	streams *streams
 	// throttle counts failed authentications per client address; nil:
@@ -217,8 +215,7 @@ func New(opts Options) *Server {
 	r.HandleMethodNotAllowed = true
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
-	s := &Server{opts: opts, router: r, states: newStateCache(opts.StateTTL, opts.Now), stateWrites: make(chan struct{}, maxStateWrites),
-		codecHandler: newCodecHandler(opts.Codec)}
+	s := &Server{opts: opts, router: r, states: newStateCache(opts.StateTTL, opts.Now), stateWrites: make(chan struct{}, maxStateWrites)}
 	s.streams = s.newStreams()
 	s.hookGuard = &events.Guard{Allow: opts.WebhookAllow, Flag: "--webhook-allow", Resolve: opts.Resolve}
 	if s.opts.Sender == nil {
@@ -245,6 +242,7 @@ func New(opts Options) *Server {
 	// The codec authenticates itself: dev's own UI may call it without a key.
 	r.POST(codecPrefix+"encode", s.codec)
 	r.POST(codecPrefix+"decode", s.codec)
+	r.GET(codecPrefix+"session", s.openCodecSession)
 
 	api := r.Group("/api/v1", s.authenticate)
 	api.GET("/tasks", s.listTasks)

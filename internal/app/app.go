@@ -270,7 +270,7 @@ func newAPI(ctx context.Context, c client.Client, st store.Store, keys *auth.Key
 		IDKey:         server.DeriveIDKey(secretKey),
 		MCP:           mcp.HTTPHandler(self, Version),
 		DataConverter: o.ops.codec.DataConverter(), Codec: o.ops.codec,
-		CodecOrigins: o.ops.codecOrigins, CodecLoopbackOrigins: o.ops.devUIOrigins,
+		CodecOrigins: o.ops.codecOrigins, CodecSession: o.ops.devUI,
 		Metrics:      o.ops.metrics,
 		Hub:          hub,
 		NotifyAllow:  o.egress.notify,

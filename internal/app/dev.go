@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +27,7 @@ import (
 	"github.com/terratask/terratask/metrics"
 	"github.com/terratask/terratask/modules"
 	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/server"
 	"github.com/terratask/terratask/task"
 	"github.com/terratask/terratask/worker"
 )
@@ -99,7 +102,10 @@ type DevAddresses struct {
 	HTTP     string
 	Temporal string
 	UI       string
-	APIKey   string
+	// UISession opens the UI with decoded payloads: it sets the codec
+	// session's cookie, then leads to UI ("" without a UI).
+	UISession string
+	APIKey    string
 	// URL is the API's base URL (https:// with TLS).
 	URL string
 }
@@ -273,7 +279,16 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	s.push("temporal client", func() error { c.Close(); return nil })
 
 	reg := metrics.NewRegistry(metricsSources(st, c, devOrg, o.Runners))
-	ops := apiOps{codec: cdc, devUIOrigins: uiOrigins(ts.UIURL()), metrics: metrics.Handler(reg)}
+	ops := apiOps{codec: cdc, metrics: metrics.Handler(reg)}
+	if ts.UIURL() != "" {
+		// The UI's codec session (server.CodecSession): a token of this
+		// run, printed in the banner as the UI's address.
+		token := make([]byte, 24)
+		if _, err := rand.Read(token); err != nil {
+			return err
+		}
+		ops.devUI = &server.CodecSession{Token: hex.EncodeToString(token), Org: devOrg, UIURL: ts.UIURL(), Origins: uiOrigins(ts.UIURL())}
+	}
 	if o.MetricsAddress != "" {
 		if _, err := s.serveMetrics(o.MetricsAddress, reg, log); err != nil {
 			return err
@@ -367,6 +382,9 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	}
 
 	addrs := DevAddresses{HTTP: httpAddr, URL: apiURL, Temporal: ts.FrontendAddress(), UI: ts.UIURL(), APIKey: apiKey}
+	if ops.devUI != nil {
+		addrs.UISession = apiURL + "/api/v1/codec/session?token=" + ops.devUI.Token
+	}
 	printBanner(o.Out, addrs, dataDir, o.Runners, o.OnDemandRunners, created, o.APIKey != "")
 	log.Info("terratask dev ready", zap.String("http", httpAddr), zap.String("temporal", ts.FrontendAddress()), zap.String("ui", ts.UIURL()))
 	if o.Ready != nil {
@@ -404,6 +422,9 @@ func printBanner(w io.Writer, a DevAddresses, dataDir string, runners []string, 
 	fmt.Fprintf(w, "  API:          %s/api/v1/tasks\n", base)
 	if a.UI != "" {
 		fmt.Fprintf(w, "  Temporal UI:  %s\n", a.UI)
+		if a.UISession != "" {
+			fmt.Fprintf(w, "  UI session:   %s (open it once: the UI then shows decoded payloads)\n", a.UISession)
+		}
 	}
 	fmt.Fprintf(w, "  Temporal:     %s (namespace default; mutual TLS, certificates in %s)\n", a.Temporal, filepath.Join(dataDir, devtls.DirName))
 	fmt.Fprintf(w, "  Runners:      %s\n", served)

@@ -18,6 +18,7 @@ import (
 	"github.com/terratask/terratask/controlplane"
 	"github.com/terratask/terratask/metrics"
 	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/server"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
@@ -28,8 +29,9 @@ import (
 type apiOps struct {
 	codec        *control.Codec
 	codecOrigins []string
-	devUIOrigins []string
-	metrics      http.Handler
+	// devUI is terratask dev's Web UI's codec session (nil: none).
+	devUI   *server.CodecSession
+	metrics http.Handler
 }
 
 // secretKeys are a process's secret key and the older keys it still accepts
