@@ -182,3 +182,22 @@ func basic(user, pass string) string {
 	r.SetBasicAuth(user, pass)
 	return r.Header.Get("Authorization")
 }
+
+// TestRunnerAPICheck: a runner started with a key that is not its org's
+// learns it at start.
+func TestRunnerAPICheck(t *testing.T) {
+	ts := newTestServer(t, false)
+	srv := httptest.NewServer(ts.Handler())
+	t.Cleanup(srv.Close)
+	if err := runnerClient(t, ts, srv.URL, "org-a", "r1").Check(context.Background()); err != nil {
+		t.Fatalf("the org's own key: %v", err)
+	}
+	orgB, _ := ts.opts.Secrets.Org("org-b")
+	wrong, err := runnerapi.New(srv.URL, "org-a", "r1", orgB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wrong.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "terratask keys org --org org-a") {
+		t.Fatalf("org b's key as org a: %v", err)
+	}
+}

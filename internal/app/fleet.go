@@ -352,6 +352,12 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 		if err != nil {
 			return err
 		}
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = api.Check(cctx)
+		cancel()
+		if err != nil {
+			return err
+		}
 		logs, plans, hostsTo, ended = countingLogs{api}, api, api, api.TaskEnded
 	} else {
 		st, err := openStore(ctx, o.Store)

@@ -28,6 +28,7 @@ import (
 // Client calls the runner API of one terratask server (or load balancer).
 type Client struct {
 	base       string
+	org        string
 	user, pass string
 	http       *http.Client
 }
@@ -41,7 +42,7 @@ func New(base, org, runnerID string, box *secret.Box) (*Client, error) {
 		return nil, fmt.Errorf("the server URL %q is not an http(s) URL", base)
 	}
 	return &Client{
-		base: strings.TrimRight(base, "/") + "/api/v1/runner",
+		base: strings.TrimRight(base, "/") + "/api/v1/runner", org: org,
 		user: org + "/" + runnerID, pass: box.RunnerCredential(org, runnerID),
 		http: &http.Client{Timeout: 2 * time.Minute},
 	}, nil
@@ -148,4 +149,20 @@ func (c *Client) TaskEnded(ctx context.Context, _ /* the runner's own */, id str
 		return false, err
 	}
 	return task.Status(st.Status).Terminal(), nil
+}
+
+// Check asks the runner API whether it takes the runner's credential: an
+// org key that is not the org's (or a wrong --org) is refused at once,
+// rather than at every write.
+func (c *Client) Check(ctx context.Context) error {
+	err := c.do(ctx, http.MethodGet, "/tasks/task-credential-check", nil, nil)
+	var apiErr *Error
+	switch {
+	case err == nil, errors.Is(err, store.ErrNotFound):
+		return nil
+	case errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized:
+		return fmt.Errorf("the server's runner API refuses this runner's credential: the key is not org %s's "+
+			"(print it with `terratask keys org --org %s` where the secret key is)", c.org, c.org)
+	}
+	return err
 }
