@@ -16,6 +16,7 @@ import (
 	"github.com/terratask/terratask/client"
 	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/secret/master"
 	"github.com/terratask/terratask/server"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/store/sqlite"
@@ -31,7 +32,7 @@ func TestEventsAndWebhooks(t *testing.T) {
 	}
 	defer st.Close()
 	keys, _ := auth.NewKeyring([]auth.Key{{Name: "admin", Org: "o", Role: auth.RoleAdmin, Hash: auth.HashKey("admin-key")}})
-	box, _ := secret.NewBox(bytes.Repeat([]byte{1}, secret.KeySize))
+	box, _ := master.New(bytes.Repeat([]byte{1}, secret.KeySize))
 	// The receiver is on loopback, which webhooks reach only when listed.
 	allow, err := events.ParseAllowListFlag("--webhook-allow", []string{"127.0.0.1"})
 	if err != nil {

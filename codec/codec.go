@@ -100,7 +100,7 @@ func New(current []byte, old ...[]byte) (*Codec, error) {
 }
 
 // NewOrg returns the codec of a runner of org: current and old are org keys
-// (secret.OrgKey, `terratask keys org`), and every payload it encrypts names
+// (master.OrgKey, `terratask keys org`), and every payload it encrypts names
 // org, so the control plane knows which org key opens it.
 func NewOrg(org string, current []byte, old ...[]byte) (*Codec, error) {
 	if org == "" {

@@ -26,6 +26,7 @@ import (
 	"github.com/terratask/terratask/codec"
 	"github.com/terratask/terratask/codec/control"
 	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/secret/master"
 )
 
 func randomMarker(t *testing.T) string {
@@ -318,11 +319,11 @@ func TestPayloadsEncryptedCodecAndRotation(t *testing.T) {
 // base64 raw.
 func orgKeyID(t *testing.T, raw []byte, org string) string {
 	t.Helper()
-	master, err := secret.ParseKey(string(raw))
+	key, err := secret.ParseKey(string(raw))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok, err := secret.OrgKey(master, org)
+	ok, err := master.OrgKey(key, org)
 	if err != nil {
 		t.Fatal(err)
 	}

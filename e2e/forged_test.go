@@ -12,7 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/terratask/terratask/codec"
-	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/secret/master"
 	"github.com/terratask/terratask/task"
 )
 
@@ -114,7 +114,7 @@ func TestForgedTasksDoNotRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer plain.Close()
-	orgKey, err := secret.OrgKey(devKey(t, shared.dataDir), "org-b")
+	orgKey, err := master.OrgKey(devKey(t, shared.dataDir), "org-b")
 	if err != nil {
 		t.Fatal(err)
 	}

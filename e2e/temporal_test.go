@@ -18,6 +18,7 @@ import (
 	"github.com/terratask/terratask/codec/control"
 	"github.com/terratask/terratask/internal/devtls"
 	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/secret/master"
 	"github.com/terratask/terratask/task"
 )
 
@@ -66,9 +67,9 @@ func devKey(t *testing.T, dataDir string) []byte {
 }
 
 // devBox is the secret box of that dev (what signs its decisions).
-func devBox(t *testing.T, dataDir string) *secret.Box {
+func devBox(t *testing.T, dataDir string) *master.Box {
 	t.Helper()
-	b, err := secret.NewBox(devKey(t, dataDir))
+	b, err := master.New(devKey(t, dataDir))
 	if err != nil {
 		t.Fatal(err)
 	}

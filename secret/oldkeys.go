@@ -43,7 +43,6 @@ func ReadKeysFile(path string) ([][]byte, error) {
 type oldKey struct {
 	aead    cipher.AEAD
 	credKey []byte
-	decKey  []byte
 }
 
 // AcceptOld makes the box open what older keys sealed (task secrets and
@@ -63,7 +62,7 @@ func (b *Box) AcceptOld(keys ...[]byte) error {
 		if err != nil {
 			return err
 		}
-		b.old = append(b.old, oldKey{aead: aead, credKey: credentialKey(k), decKey: decisionKey(k)})
+		b.old = append(b.old, oldKey{aead: aead, credKey: credentialKey(k)})
 	}
 	return nil
 }

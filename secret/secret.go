@@ -43,11 +43,6 @@ type Box struct {
 	// signKey keys the per-org secrets that sign notify deliveries (see
 	// SigningSecret), derived the same way.
 	signKey []byte
-	// decKey keys the proofs of plan decisions (decision.go).
-	decKey []byte
-	// master is set on the control plane's box (NewMasterBox): the keys
-	// org boxes derive from (org.go).
-	master *masterKeys
 }
 
 // NewBox returns a Box for a 32-byte key.
@@ -63,7 +58,7 @@ func NewBox(key []byte) (*Box, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Box{aead: aead, credKey: credentialKey(key), signKey: signingKey(key), decKey: decisionKey(key)}, nil
+	return &Box{aead: aead, credKey: credentialKey(key), signKey: signingKey(key)}, nil
 }
 
 func credentialKey(key []byte) []byte {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/secret/master"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/store/sqlite"
 	"github.com/terratask/terratask/task"
@@ -71,7 +72,7 @@ type testServer struct {
 func newTestServer(t testing.TB, withTemporal bool, mod ...func(*Options)) *testServer {
 	t.Helper()
 	ts := &testServer{store: openStore(t)}
-	box, err := secret.NewMasterBox(bytes.Repeat([]byte{7}, secret.KeySize))
+	box, err := master.New(bytes.Repeat([]byte{7}, secret.KeySize))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ import (
 	"github.com/terratask/terratask/codec"
 	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/metrics"
-	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/secret/master"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
@@ -34,7 +34,7 @@ type Options struct {
 	Temporal client.Client
 	Store    store.Store
 	Keys     *auth.Keyring
-	Secrets  *secret.Box
+	Secrets  *master.Box
 	Logger   *zap.Logger
 	// IDKey keys the task IDs derived from an Idempotency-Key (see
 	// DeriveIDKey). It must be the same on every replica and across

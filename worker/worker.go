@@ -17,6 +17,7 @@ import (
 	"github.com/terratask/terratask/controlplane"
 	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/secret/master"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 	"github.com/terratask/terratask/workflows"
@@ -26,7 +27,7 @@ import (
 type ControlOptions struct {
 	// Secrets opens webhook secrets and derives the signing secret of
 	// notify deliveries.
-	Secrets *secret.Box
+	Secrets *master.Box
 	Logger  *zap.Logger
 	// ObserveDelivery, when set, is called with the outcome of each
 	// delivery attempt (controlplane.Outcome*) and the event's type: the hook
@@ -54,7 +55,11 @@ func NewControlPlane(c client.Client, st store.Store, o ControlOptions) sdkworke
 	w.RegisterActivityWithOptions(ctl.AcquireWorkspace, activity.RegisterOptions{Name: controlplane.NameAcquireWorkspace})
 	w.RegisterActivityWithOptions(ctl.TaskOpen, activity.RegisterOptions{Name: controlplane.NameTaskOpen})
 	w.RegisterActivityWithOptions(ctl.Emit, activity.RegisterOptions{Name: controlplane.NameEmit})
-	d := &controlplane.Deliverer{Store: st, Secrets: o.Secrets, Logger: o.Logger, Observe: o.ObserveDelivery,
+	var box *secret.Box
+	if o.Secrets != nil {
+		box = o.Secrets.Box
+	}
+	d := &controlplane.Deliverer{Store: st, Secrets: box, Logger: o.Logger, Observe: o.ObserveDelivery,
 		Sender:       events.NewSender(0, &events.Guard{Allow: o.WebhookAllow, Flag: "--webhook-allow"}),
 		NotifySender: events.NewSender(0, &events.Guard{Allow: o.NotifyAllow, Flag: "--notify-allow"}),
 	}

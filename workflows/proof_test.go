@@ -13,14 +13,15 @@ import (
 
 	"github.com/terratask/terratask/activities"
 	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/secret/master"
 	"github.com/terratask/terratask/task"
 )
 
-func proofBox(t *testing.T) *secret.Box {
+func proofBox(t *testing.T) *master.Box {
 	t.Helper()
 	key := make([]byte, secret.KeySize)
 	_, _ = rand.Read(key)
-	b, err := secret.NewBox(key)
+	b, err := master.New(key)
 	require.NoError(t, err)
 	return b
 }

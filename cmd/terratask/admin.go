@@ -15,6 +15,7 @@ import (
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/internal/app"
 	secretpkg "github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/secret/master"
 )
 
 // The administration commands: migrate and keys.
@@ -138,11 +139,11 @@ After a rotation of the secret key, run it with the old key for the runners'
 			if raw == "" {
 				return usageError{fmt.Errorf("keys org: the secret key is needed (TERRATASK_SECRET_KEY or --secret-key-file)")}
 			}
-			master, err := secretpkg.ParseKey(raw)
+			key, err := secretpkg.ParseKey(raw)
 			if err != nil {
 				return usageError{err}
 			}
-			k, err := secretpkg.OrgKey(master, orgName)
+			k, err := master.OrgKey(key, orgName)
 			if err != nil {
 				return err
 			}

@@ -16,7 +16,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/terratask/terratask/codec"
-	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/secret/master"
 	"github.com/terratask/terratask/task"
 )
 
@@ -71,7 +71,7 @@ func (c *Codec) Org(org string) (*codec.Codec, error) {
 	}
 	keys := make([][]byte, len(c.secrets))
 	for i, k := range c.secrets {
-		ok, err := secret.OrgKey(k, org)
+		ok, err := master.OrgKey(k, org)
 		if err != nil {
 			return nil, err
 		}

@@ -28,7 +28,7 @@ import (
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/mcp"
-	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/secret/master"
 	"github.com/terratask/terratask/server"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/store/postgres"
@@ -257,7 +257,7 @@ type apiOptions struct {
 //
 // The API serves the MCP endpoint at /mcp too: its tools call this very API
 // in process, with each request's own key.
-func newAPI(ctx context.Context, c client.Client, st store.Store, keys *auth.Keyring, box *secret.Box, secretKey []byte, logger *zap.Logger, o apiOptions) *server.Server {
+func newAPI(ctx context.Context, c client.Client, st store.Store, keys *auth.Keyring, box *master.Box, secretKey []byte, logger *zap.Logger, o apiOptions) *server.Server {
 	hub := events.NewHub()
 	go hub.Run(ctx, st, logger.Named("events"))
 	var api *server.Server
@@ -313,7 +313,7 @@ func parseEgress(notify, webhook, source []string) (egressLists, error) {
 
 // controlPlane starts the control-plane worker; its deliveries reach what
 // egress allows.
-func controlPlane(c client.Client, st store.Store, box *secret.Box, logger *zap.Logger, egress egressLists) (sdkworker.Worker, error) {
+func controlPlane(c client.Client, st store.Store, box *master.Box, logger *zap.Logger, egress egressLists) (sdkworker.Worker, error) {
 	cp := worker.NewControlPlane(c, countingStore{st}, worker.ControlOptions{
 		Secrets: box, Logger: logger.Named("delivery"), ObserveDelivery: observeDelivery,
 		WebhookAllow: egress.webhook, NotifyAllow: egress.notify,

@@ -28,6 +28,7 @@ import (
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/mcp"
 	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/secret/master"
 	"github.com/terratask/terratask/server"
 )
 
@@ -78,7 +79,7 @@ func testAPI(t *testing.T, writeTimeout time.Duration) *server.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	box, err := secret.NewBox(bytes.Repeat([]byte{3}, secret.KeySize))
+	box, err := master.New(bytes.Repeat([]byte{3}, secret.KeySize))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/terratask/terratask/controlplane"
 	"github.com/terratask/terratask/metrics"
 	"github.com/terratask/terratask/secret"
+	"github.com/terratask/terratask/secret/master"
 	"github.com/terratask/terratask/server"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
@@ -55,8 +56,8 @@ func loadSecretKeys(current []byte, oldFile string) (secretKeys, error) {
 
 // box is the control plane's box: the secret key's, with the old keys
 // accepted, deriving every org's box (secret.NewMasterBox).
-func (k secretKeys) box() (*secret.Box, error) {
-	return secret.NewMasterBox(k.current, k.old...)
+func (k secretKeys) box() (*master.Box, error) {
+	return master.New(k.current, k.old...)
 }
 
 // control is the control plane's payload codec.

@@ -23,10 +23,11 @@ var runnerPackages = []string{
 }
 
 // notOnRunners are what a runner host must never link: the master key
-// (the control plane's codec), a store driver, the server and the control
-// plane's activities, workflows and task starts.
+// (the control plane's codec and box), a store driver, the server and the
+// control plane's activities, workflows and task starts.
 var notOnRunners = map[string]string{
 	"codec/control":  "the control plane's codec holds the master key",
+	"secret/master":  "the master key's box: org keys' derivation and decision proofs",
 	"store/sqlite":   "a store driver: runners hold no store",
 	"store/postgres": "a store driver: runners hold no store",
 	"server":         "the API server decides plans",
