@@ -107,7 +107,18 @@ func (s *stepRun) armLease(ctx context.Context, sent int64) error {
 	}
 	s.leased = true
 	s.leaseFrom = sent
+	s.leaseUntil.Store(sent + s.leaseTTL)
 	return nil
+}
+
+// leaseHeld reports, right before the step sends its log lines, whether its
+// lease still runs by the clock: a runner that was frozen (all of it, its
+// watchdog too) may wake with a flush under way, and the watchdog may not
+// yet have marked the lease lost. Lines sent while the lease runs come
+// before any other attempt of the task; later ones are diverted.
+func (s *stepRun) leaseHeld() bool {
+	until := s.leaseUntil.Load()
+	return until == 0 || watchdog.Now() < until && !s.leaseLost()
 }
 
 // renewLease moves the lease on after a heartbeat sent at sent reached
@@ -121,6 +132,7 @@ func (s *stepRun) renewLease(sent, lockUntil int64) {
 	if lockUntil != 0 && lockUntil < until {
 		until = lockUntil
 	}
+	s.leaseUntil.Store(until)
 	if err := s.r.Watchdog.Renew(s.execID, until); err != nil {
 		s.r.logger().Error("renewing a step's lease with the watchdog", zap.String("task", s.in.Task.ID), zap.Error(err))
 	}

@@ -67,6 +67,9 @@ type logBook struct {
 	spool   *os.File
 	spoolFn string
 	markFn  string
+	// live, when set, is asked right before each send: false stops the
+	// flush (the attempt's lease ran out; its lines are diverted).
+	live func() bool
 }
 
 func spoolName(stream string) string {
@@ -211,6 +214,9 @@ func (b *logBook) flush(ctx context.Context) error {
 
 	for len(batch) > 0 {
 		n := min(len(batch), flushBatch)
+		if b.live != nil && !b.live() {
+			return errLeaseOver
+		}
 		if err := b.sink.AppendLogs(ctx, batch[:n]); err != nil {
 			return fmt.Errorf("writing task logs: %w", err)
 		}
@@ -228,6 +234,9 @@ func (b *logBook) flush(ctx context.Context) error {
 	}
 	return nil
 }
+
+// errLeaseOver stops a flush of an attempt whose lease ran out.
+var errLeaseOver = errors.New("the step's lease ran out: its lines are not sent")
 
 // close flushes what is left and removes the spool once everything is in
 // the sink; otherwise the spool stays for recovery.

@@ -61,6 +61,9 @@ type stepRun struct {
 	// reached the server was (lease.go; watchdog.Now's clock).
 	leaseFrom   int64
 	lockRenewed atomic.Int64
+	// leaseUntil is when the watchdog's lease of the step ends (the last
+	// deadline given to it; watchdog.Now's clock); 0 when unleased.
+	leaseUntil atomic.Int64
 	// proxyBase is the step's route through the state proxy, and
 	// closeProxy closes it (at finish); under mu.
 	proxyBase  string
@@ -198,6 +201,7 @@ func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool 
 		s.book = newLogBook(discardSink{}, in.Task.ID, stream, "", s.masker, base, log)
 	} else {
 		s.book = newLogBook(r.Logs, in.Task.ID, stream, spoolDir, s.masker, base, log)
+		s.book.live = s.leaseHeld
 	}
 
 	if s.book.spoolFn != "" {

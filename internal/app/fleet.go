@@ -422,7 +422,7 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 // keysFrom parses the secret key and reads the old keys file.
 func keysFrom(key, oldFile string) (secretKeys, error) {
 	if key == "" {
-		return secretKeys{}, errors.New("a secret key is required (TERRATASK_SECRET_KEY or --secret-key-file): the same base64 32-byte key on servers and runners (generate one with `terratask keys secret`)")
+		return secretKeys{}, errors.New("a secret key is required (TERRATASK_SECRET_KEY or --secret-key-file): the same base64 32-byte key on every server (generate one with `terratask keys secret`; runners get their org's key, `terratask keys org`)")
 	}
 	raw, err := secret.ParseKey(key)
 	if err != nil {
