@@ -26,37 +26,13 @@ type runnerProc struct {
 // runner without one.
 func startRunner(t *testing.T, dev *devProc, id, dataDir, stateDir string, env ...string) *runnerProc {
 	t.Helper()
-	tlsDir := filepath.Join(dev.dataDir, devtls.DirName)
-	cmd := exec.Command(binPath, "runner", "--org", "default", "--id", id,
-		"--temporal-address", dev.temporal,
-		"--temporal-tls-ca", filepath.Join(tlsDir, "ca.pem"), "--temporal-tls-cert", filepath.Join(tlsDir, "client.pem"),
-		"--temporal-tls-key", filepath.Join(tlsDir, "client-key.pem"), "--temporal-tls-server-name", devtls.ServerName,
-		// Logs, plans and the host row through dev's runner API: the
-		// runner host holds no store.
-		"--server-url", dev.api,
-		"--data-dir", dataDir, "--state-dir", stateDir, "--log-level", "warn")
-	// The org's key in the environment, as a container would get it:
-	// task code must not read it from /proc (isolation_test.go). A runner
-	// holds its org's key, never the secret key: `terratask keys org`.
+	// A runner holds its org's key, never the secret key: `terratask keys org`.
 	key, err := exec.Command(binPath, "keys", "org", "--org", "default", "--secret-key-file", filepath.Join(dev.dataDir, "secret.key")).Output()
 	if err != nil {
 		t.Fatalf("terratask keys org: %v", err)
 	}
-	cmd.Env = append(append(os.Environ(), "TF_CLI_CONFIG_FILE=/dev/null", "TERRATASK_SECRET_KEY="+strings.TrimSpace(string(key))), env...)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &runnerProc{cmd: cmd, dataDir: dataDir, out: out, done: make(chan error)}
-	go func() {
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.done
-	})
+	p := launchRunner(t, dev, "default", strings.TrimSpace(string(key)), id, dataDir,
+		[]string{"--state-dir", stateDir, "--log-level", "warn"}, env...)
 	// The host ID file appears once the runner has started.
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -64,7 +40,7 @@ func startRunner(t *testing.T, dev *devProc, id, dataDir, stateDir string, env .
 			return p
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("runner did not start:\n%s", out.String())
+			t.Fatalf("runner did not start:\n%s", p.out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -154,4 +130,37 @@ func TestRunnerKilledMidApplyResumesOnAnotherHost(t *testing.T) {
 	if got := dev.get(t, tk.ID); fmt.Sprint(got.Result.Output["steps"]) != "4" {
 		t.Fatalf("outputs %v", got.Result.Output)
 	}
+}
+
+// launchRunner starts `terratask runner --org org --id id` against dev's
+// Temporal (its client certificate) and runner API, with key (the org's)
+// in the environment, as a container would get it: task code must not read
+// it from /proc (isolation_test.go). It does not wait for the runner.
+func launchRunner(t *testing.T, dev *devProc, org, key, id, dataDir string, args []string, env ...string) *runnerProc {
+	t.Helper()
+	tlsDir := filepath.Join(dev.dataDir, devtls.DirName)
+	cmd := exec.Command(binPath, append([]string{"runner", "--org", org, "--id", id,
+		"--temporal-address", dev.temporal,
+		"--temporal-tls-ca", filepath.Join(tlsDir, "ca.pem"), "--temporal-tls-cert", filepath.Join(tlsDir, "client.pem"),
+		"--temporal-tls-key", filepath.Join(tlsDir, "client-key.pem"), "--temporal-tls-server-name", devtls.ServerName,
+		// Logs, plans, the host row and Terraform state through dev's
+		// runner API and state backend, as (org, ID): no store.
+		"--server-url", dev.api,
+		"--data-dir", dataDir}, args...)...)
+	cmd.Env = append(append(os.Environ(), "TF_CLI_CONFIG_FILE=/dev/null", "TERRATASK_SECRET_KEY="+key), env...)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &runnerProc{cmd: cmd, dataDir: dataDir, out: out, done: make(chan error)}
+	go func() {
+		_ = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+	})
+	return p
 }

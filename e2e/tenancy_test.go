@@ -19,7 +19,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/terratask/terratask/codec"
-	"github.com/terratask/terratask/internal/devtls"
 	"github.com/terratask/terratask/internal/testbin"
 	"github.com/terratask/terratask/secret"
 )
@@ -614,32 +613,7 @@ func startOrgRunner(t *testing.T, dev *devProc, org, key, id string) *runnerProc
 // launchOrgRunner starts the process of startOrgRunner without waiting.
 func launchOrgRunner(t *testing.T, dev *devProc, org, key, id string) *runnerProc {
 	t.Helper()
-	dataDir := t.TempDir()
-	tlsDir := filepath.Join(dev.dataDir, devtls.DirName)
-	cmd := exec.Command(binPath, "runner", "--org", org, "--id", id,
-		"--temporal-address", dev.temporal,
-		"--temporal-tls-ca", filepath.Join(tlsDir, "ca.pem"), "--temporal-tls-cert", filepath.Join(tlsDir, "client.pem"),
-		"--temporal-tls-key", filepath.Join(tlsDir, "client-key.pem"), "--temporal-tls-server-name", devtls.ServerName,
-		// Logs, plans, its host row and Terraform state through dev's
-		// runner API and state backend, as (org, ID): no store.
-		"--server-url", dev.api,
-		"--data-dir", dataDir, "--log-level", "info")
-	cmd.Env = append(os.Environ(), "TF_CLI_CONFIG_FILE=/dev/null", "TERRATASK_SECRET_KEY="+key)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &runnerProc{cmd: cmd, dataDir: dataDir, out: out, done: make(chan error)}
-	go func() {
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.done
-	})
-	return p
+	return launchRunner(t, dev, org, key, id, t.TempDir(), []string{"--log-level", "info"})
 }
 
 // TestTenancyRunnerProcesses: `terratask runner` processes of org B on a
