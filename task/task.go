@@ -182,6 +182,18 @@ type Input struct {
 	// each of them as an operator approver, as it refuses CreatedBy. Empty
 	// for a task created directly, whose only author is CreatedBy.
 	Authors []string `json:"authors,omitempty"`
+	// Key is the API key that created the task, as policies see it
+	// (input.terratask.key): set by the API from the authenticated key,
+	// and by schedules from the key that wrote the template last. A task
+	// started by a parent workflow has the key its input names.
+	Key *KeyRef `json:"key,omitempty"`
+}
+
+// KeyRef names an API key and what it may do.
+type KeyRef struct {
+	Name  string `json:"name"`
+	Role  string `json:"role"`
+	Agent string `json:"agent,omitempty"`
 }
 
 // Params are the Terraform parameters of a task (the seed's "parameters").
@@ -304,6 +316,12 @@ const (
 	// CodeEngineUnavailable: the task's runner lacks the engine (or the
 	// version) the task names.
 	CodeEngineUnavailable = "engine_unavailable"
+	// CodePolicyDenied: a policy of the task's org denied it (its deny
+	// rules' messages are in the error's details); nothing was applied.
+	CodePolicyDenied = "policy_denied"
+	// CodePolicyError: the org's policies could not be evaluated (a
+	// runtime error, or the one-second limit): the task fails closed.
+	CodePolicyError = "policy_error"
 )
 
 // Diagnostic is one of Terraform's diagnostics, kept in Error.Details.
@@ -345,6 +363,9 @@ type State struct {
 	// Approval is the review of the plan: its deadline while the task
 	// waits, then the decision.
 	Approval *ApprovalState `json:"approval,omitempty"`
+	// Policy is the latest policy check of the task (nil: none ran, or the
+	// org has no policies).
+	Policy *PolicyCheck `json:"policy,omitempty"`
 }
 
 // WrittenBy reports whether key wrote the task: it created it, or wrote
