@@ -28,6 +28,7 @@ var runnerPackages = []string{
 var notOnRunners = map[string]string{
 	"codec/control":  "the control plane's codec holds the master key",
 	"secret/master":  "the master key's box: org keys' derivation and decision proofs",
+	"policy":         "policies are evaluated by the control plane, never where task code runs",
 	"store/sqlite":   "a store driver: runners hold no store",
 	"store/postgres": "a store driver: runners hold no store",
 	"server":         "the API server decides plans",
