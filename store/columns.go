@@ -10,9 +10,10 @@ const TaskColumns = `id, org, name, description, agent_id, runner_id, status, pr
 
 // TaskReadColumns is the column list reads select: TaskColumns (which
 // inserts write) and the columns only transitions write: the review of the
-// task's plan (JSON of task.ApprovalState) and its plan's counts (JSON of
-// task.PlanSummary), both NULL until set.
-const TaskReadColumns = TaskColumns + `, approval, plan_summary`
+// task's plan (JSON of task.ApprovalState), its plan's counts (JSON of
+// task.PlanSummary) and its latest policy check (JSON of
+// task.PolicyCheck), each NULL until set.
+const TaskReadColumns = TaskColumns + `, approval, plan_summary, policy`
 
 // TaskColumnsOf is TaskReadColumns qualified by a table alias.
 func TaskColumnsOf(alias string) string {

@@ -21,6 +21,11 @@ type Plan struct {
 	Text string
 	// Digest is the hex SHA-256 of the binary plan file that was shown.
 	Digest string
+	// PolicyInput is Terraform's whole JSON plan (`terraform show -json`),
+	// every sensitive value masked, sealed with the org's key: the input of
+	// the task's post_plan policy check. Nil when the task's org had no
+	// policies. GetPlan leaves it out; GetPlanPolicyInput reads it.
+	PolicyInput []byte
 	// CreatedAt is assigned by the store.
 	CreatedAt time.Time
 }
@@ -48,6 +53,9 @@ type PlanStore interface {
 	// GetPlan returns the plan of task id of org, or ErrNotFound (also for
 	// a task of another org).
 	GetPlan(ctx context.Context, org, id string) (Plan, error)
+	// GetPlanPolicyInput returns the plan of task id of org with its
+	// PolicyInput (nil when it has none), or ErrNotFound.
+	GetPlanPolicyInput(ctx context.Context, org, id string) (Plan, error)
 	// PutPlanFile stores f as its task's plan file, replacing an earlier one.
 	PutPlanFile(ctx context.Context, f PlanFile) error
 	// GetPlanFile returns the plan file of task id of org, with Data, or

@@ -3,9 +3,9 @@
 // task index that list, filter, sort and paging are served from, the
 // Terraform state (versions and lock per org and workspace) that the server's
 // HTTP state backend serves (StateStore), the workspaces and the agents that
-// may use them (WorkspaceStore), tasks' saved plans (PlanStore),
-// and the events, webhooks and webhook delivery log of package events
-// (EventStore).
+// may use them (WorkspaceStore), tasks' saved plans (PlanStore), the
+// orgs' policies and every version of each (PolicyStore), and the events,
+// webhooks and webhook delivery log of package events (EventStore).
 //
 // Temporal stays the source of truth; the store is a projection. The SQLite
 // implementation (package store/sqlite) is the embedded default; a PostgreSQL
@@ -51,6 +51,8 @@ type Task struct {
 	// the counts of its latest plan (nil: it has not planned).
 	Approval *task.ApprovalState
 	Plan     *task.PlanSummary
+	// Policy is the task's latest policy check (nil: none).
+	Policy *task.PolicyCheck
 	// ScheduleID names the schedule that started the task ("" for none).
 	ScheduleID string
 }
@@ -71,9 +73,10 @@ type Transition struct {
 	CompletedAt    *time.Time
 	CancelledAt    *time.Time
 	CancelledBy    string
-	// Approval and Plan replace the stored ones when not nil.
+	// Approval, Plan and Policy replace the stored ones when not nil.
 	Approval *task.ApprovalState
 	Plan     *task.PlanSummary
+	Policy   *task.PolicyCheck
 }
 
 // SortField is a column lists may be sorted by.
@@ -180,6 +183,8 @@ type Store interface {
 	// WorkspaceStore keeps the workspaces and the agents that may use
 	// them.
 	WorkspaceStore
+	// PolicyStore keeps the orgs' policies and their versions.
+	PolicyStore
 	// Ping checks the store is reachable.
 	Ping(ctx context.Context) error
 	Close() error

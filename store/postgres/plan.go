@@ -12,7 +12,7 @@ import (
 	"github.com/terratask/terratask/store"
 )
 
-// PutPlan implements store.PlanStore.
+// PutPlan implements store.PlanStore. A nil PolicyInput is stored empty.
 func (s *Store) PutPlan(ctx context.Context, p store.Plan) error {
 	if p.TaskID == "" || p.Org == "" {
 		return errors.New("postgres store: put plan: task ID and org are required")
@@ -21,23 +21,45 @@ func (s *Store) PutPlan(ctx context.Context, p store.Plan) error {
 	if err != nil {
 		return fmt.Errorf("postgres store: put plan of task %s: %w", p.TaskID, err)
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO plans (task_id, org, summary, plan_json, plan_text, digest, created_at)
-		VALUES ($1, $2, $3::json, $4, $5, $6, $7)
+	_, err = s.pool.Exec(ctx, `INSERT INTO plans (task_id, org, summary, plan_json, plan_text, digest, created_at, policy_input)
+		VALUES ($1, $2, $3::json, $4, $5, $6, $7, $8)
 		ON CONFLICT (task_id) DO UPDATE SET org = excluded.org, summary = excluded.summary, plan_json = excluded.plan_json,
-			plan_text = excluded.plan_text, digest = excluded.digest, created_at = excluded.created_at`,
-		txt(p.TaskID), txt(p.Org), string(sum), store.NonNil(p.JSON), txt(p.Text), txt(p.Digest), dbTime(time.Now()))
+			plan_text = excluded.plan_text, digest = excluded.digest, created_at = excluded.created_at,
+			policy_input = excluded.policy_input`,
+		txt(p.TaskID), txt(p.Org), string(sum), store.NonNil(p.JSON), txt(p.Text), txt(p.Digest), dbTime(time.Now()),
+		store.NonNil(p.PolicyInput))
 	if err != nil {
 		return fmt.Errorf("postgres store: put plan of task %s: %w", p.TaskID, err)
 	}
 	return nil
 }
 
+// planColumns are the columns GetPlan reads; GetPlanPolicyInput reads
+// policy_input after them.
+const planColumns = `summary, plan_json, plan_text, digest, created_at`
+
 // GetPlan implements store.PlanStore.
 func (s *Store) GetPlan(ctx context.Context, org, id string) (store.Plan, error) {
+	return s.getPlan(ctx, org, id, false)
+}
+
+// GetPlanPolicyInput implements store.PlanStore. An empty PolicyInput is
+// returned nil.
+func (s *Store) GetPlanPolicyInput(ctx context.Context, org, id string) (store.Plan, error) {
+	return s.getPlan(ctx, org, id, true)
+}
+
+// getPlan reads the plan of task id of org, with its policy input when
+// withInput (a large value, kept out of line by TOAST, that only the
+// post_plan check reads).
+func (s *Store) getPlan(ctx context.Context, org, id string, withInput bool) (store.Plan, error) {
 	p := store.Plan{TaskID: id, Org: org}
 	var sum []byte
-	err := s.pool.QueryRow(ctx, `SELECT summary, plan_json, plan_text, digest, created_at FROM plans WHERE task_id = $1 AND org = $2`,
-		txt(id), txt(org)).Scan(&sum, &p.JSON, &p.Text, &p.Digest, &p.CreatedAt)
+	query, dest := `SELECT `+planColumns+` FROM plans WHERE task_id = $1 AND org = $2`, []any{&sum, &p.JSON, &p.Text, &p.Digest, &p.CreatedAt}
+	if withInput {
+		query, dest = `SELECT `+planColumns+`, policy_input FROM plans WHERE task_id = $1 AND org = $2`, append(dest, &p.PolicyInput)
+	}
+	err := s.pool.QueryRow(ctx, query, txt(id), txt(org)).Scan(dest...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Plan{}, fmt.Errorf("postgres store: plan of task %s: %w", id, store.ErrNotFound)
 	}
@@ -48,6 +70,9 @@ func (s *Store) GetPlan(ctx context.Context, org, id string) (store.Plan, error)
 		return store.Plan{}, fmt.Errorf("postgres store: plan of task %s: decode summary: %w", id, err)
 	}
 	p.JSON = store.NonNil(p.JSON)
+	if len(p.PolicyInput) == 0 {
+		p.PolicyInput = nil
+	}
 	p.CreatedAt = p.CreatedAt.UTC()
 	return p, nil
 }

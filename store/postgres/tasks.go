@@ -216,6 +216,7 @@ func textOf(b []byte) *string {
 //	$7 result JSON (NULL keeps) $8 updated_at              $9 started_at (NULL keeps)
 //	$10 completed_at (NULL keeps) $11 cancelled_at (NULL keeps) $12 cancelled_by ('' keeps)
 //	$13 id                     $14 approval JSON (NULL keeps) $15 plan summary JSON (NULL keeps)
+//	$16 policy check JSON (NULL keeps)
 const applyTransitionSQL = `WITH u AS (
 	UPDATE tasks SET
 		status = CASE
@@ -233,7 +234,8 @@ const applyTransitionSQL = `WITH u AS (
 		cancelled_at    = coalesce($11::timestamptz, cancelled_at),
 		cancelled_by    = CASE WHEN $12::text = '' THEN cancelled_by ELSE $12::text END,
 		approval        = coalesce($14::json, approval),
-		plan_summary    = coalesce($15::json, plan_summary)
+		plan_summary    = coalesce($15::json, plan_summary),
+		policy          = coalesce($16::json, policy)
 	WHERE id = $13::text AND updated_at <= $8::timestamptz
 	RETURNING 1
 )
@@ -254,6 +256,10 @@ func transitionArgs(tr store.Transition) ([]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode plan summary: %w", err)
 	}
+	policy, err := dbJSON(tr.Policy, tr.Policy == nil)
+	if err != nil {
+		return nil, fmt.Errorf("encode policy check: %w", err)
+	}
 	var nums [3]int32
 	for i, v := range []struct {
 		field string
@@ -268,7 +274,7 @@ func transitionArgs(tr store.Transition) ([]any, error) {
 		txt(string(tr.CurrentStep)), nums[1], nums[2],
 		result, dbTime(tr.UpdatedAt), dbTimePtr(tr.StartedAt),
 		dbTimePtr(tr.CompletedAt), dbTimePtr(tr.CancelledAt), txt(tr.CancelledBy),
-		txt(tr.ID), textOf(approval), textOf(plan),
+		txt(tr.ID), textOf(approval), textOf(plan), textOf(policy),
 	}, nil
 }
 
@@ -279,8 +285,8 @@ func transitionArgs(tr store.Transition) ([]any, error) {
 //     another terminal one;
 //   - Progress and StepsCompleted never decrease;
 //   - an empty CurrentStep or CancelledBy, a zero TotalSteps and nil
-//     StartedAt, CompletedAt, CancelledAt, Result, Approval or Plan keep the
-//     stored value;
+//     StartedAt, CompletedAt, CancelledAt, Result, Approval, Plan or Policy
+//     keep the stored value;
 //   - UpdatedAt is stored.
 //
 // It returns store.ErrNotFound if the task does not exist.
@@ -334,9 +340,9 @@ func scanTask(rows pgx.Rows, total *int64) (store.Task, error) {
 		t                                    store.Task
 		status, step                         string
 		progress, stepsCompleted, totalSteps int32
-		meta, result, approval, plan         []byte
+		meta, result, approval, plan, policy []byte
 		started, completed, cancelled        pgtype.Timestamptz
-		dest                                 [23]any
+		dest                                 [24]any
 	)
 	d := dest[:0]
 	if total != nil {
@@ -347,7 +353,7 @@ func scanTask(rows pgx.Rows, total *int64) (store.Task, error) {
 	}
 	d = append(d, &t.ID, &t.Org, &t.Name, &t.Description, &t.AgentID, &t.RunnerID, &status, &progress, &meta,
 		&step, &stepsCompleted, &totalSteps, &result,
-		&t.CreatedAt, &t.UpdatedAt, &started, &completed, &cancelled, &t.CancelledBy, &t.ScheduleID, &approval, &plan)
+		&t.CreatedAt, &t.UpdatedAt, &started, &completed, &cancelled, &t.CancelledBy, &t.ScheduleID, &approval, &plan, &policy)
 	if err := rows.Scan(d...); err != nil {
 		return store.Task{}, err
 	}
@@ -361,6 +367,12 @@ func scanTask(rows pgx.Rows, total *int64) (store.Task, error) {
 		t.Plan = new(task.PlanSummary)
 		if err := json.Unmarshal(plan, t.Plan); err != nil {
 			return store.Task{}, fmt.Errorf("task %s: decode plan summary: %w", t.ID, err)
+		}
+	}
+	if policy != nil {
+		t.Policy = new(task.PolicyCheck)
+		if err := json.Unmarshal(policy, t.Policy); err != nil {
+			return store.Task{}, fmt.Errorf("task %s: decode policy check: %w", t.ID, err)
 		}
 	}
 	t.Status, t.CurrentStep = task.Status(status), task.Step(step)

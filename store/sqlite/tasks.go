@@ -95,6 +95,7 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []store.Task) error {
 //	?7 result JSON (NULL keeps) ?8 updated_at              ?9 started_at (NULL keeps)
 //	?10 completed_at (NULL keeps) ?11 cancelled_at (NULL keeps) ?12 cancelled_by ('' keeps)
 //	?13 id                     ?14 approval JSON (NULL keeps) ?15 plan summary JSON (NULL keeps)
+//	?16 policy check JSON (NULL keeps)
 const applyTransitionSQL = `UPDATE tasks SET
 	status = CASE
 		WHEN ?1 = '' THEN status
@@ -111,7 +112,8 @@ const applyTransitionSQL = `UPDATE tasks SET
 	cancelled_at    = coalesce(?11, cancelled_at),
 	cancelled_by    = CASE WHEN ?12 = '' THEN cancelled_by ELSE ?12 END,
 	approval        = coalesce(?14, approval),
-	plan_summary    = coalesce(?15, plan_summary)
+	plan_summary    = coalesce(?15, plan_summary),
+	policy          = coalesce(?16, policy)
 WHERE id = ?13 AND updated_at <= ?8`
 
 // transitionArgs are the arguments of applyTransitionSQL for tr (see its
@@ -129,6 +131,10 @@ func transitionArgs(tr store.Transition) ([]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode plan summary: %w", err)
 	}
+	policy, err := dbJSON(tr.Policy, tr.Policy == nil)
+	if err != nil {
+		return nil, fmt.Errorf("encode policy check: %w", err)
+	}
 	terminal := 0
 	if tr.Status.Terminal() {
 		terminal = 1
@@ -138,7 +144,7 @@ func transitionArgs(tr store.Transition) ([]any, error) {
 		string(tr.CurrentStep), tr.StepsCompleted, tr.TotalSteps,
 		result, dbTime(tr.UpdatedAt), dbTimePtr(tr.StartedAt),
 		dbTimePtr(tr.CompletedAt), dbTimePtr(tr.CancelledAt), tr.CancelledBy,
-		tr.ID, approval, plan,
+		tr.ID, approval, plan, policy,
 	}, nil
 }
 
@@ -149,8 +155,8 @@ func transitionArgs(tr store.Transition) ([]any, error) {
 //     another terminal one;
 //   - Progress and StepsCompleted never decrease;
 //   - an empty CurrentStep or CancelledBy, a zero TotalSteps and nil
-//     StartedAt, CompletedAt, CancelledAt, Result, Approval or Plan keep the
-//     stored value;
+//     StartedAt, CompletedAt, CancelledAt, Result, Approval, Plan or Policy
+//     keep the stored value;
 //   - UpdatedAt is stored.
 //
 // It returns store.ErrNotFound if the task does not exist.
@@ -340,15 +346,15 @@ type scanner interface{ Scan(dest ...any) error }
 // scanTask reads a row of store.TaskReadColumns.
 func scanTask(sc scanner) (store.Task, error) {
 	var (
-		t                                 store.Task
-		status, step                      string
-		meta, result, approval, plan      sql.NullString
-		created, updated                  int64
-		started, completed, cancelledTime sql.NullInt64
+		t                                    store.Task
+		status, step                         string
+		meta, result, approval, plan, policy sql.NullString
+		created, updated                     int64
+		started, completed, cancelledTime    sql.NullInt64
 	)
 	if err := sc.Scan(&t.ID, &t.Org, &t.Name, &t.Description, &t.AgentID, &t.RunnerID, &status, &t.Progress, &meta,
 		&step, &t.StepsCompleted, &t.TotalSteps, &result,
-		&created, &updated, &started, &completed, &cancelledTime, &t.CancelledBy, &t.ScheduleID, &approval, &plan); err != nil {
+		&created, &updated, &started, &completed, &cancelledTime, &t.CancelledBy, &t.ScheduleID, &approval, &plan, &policy); err != nil {
 		return store.Task{}, err
 	}
 	if approval.Valid {
@@ -361,6 +367,12 @@ func scanTask(sc scanner) (store.Task, error) {
 		t.Plan = new(task.PlanSummary)
 		if err := json.Unmarshal([]byte(plan.String), t.Plan); err != nil {
 			return store.Task{}, fmt.Errorf("task %s: decode plan summary: %w", t.ID, err)
+		}
+	}
+	if policy.Valid {
+		t.Policy = new(task.PolicyCheck)
+		if err := json.Unmarshal([]byte(policy.String), t.Policy); err != nil {
+			return store.Task{}, fmt.Errorf("task %s: decode policy check: %w", t.ID, err)
 		}
 	}
 	t.Status = task.Status(status)

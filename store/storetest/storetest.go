@@ -48,7 +48,14 @@
 //     the same database (RunListenAcross);
 //   - workspaces: Agents is never nil (empty when unowned); lists sort
 //     names bytewise; concurrent first claims of one workspace leave one
-//     owner (ApplyClaim's rule on a row read and locked in one transaction).
+//     owner (ApplyClaim's rule on a row read and locked in one transaction);
+//   - policies: Rego, Description and Source round-trip as given (valid
+//     UTF-8); ListPolicies sorts names bytewise; concurrent puts of one
+//     name get consecutive versions, and concurrent identical puts write
+//     one (NextPolicy's rule on the latest version read under a lock of
+//     the name); a task's policy check round-trips as JSON, like its
+//     approval; a plan's PolicyInput round-trips byte for byte, and an
+//     empty one comes back empty.
 package storetest
 
 import (
@@ -136,6 +143,15 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("State", h.testWorkspaceState)
 		t.Run("List", h.testWorkspaceList)
 		t.Run("ClaimRace", h.testWorkspaceClaimRace)
+	})
+	t.Run("Policies", func(t *testing.T) {
+		t.Run("Versions", h.testPolicyVersions)
+		t.Run("Delete", h.testPolicyDelete)
+		t.Run("OrgIsolation", h.testPolicyOrgIsolation)
+		t.Run("Validation", h.testPolicyValidation)
+		t.Run("ConcurrentPuts", h.testPolicyConcurrentPuts)
+		t.Run("TaskPolicy", h.testPolicyTransitions)
+		t.Run("PlanPolicyInput", h.testPlanPolicyInput)
 	})
 	t.Run("Concurrency", h.testConcurrency)
 	t.Run("Ping", func(t *testing.T) {
@@ -262,6 +278,9 @@ func diffTask(got, want store.Task) []string {
 	}
 	if g, w := normJSON(got.Plan), normJSON(want.Plan); !reflect.DeepEqual(g, w) {
 		add("Plan", jsonString(g), jsonString(w))
+	}
+	if g, w := normJSON(got.Policy), normJSON(want.Policy); !reflect.DeepEqual(g, w) {
+		add("Policy", jsonString(g), jsonString(w))
 	}
 	return d
 }
