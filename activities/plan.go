@@ -105,7 +105,7 @@ func (s *stepRun) savePlan(ctx context.Context, tfPath string) (out PlanOutput, 
 		out.Add, out.Change, out.Remove = sum.Add, sum.Change, sum.Remove
 	}
 	s.book.runner(task.LevelInfo, "plan saved: %d to add, %d to change, %d to destroy", out.Add, out.Change, out.Remove)
-	if deferReview(in.Task.Params) {
+	if deferReview(in.Task.Params) && !in.PolicyPlan {
 		// Nobody waits on this plan: the apply step shows it for review
 		// beside its own Terraform (review.go).
 		return out, s.deferReview(&out)
@@ -113,7 +113,8 @@ func (s *stepRun) savePlan(ctx context.Context, tfPath string) (out PlanOutput, 
 	if err := s.reviewPlan(ctx, tf, &out); err != nil {
 		// A task that may wait needs its plan kept: a reviewer reads it and
 		// another host may apply it. Any other task applies at once, here.
-		if in.Task.Params.EffectiveApproval() != task.ApprovalNone || ctx.Err() != nil {
+		// So does a task whose policies read its plan.
+		if in.Task.Params.EffectiveApproval() != task.ApprovalNone || in.PolicyPlan || in.PolicyApproval || ctx.Err() != nil {
 			return out, err
 		}
 		s.book.runner(task.LevelWarn, "the plan could not be kept for review: %v", s.masker.String(firstLine(err.Error())))

@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -41,7 +42,7 @@ func (s *stepRun) reviewPlan(ctx context.Context, tf *tfexec.Terraform, out *Pla
 	out.Digest = digestOf(raw)
 	params := s.in.Task.Params
 	withText := params.EffectiveApproval() != task.ApprovalNone && params.EffectiveAction() != task.ActionPlan
-	doc, plan, err := s.showPlan(ctx, tf, p.planFile, out.Digest, withText)
+	doc, plan, err := s.showPlan(ctx, tf, p.planFile, out.Digest, withText, s.in.PolicyPlan)
 	if params.DetectDrift && plan != nil {
 		// Even when the review could not be stored: the plan was read.
 		out.Drift = s.driftFinding(plan) // drift.go
@@ -50,7 +51,10 @@ func (s *stepRun) reviewPlan(ctx context.Context, tf *tfexec.Terraform, out *Pla
 		return err
 	}
 	out.Summary = doc.Summary
-	if params.EffectiveAction() == task.ActionPlan || !params.EffectiveApproval().Waits(doc.Summary) {
+	// A policy may make a plan with changes wait whatever the task's mode
+	// (its post_plan check runs after this step).
+	byPolicy := (s.in.PolicyPlan || s.in.PolicyApproval) && (doc.Summary.HasChanges() || doc.Summary.Outputs > 0)
+	if params.EffectiveAction() == task.ActionPlan || (!byPolicy && !params.EffectiveApproval().Waits(doc.Summary)) {
 		s.book.runner(task.LevelInfo, "plan %s kept for review", short(out.Digest))
 		return nil
 	}
@@ -72,29 +76,44 @@ func (s *stepRun) reviewPlan(ctx context.Context, tf *tfexec.Terraform, out *Pla
 
 // showPlan stores the plan file planFile (whose SHA-256 is digest) for
 // review: its JSON form, reduced and masked, and with withText Terraform's
-// text form too. It returns the reduced plan and Terraform's JSON form.
-func (s *stepRun) showPlan(ctx context.Context, tf *tfexec.Terraform, planFile, digest string, withText bool) (api.Plan, *tfjson.Plan, error) {
+// text form too. With forPolicy it also keeps Terraform's whole JSON,
+// masked and sealed with the org's key, for the post_plan policy check. It
+// returns the reduced plan and Terraform's JSON form.
+func (s *stepRun) showPlan(ctx context.Context, tf *tfexec.Terraform, planFile, digest string, withText, forPolicy bool) (api.Plan, *tfjson.Plan, error) {
 	// Neither form goes to the log: the JSON holds every value in plain
-	// text (PlanJSON left the log as the handle's stdout).
-	tf.SetStdout(io.Discard)
+	// text (PlanJSON left the log as the handle's stdout). The policy
+	// check reads Terraform's own bytes, not a re-encoding of them.
+	var raw bytes.Buffer
+	if forPolicy {
+		tf.SetStdout(&raw)
+	} else {
+		tf.SetStdout(io.Discard)
+	}
 	// Both forms at once: each is a Terraform process of its own (about
-	// 0.1 s on a small configuration), and both only read the plan.
+	// 0.1 s on a small configuration), and both only read the plan. The
+	// handle has one stdout, so with forPolicy the text form follows.
 	type shown struct {
 		text string
 		err  error
 	}
 	textDone := make(chan shown, 1)
-	if withText {
-		go func() {
-			text, err := tf.ShowPlanFileRaw(ctx, planFile)
-			textDone <- shown{text, err}
-		}()
-	} else {
+	showText := func() {
+		text, err := tf.ShowPlanFileRaw(ctx, planFile)
+		textDone <- shown{text, err}
+	}
+	switch {
+	case !withText:
 		textDone <- shown{}
+	case !forPolicy:
+		go showText()
 	}
 	start := time.Now()
 	plan, err := tf.ShowPlanFile(ctx, planFile, tfexec.JSONNumber(true))
 	observeCommand(ctx, "show", start, err)
+	tf.SetStdout(io.Discard)
+	if withText && forPolicy {
+		showText()
+	}
 	txt := <-textDone
 	for _, e := range []struct {
 		cmd string
@@ -121,8 +140,14 @@ func (s *stepRun) showPlan(ctx context.Context, tf *tfexec.Terraform, planFile, 
 	if withText {
 		text = maskPlanText(txt.text, s.masker)
 	}
+	var sealed []byte
+	if forPolicy {
+		if sealed, err = s.sealPolicyInput(raw.Bytes(), digest); err != nil {
+			return doc, plan, err
+		}
+	}
 	if err := s.r.Plans.PutPlan(ctx, store.Plan{TaskID: s.in.Task.ID, Org: orgOf(s.in.Task), Summary: doc.Summary,
-		JSON: body, Text: text, Digest: digest}); err != nil {
+		JSON: body, Text: text, Digest: digest, PolicyInput: sealed}); err != nil {
 		return doc, plan, transientError("storing the plan for review", err)
 	}
 	return doc, plan, nil

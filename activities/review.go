@@ -91,7 +91,7 @@ func (s *stepRun) startReview(ctx context.Context, tfPath string) *pendingReview
 			r.done <- errors.New("the plan file changed since it was planned")
 			return
 		}
-		_, _, err := s.showPlan(ctx, tf, p.reviewFile, digest, false)
+		_, _, err := s.showPlan(ctx, tf, p.reviewFile, digest, false, false)
 		if err == nil {
 			_ = os.Remove(p.reviewMark)
 			s.book.runner(task.LevelInfo, "plan %s kept for review", short(digest))

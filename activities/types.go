@@ -26,6 +26,15 @@ type StepInput struct {
 	// leave the claim to another host of the runner for a few attempts
 	// (see Runner.Claim).
 	AvoidHosts []string `json:"avoid_hosts,omitempty"`
+	// PolicyPlan, on a Plan, asks it to keep Terraform's JSON of the plan,
+	// masked and sealed with the org's key, for the control plane's
+	// post_plan policy check; a plan with changes may then wait for
+	// approval whatever the task's approval mode, so its plan file is kept
+	// sealed too.
+	PolicyPlan bool `json:"policy_plan,omitempty"`
+	// PolicyApproval, on a Plan, says a policy asked for a person's
+	// approval: a plan with changes waits, so its plan file is kept sealed.
+	PolicyApproval bool `json:"policy_approval,omitempty"`
 }
 
 // SavedPlan names an approved plan by the SHA-256 of its plan file. Its

@@ -41,6 +41,10 @@ type Task struct {
 	RejectedBy      string  `json:"rejected_by,omitempty"`
 	RejectedAt      *string `json:"rejected_at,omitempty"`
 	ApprovalComment string  `json:"approval_comment,omitempty"`
+	// Policy is the task's latest policy check: its decision (allow,
+	// require_approval, deny, error), stage, and each rule's message with
+	// its policy and version. Absent when the org has no policies.
+	Policy *task.PolicyCheck `json:"policy,omitempty"`
 }
 
 // TaskSummary is an entry of the agent and runner lists: the seed shows

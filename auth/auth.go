@@ -55,6 +55,9 @@ const (
 	// ActionGrantWorkspace sets which agents may use a workspace (never
 	// with a key bound to an agent).
 	ActionGrantWorkspace
+	// ActionManagePolicies writes, deletes and reads the org's policies
+	// (admin only).
+	ActionManagePolicies
 	// numActions counts the actions: a new one goes above it (the role
 	// table's test covers every action below it).
 	numActions

@@ -23,6 +23,7 @@ func TestRolesAllow(t *testing.T) {
 		ActionManageWebhooks: {"manage webhooks", []bool{false, false, true, false}},
 		ActionDecide:         {"decide", []bool{false, true, true, false}},
 		ActionGrantWorkspace: {"grant workspaces", []bool{false, true, true, false}},
+		ActionManagePolicies: {"manage policies", []bool{false, false, true, false}},
 	}
 	for a := range numActions {
 		row, ok := table[a]

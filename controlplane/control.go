@@ -20,6 +20,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/terratask/terratask/events"
+	"github.com/terratask/terratask/policy"
+	"github.com/terratask/terratask/secret/master"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 )
@@ -64,6 +66,11 @@ const (
 type Control struct {
 	Store    store.Store
 	Temporal client.Client
+	// Secrets opens what runners sealed with their org's key (the plan
+	// JSON of a post_plan policy check, sensitive variables' names).
+	Secrets *master.Box
+	// Policies caches compiled policy sets (nil: a process-wide cache).
+	Policies *policy.Cache
 }
 
 // AcquireWorkspace queues a task on its workspace: it signals the workspace's

@@ -78,6 +78,9 @@ func TaskAt(row store.Task, tr store.Transition) store.Task {
 	if tr.CancelledBy != "" {
 		t.CancelledBy = tr.CancelledBy
 	}
+	if tr.Policy != nil {
+		t.Policy = tr.Policy
+	}
 	return t
 }
 
@@ -118,6 +121,7 @@ func TaskObject(t store.Task, withResult bool) api.Task {
 		v.RejectedBy, v.RejectedAt = a.RejectedBy, api.TimePtr(a.RejectedAt)
 		v.ApprovalComment = a.Comment
 	}
+	v.Policy = t.Policy
 	if withResult {
 		v.Result = t.Result
 		if v.Result == nil {

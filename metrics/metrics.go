@@ -84,6 +84,17 @@ var (
 		Help: "Webhook delivery attempts, by outcome (success, error, ...).",
 	}, []string{"outcome"})
 
+	policyChecks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "policy_checks_total",
+		Help: "Policy checks of tasks evaluated by this process, by stage (pre_plan, post_plan) and decision (allow, require_approval, deny, error).",
+	}, []string{"stage", "decision"})
+
+	policyEval = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: "policy_evaluation_seconds",
+		Help:    "Time to evaluate an org's policies for one stage of a task (the compiled set's query; compiling and loading excluded).",
+		Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1},
+	}, []string{"stage"})
+
 	isolation = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: Namespace, Name: "runner_isolation",
 		Help: "1 when this process's runners run task code in a sandbox, else 0 (--isolation auto on a host that cannot, or off); by configured mode.",
@@ -112,6 +123,8 @@ var (
 	commands      = []string{"init", "plan", "apply", "output", "show", "version"}
 	levels        = []string{"debug", "info", "warn", "error"}
 	deliveryKinds = []string{OutcomeSuccess, OutcomeError, "retry", "dropped"}
+	policyStages  = []string{task.PolicyPrePlan, task.PolicyPostPlan}
+	decisions     = []string{task.PolicyAllow, task.PolicyRequireApproval, task.PolicyDeny, task.PolicyError}
 )
 
 func terminalStatuses() []string {
@@ -145,6 +158,20 @@ func init() {
 	for _, o := range deliveryKinds {
 		webhookDeliveries.WithLabelValues(o)
 	}
+	for _, st := range policyStages {
+		policyEval.WithLabelValues(st)
+		for _, d := range decisions {
+			policyChecks.WithLabelValues(st, d)
+		}
+	}
+}
+
+// PolicyCheck records one policy check of a task: its stage, its decision
+// and how long its evaluation took.
+func PolicyCheck(stage, decision string, d time.Duration) {
+	stage = bounded(stage, policyStages)
+	policyChecks.WithLabelValues(stage, bounded(decision, decisions)).Inc()
+	policyEval.WithLabelValues(stage).Observe(d.Seconds())
 }
 
 func bounded(v string, known []string) string {
@@ -210,7 +237,7 @@ func NewRegistry(src *Sources) *prometheus.Registry {
 		httpRequests, httpDuration,
 		taskDuration, taskPending, taskEvents,
 		stepDuration, terraformCommands,
-		logLines, webhookDeliveries, isolation,
+		logLines, webhookDeliveries, isolation, policyChecks, policyEval,
 		sdkMetrics,
 	)
 	if src != nil {

@@ -102,6 +102,8 @@ type ApprovalRequest struct {
 	TaskID    string      `json:"task_id"`
 	Plan      PlanSummary `json:"plan"`
 	ExpiresAt time.Time   `json:"expires_at"`
+	// Policy is the policy check that asked for the approval, if one did.
+	Policy *PolicyCheck `json:"policy,omitempty"`
 }
 
 // DefaultApprovalTimeout is how long a task waits for a decision when

@@ -76,3 +76,10 @@ func (c *PolicyCheck) Messages(rule string) []string {
 	}
 	return out
 }
+
+// PolicyInputContext binds a task's sealed plan JSON (the post_plan
+// check's input, sealed by the runner with the org's key) to its task and
+// plan: it opens only as that plan's.
+func PolicyInputContext(org, taskID, digest string) []byte {
+	return []byte("terratask policy input\x00" + org + "\x00" + taskID + "\x00" + digest)
+}

@@ -50,11 +50,12 @@ func NewControlPlane(c client.Client, st store.Store, o ControlOptions) sdkworke
 		wo.CheckDecision = o.Secrets.CheckDecision
 	}
 	workflows.Register(w, wo)
-	ctl := &controlplane.Control{Store: st, Temporal: c}
+	ctl := &controlplane.Control{Store: st, Temporal: c, Secrets: o.Secrets}
 	w.RegisterActivityWithOptions(ctl.Record, activity.RegisterOptions{Name: controlplane.NameRecord})
 	w.RegisterActivityWithOptions(ctl.AcquireWorkspace, activity.RegisterOptions{Name: controlplane.NameAcquireWorkspace})
 	w.RegisterActivityWithOptions(ctl.TaskOpen, activity.RegisterOptions{Name: controlplane.NameTaskOpen})
 	w.RegisterActivityWithOptions(ctl.Emit, activity.RegisterOptions{Name: controlplane.NameEmit})
+	w.RegisterActivityWithOptions(ctl.CheckPolicy, activity.RegisterOptions{Name: controlplane.NameCheckPolicy})
 	var box *secret.Box
 	if o.Secrets != nil {
 		box = o.Secrets.Box

@@ -142,13 +142,16 @@ func (r *run) awaitHandlers(ctx workflow.Context) {
 // points the apply at the saved plan.
 func (r *run) afterPlan(ctx workflow.Context, plan activities.PlanOutput, in *activities.StepInput) error {
 	mode := r.in.Params.EffectiveApproval()
-	if mode == task.ApprovalNone || r.in.Params.EffectiveAction() == task.ActionPlan {
+	// A policy's require_approval makes a plan with changes wait, whatever
+	// the task's mode (a plan that changes nothing never waits).
+	byPolicy := r.policy.approval && (plan.Summary.HasChanges() || plan.Summary.Outputs > 0)
+	if (mode == task.ApprovalNone && !byPolicy) || r.in.Params.EffectiveAction() == task.ActionPlan {
 		return nil
 	}
 	if workflow.GetVersion(ctx, versionApproval, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return nil
 	}
-	if !mode.Waits(plan.Summary) {
+	if !byPolicy && !mode.Waits(plan.Summary) {
 		why := "it changes nothing"
 		if plan.Summary.HasChanges() || plan.Summary.Outputs > 0 {
 			why = "it deletes and replaces nothing"
@@ -164,6 +167,18 @@ func (r *run) afterPlan(ctx workflow.Context, plan activities.PlanOutput, in *ac
 	in.SavedPlan = r.approval.saved
 	r.stepIn = *in
 	return nil
+}
+
+// approvalReason says why a plan waits: the task's approval mode, or a
+// policy and its messages.
+func (r *run) approvalReason() string {
+	if r.policy.approval && r.state.Policy != nil {
+		msgs := r.state.Policy.Messages(task.RuleRequireApproval)
+		if len(msgs) > 0 {
+			return "a policy requires it: " + strings.Join(msgs, "; ")
+		}
+	}
+	return "approval " + string(r.in.Params.EffectiveApproval())
 }
 
 // approvalTimeout is the task's approval_timeout, else the server's default,
@@ -190,8 +205,8 @@ func (r *run) awaitApproval(ctx workflow.Context, plan activities.PlanOutput) er
 		s.WaitingFor = "approval"
 		s.Plan = &plan.Summary
 		s.Approval = &task.ApprovalState{ExpiresAt: &expires}
-	}, logLine(task.LevelInfo, fmt.Sprintf("the plan (%s) waits for approval (approval %s) until %s; approve or reject it with PUT /api/v1/tasks/%s/approve or /reject",
-		counts(plan.Summary), r.in.Params.EffectiveApproval(), expires.Format(time.RFC3339), r.in.ID)))
+	}, logLine(task.LevelInfo, fmt.Sprintf("the plan (%s) waits for approval (%s) until %s; approve or reject it with PUT /api/v1/tasks/%s/approve or /reject",
+		counts(plan.Summary), r.approvalReason(), expires.Format(time.RFC3339), r.in.ID)))
 	r.notifyParent(ctx, plan.Summary, expires)
 
 	_, err := workflow.AwaitWithTimeout(ctx, wait, func() bool { return r.approval.decision != nil })
@@ -263,6 +278,9 @@ func (r *run) notifyParent(ctx workflow.Context, sum task.PlanSummary, expires t
 		return
 	}
 	req := task.ApprovalRequest{TaskID: r.in.ID, Plan: sum, ExpiresAt: expires}
+	if r.policy.approval {
+		req.Policy = r.state.Policy
+	}
 	if err := workflow.SignalExternalWorkflow(ctx, parent.ID, parent.RunID, task.SignalApprovalRequest, req).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("telling the parent workflow the task waits for approval", "error", err)
 	}
@@ -278,6 +296,9 @@ func (r *run) waitingDetails(sum task.PlanSummary, expires time.Time) string {
 		who += "; an operator key other than `" + r.in.CreatedBy + "`, which created the task"
 	}
 	who += ")"
+	if r.policy.approval {
+		who += ".\n\nA policy requires it: " + strings.Join(r.state.Policy.Messages(task.RuleRequireApproval), "; ")
+	}
 	return fmt.Sprintf("**Waiting for approval** of its plan: %s.\n\n"+
 		"Approve or reject with `PUT /api/v1/tasks/%s/approve` or `/reject`, using %s.\n\n"+
 		"Expires %s; the task is then rejected (`approval_timeout`).",

@@ -76,6 +76,7 @@ func (r *run) transition(ctx workflow.Context, change func(*task.State), l line)
 			CancelledAt:    r.state.CancelledAt,
 			CancelledBy:    r.state.CancelledBy,
 			Approval:       r.state.Approval,
+			Policy:         r.state.Policy,
 			Plan:           r.state.Plan,
 		},
 		Logs: []store.LogEntry{{

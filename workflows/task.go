@@ -168,6 +168,7 @@ func runTask(ctx workflow.Context, in task.Input, check func(string, task.Decisi
 	r.lease = workflow.GetVersion(ctx, versionLease, workflow.DefaultVersion, 1) == 1
 	r.proof = workflow.GetVersion(ctx, versionProof, workflow.DefaultVersion, 1) == 1
 	r.orgRunners = workflow.GetVersion(ctx, versionOrgRunners, workflow.DefaultVersion, 1) == 1
+	r.policy.on = workflow.GetVersion(ctx, versionPolicy, workflow.DefaultVersion, 1) == 1
 	if r.orgRunners && in.Org != "" {
 		// Every activity's payloads under the org's key, the control
 		// plane's own activities' too (package codec/control).
@@ -199,6 +200,11 @@ func runTask(ctx workflow.Context, in task.Input, check func(string, task.Decisi
 		// org; a task's input comes from the API, or a parent holding the
 		// org's key or the secret key (package codec/control).
 		err = taskError(task.CodeConfig, "the task's input is not encrypted: start tasks through the API, or from a workflow whose payloads are encrypted under the org's key (its codec route) or the secret key", nil)
+	}
+	if err == nil && r.policy.on {
+		// Before anything of the task runs, and before it holds its
+		// workspace: a denied task starts no engine process.
+		err = r.checkPolicy(runCtx, task.PolicyPrePlan, "")
 	}
 	if err == nil {
 		err = r.queueOnWorkspace(runCtx)
@@ -325,6 +331,8 @@ type run struct {
 	// are the hosts lost in earlier blocks, in the order they were lost.
 	lease     bool
 	lostHosts []string
+	// policy is the task's policy checks (policy.go).
+	policy policyRun
 }
 
 func newRun(ctx workflow.Context, in task.Input) *run {
@@ -474,7 +482,8 @@ func (r *run) runnerQueue() string {
 
 // runBlock claims a host and runs every step on it.
 func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
-	in := activities.StepInput{Task: r.in, Run: runNo, SavedPlan: r.approval.saved, Install: r.fast}
+	in := activities.StepInput{Task: r.in, Run: runNo, SavedPlan: r.approval.saved, Install: r.fast,
+		PolicyPlan: r.policy.readsPlan, PolicyApproval: r.policy.approval}
 	if r.lease && len(r.lostHosts) > 0 {
 		in.AvoidHosts = slices.Clone(r.lostHosts)
 	}
@@ -614,6 +623,9 @@ func (r *run) runBlock(ctx workflow.Context, runNo int) (task.Output, error) {
 			r.plan = plan
 			if plan.Digest != "" {
 				r.state.Plan = &plan.Summary
+			}
+			if err := r.postPlanPolicy(ctx, plan.Digest); err != nil {
+				return out, err
 			}
 			if err := r.afterPlan(ctx, plan, &in); err != nil {
 				return out, err

@@ -89,6 +89,22 @@ type fixture struct {
 	rec   *recorder
 	calls []string
 	mu    sync.Mutex
+	// policy answers the policy checks (nil: the org has no policies);
+	// checks are the checks asked for.
+	policy func(controlplane.PolicyInput) controlplane.PolicyOutput
+	checks []controlplane.PolicyInput
+}
+
+// checkPolicy stands in for the control plane's policy check (its real
+// evaluation is tested in package policy and end to end).
+func (f *fixture) checkPolicy(_ context.Context, in controlplane.PolicyInput) (controlplane.PolicyOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.checks = append(f.checks, in)
+	if f.policy == nil {
+		return controlplane.PolicyOutput{}, nil
+	}
+	return f.policy(in), nil
 }
 
 func newFixture(t *testing.T) *fixture { return newFixtureWith(t, Options{}) }
@@ -100,6 +116,7 @@ func newFixtureWith(t *testing.T, o Options) *fixture {
 	f := &fixture{env: env, rec: &recorder{}}
 	Register(env, o)
 	env.RegisterActivityWithOptions(f.rec.Record, activity.RegisterOptions{Name: controlplane.NameRecord})
+	env.RegisterActivityWithOptions(f.checkPolicy, activity.RegisterOptions{Name: controlplane.NameCheckPolicy})
 	for name, fn := range map[string]any{
 		activities.NameClaim: stubClaim, activities.NameInstall: stubInstall, activities.NameInit: stubInit,
 		activities.NamePlan: stubPlan, activities.NameApply: stubApply, activities.NameCleanup: stubCleanup,
@@ -144,7 +161,7 @@ func (f *fixture) activityCalls() []string {
 	defer f.mu.Unlock()
 	var out []string
 	for _, c := range f.calls {
-		if c != controlplane.NameRecord {
+		if c != controlplane.NameRecord && c != controlplane.NameCheckPolicy {
 			out = append(out, c)
 		}
 	}

@@ -84,6 +84,12 @@ func (r *run) details() string {
 	if s.CancelledBy != "" {
 		fmt.Fprintf(&b, "- cancelled by: %s\n", s.CancelledBy)
 	}
+	if p := s.Policy; p != nil {
+		fmt.Fprintf(&b, "- policy check %s: %s\n", p.Stage, p.Decision)
+		for _, res := range p.Results {
+			fmt.Fprintf(&b, "  - %s `%s` (v%d): %s\n", res.Rule, res.Policy, res.Version, res.Message)
+		}
+	}
 	if s.Result != nil && s.Result.Error != nil {
 		fmt.Fprintf(&b, "- error: %s\n", s.Result.Error.Code)
 	}
