@@ -52,7 +52,8 @@ func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	if strings.HasSuffix(r.URL.Path, "/runners") || strings.HasSuffix(r.URL.Path, "/tasks") && r.Method == http.MethodGet ||
-		strings.Contains(r.URL.Path, "/tasks/agent/") || strings.Contains(r.URL.Path, "/tasks/runner/") || strings.HasSuffix(r.URL.Path, "/versions") ||
+		strings.Contains(r.URL.Path, "/tasks/agent/") || strings.Contains(r.URL.Path, "/tasks/runner/") ||
+		strings.HasSuffix(r.URL.Path, "/versions") && !strings.Contains(r.URL.Path, "/policies/") ||
 		strings.HasSuffix(r.URL.Path, "/events") || strings.HasSuffix(r.URL.Path, "/webhooks") && r.Method == http.MethodGet ||
 		strings.HasSuffix(r.URL.Path, "/deliveries") || strings.HasSuffix(r.URL.Path, "/schedules") && r.Method == http.MethodGet ||
 		strings.HasSuffix(r.URL.Path, "/workspaces") {
@@ -132,6 +133,15 @@ func TestEveryDocumentedRouteHasAMethod(t *testing.T) {
 		func() error { _, err := c.ListWorkspaces(ctx, 10, 2); return err },
 		func() error { _, err := c.GetWorkspace(ctx, "prod"); return err },
 		func() error { _, err := c.SetWorkspaceAgents(ctx, "prod", []string{"agent-1"}); return err },
+		func() error { _, err := c.ListPolicies(ctx); return err },
+		func() error { _, err := c.GetPolicy(ctx, "aws.tags", 2); return err },
+		func() error { _, err := c.PolicyVersions(ctx, "aws.tags"); return err },
+		func() error { _, _, err := c.PutPolicy(ctx, "aws.tags", "package aws.tags", ""); return err },
+		func() error { return c.DeletePolicy(ctx, "aws.tags") },
+		func() error {
+			_, err := c.EvaluatePolicies(ctx, api.EvaluatePolicyRequest{Stage: "pre_plan", Task: json.RawMessage(`{"name":"n"}`)})
+			return err
+		},
 	}
 	for i, call := range calls {
 		if err := call(); err != nil {
