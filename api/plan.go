@@ -26,6 +26,9 @@ type Plan struct {
 	// ResourceDrift are changes made outside Terraform since the last
 	// apply, found by the plan's refresh.
 	ResourceDrift []ResourceChange `json:"resource_drift"`
+	// Policy is the task's latest policy check, which the plan route adds
+	// to the stored plan (absent when the org has no policies).
+	Policy *task.PolicyCheck `json:"policy,omitempty"`
 }
 
 // ResourceChange is one resource instance's change in a plan.

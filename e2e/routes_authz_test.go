@@ -249,6 +249,35 @@ var routeMatrix = []row{
 	{op: "GET /api/v1/state/{org}/{workspace}/versions", want: cells(200, 200, 200, 200, 404, 403, 401, 401), call: onState(http.MethodGet, "/versions", false, nil)},
 	{op: "GET /api/v1/state/{org}/{workspace}/versions/{version}", want: cells(403, 403, 200, 403, 404, 403, 401, 401), call: onState(http.MethodGet, "/versions/1", false, nil)},
 
+	// Policies are the admin's, of its own org: org B's admin lists and
+	// writes org B's (its PUT creates org B's own policy), and org A's
+	// policy is a 404 for it. A dry run is any key's, an agent-bound key's
+	// for its own agent's tasks only (as a create).
+	{op: "GET /api/v1/policies", want: cells(403, 403, 200, 403, 403, 200, 401, 401), call: get("/api/v1/policies")},
+	{op: "POST /api/v1/policies/evaluate", want: cells(200, 200, 200, 200, 403, 200, 401, 401),
+		call: func(t *testing.T, m *matrix, c cell) reply {
+			body := `{"stage":"pre_plan","task":` + string(parkedBody("matrix dry run", c.fx.agent)) + `}`
+			return m.send(t, c, http.MethodPost, "/api/v1/policies/evaluate", []byte(body))
+		}},
+	{op: "GET /api/v1/policies/{name}", want: cells(403, 403, 200, 403, 403, 404, 401, 401), call: get("/api/v1/policies/" + matrixPolicy)},
+	{op: "GET /api/v1/policies/{name}/versions", want: cells(403, 403, 200, 403, 403, 404, 401, 401), call: get("/api/v1/policies/" + matrixPolicy + "/versions")},
+	{op: "PUT /api/v1/policies/{name}", want: cells(403, 403, allowed, 403, 403, allowed, 401, 401),
+		why: "admins write a new version (200) or the first (201, org B's own policy)",
+		call: func(t *testing.T, m *matrix, c cell) reply {
+			return m.send(t, c, http.MethodPut, "/api/v1/policies/"+matrixPolicy, matrixPolicyBody(m.next()))
+		}},
+	{op: "DELETE /api/v1/policies/{name}", want: cells(403, 403, 204, 403, 403, 404, 401, 401),
+		call: func(t *testing.T, m *matrix, c cell) reply {
+			name := matrixPolicy
+			if c.succeeds {
+				name = fmt.Sprintf("%s-gone-%d", matrixPolicy, m.next())
+				if r := m.send(t, cell{key: matrixKeys[2].raw}, http.MethodPut, "/api/v1/policies/"+name, matrixPolicyBody(0)); r.code != http.StatusCreated {
+					t.Fatalf("creating a policy to delete: %d %s", r.code, r.body)
+				}
+			}
+			return m.send(t, c, http.MethodDelete, "/api/v1/policies/"+name, nil)
+		}},
+
 	// Runner IDs are per org: org B's key reads its own runner "local"
 	// (offline, no hosts), never org A's (e2e/tenancy_test.go checks what
 	// each sees). The codec: admin keys bound to no agent, each on its own
@@ -362,6 +391,18 @@ func matrixRows(t *testing.T) []row {
 	return out
 }
 
+// matrixPolicy is org A's policy of the matrix: it decides nothing for
+// any task (its rule matches no task name).
+const matrixPolicy = "mx-policy"
+
+// matrixPolicyBody is a PUT body of the matrix's policy; n makes its text
+// differ, so each write is a new version.
+func matrixPolicyBody(n int) []byte {
+	rego := fmt.Sprintf("package mx\n\n# revision %d\nwarn contains \"matrix\" if input.terratask.task.name == \"no task has this name\"\n", n)
+	b, _ := json.Marshal(map[string]string{"rego": rego, "description": "the route matrix's"})
+	return b
+}
+
 // newMatrix creates the fixtures, as org A's admin.
 func newMatrix(t *testing.T, dev *devProc) *matrix {
 	t.Helper()
@@ -370,6 +411,9 @@ func newMatrix(t *testing.T, dev *devProc) *matrix {
 		matrixKeys[4].raw, "", "raw-mx-nobody-knows-this"}
 	rcv := newHookServer(t, hookSecret)
 	m.hookURL = rcv.URL
+	if r := m.send(t, cell{key: matrixKeys[2].raw}, http.MethodPut, "/api/v1/policies/"+matrixPolicy, matrixPolicyBody(0)); r.code != http.StatusCreated {
+		t.Fatalf("creating the matrix's policy: %d %s", r.code, r.body)
+	}
 	m.hook = m.webhook(t)
 	var waiting []string
 	for _, agent := range []string{"agent-x", "agent-y"} {

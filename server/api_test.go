@@ -157,6 +157,13 @@ func TestErrors(t *testing.T) {
 		{"log unknown", req{method: "GET", path: "/api/v1/tasks/task-a1/logs?tail=1", key: admin}, 400, "parameter=tail"},
 		{"cancel force value", req{method: "PUT", path: "/api/v1/tasks/task-a3/cancel?force=maybe", key: admin}, 400, "parameter=force"},
 		{"cancel unknown", req{method: "PUT", path: "/api/v1/tasks/task-a3/cancel?now=1", key: admin}, 400, "parameter=now"},
+		{"policy does not compile", req{method: "PUT", path: "/api/v1/policies/broken", key: admin, body: `{"rego":"package broken\n\ndeny contains msg if {\n"}`}, 400, ""},
+		{"policy name", req{method: "PUT", path: "/api/v1/policies/-x", key: admin, body: `{"rego":"package x\n"}`}, 400, "parameter=name"},
+		{"policy body field", req{method: "PUT", path: "/api/v1/policies/x", key: admin, body: `{"rego":"package x\n","source":"dir:/"}`}, 400, "field=body"},
+		{"policy viewer", req{method: "PUT", path: "/api/v1/policies/x", key: viewer, body: `{"rego":"package x\n"}`}, 403, ""},
+		{"evaluate stage", req{method: "POST", path: "/api/v1/policies/evaluate", key: viewer, body: `{"stage":"later","task":{}}`}, 400, "field=stage"},
+		{"evaluate task", req{method: "POST", path: "/api/v1/policies/evaluate", key: viewer, body: `{"stage":"pre_plan","task":{"name":"n"}}`}, 400, "field=task.agent_id"},
+		{"evaluate plan", req{method: "POST", path: "/api/v1/policies/evaluate", key: viewer, body: `{"stage":"post_plan","task":{"name":"n","agent_id":"a","runner_id":"r"}}`}, 400, "field=plan"},
 	}
 	seen := map[string]bool{}
 	for _, c := range cases {

@@ -128,10 +128,47 @@ func (s *Server) getPlan(c *gin.Context) {
 				return
 			}
 		}
-		c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte(text))
+		c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte(text+policyText(t.Policy)))
 		return
 	}
-	c.Data(http.StatusOK, "application/json; charset=utf-8", p.JSON)
+	c.Data(http.StatusOK, "application/json; charset=utf-8", withPolicy(p.JSON, t.Policy))
+}
+
+// withPolicy adds the task's policy check to its plan's JSON document
+// (key "policy"), so a reviewer reads the plan with what the policies said.
+func withPolicy(doc []byte, check *task.PolicyCheck) []byte {
+	if check == nil {
+		return doc
+	}
+	end := bytes.LastIndexByte(doc, '}')
+	pj, err := json.Marshal(check)
+	if end < 0 || err != nil {
+		return doc
+	}
+	out := make([]byte, 0, len(doc)+len(pj)+12)
+	out = append(out, bytes.TrimRight(doc[:end], " \n\t")...)
+	if !bytes.HasSuffix(bytes.TrimSpace(doc[:end]), []byte("{")) {
+		out = append(out, ',')
+	}
+	out = append(out, `"policy":`...)
+	out = append(out, pj...)
+	return append(out, '}')
+}
+
+// policyText renders the task's policy check after the plan's text.
+func policyText(check *task.PolicyCheck) string {
+	if check == nil {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nPolicy check (%s): %s\n", check.Stage, check.Decision)
+	if check.Error != "" {
+		fmt.Fprintf(&b, "  error: %s\n", check.Error)
+	}
+	for _, r := range check.Results {
+		fmt.Fprintf(&b, "  %s %s (v%d): %s\n", r.Rule, r.Policy, r.Version, r.Message)
+	}
+	return b.String()
 }
 
 // parseDecision reads the optional body of approve and reject: nothing, or

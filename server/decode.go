@@ -77,8 +77,21 @@ func isNull(v json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(v), []b
 
 // decodeStrict decodes exactly one JSON value.
 func decodeStrict(b []byte, v any) error {
+	return decodeOne(b, v, false)
+}
+
+// decodeKnown is decodeStrict into a struct that names every field the
+// body may have: an unknown field is an error.
+func decodeKnown(b []byte, v any) error {
+	return decodeOne(b, v, true)
+}
+
+func decodeOne(b []byte, v any, known bool) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
+	if known {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		return err
 	}

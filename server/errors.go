@@ -17,6 +17,7 @@ import (
 //	not_found              404  no such task (or one of another org or agent), or no such route
 //	method_not_allowed     405  the route exists with other methods (see the Allow header)
 //	conflict               409  the task's state forbids the action, or an Idempotency-Key reused with another body
+//	policy_invalid         400  a policy that does not compile (details.problems: policy, line, column, message)
 //	payload_too_large      413  the body exceeds the server's limit
 //	unsupported_media_type 415  a body that is not application/json
 //	too_many_requests      429  too many failed authentications from the address (see Retry-After), or too many open streams of the key
@@ -24,6 +25,7 @@ import (
 //	unavailable            503  Temporal or the store cannot be reached
 const (
 	codeBadRequest       = "bad_request"
+	codePolicyInvalid    = "policy_invalid"
 	codeUnauthorized     = "unauthorized"
 	codeForbidden        = "forbidden"
 	codeNotFound         = "not_found"
@@ -40,6 +42,7 @@ const (
 // document check against it).
 var errorCodes = map[string]int{
 	codeBadRequest:       http.StatusBadRequest,
+	codePolicyInvalid:    http.StatusBadRequest,
 	codeUnauthorized:     http.StatusUnauthorized,
 	codeForbidden:        http.StatusForbidden,
 	codeNotFound:         http.StatusNotFound,

@@ -209,6 +209,10 @@ func TestOpenAPIMatchesTheCode(t *testing.T) {
 		"SigningSecret": api.SigningSecret{}, "StatusEvent": api.StatusEvent{}, "EndEvent": api.EndEvent{},
 		"Plan": api.Plan{}, "ResourceChange": api.ResourceChange{}, "OutputChange": api.OutputChange{},
 		"Decision": api.Decision{}, "PlanSummary": task.PlanSummary{},
+		"Policy": api.Policy{}, "PolicyList": api.PolicyList{}, "PolicyVersions": api.PolicyVersions{},
+		"PutPolicyRequest": api.PutPolicyRequest{}, "EvaluatePolicyRequest": api.EvaluatePolicyRequest{},
+		"EvaluatePolicyResponse": api.EvaluatePolicyResponse{}, "PolicyProblem": api.PolicyProblem{},
+		"PolicyCheck": task.PolicyCheck{}, "PolicyResult": task.PolicyResult{}, "PolicyRef": task.PolicyRef{},
 	} {
 		if got, want := d.properties(t, schema), jsonFields(view); !reflect.DeepEqual(got, want) {
 			t.Errorf("schema %s has %v, the view %v", schema, got, want)

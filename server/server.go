@@ -24,6 +24,7 @@ import (
 	"github.com/terratask/terratask/codec"
 	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/metrics"
+	"github.com/terratask/terratask/policy"
 	"github.com/terratask/terratask/secret/master"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
@@ -137,6 +138,8 @@ type Server struct {
 	opts   Options
 	router *gin.Engine
 	states *stateCache
+	// policies caches the org's compiled policy sets for dry runs.
+	policies policy.Cache
 	// stateWrites bounds concurrent state document writes.
 	stateWrites chan struct{}
 	// streams tracks the open SSE streams, which CloseStreams ends.
@@ -261,6 +264,7 @@ func New(opts Options) *Server {
 	s.eventRoutes(api)
 	s.scheduleRoutes(api)
 	s.workspaceRoutes(api)
+	s.policyRoutes(api)
 	s.stateRoutes(r)
 	s.runnerRoutes(r)
 	if opts.MCP != nil {

@@ -25,6 +25,7 @@ func (s *Server) inputOf(p auth.Principal, req *createRequest) task.Input {
 	return task.Input{
 		Name: req.Name, Description: req.Description, AgentID: req.AgentID, RunnerID: req.RunnerID,
 		Org: p.Org, Metadata: req.Metadata, CreatedBy: p.Name, Params: req.Params,
+		Key:        &task.KeyRef{Name: p.Name, Role: string(p.Role), Agent: p.Agent},
 		RunnerWait: task.Duration(s.opts.RunnerWait), ApprovalWait: task.Duration(s.opts.ApprovalWait),
 	}
 }
@@ -251,6 +252,9 @@ func (s *Server) getStatus(c *gin.Context) {
 		meta["current_step"] = ""
 	}
 	approvalMeta(meta, plan, approval, t.Status)
+	if t.Policy != nil {
+		meta["policy"] = t.Policy
+	}
 	c.JSON(http.StatusOK, api.Status{
 		ID: t.ID, Status: t.Status, Progress: t.Progress, StartedAt: tsPtr(t.StartedAt),
 		UpdatedAt: ts(t.UpdatedAt), Metadata: meta,

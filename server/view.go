@@ -87,4 +87,7 @@ func overlay(t *store.Task, st task.State) {
 	if st.Plan != nil {
 		t.Plan = st.Plan
 	}
+	if st.Policy != nil {
+		t.Policy = st.Policy
+	}
 }

@@ -28,7 +28,7 @@ const sourceAllowHelp = "host a task's remote module source may name (repeatable
 
 func devCommand(stdout, stderr io.Writer) *cobra.Command {
 	var o app.DevOptions
-	var runners, notifyAllow, webhookAllow, sourceAllow, tofuPaths, passEnv listFlag
+	var runners, notifyAllow, webhookAllow, sourceAllow, tofuPaths, passEnv, policyDirs listFlag
 	var logLevel, isolation string
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -49,6 +49,7 @@ runner ID a task names, on demand; with --runner, it serves exactly those IDs.`,
 			o.WebhookAllow = webhookAllow.vals
 			o.SourceAllow = sourceAllow.vals
 			o.TofuPaths = tofuPaths.vals
+			o.PolicyDirs = policyDirs.vals
 			var err error
 			if o.Isolation, err = isolationOptions(isolation, passEnv.vals); err != nil {
 				return usageError{err}
@@ -56,7 +57,7 @@ runner ID a task names, on demand; with --runner, it serves exactly those IDs.`,
 			// Runner IDs on demand unless --runner was set (by flag,
 			// environment or file): tests of offline runners rely on that.
 			o.OnDemandRunners = !runners.set
-			if o.KeysFile != "" {
+			if o.KeysFile != "" || len(o.PolicyDirs) > 0 {
 				// Only then does SIGHUP mean "reload" rather than its default.
 				hup := make(chan os.Signal, 1)
 				signal.Notify(hup, syscall.SIGHUP)
@@ -97,18 +98,22 @@ runner ID a task names, on demand; with --runner, it serves exactly those IDs.`,
 	fs.Var(&webhookAllow, "webhook-allow", webhookAllowHelp)
 	fs.Var(&sourceAllow, "source-allow", sourceAllowHelp)
 	fs.Var(&tofuPaths, "tofu-path", tofuPathUsage)
+	fs.Var(&policyDirs, "policy-dir", policyDirHelp)
 	fs.StringVar(&o.CLIConfigFile, "terraform-cli-config", "", "Terraform/OpenTofu CLI config file the runners use, e.g. with a provider mirror (default: generated)")
 	isolationFlags(fs, &isolation, &passEnv, "auto")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return configured(cmd)
 }
 
+// policyDirHelp is the help of --policy-dir, a flag of dev and server.
+const policyDirHelp = "an org's policies kept in a directory, ORG=DIR (DIR alone: org default): every *.rego file\nbut *_test.rego, named by its path (aws/tags.rego: aws.tags); loaded at start and on SIGHUP (repeatable)"
+
 const tofuPathUsage = "OpenTofu for tasks with engine opentofu, searched before PATH (repeatable): a tofu binary,\nor a directory holding tofu or one subdirectory per version (DIR/1.6.3/tofu)"
 
 func serverCommand(stdout, stderr io.Writer) *cobra.Command {
 	var o app.ServerOptions
 	var codecOrigins listFlag
-	var notifyAllow, webhookAllow, sourceAllow listFlag
+	var notifyAllow, webhookAllow, sourceAllow, policyDirs listFlag
 	var secretFile, logLevel string
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -129,6 +134,7 @@ Any number of replicas may run behind a load balancer; they keep no state of the
 			o.NotifyAllow = notifyAllow.vals
 			o.WebhookAllow = webhookAllow.vals
 			o.SourceAllow = sourceAllow.vals
+			o.PolicyDirs = policyDirs.vals
 			log, err := newLogger(logLevel, stderr)
 			if err != nil {
 				return err
@@ -160,6 +166,7 @@ Any number of replicas may run behind a load balancer; they keep no state of the
 	fs.Var(&notifyAllow, "notify-allow", notifyAllowHelp)
 	fs.Var(&webhookAllow, "webhook-allow", webhookAllowHelp)
 	fs.Var(&sourceAllow, "source-allow", sourceAllowHelp+"\n(runners check it too: give them the same list)")
+	fs.Var(&policyDirs, "policy-dir", policyDirHelp)
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return configured(cmd)
 }

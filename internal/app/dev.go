@@ -70,6 +70,10 @@ type DevOptions struct {
 	// hashes only) next to the admin key; reloaded when Reload delivers.
 	KeysFile string
 	Reload   <-chan os.Signal
+	// PolicyDirs are --policy-dir values (ORG=DIR, or DIR for org
+	// default): policies loaded at start and reloaded when Reload
+	// delivers.
+	PolicyDirs []string
 	// TofuPaths are where the runners find OpenTofu before PATH (see
 	// activities.Runner.TofuPaths).
 	TofuPaths []string
@@ -260,11 +264,22 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	if err != nil {
 		return err
 	}
+	policyDirs, err := parsePolicyDirs(o.PolicyDirs)
+	if err != nil {
+		return err
+	}
+	reloads := fanOut(ctx, o.Reload, 2)
 	if o.KeysFile != "" {
 		if _, err := auth.Reload(o.KeysFile, keyring, devKey); err != nil {
 			return err
 		}
-		go auth.WatchReload(ctx, o.Reload, o.KeysFile, keyring, log, devKey)
+		go auth.WatchReload(ctx, reloads[0], o.KeysFile, keyring, log, devKey)
+	}
+	if len(policyDirs) > 0 {
+		if err := syncPolicyDirs(ctx, st, policyDirs, log); err != nil {
+			return err
+		}
+		go watchPolicyDirs(ctx, reloads[1], st, policyDirs, log)
 	}
 
 	clientTLS, err := ts.ClientTLS()

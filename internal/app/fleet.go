@@ -114,9 +114,12 @@ type ServerOptions struct {
 	WebhookAllow []string
 	// SourceAllow lists the hosts a task's remote module source may name;
 	// empty: remote sources are refused.
-	SourceAllow  []string
-	Logger       *zap.Logger
-	Reload       <-chan os.Signal // SIGHUP: reload the keys file
+	SourceAllow []string
+	Logger      *zap.Logger
+	Reload      <-chan os.Signal // SIGHUP: reload the keys file and the policy directories
+	// PolicyDirs are --policy-dir values (ORG=DIR, or DIR for org
+	// default), loaded at start and on Reload.
+	PolicyDirs   []string
 	Ready        func(httpAddr string)
 	SkipRegister bool // do not try to register search attributes
 }
@@ -166,6 +169,10 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	if err != nil {
 		return err
 	}
+	policyDirs, err := parsePolicyDirs(o.PolicyDirs)
+	if err != nil {
+		return err
+	}
 	keyring, err := auth.NewKeyring(keyList)
 	if err != nil {
 		return err
@@ -175,6 +182,9 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 
 	st, c, copts, err := s.connect(ctx, o.Store, o.Temporal, log, cdc)
 	if err != nil {
+		return err
+	}
+	if err := syncPolicyDirs(ctx, st, policyDirs, log); err != nil {
 		return err
 	}
 	if !o.SkipRegister {
@@ -209,10 +219,15 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(1)
+	reloads := fanOut(ctx, o.Reload, 2)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		auth.WatchReload(ctx, o.Reload, o.KeysFile, keyring, log)
+		auth.WatchReload(ctx, reloads[0], o.KeysFile, keyring, log)
+	}()
+	go func() {
+		defer wg.Done()
+		watchPolicyDirs(ctx, reloads[1], st, policyDirs, log)
 	}()
 	<-ctx.Done()
 	return nil
