@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -59,6 +60,10 @@ var recordScenarios = slices.Concat(
 	// under the current version.
 	lifecycleScenarios("v6-", "record v6 "),
 	v6Scenarios,
+	// The policy version (GetVersion "policy", issue 21): the org's
+	// policies checked before the workspace and the claim, and after the
+	// plan when one reads plans.
+	v7Scenarios,
 	otherWorkflowScenarios,
 )
 
@@ -103,6 +108,76 @@ var otherWorkflowScenarios = []recordScenario{
 }
 
 // v6Scenarios are the current version's runs besides the lifecycle ones.
+// recorderPolicy is the recorder's org's policy in the v7 scenarios: it
+// decides only for the tasks named after it, and it reads plans, so every
+// v7 task has both checks.
+const recorderPolicy = `package recorder
+
+deny contains "record v7: denied before the plan" if input.terratask.task.name == "record v7 denied pre"
+
+deny contains msg if {
+	input.terratask.task.name == "record v7 denied post"
+	some rc in input.resource_changes
+	msg := sprintf("record v7: %s may not change", [rc.address])
+}
+
+require_approval contains "record v7: a person looks first" if {
+	input.terratask.task.name == "record v7 approval by policy"
+	count(input.resource_changes) > 0
+}
+
+warn contains "record v7: warned" if input.terratask.task.name == "record v7 warned"
+
+level := "a" if input.terratask.task.name == "record v7 policy error"
+
+level := "b" if input.terratask.task.name == "record v7 policy error"
+
+deny contains "never" if level == "c"
+`
+
+// v7Task puts the recorder's policy (unchanged puts write nothing) and
+// creates a v7 task.
+func v7Task(t *testing.T, e recordEnv, what string, params map[string]any) string {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"rego": recorderPolicy, "description": "the recorder's"})
+	if r := e.dev.call(t, http.MethodPut, "/api/v1/policies/recorder", e.dev.key, body); r.code != http.StatusOK && r.code != http.StatusCreated {
+		t.Fatalf("putting the recorder's policy: %d %s", r.code, r.body)
+	}
+	return e.dev.create(t, map[string]any{"name": "record v7 " + what, "agent_id": "agent-record", "runner_id": "local",
+		"parameters": params}).ID
+}
+
+var v7Scenarios = []recordScenario{
+	{"v7-completed", func(t *testing.T, e recordEnv) string {
+		return v7Task(t, e, "completed", map[string]any{"files": fixture(t, "echo"), "word": "recorded",
+			"sensitive_variables": map[string]any{"token": "recorded-secret"}})
+	}},
+	{"v7-plan", func(t *testing.T, e recordEnv) string {
+		return v7Task(t, e, "plan", map[string]any{"files": fixture(t, "workspace"), "action": "plan"})
+	}},
+	{"v7-failed", func(t *testing.T, e recordEnv) string {
+		return v7Task(t, e, "failed", map[string]any{"files": fixture(t, "broken")})
+	}},
+	{"v7-denied-pre", func(t *testing.T, e recordEnv) string {
+		return v7Task(t, e, "denied pre", map[string]any{"files": fixture(t, "echo"), "word": "denied"})
+	}},
+	{"v7-denied-post", func(t *testing.T, e recordEnv) string {
+		return v7Task(t, e, "denied post", map[string]any{"files": fixture(t, "echo"), "word": "denied"})
+	}},
+	{"v7-approved-by-policy", func(t *testing.T, e recordEnv) string {
+		id := v7Task(t, e, "approval by policy", map[string]any{"files": fixture(t, "echo"), "word": "approved"})
+		waitWaiting(t, e.dev, id)
+		mustDecide(t, e.dev, id, "approve", `{"comment":"recorded"}`)
+		return id
+	}},
+	{"v7-warned", func(t *testing.T, e recordEnv) string {
+		return v7Task(t, e, "warned", map[string]any{"files": fixture(t, "echo"), "word": "warned"})
+	}},
+	{"v7-policy-error", func(t *testing.T, e recordEnv) string {
+		return v7Task(t, e, "policy error", map[string]any{"files": fixture(t, "echo"), "word": "error"})
+	}},
+}
+
 var v6Scenarios = []recordScenario{
 	{"v6-approved", func(t *testing.T, e recordEnv) string {
 		tk := e.dev.create(t, reviewBody(t, "approved", "rec-v6-approved", 1, map[string]any{"approval": "required"}))

@@ -259,8 +259,8 @@ var routeMatrix = []row{
 			body := `{"stage":"pre_plan","task":` + string(parkedBody("matrix dry run", c.fx.agent)) + `}`
 			return m.send(t, c, http.MethodPost, "/api/v1/policies/evaluate", []byte(body))
 		}},
-	{op: "GET /api/v1/policies/{name}", want: cells(403, 403, 200, 403, 403, 404, 401, 401), call: get("/api/v1/policies/" + matrixPolicy)},
-	{op: "GET /api/v1/policies/{name}/versions", want: cells(403, 403, 200, 403, 403, 404, 401, 401), call: get("/api/v1/policies/" + matrixPolicy + "/versions")},
+	{op: "GET /api/v1/policies/{name}", want: cells(403, 403, 200, 403, 403, 404, 401, 401), call: get("/api/v1/policies/" + matrixPolicyKept)},
+	{op: "GET /api/v1/policies/{name}/versions", want: cells(403, 403, 200, 403, 403, 404, 401, 401), call: get("/api/v1/policies/" + matrixPolicyKept + "/versions")},
 	{op: "PUT /api/v1/policies/{name}", want: cells(403, 403, allowed, 403, 403, allowed, 401, 401),
 		why: "admins write a new version (200) or the first (201, org B's own policy)",
 		call: func(t *testing.T, m *matrix, c cell) reply {
@@ -268,10 +268,10 @@ var routeMatrix = []row{
 		}},
 	{op: "DELETE /api/v1/policies/{name}", want: cells(403, 403, 204, 403, 403, 404, 401, 401),
 		call: func(t *testing.T, m *matrix, c cell) reply {
-			name := matrixPolicy
+			name := matrixPolicyKept
 			if c.succeeds {
 				name = fmt.Sprintf("%s-gone-%d", matrixPolicy, m.next())
-				if r := m.send(t, cell{key: matrixKeys[2].raw}, http.MethodPut, "/api/v1/policies/"+name, matrixPolicyBody(0)); r.code != http.StatusCreated {
+				if r := m.dev.call(t, http.MethodPut, "/api/v1/policies/"+name, m.keys[adminA], matrixPolicyBody(0)); r.code != http.StatusCreated {
 					t.Fatalf("creating a policy to delete: %d %s", r.code, r.body)
 				}
 			}
@@ -395,6 +395,11 @@ func matrixRows(t *testing.T) []row {
 // any task (its rule matches no task name).
 const matrixPolicy = "mx-policy"
 
+// matrixPolicyKept is org A's policy no row writes: org B's PUT creates
+// its own matrixPolicy, so the 404s of org B's reads and delete name this
+// one.
+const matrixPolicyKept = "mx-policy-kept"
+
 // matrixPolicyBody is a PUT body of the matrix's policy; n makes its text
 // differ, so each write is a new version.
 func matrixPolicyBody(n int) []byte {
@@ -411,8 +416,10 @@ func newMatrix(t *testing.T, dev *devProc) *matrix {
 		matrixKeys[4].raw, "", "raw-mx-nobody-knows-this"}
 	rcv := newHookServer(t, hookSecret)
 	m.hookURL = rcv.URL
-	if r := m.send(t, cell{key: matrixKeys[2].raw}, http.MethodPut, "/api/v1/policies/"+matrixPolicy, matrixPolicyBody(0)); r.code != http.StatusCreated {
-		t.Fatalf("creating the matrix's policy: %d %s", r.code, r.body)
+	for _, name := range []string{matrixPolicy, matrixPolicyKept} {
+		if r := m.dev.call(t, http.MethodPut, "/api/v1/policies/"+name, m.keys[adminA], matrixPolicyBody(0)); r.code != http.StatusCreated {
+			t.Fatalf("creating the matrix's policy %s: %d %s", name, r.code, r.body)
+		}
 	}
 	m.hook = m.webhook(t)
 	var waiting []string
