@@ -96,7 +96,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 // (terratask.Task) and what it covers: v1 before approval, v1-encrypted with
 // the payload codec, v2 the approval and drift-schedule versions, v3 the
 // claim-install command sequence, v4 the host-lease version, v5 the
-// decision-proof version, v6 the org-runners version (the current one). A
+// decision-proof version, v6 the org-runners version, v7 the policy version (the current one). A
 // recorded file must be listed, and a listed file recorded (e2e/record_test.go
 // records them).
 var replayManifest = map[string]string{
@@ -141,6 +141,14 @@ var replayManifest = map[string]string{
 	"v5-completed.json":          "v5 (decision-proof): completed",
 	"v5-failed.json":             "v5 (decision-proof): failed",
 	"v5-plan.json":               "v5 (decision-proof): plan-only",
+	"v7-completed.json":          "v7 (policy): completed under a policy that reads plans: a pre_plan and a post_plan check, both allow",
+	"v7-plan.json":               "v7 (policy): plan-only, both checks",
+	"v7-failed.json":             "v7 (policy): a broken configuration fails at the plan, after the pre_plan check",
+	"v7-denied-pre.json":         "v7 (policy): denied by the pre_plan check: no workspace, no claim, no engine",
+	"v7-denied-post.json":        "v7 (policy): denied by the post_plan check: planned, nothing applied",
+	"v7-approved-by-policy.json": "v7 (policy): approval none, but a policy requires approval: waits, approved through the API, applies the saved plan",
+	"v7-warned.json":             "v7 (policy): a warning recorded, completed",
+	"v7-policy-error.json":       "v7 (policy): an evaluation error fails the task closed (policy_error) before anything runs",
 	"v6-approval-timeout.json":   "v6 (org-runners): approval timed out (rejected)",
 	"v6-approved-by-parent.json": "v6 (org-runners): a parent workflow approves its child by a signed signal (the approval request under the org's key)",
 	"v6-approved.json":           "v6 (org-runners): approved through the API",
