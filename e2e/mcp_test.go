@@ -13,7 +13,7 @@ import (
 	mcpsdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
-var mcpTools = []string{"cancel_task", "create_task", "get_task", "get_task_logs", "get_task_plan", "get_task_status", "list_runners", "list_tasks", "wait_for_task"}
+var mcpTools = []string{"cancel_task", "check_policies", "create_task", "get_task", "get_task_logs", "get_task_plan", "get_task_status", "list_runners", "list_tasks", "wait_for_task"}
 
 // stdioSession starts `terratask mcp` with key and connects the go-sdk's
 // own client to it.
@@ -148,6 +148,12 @@ func exerciseMCP(t *testing.T, ctx context.Context, s, viewer *mcpsdk.ClientSess
 	}
 	if r, text, isErr := call(t, ctx, s, "list_runners", nil); isErr || len(r["runners"].([]any)) == 0 {
 		t.Fatalf("list_runners: %s", text)
+	}
+	// A dry run of the org's policies: this dev's org has none, so any
+	// task is allowed and no policy is named.
+	if r, text, isErr := call(t, ctx, s, "check_policies", map[string]any{"task": map[string]any{"name": "mcp dry run", "agent_id": "agent-mcp", "runner_id": "local"}}); isErr ||
+		r["decision"] != "allow" || r["stage"] != "pre_plan" || len(r["policies"].([]any)) != 0 {
+		t.Fatalf("check_policies: %s", text)
 	}
 
 	// Cancel a live task.

@@ -1,5 +1,5 @@
 // Package mcp serves terratask's task tools to AI agents over the Model
-// Context Protocol, with the official Go SDK: create_task, get_task,
+// Context Protocol, with the official Go SDK: create_task, check_policies, get_task,
 // get_task_status, get_task_logs, get_task_plan, list_tasks,
 // wait_for_task, cancel_task and list_runners.
 //
@@ -57,7 +57,10 @@ Create a task with create_task, then follow it with wait_for_task (bounded; call
 while done is false), get_task_logs and get_task; cancel it with cancel_task.
 A task created with parameters.approval "required" or "destructive" stops at status
 waiting_approval after planning: a person reviews the plan (get_task_plan shows it) and
-approves or rejects it outside this session. You cannot approve or reject a plan.`
+approves or rejects it outside this session. You cannot approve or reject a plan.
+Your org's policies may deny a task (it fails with policy_denied and its policy field
+says which rule and why: fix the task and create it again) or make its plan wait for a
+person; check_policies tries a task against them without creating it.`
 
 // ServeStdio serves the tools over stdin and stdout until ctx ends or the
 // client disconnects.

@@ -120,7 +120,16 @@ type waitOutput struct {
 	TimedOut bool           `json:"timed_out"`
 	Metadata map[string]any `json:"metadata,omitempty"`
 	Result   *task.Result   `json:"result,omitempty"`
-	Note     string         `json:"note,omitempty"`
+	// Policy is the task's latest policy check: why it was denied, or why
+	// its plan waits for a person.
+	Policy *task.PolicyCheck `json:"policy,omitempty"`
+	Note   string            `json:"note,omitempty"`
+}
+
+type checkInput struct {
+	Task  createInput    `json:"task" jsonschema:"the task exactly as you would pass it to create_task"`
+	Stage string         `json:"stage,omitempty" jsonschema:"pre_plan (default): the policies that read the task itself; post_plan needs plan"`
+	Plan  map[string]any `json:"plan,omitempty" jsonschema:"for post_plan: Terraform's JSON plan (terraform show -json)"`
 }
 
 type runnersOutput struct {
@@ -152,6 +161,8 @@ func (t *tools) register(s *mcpsdk.Server) {
 	mcpsdk.AddTool(s, &mcpsdk.Tool{Name: "cancel_task",
 		Description: "Cancel a task: Terraform stops gracefully (its state lock is released) and the task ends cancelled; the answer may say cancelling while it stops. A task that already ended cannot be cancelled.",
 		Annotations: &mcpsdk.ToolAnnotations{Title: "Cancel task", DestructiveHint: ptr(true), IdempotentHint: true}}, t.cancelTask)
+	mcpsdk.AddTool(s, &mcpsdk.Tool{Name: "check_policies", Annotations: readOnly("Check policies"),
+		Description: "Evaluate your org's policies for a task without creating it (a dry run): decision allow, require_approval (its plan will wait for a person), deny (create_task would fail with policy_denied) or error, with each rule's message. Stage pre_plan checks the task itself; post_plan also needs the plan's JSON."}, t.checkPolicies)
 	mcpsdk.AddTool(s, &mcpsdk.Tool{Name: "list_runners", Annotations: readOnly("List runners"),
 		Description: "List the runners your org's tasks name, with liveness: online or offline, last seen, worker count and tasks by status."}, t.listRunners)
 }
@@ -169,6 +180,29 @@ func (t *tools) createTask(ctx context.Context, req *mcpsdk.CallToolRequest, in 
 		return nil, nil, toolError(err)
 	}
 	return nil, tk, nil
+}
+
+func (t *tools) checkPolicies(ctx context.Context, req *mcpsdk.CallToolRequest, in checkInput) (*mcpsdk.CallToolResult, any, error) {
+	stage := in.Stage
+	if stage == "" {
+		stage = task.PolicyPrePlan
+	}
+	body, err := json.Marshal(api.CreateTask{Name: in.Task.Name, Description: in.Task.Description, AgentID: in.Task.AgentID,
+		RunnerID: in.Task.RunnerID, Metadata: in.Task.Metadata, Parameters: in.Task.Parameters})
+	if err != nil {
+		return nil, nil, err
+	}
+	r := api.EvaluatePolicyRequest{Stage: stage, Task: body}
+	if in.Plan != nil {
+		if r.Plan, err = json.Marshal(in.Plan); err != nil {
+			return nil, nil, err
+		}
+	}
+	out, err := t.clientFor(req).EvaluatePolicies(ctx, r)
+	if err != nil {
+		return nil, nil, toolError(err)
+	}
+	return nil, out, nil
 }
 
 func (t *tools) getTask(ctx context.Context, req *mcpsdk.CallToolRequest, in taskID) (*mcpsdk.CallToolResult, any, error) {
@@ -285,9 +319,16 @@ func (t *tools) waitForTask(ctx context.Context, req *mcpsdk.CallToolRequest, in
 		if gerr != nil {
 			return nil, nil, toolError(gerr)
 		}
-		out.Status, out.Progress, out.Done, out.Result = tk.Status, tk.Progress, true, tk.Result
+		out.Status, out.Progress, out.Done, out.Result, out.Policy = tk.Status, tk.Progress, true, tk.Result, tk.Policy
+		if tk.Result != nil && tk.Result.Error != nil && tk.Result.Error.Code == task.CodePolicyDenied {
+			out.Note = "your org's policies denied the task (policy.results say which and why); nothing was applied. Change the task so the deny rules no longer match (check_policies tries a task without creating it), then create it again."
+		}
 	case last.Status == task.StatusWaitingApproval:
 		out.Note = "the task waits for a person to approve or reject its plan (get_task_plan shows it); you cannot approve it. Wait again later, or cancel it."
+		if tk, gerr := c.GetTask(ctx, in.TaskID); gerr == nil && tk.Policy != nil && tk.Policy.Decision == task.PolicyRequireApproval {
+			out.Policy = tk.Policy
+			out.Note = "a policy of your org requires a person's approval of this plan (policy.results say why); you cannot approve it. Wait again later, or cancel it."
+		}
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && last.ID != "":
 		out.TimedOut = true
 		out.Note = "still running: call wait_for_task again"

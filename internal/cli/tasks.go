@@ -121,6 +121,12 @@ func (o *options) printTask(t api.Task, asJSON bool) error {
 			kv = append(kv, [2]string{"Error", r.Error.Code + ": " + r.Error.Message})
 		}
 	}
+	if p := t.Policy; p != nil {
+		kv = append(kv, [2]string{"Policy", p.Decision + " (" + p.Stage + ")"})
+		for _, res := range p.Results {
+			kv = append(kv, [2]string{"  " + res.Rule, fmt.Sprintf("%s v%d: %s", res.Policy, res.Version, res.Message)})
+		}
+	}
 	return fields(o.env.Stdout, kv)
 }
 
