@@ -75,7 +75,7 @@ func NewDoc(in task.Input, stage string, sensitive []string, now time.Time) Doc 
 			Metadata:    in.Metadata,
 			Action:      string(p.EffectiveAction()),
 			Engine:      string(p.EffectiveEngine()),
-			Workspace:   p.Workspace,
+			Workspace:   workspaceOf(in),
 			Approval:    string(p.EffectiveApproval()),
 			Module:      p.Module,
 			Source:      p.Source,
@@ -98,6 +98,15 @@ func NewDoc(in task.Input, stage string, sensitive []string, now time.Time) Doc 
 		d.Key = KeyDoc{Name: in.CreatedBy}
 	}
 	return d
+}
+
+// workspaceOf is the task's workspace as its creator named it: "" for a
+// task on a workspace of its own (the API names that one after the task).
+func workspaceOf(in task.Input) string {
+	if !in.SharesWorkspace() {
+		return ""
+	}
+	return in.Params.Workspace
 }
 
 // PrePlanInput is the input of a pre_plan check: {"terratask": doc}.
