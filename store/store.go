@@ -4,7 +4,8 @@
 // Terraform state (versions and lock per org and workspace) that the server's
 // HTTP state backend serves (StateStore), the workspaces and the agents that
 // may use them (WorkspaceStore), tasks' saved plans (PlanStore), the
-// orgs' policies and every version of each (PolicyStore), and the events,
+// orgs' policies and every version of each (PolicyStore), the orgs'
+// credential sets, their values sealed (CredentialSetStore), and the events,
 // webhooks and webhook delivery log of package events (EventStore).
 //
 // Temporal stays the source of truth; the store is a projection. The SQLite
@@ -185,6 +186,8 @@ type Store interface {
 	WorkspaceStore
 	// PolicyStore keeps the orgs' policies and their versions.
 	PolicyStore
+	// CredentialSetStore keeps the orgs' credential sets.
+	CredentialSetStore
 	// Ping checks the store is reachable.
 	Ping(ctx context.Context) error
 	Close() error

@@ -55,7 +55,13 @@
 //     one (NextPolicy's rule on the latest version read under a lock of
 //     the name); a task's policy check round-trips as JSON, like its
 //     approval; a plan's PolicyInput round-trips byte for byte, and an
-//     empty one comes back empty.
+//     empty one comes back empty;
+//   - credential sets: every string round-trips as given (valid UTF-8),
+//     sealed values included; names come back sorted, lists in their
+//     order, nil lists empty; ListCredentialSets sorts names bytewise; a
+//     put that keeps values racing one that replaces them never writes
+//     back the older values (ApplyCredentialPut's rule on the set read
+//     under a lock of the name).
 package storetest
 
 import (
@@ -152,6 +158,13 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("ConcurrentPuts", h.testPolicyConcurrentPuts)
 		t.Run("TaskPolicy", h.testPolicyTransitions)
 		t.Run("PlanPolicyInput", h.testPlanPolicyInput)
+	})
+	t.Run("CredentialSets", func(t *testing.T) {
+		t.Run("CRUD", h.testCredentialSetsCRUD)
+		t.Run("OrgIsolation", h.testCredentialSetsOrgIsolation)
+		t.Run("Validation", h.testCredentialSetsValidation)
+		t.Run("ConcurrentPuts", h.testCredentialSetsConcurrentPuts)
+		t.Run("Delivery", h.testCredentialDelivery)
 	})
 	t.Run("Concurrency", h.testConcurrency)
 	t.Run("Ping", func(t *testing.T) {
