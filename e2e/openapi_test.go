@@ -38,6 +38,17 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 	// Schedules for the {scheduleId} routes: a paused one to read, patch
 	// and trigger, another to delete.
 	values["scheduleId"], values["scheduleToDelete"] = openAPISchedule(t), openAPISchedule(t)
+	// Policies for the {name} routes: one to read and write, another to
+	// delete. They decide nothing (no task has their name) and read no
+	// plan, and the walk's are removed after it: the dev is shared.
+	values["name"], values["policyToDelete"] = "openapi-policy", "openapi-policy-gone"
+	openAPIPolicy := []byte(`{"rego":"package openapi\n\nwarn contains \"openapi\" if input.terratask.task.name == \"no task has this name\"\n"}`)
+	for _, name := range []string{values["name"], values["policyToDelete"]} {
+		if r := shared.call(t, http.MethodPut, "/api/v1/policies/"+name, shared.key, openAPIPolicy); r.code != http.StatusCreated {
+			t.Fatalf("policy %s: %d %s", name, r.code, r.body)
+		}
+	}
+	t.Cleanup(func() { shared.call(t, http.MethodDelete, "/api/v1/policies/"+values["name"], shared.key, nil) })
 	param := regexp.MustCompile(`\{([A-Za-z]+)\}`)
 	calls := 0
 	// In path and method order, so the state routes run as a story: read
@@ -79,6 +90,9 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 			if strings.HasPrefix(path, "/api/v1/schedules/") && method == "delete" {
 				url = strings.Replace(url, values["scheduleId"], values["scheduleToDelete"], 1)
 			}
+			if path == "/api/v1/policies/{name}" && method == "delete" {
+				url = strings.Replace(url, values["name"], values["policyToDelete"], 1)
+			}
 			var body []byte
 			switch {
 			case path == "/api/v1/schedules" && method == "post":
@@ -97,6 +111,10 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 			case strings.HasPrefix(path, "/api/v1/workspaces/") && method == "put":
 				// openapi-ws: the state walk above wrote it with the admin key.
 				body = []byte(`{"agents":["agent-openapi"]}`)
+			case path == "/api/v1/policies/evaluate":
+				body = []byte(`{"stage":"pre_plan","task":` + string(parkedBody("openapi dry run", "agent-openapi")) + `}`)
+			case strings.HasPrefix(path, "/api/v1/policies/") && method == "put":
+				body = openAPIPolicy
 			case method == "post":
 				body = parkedBody("openapi create", "agent-openapi")
 			}
