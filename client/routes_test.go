@@ -142,6 +142,13 @@ func TestEveryDocumentedRouteHasAMethod(t *testing.T) {
 			_, err := c.EvaluatePolicies(ctx, api.EvaluatePolicyRequest{Stage: "pre_plan", Task: json.RawMessage(`{"name":"n"}`)})
 			return err
 		},
+		func() error { _, err := c.ListCredentialSets(ctx); return err },
+		func() error { _, err := c.GetCredentialSet(ctx, "aws-prod"); return err },
+		func() error {
+			_, _, err := c.PutCredentialSet(ctx, "aws-prod", api.PutCredentialSetRequest{Env: map[string]string{"A": "b"}})
+			return err
+		},
+		func() error { return c.DeleteCredentialSet(ctx, "aws-prod") },
 	}
 	for i, call := range calls {
 		if err := call(); err != nil {

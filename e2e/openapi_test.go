@@ -49,6 +49,15 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { shared.call(t, http.MethodDelete, "/api/v1/policies/"+values["name"], shared.key, nil) })
+	// Credential sets of the same names, attached to nothing, named by no
+	// task.
+	openAPICredentials := []byte(`{"env":{"OPENAPI_TOKEN":"openapi"},"workspaces":["no-task-uses-this"]}`)
+	for _, name := range []string{values["name"], values["policyToDelete"]} {
+		if r := shared.call(t, http.MethodPut, "/api/v1/credential-sets/"+name, shared.key, openAPICredentials); r.code != http.StatusCreated {
+			t.Fatalf("credential set %s: %d %s", name, r.code, r.body)
+		}
+	}
+	t.Cleanup(func() { shared.call(t, http.MethodDelete, "/api/v1/credential-sets/"+values["name"], shared.key, nil) })
 	param := regexp.MustCompile(`\{([A-Za-z]+)\}`)
 	calls := 0
 	// In path and method order, so the state routes run as a story: read
@@ -90,7 +99,7 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 			if strings.HasPrefix(path, "/api/v1/schedules/") && method == "delete" {
 				url = strings.Replace(url, values["scheduleId"], values["scheduleToDelete"], 1)
 			}
-			if path == "/api/v1/policies/{name}" && method == "delete" {
+			if (path == "/api/v1/policies/{name}" || path == "/api/v1/credential-sets/{name}") && method == "delete" {
 				url = strings.Replace(url, values["name"], values["policyToDelete"], 1)
 			}
 			var body []byte
@@ -115,6 +124,8 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 				body = []byte(`{"stage":"pre_plan","task":` + string(parkedBody("openapi dry run", "agent-openapi")) + `}`)
 			case strings.HasPrefix(path, "/api/v1/policies/") && method == "put":
 				body = openAPIPolicy
+			case strings.HasPrefix(path, "/api/v1/credential-sets/") && method == "put":
+				body = openAPICredentials
 			case method == "post":
 				body = parkedBody("openapi create", "agent-openapi")
 			}

@@ -278,6 +278,28 @@ var routeMatrix = []row{
 			return m.send(t, c, http.MethodDelete, "/api/v1/policies/"+name, nil)
 		}},
 
+	// Credential sets are the admin's, of its own org, as policies: org
+	// B's admin lists and writes org B's (its PUT creates org B's own set),
+	// and org A's set is a 404 for it. No route returns a value.
+	{op: "GET /api/v1/credential-sets", want: cells(403, 403, 200, 403, 403, 200, 401, 401), call: get("/api/v1/credential-sets")},
+	{op: "GET /api/v1/credential-sets/{name}", want: cells(403, 403, 200, 403, 403, 404, 401, 401), call: get("/api/v1/credential-sets/" + matrixCredentialsKept)},
+	{op: "PUT /api/v1/credential-sets/{name}", want: cells(403, 403, allowed, 403, 403, allowed, 401, 401),
+		why: "admins replace org A's set (200) or create their own (201, org B's)",
+		call: func(t *testing.T, m *matrix, c cell) reply {
+			return m.send(t, c, http.MethodPut, "/api/v1/credential-sets/"+matrixCredentials, matrixCredentialsBody)
+		}},
+	{op: "DELETE /api/v1/credential-sets/{name}", want: cells(403, 403, 204, 403, 403, 404, 401, 401),
+		call: func(t *testing.T, m *matrix, c cell) reply {
+			name := matrixCredentialsKept
+			if c.succeeds {
+				name = fmt.Sprintf("%s-gone-%d", matrixCredentials, m.next())
+				if r := m.dev.call(t, http.MethodPut, "/api/v1/credential-sets/"+name, m.keys[adminA], matrixCredentialsBody); r.code != http.StatusCreated {
+					t.Fatalf("creating a credential set to delete: %d %s", r.code, r.body)
+				}
+			}
+			return m.send(t, c, http.MethodDelete, "/api/v1/credential-sets/"+name, nil)
+		}},
+
 	// Runner IDs are per org: org B's key reads its own runner "local"
 	// (offline, no hosts), never org A's (e2e/tenancy_test.go checks what
 	// each sees). The codec: admin keys bound to no agent, each on its own
@@ -298,6 +320,7 @@ var routeMatrix = []row{
 	{op: "GET /api/v1/runner/plan-files/{taskId}", want: cells(401, 401, 401, 401, 401, 401, 401, 401), call: onRunnerAPI(http.MethodGet, "/plan-files/task-x", nil)},
 	{op: "GET /api/v1/runner/tasks/{taskId}", want: cells(401, 401, 401, 401, 401, 401, 401, 401), call: onRunnerAPI(http.MethodGet, "/tasks/task-x", nil)},
 	{op: "PUT /api/v1/runner/hosts/{hostId}", want: cells(401, 401, 401, 401, 401, 401, 401, 401), call: onRunnerAPI(http.MethodPut, "/hosts/h", []byte(`{}`))},
+	{op: "GET /api/v1/runner/credentials/{taskId}", want: cells(401, 401, 401, 401, 401, 401, 401, 401), call: onRunnerAPI(http.MethodGet, "/credentials/task-x?workspace=w", nil)},
 }
 
 // onRunnerAPI is a row's request to the runner API.
@@ -408,6 +431,18 @@ func matrixPolicyBody(n int) []byte {
 	return b
 }
 
+// matrixCredentials is org A's credential set of the matrix: attached to
+// nothing and named by no task.
+const matrixCredentials = "mx-credentials"
+
+// matrixCredentialsKept is org A's set no row writes: org B's PUT creates
+// its own matrixCredentials, so the 404s of org B's read and delete name
+// this one.
+const matrixCredentialsKept = "mx-credentials-kept"
+
+// matrixCredentialsBody is a PUT body of the matrix's sets.
+var matrixCredentialsBody = []byte(`{"description":"the route matrix's","env":{"MX_TOKEN":"mx-value"},"workspaces":["mx-no-task-uses-this"]}`)
+
 // newMatrix creates the fixtures, as org A's admin.
 func newMatrix(t *testing.T, dev *devProc) *matrix {
 	t.Helper()
@@ -419,6 +454,11 @@ func newMatrix(t *testing.T, dev *devProc) *matrix {
 	for _, name := range []string{matrixPolicy, matrixPolicyKept} {
 		if r := m.dev.call(t, http.MethodPut, "/api/v1/policies/"+name, m.keys[adminA], matrixPolicyBody(0)); r.code != http.StatusCreated {
 			t.Fatalf("creating the matrix's policy %s: %d %s", name, r.code, r.body)
+		}
+	}
+	for _, name := range []string{matrixCredentials, matrixCredentialsKept} {
+		if r := m.dev.call(t, http.MethodPut, "/api/v1/credential-sets/"+name, m.keys[adminA], matrixCredentialsBody); r.code != http.StatusCreated {
+			t.Fatalf("creating the matrix's credential set %s: %d %s", name, r.code, r.body)
 		}
 	}
 	m.hook = m.webhook(t)

@@ -48,7 +48,8 @@ type TaskDoc struct {
 	Files map[string]string `json:"files"`
 	// Variables are the names of its variables and sensitive variables.
 	Variables []string `json:"variables"`
-	// Credentials are the credential sets it names.
+	// Credentials are the credential sets it uses, by name: those it
+	// names and those attached to its workspace.
 	Credentials []string `json:"credentials"`
 	ScheduleID  string   `json:"schedule_id"`
 }
@@ -81,7 +82,7 @@ func NewDoc(in task.Input, stage string, sensitive []string, now time.Time) Doc 
 			Source:      p.Source,
 			Files:       p.Files,
 			Variables:   vars,
-			Credentials: []string{},
+			Credentials: in.CredentialSetNames(),
 			ScheduleID:  in.ScheduleID,
 		},
 		Now: now.UTC().Format(time.RFC3339),

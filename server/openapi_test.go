@@ -213,6 +213,8 @@ func TestOpenAPIMatchesTheCode(t *testing.T) {
 		"PutPolicyRequest": api.PutPolicyRequest{}, "EvaluatePolicyRequest": api.EvaluatePolicyRequest{},
 		"EvaluatePolicyResponse": api.EvaluatePolicyResponse{}, "PolicyProblem": api.PolicyProblem{},
 		"PolicyCheck": task.PolicyCheck{}, "PolicyResult": task.PolicyResult{}, "PolicyRef": task.PolicyRef{},
+		"CredentialSet": api.CredentialSet{}, "CredentialSetList": api.CredentialSetList{},
+		"PutCredentialSetRequest": api.PutCredentialSetRequest{}, "CredentialOIDC": api.CredentialOIDC{},
 	} {
 		if got, want := d.properties(t, schema), jsonFields(view); !reflect.DeepEqual(got, want) {
 			t.Errorf("schema %s has %v, the view %v", schema, got, want)

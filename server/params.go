@@ -20,6 +20,10 @@ type createRequest struct {
 	Metadata    map[string]any
 	Params      task.Params
 	Secrets     task.Secrets
+	// CredentialSets are the credential sets the task uses, resolved
+	// from Params.Credentials and the org's attached sets
+	// (resolveCredentials); nil until then.
+	CredentialSets []string
 }
 
 // Limits on create bodies.
@@ -59,6 +63,7 @@ var reservedParams = map[string]bool{
 	"targets": true, "replace": true, "refresh_only": true, "parallelism": true, "timeout": true,
 	"runner_timeout": true, "notify": true, "approval": true, "approval_timeout": true,
 	"engine": true, "tofu_version": true, "detect_drift": true, "remediate": true,
+	"credentials": true,
 }
 
 // topLevelFields are the fields of a create body.
@@ -219,13 +224,16 @@ func parseParams(params map[string]json.RawMessage, req *createRequest) error {
 				return errField(field(k), "must be an object of environment variable name to string value")
 			}
 			for _, name := range sortedKeys(req.Secrets.Env) {
-				if !envNamePattern.MatchString(name) {
-					return errField(field(k)+"."+name, "is not a valid environment variable name")
-				}
-				if strings.HasPrefix(name, "TF_") && !strings.HasPrefix(name, "TF_VAR_") || strings.HasPrefix(name, "TOFU_") {
-					return errField(field(k)+"."+name, "TF_ variables other than TF_VAR_, and OpenTofu's TOFU_ ones, are set by the runner")
+				if err := checkEnvName(field(k)+"."+name, name); err != nil {
+					return err
 				}
 			}
+		case "credentials":
+			names, err := parseCredentialNames(v)
+			if err != nil {
+				return err
+			}
+			p.Credentials = names
 		case "workspace":
 			if json.Unmarshal(v, &p.Workspace) != nil || !workspacePattern.MatchString(p.Workspace) {
 				return errField(field(k), "must be 1-90 characters of letters, digits, ., _ and -, starting with a letter or digit")
@@ -344,6 +352,18 @@ func parseParams(params map[string]json.RawMessage, req *createRequest) error {
 		if _, dup := p.Variables[name]; dup {
 			return errField("parameters.sensitive_variables."+name, "is also given as a plain variable")
 		}
+	}
+	return nil
+}
+
+// checkEnvName checks the name of an environment variable a task's env,
+// or a credential set's, gives the task's engine.
+func checkEnvName(field, name string) error {
+	if !envNamePattern.MatchString(name) {
+		return errField(field, "is not a valid environment variable name")
+	}
+	if strings.HasPrefix(name, "TF_") && !strings.HasPrefix(name, "TF_VAR_") || strings.HasPrefix(name, "TOFU_") {
+		return errField(field, "TF_ variables other than TF_VAR_, and OpenTofu's TOFU_ ones, are set by the runner")
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,7 @@ import (
 //	PUT  /api/v1/runner/plan-files/{taskId}   the sealed plan file of a task
 //	GET  /api/v1/runner/plan-files/{taskId}   read it back (another host applies)
 //	GET  /api/v1/runner/tasks/{taskId}        a task's status (the janitor)
+//	GET  /api/v1/runner/credentials/{taskId}  a step's credential sets, sealed
 //	PUT  /api/v1/runner/hosts/{hostId}        the host's engines (runners routes)
 //
 // A runner authenticates as (org, runner ID) with HTTP basic auth: user
@@ -51,6 +53,7 @@ func (s *Server) runnerRoutes(r *gin.Engine) {
 	g.PUT("/plan-files/:taskId", s.runnerPutPlanFile)
 	g.GET("/plan-files/:taskId", s.runnerGetPlanFile)
 	g.GET("/tasks/:taskId", s.runnerGetTask)
+	g.GET("/credentials/:taskId", s.runnerGetCredentials)
 	g.PUT("/hosts/:hostId", s.runnerPutHost)
 }
 
@@ -252,4 +255,72 @@ func (s *Server) runnerPutHost(c *gin.Context) {
 		return
 	}
 	c.Status(http.StatusNoContent)
+}
+
+// maxRunnerCredentialSets bounds the sets one request asks for: those the
+// task names and those attached to it.
+const maxRunnerCredentialSets = 100
+
+// runnerWorkspacePattern is a workspace as a step uses it (the task's own
+// workspace is its ID, ':' of a scheduled one's made '_').
+var runnerWorkspacePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// runnerCredentials is the answer of GET /api/v1/runner/credentials/{taskId}.
+type runnerCredentials struct {
+	Sets []store.CredentialDelivery `json:"sets"`
+}
+
+// runnerGetCredentials answers the credential sets a step of the task
+// uses: those its input names (query "set", repeated, in order), each
+// checked now against the task's agent (the stored one), its workspace as
+// the step uses it (query "workspace") and the calling runner, with its
+// values still sealed under the org's key and its oidc configuration. A
+// set that no longer exists or no longer serves the task is a 403 naming
+// it, and the step fails; a task that has ended gets none (409).
+func (s *Server) runnerGetCredentials(c *gin.Context) {
+	t, ok := s.runnerTask(c, c.Param("taskId"))
+	if !ok {
+		return
+	}
+	q, ok := query(c)
+	if !ok {
+		return
+	}
+	for k, vs := range q {
+		switch {
+		case k == "workspace" && len(vs) == 1 && runnerWorkspacePattern.MatchString(vs[0]):
+		case k == "set" && len(vs) <= maxRunnerCredentialSets:
+			for _, name := range vs {
+				if !credentialSetPattern.MatchString(name) {
+					badParameter(c, "set", "set must name credential sets")
+					return
+				}
+			}
+		default:
+			badParameter(c, k, "the query is workspace (once, the task's workspace) and set (a credential set the task uses, repeated)")
+			return
+		}
+	}
+	if q.Get("workspace") == "" {
+		badParameter(c, "workspace", "workspace is required: the task's workspace")
+		return
+	}
+	if t.Status.Terminal() {
+		fail(c, http.StatusConflict, codeConflict, "the task has ended: it gets no credentials", map[string]any{"taskId": t.ID, "status": string(t.Status)})
+		return
+	}
+	rc := runnerOf(c)
+	sets, err := store.DeliverCredentials(c.Request.Context(), s.opts.Store, t.AgentID, store.CredentialRequest{
+		Org: rc.org, RunnerID: rc.id, TaskID: t.ID, Workspace: q.Get("workspace"), Sets: q["set"]})
+	var refused *store.CredentialRefusedError
+	if errors.As(err, &refused) {
+		fail(c, http.StatusForbidden, codeForbidden, refused.Error(), map[string]any{"set": refused.Set, "scope": refused.Scope, "value": refused.Value})
+		return
+	}
+	if err != nil {
+		s.opts.Logger.Error("runner API: reading credential sets", zap.String("task_id", t.ID), zap.Error(err))
+		internal(c)
+		return
+	}
+	c.JSON(http.StatusOK, runnerCredentials{Sets: sets})
 }

@@ -114,6 +114,14 @@ func (s *Server) templateAction(c *gin.Context, id string, req *createRequest, a
 			map[string]any{detailField: "template.agent_id"})
 		return schedules.Action{}, false
 	}
+	// Its credential sets, as a create checks them (a template without a
+	// workspace is checked with workspace ""; each step checks the task's
+	// own again).
+	sets, ok := s.resolveCredentials(c, "template.", req.AgentID, req.Params.Workspace, req.RunnerID, req)
+	if !ok {
+		return schedules.Action{}, false
+	}
+	req.CredentialSets = sets
 	// A named workspace is claimed now: the schedule's tasks are started
 	// by Temporal, past the create route's check (see workspaces.go).
 	if req.Params.Workspace != "" && !s.claimWorkspace(c, p, "template.", req.AgentID, req.Params.Workspace, "", time.Now().UTC()) {

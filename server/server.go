@@ -265,6 +265,7 @@ func New(opts Options) *Server {
 	s.scheduleRoutes(api)
 	s.workspaceRoutes(api)
 	s.policyRoutes(api)
+	s.credentialRoutes(api)
 	s.stateRoutes(r)
 	s.runnerRoutes(r)
 	if opts.MCP != nil {

@@ -24,7 +24,7 @@ import (
 func (s *Server) inputOf(p auth.Principal, req *createRequest) task.Input {
 	return task.Input{
 		Name: req.Name, Description: req.Description, AgentID: req.AgentID, RunnerID: req.RunnerID,
-		Org: p.Org, Metadata: req.Metadata, CreatedBy: p.Name, Params: req.Params,
+		Org: p.Org, Metadata: req.Metadata, CreatedBy: p.Name, Params: req.Params, CredentialSets: req.CredentialSets,
 		Key:        &task.KeyRef{Name: p.Name, Role: string(p.Role), Agent: p.Agent},
 		RunnerWait: task.Duration(s.opts.RunnerWait), ApprovalWait: task.Duration(s.opts.ApprovalWait),
 	}
@@ -98,6 +98,10 @@ func (s *Server) createTask(c *gin.Context) {
 	}
 	if in.Params.Workspace == "" {
 		in.Params.Workspace = in.ID
+	}
+	// The credential sets it names, and those attached to its workspace.
+	if in.CredentialSets, ok = s.resolveCredentials(c, "", in.AgentID, in.Params.Workspace, in.RunnerID, req); !ok {
+		return
 	}
 	if in.SealedSecrets, err = s.sealSecrets(in.Org, req.Secrets); err != nil {
 		s.opts.Logger.Error("starting a task", zap.Error(err))

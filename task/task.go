@@ -187,6 +187,26 @@ type Input struct {
 	// and by schedules from the key that wrote the template last. A task
 	// started by a parent workflow has the key its input names.
 	Key *KeyRef `json:"key,omitempty"`
+	// CredentialSets are the credential sets the task uses, by name: those
+	// its Params.Credentials names, then those that attach themselves to
+	// its workspace, resolved by the API at create (a schedule's template
+	// when it is written). Each step fetches their values, sealed, when it
+	// starts. Nil for a task no API resolved (a parent workflow's): its
+	// Params.Credentials then (CredentialSetNames).
+	CredentialSets []string `json:"credential_sets,omitempty"`
+}
+
+// CredentialSetNames are the credential sets the task uses: CredentialSets,
+// or Params.Credentials when nothing resolved them; never nil.
+func (in Input) CredentialSetNames() []string {
+	names := in.CredentialSets
+	if names == nil {
+		names = in.Params.Credentials
+	}
+	if names == nil {
+		return []string{}
+	}
+	return names
 }
 
 // KeyRef names an API key and what it may do.
@@ -230,6 +250,10 @@ type Params struct {
 	// Terraform's.
 	Engine      Engine `json:"engine,omitempty"`
 	TofuVersion string `json:"tofu_version,omitempty"`
+	// Credentials names the org's credential sets the task uses (see
+	// Input.CredentialSets): their values reach the task's steps as its
+	// own env and sensitive_variables do, never through its input.
+	Credentials []string `json:"credentials,omitempty"`
 }
 
 // Engine is the infrastructure-as-code binary a task runs.

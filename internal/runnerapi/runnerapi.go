@@ -1,8 +1,9 @@
 // Package runnerapi is a runner host's client of the control plane's runner
 // API (server/runnerapi.go): the task logs, plans and plan files a runner
-// writes, the status its janitor asks, and its host row, over HTTP with the
-// runner's credential, so that the runner host needs no access to the store,
-// which holds every org's data.
+// writes, the status its janitor asks, the credential sets its steps use
+// (sealed), and its host row, over HTTP with the runner's credential, so
+// that the runner host needs no access to the store, which holds every
+// org's data.
 //
 // The credential is derived from the org's key (secret.Box.RunnerCredential):
 // a runner holds its org's key and nothing else to authenticate with.
@@ -52,6 +53,8 @@ func New(base, org, runnerID string, box *secret.Box) (*Client, error) {
 type Error struct {
 	Status  int
 	Message string
+	// Details are the error body's details (nil when it had none).
+	Details map[string]any
 }
 
 func (e *Error) Error() string {
@@ -88,14 +91,17 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	}
 	if resp.StatusCode >= 300 {
 		var e struct {
-			Error struct{ Message string } `json:"error"`
+			Error struct {
+				Message string
+				Details map[string]any
+			} `json:"error"`
 		}
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		msg := http.StatusText(resp.StatusCode)
 		if json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
 			msg = e.Error.Message
 		}
-		return &Error{Status: resp.StatusCode, Message: msg}
+		return &Error{Status: resp.StatusCode, Message: msg, Details: e.Error.Details}
 	}
 	if out == nil {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -128,6 +134,35 @@ func (c *Client) GetPlanFile(ctx context.Context, _ /* the runner's own */, id s
 	var f store.PlanFile
 	err := c.do(ctx, http.MethodGet, "/plan-files/"+url.PathEscape(id), nil, &f)
 	return f, err
+}
+
+// TaskCredentials fetches the credential sets req names for a step of
+// task req.TaskID (activities.CredentialSource): their values sealed under
+// the org's key, which the runner holds. A set the server refuses (deleted,
+// or its scopes no longer serve the task) is a *store.CredentialRefusedError;
+// req.Org and req.RunnerID are the client's own.
+func (c *Client) TaskCredentials(ctx context.Context, req store.CredentialRequest) ([]store.CredentialDelivery, error) {
+	q := url.Values{"workspace": {req.Workspace}}
+	if len(req.Sets) > 0 {
+		q["set"] = req.Sets
+	}
+	var out struct {
+		Sets []store.CredentialDelivery `json:"sets"`
+	}
+	err := c.do(ctx, http.MethodGet, "/credentials/"+url.PathEscape(req.TaskID)+"?"+q.Encode(), nil, &out)
+	var apiErr *Error
+	if errors.As(err, &apiErr) && apiErr.Status == http.StatusForbidden {
+		set, _ := apiErr.Details["set"].(string)
+		scope, _ := apiErr.Details["scope"].(string)
+		value, _ := apiErr.Details["value"].(string)
+		if set != "" {
+			return nil, &store.CredentialRefusedError{Set: set, Scope: scope, Value: value}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out.Sets, nil
 }
 
 // PutRunnerHost publishes the host's row.
