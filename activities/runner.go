@@ -44,6 +44,16 @@ type PlanKeeper interface {
 	GetPlanFile(ctx context.Context, org, id string) (store.PlanFile, error)
 }
 
+// CredentialSource delivers the credential sets a step of a task uses:
+// each set's values still sealed under the org's key, after checking that
+// the task's agent, its workspace and this runner may use it now; a set
+// that may not is a *store.CredentialRefusedError. runnerapi.Client (over
+// the runner API) and store.LocalCredentials (for runners that hold the
+// store) satisfy it.
+type CredentialSource interface {
+	TaskCredentials(ctx context.Context, req store.CredentialRequest) ([]store.CredentialDelivery, error)
+}
+
 // Runner executes the Terraform steps of tasks on one runner host. Its
 // methods are the runner activities; its fields are their dependencies.
 //
@@ -84,8 +94,11 @@ type Runner struct {
 	// Plans keeps the plans of tasks (usually the same store as Logs):
 	// every plan for review, and the sealed plan file of a plan that waits
 	// for approval. A runner without it cannot run tasks that wait.
-	Plans   PlanKeeper
-	Secrets *secret.Box
+	Plans PlanKeeper
+	// Credentials delivers the credential sets of tasks that use some
+	// (credentials.go); a runner without it fails their steps.
+	Credentials CredentialSource
+	Secrets     *secret.Box
 	// Progress, when set, is called at a heartbeat tick when resource counts
 	// changed (the worker wires it to the task workflow's progress signal).
 	Progress func(ctx context.Context, workflowID, runID string, p task.Progress) error

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +69,10 @@ type stepRun struct {
 	// closeProxy closes it (at finish); under mu.
 	proxyBase  string
 	closeProxy func()
+
+	// credentialSets are the task's credential sets this step got, their
+	// values in secrets (credentials.go): names and OIDC configuration.
+	credentialSets []store.CredentialDelivery
 
 	stopTick chan struct{}
 	tickDone chan struct{}
@@ -146,6 +151,11 @@ func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool 
 
 	var errs []error
 	secrets, err := r.openSecrets(in.Task)
+	if err == nil && usesCredentials(step) {
+		// The task's credential sets, as they are now, beside its own
+		// secrets: masked and passed on alike (credentials.go).
+		secrets, s.credentialSets, err = r.withCredentials(ctx, in.Task, secrets)
+	}
 	if err != nil {
 		errs = append(errs, err)
 	} else {
@@ -202,6 +212,14 @@ func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool 
 	} else {
 		s.book = newLogBook(r.Logs, in.Task.ID, stream, spoolDir, s.masker, base, log)
 		s.book.live = s.leaseHeld
+	}
+
+	if len(s.credentialSets) > 0 {
+		names := make([]string, len(s.credentialSets))
+		for i, c := range s.credentialSets {
+			names[i] = c.Name
+		}
+		s.book.runner(task.LevelInfo, "credential sets: %s", strings.Join(names, ", "))
 	}
 
 	if s.book.spoolFn != "" {

@@ -28,6 +28,7 @@ import (
 	"github.com/terratask/terratask/modules"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/server"
+	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
 	"github.com/terratask/terratask/worker"
 )
@@ -375,7 +376,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 		r := &activities.Runner{
 			Org: org, RunnerID: id, HostID: host, DataDir: runnerDir, ModulesDir: modulesDir,
 			DefaultModule: demoDir, SourceRoots: []string{modulesDir, demoDir}, SourceAllow: egress.source,
-			Logs: countingStore{st}, Plans: st, Secrets: orgBox, StateURL: stateURL,
+			Logs: countingStore{st}, Plans: st, Credentials: store.LocalCredentials{Store: st}, Secrets: orgBox, StateURL: stateURL,
 			TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile, Sandbox: sb, Watchdog: wd, PassEnv: o.Isolation.PassEnv,
 			Logger: log.Named("runner").With(zap.String("org", org), zap.String("runner", id)),
 		}

@@ -359,6 +359,7 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	var (
 		logs    activities.LogSink
 		plans   activities.PlanKeeper
+		creds   activities.CredentialSource
 		hostsTo worker.HostPublisher
 		ended   func(ctx context.Context, org, id string) (bool, error)
 	)
@@ -373,14 +374,14 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 		if err != nil {
 			return err
 		}
-		logs, plans, hostsTo, ended = countingLogs{api}, api, api, api.TaskEnded
+		logs, plans, creds, hostsTo, ended = countingLogs{api}, api, api, api, api.TaskEnded
 	} else {
 		st, err := openStore(ctx, o.Store)
 		if err != nil {
 			return fmt.Errorf("opening store: %w", err)
 		}
 		s.push("store", st.Close)
-		logs, plans, hostsTo, ended = countingLogs{st}, st, st, storeTaskEnded(st)
+		logs, plans, creds, hostsTo, ended = countingLogs{st}, st, store.LocalCredentials{Store: st}, st, storeTaskEnded(st)
 	}
 	c, _, err := s.dial(ctx, o.Temporal, log, cdc)
 	if err != nil {
@@ -412,7 +413,7 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	}
 	r := &activities.Runner{
 		Org: o.Org, RunnerID: o.ID, HostID: host, DataDir: dataDir, ModulesDir: o.ModulesDir,
-		DefaultModule: o.DefaultModule, SourceRoots: roots, SourceAllow: sourceAllow, Logs: logs, Plans: plans, Secrets: box, StateDir: stateDir, StateURL: o.StateURL,
+		DefaultModule: o.DefaultModule, SourceRoots: roots, SourceAllow: sourceAllow, Logs: logs, Plans: plans, Credentials: creds, Secrets: box, StateDir: stateDir, StateURL: o.StateURL,
 		TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile, Sandbox: sb, Watchdog: wd, PassEnv: o.Isolation.PassEnv,
 		Logger: log.Named("runner").With(zap.String("runner", o.ID)),
 	}
