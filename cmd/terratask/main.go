@@ -11,6 +11,7 @@
 //	terratask tasks    create, list, watch, review and cancel tasks (package cli)
 //	terratask runners  list runners and their liveness
 //	terratask policies manage, test and dry-run the org's Rego policies
+//	terratask credentials manage the org's credential sets (values write-only)
 //	terratask mcp      an MCP server of task tools for AI agents, over stdio
 //
 // Every flag of dev, server, runner, migrate and namespace create can also be
@@ -121,7 +122,7 @@ the API key from TERRATASK_API_KEY.`,
 		root.AddCommand(c)
 	}
 	env := cli.Env{Stdout: stdout, Stderr: stderr, Stdin: os.Stdin, Getenv: os.Getenv}
-	for _, c := range []*cobra.Command{cli.TasksCommand(env), cli.RunnersCommand(env), cli.PoliciesCommand(env), mcpCommand(env)} {
+	for _, c := range []*cobra.Command{cli.TasksCommand(env), cli.RunnersCommand(env), cli.PoliciesCommand(env), cli.CredentialsCommand(env), mcpCommand(env)} {
 		c.GroupID = "use"
 		root.AddCommand(c)
 	}
