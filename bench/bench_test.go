@@ -3,12 +3,19 @@ package bench
 import (
 	"context"
 	"debug/elf"
+	"encoding/json"
+	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/terratask/terratask/policy"
+	"github.com/terratask/terratask/task"
 )
 
 func TestSummarise(t *testing.T) {
@@ -96,7 +103,9 @@ func TestTableRendering(t *testing.T) {
 		API: &APIResult{Seeded: 100000, Create: Dist{N: 10, P50: 10.5, P99: 20}, StartWF: Dist{N: 10, P50: 10, P99: 15},
 			Floor: Dist{N: 10, P50: 0.1, P99: 0.3}, Reads: []ReadLatency{{Name: "GET /tasks/{id}", Dist: Dist{N: 10, P50: 1, P99: 30}, TargetMS: 25}},
 			RPS: 4000, FloorRPS: 20000},
-		Memory: &MemoryResult{IdleMiB: 180, PeakMiB: 300},
+		Memory:     &MemoryResult{IdleMiB: 180, PeakMiB: 300},
+		PolicyEval: &PolicyEvalResult{Modules: 20, PlanResources: 50, Check: Dist{N: 500, P50: 3, P99: 6}, Parse: Dist{N: 500, P50: 1, P99: 2}},
+		PolicyTask: &PolicyTaskResult{Policies: 20, Task: Dist{N: 15, P50: 450, P99: 500}, Base: Dist{N: 15, P50: 440, P99: 480}, Ratio: 450.0 / 440, AddedMS: 10},
 	}
 	rows := BuildRows(res)
 	met := map[string]bool{}
@@ -106,7 +115,7 @@ func TestTableRendering(t *testing.T) {
 		}
 	}
 	want := map[string]bool{"1.1": true, "1.2": false, "1.3": true, "1.4": false, "2": true, "2.1": false,
-		"3.1": false, "3.2": false, "4.1": false, "4.2": true}
+		"3.1": false, "3.2": false, "4.1": false, "4.2": true, "6.1": false, "6.2": true}
 	for id, w := range want {
 		if got, ok := met[id]; !ok || got != w {
 			t.Errorf("row %s met = %v (present %v), want %v", id, got, ok, w)
@@ -114,7 +123,8 @@ func TestTableRendering(t *testing.T) {
 	}
 	table := Table(rows)
 	for _, s := range []string{"| 1.1 | Task POST → completed, 1 resource", "0.97× (-10 ms)", "1.18× (+70 ms)", "| 2 | Throughput: 200 tasks",
-		"same mirror", "| 2.1 | CPU of terratask dev", "| 4.2 |", "4,000 req/s"} {
+		"same mirror", "| 2.1 | CPU of terratask dev", "| 4.2 |", "4,000 req/s", "| 6.1 | Policy evaluation: 20 modules, 50-resource plan",
+		"3.00× p99 (+4.00 ms)", "| 6.2 | Task POST → completed, 1 resource, 20 policies", "1.02× (+10 ms)"} {
 		if !strings.Contains(table, s) {
 			t.Errorf("table lacks %q:\n%s", s, table)
 		}
@@ -205,5 +215,164 @@ func TestELFResolver(t *testing.T) {
 	}
 	if got := resolve(addr + 4 - 0x400000); got != "main.main" {
 		t.Fatalf("resolve of main.main's relative address = %q", got)
+	}
+}
+
+// syntheticPlan is `terraform show -json` of ResourcesFixture(n)'s plan,
+// as Terraform 1.11 prints it, for tests without terraform.
+func syntheticPlan(n int) []byte {
+	var planned, changes, config, refs []any
+	for i := range n {
+		addr := fmt.Sprintf("terraform_data.r%d", i)
+		base := map[string]any{"address": addr, "mode": "managed", "type": "terraform_data", "name": fmt.Sprintf("r%d", i)}
+		after := map[string]any{"input": fmt.Sprintf("item-%d", i), "triggers_replace": nil}
+		p := maps.Clone(base)
+		p["provider_name"], p["schema_version"], p["values"], p["sensitive_values"] = "terraform.io/builtin/terraform", 0, after, map[string]any{}
+		planned = append(planned, p)
+		c := maps.Clone(base)
+		c["provider_name"] = "terraform.io/builtin/terraform"
+		c["change"] = map[string]any{"actions": []string{"create"}, "before": nil, "after": after,
+			"after_unknown": map[string]any{"id": true, "output": true}, "before_sensitive": false, "after_sensitive": map[string]any{}}
+		changes = append(changes, c)
+		k := maps.Clone(base)
+		k["provider_config_key"], k["schema_version"] = "terraform", 0
+		k["expressions"] = map[string]any{"input": map[string]any{"constant_value": fmt.Sprintf("item-%d", i)}}
+		config = append(config, k)
+		refs = append(refs, addr+".id", addr)
+	}
+	b, _ := json.Marshal(map[string]any{
+		"format_version": "1.2", "terraform_version": "1.11.4",
+		"planned_values":   map[string]any{"outputs": map[string]any{"ids": map[string]any{"sensitive": false}}, "root_module": map[string]any{"resources": planned}},
+		"resource_changes": changes,
+		"output_changes": map[string]any{"ids": map[string]any{"actions": []string{"create"}, "before": nil, "after": make([]any, n),
+			"after_unknown": slices.Repeat([]any{true}, n), "before_sensitive": false, "after_sensitive": false}},
+		"configuration": map[string]any{
+			"provider_config": map[string]any{"terraform": map[string]any{"name": "terraform", "full_name": "terraform.io/builtin/terraform"}},
+			"root_module": map[string]any{"outputs": map[string]any{"ids": map[string]any{"expression": map[string]any{"references": refs}}},
+				"resources": config}},
+		"timestamp": "2026-12-07T18:00:00Z", "applyable": true, "complete": true, "errored": false,
+	})
+	return b
+}
+
+// TestPolicySet compiles the policy rows' 20 modules and evaluates them on
+// both benchmark plans: none denies or asks for approval; on the
+// 50-resource plan two warn, on the one-resource plan none.
+func TestPolicySet(t *testing.T) {
+	root, err := ModuleRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mods, err := PolicySet(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mods) != 20 {
+		t.Fatalf("%d modules, want 20", len(mods))
+	}
+	set, err := policy.Compile(mods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !set.ReadsPlan() {
+		t.Fatal("the set does not read the plan")
+	}
+	for n, warns := range map[int]int{1: 0, 50: 2} {
+		f := ResourcesFixture(n)
+		in := policyInput(f)
+		pre, err := policy.PrePlanInput(policy.NewDoc(in, task.PolicyPrePlan, nil, time.Now()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := set.Eval(context.Background(), task.PolicyPrePlan, pre); c.Decision != task.PolicyAllow || len(c.Results) != 0 {
+			t.Errorf("%d resources, pre_plan: %s %s %+v", n, c.Decision, c.Error, c.Results)
+		}
+		post, err := policy.PostPlanInput(syntheticPlan(n), policy.NewDoc(in, task.PolicyPostPlan, nil, time.Now()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := set.Eval(context.Background(), task.PolicyPostPlan, post)
+		if c.Decision != task.PolicyAllow || len(c.Results) != warns {
+			t.Errorf("%d resources, post_plan: %s %s %+v", n, c.Decision, c.Error, c.Results)
+		}
+		for _, r := range c.Results {
+			t.Logf("%d resources: %s %s: %s", n, r.Rule, r.Policy, r.Message)
+		}
+	}
+	// Each generated module fires when its condition holds: one plan
+	// that breaks every rule (a deleted IAM user of a foreign provider in
+	// workspace prod, badly named and tagged, a secret output).
+	bad := []byte(`{"resource_changes": [
+	  {"address": "aws_iam_user.Bad-Name", "mode": "managed", "type": "aws_iam_user", "name": "Bad-Name", "provider_name": "registry.example.com/acme/aws",
+	   "change": {"actions": ["update"], "after": {"tags": {"environment": "qa", "stage": "x", "cost_center": "nope"}}, "after_unknown": {}}},
+	  {"address": "aws_db_instance.main", "mode": "managed", "type": "aws_db_instance", "name": "main", "provider_name": "registry.terraform.io/hashicorp/aws",
+	   "change": {"actions": ["delete"], "before": {}, "after": null, "after_unknown": {}}}],
+	 "output_changes": {"db_password": {"actions": ["create"], "after_sensitive": false}},
+	 "configuration": {"root_module": {"resources": [{"address": "aws_iam_user.Bad-Name", "mode": "managed", "provisioners": [{"type": "remote-exec"}]}],
+	   "variables": {"region": {}}}}}`)
+	in := policyInput(ResourcesFixture(1))
+	in.Params.Workspace = "prod"
+	post, err := policy.PostPlanInput(bad, policy.NewDoc(in, task.PolicyPostPlan, nil, time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := set.Eval(context.Background(), task.PolicyPostPlan, post)
+	fired := map[string]bool{}
+	for _, r := range c.Results {
+		fired[r.Policy+" "+r.Rule] = true
+	}
+	for _, want := range []string{"bench_types_providers_a deny", "bench_types_providers_b deny", "bench_tag_values_a deny", "bench_tag_values_b deny",
+		"bench_naming_a deny", "bench_naming_b deny", "bench_protected_a require_approval", "bench_agent_guard_a deny", "bench_agent_guard_a require_approval",
+		"bench_config_hygiene_a deny", "bench_config_hygiene_a warn"} {
+		if !fired[want] {
+			t.Errorf("%s did not fire; results: %+v (%s)", want, c.Results, c.Error)
+		}
+	}
+}
+
+// TestSegmentRows puts the segments only a later breakdown has where they
+// follow in it.
+func TestSegmentRows(t *testing.T) {
+	seg := func(from, to string) Segment { return Segment{From: from, To: to} }
+	bds := []BreakdownResult{
+		{Segments: []Segment{seg("a", "b"), seg("b", "c"), seg("c", "d")}},
+		{Segments: []Segment{seg("a", "b"), seg("b", "x"), seg("x", "c"), seg("c", "d"), seg("d", "e")}},
+	}
+	var got []string
+	for _, s := range segmentRows(bds) {
+		got = append(got, s.From+s.To)
+	}
+	if want := []string{"ab", "bx", "xc", "bc", "cd", "de"}; !slices.Equal(got, want) {
+		t.Fatalf("segmentRows = %v, want %v", got, want)
+	}
+}
+
+// BenchmarkPolicyCheck is row 6.1's check (PostPlanInput and Eval of the
+// 20 modules) on the synthetic 50-resource plan, for -benchmem and
+// -cpuprofile.
+func BenchmarkPolicyCheck(b *testing.B) {
+	root, err := ModuleRoot(".")
+	if err != nil {
+		b.Fatal(err)
+	}
+	mods, err := PolicySet(root)
+	if err != nil {
+		b.Fatal(err)
+	}
+	set, err := policy.Compile(mods)
+	if err != nil {
+		b.Fatal(err)
+	}
+	plan := syntheticPlan(50)
+	in := policyInput(ResourcesFixture(50))
+	b.ResetTimer()
+	for range b.N {
+		input, err := policy.PostPlanInput(plan, policy.NewDoc(in, task.PolicyPostPlan, nil, time.Now()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if c := set.Eval(context.Background(), task.PolicyPostPlan, input); c.Decision != task.PolicyAllow {
+			b.Fatalf("decision %s: %s", c.Decision, c.Error)
+		}
 	}
 }

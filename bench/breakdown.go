@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -85,21 +86,24 @@ type breakdownFixture struct {
 	f         Fixture
 	resources int
 	runs      int
+	// bare names the fixture of item 1 whose bare runs are this one's
+	// (default: the fixture's own name).
+	bare string
 }
 
 // breakdownFixtures are the small fixtures at both ends and, in a full run,
 // the ~5 s apply.
 func (r *runner) breakdownFixtures() []breakdownFixture {
 	n := r.cfg.BreakdownRuns
-	out := []breakdownFixture{{ResourcesFixture(1), 1, n}}
+	out := []breakdownFixture{{f: ResourcesFixture(1), resources: 1, runs: n}}
 	if !r.cfg.Quick {
-		out = append(out, breakdownFixture{ResourcesFixture(50), 50, n})
+		out = append(out, breakdownFixture{f: ResourcesFixture(50), resources: 50, runs: n})
 		if r.cfg.SlowRuns > 0 {
-			out = append(out, breakdownFixture{SlowFixture(r.cfg.SlowSteps, r.cfg.SlowSecs), 0, min(n, 2)})
+			out = append(out, breakdownFixture{f: SlowFixture(r.cfg.SlowSteps, r.cfg.SlowSecs), runs: min(n, 2)})
 		}
 	}
 	if r.cfg.on(PhaseProvider) && r.bare.XDGDataHome != "" {
-		out = append(out, breakdownFixture{ProviderFixture(), 0, n})
+		out = append(out, breakdownFixture{f: ProviderFixture(), runs: n})
 	}
 	return out
 }
@@ -162,6 +166,39 @@ func (r *runner) breakdown(ctx context.Context) error {
 			b.Fixture, b.PollMS, b.Polls, b.DevCPUMS, b.ServerMS, b.SlowPollMS, b.PollsSlow, b.DevCPUSlowPollMS, b.ServerSlowPollMS)
 		r.logf("  %s: task %.0f ms = terraform %.0f ms + orchestration %.0f ms (bare script %.0f ms)", b.Fixture, b.TotalMS, b.TerraformMS, b.OrchestrationMS, b.BareMS)
 	}
+	if r.cfg.on(PhasePolicy) {
+		return r.breakdownPolicies(ctx, logPath)
+	}
+	return nil
+}
+
+// breakdownPolicies traces the one-resource task once more after the
+// policy rows' 20 policies went into the dev's org (row 6.2's time, segment
+// by segment: the checks, the plan's show -json before the apply).
+func (r *runner) breakdownPolicies(ctx context.Context, logPath string) error {
+	mods, err := PolicySet(r.cfg.Root)
+	if err != nil {
+		return err
+	}
+	if err := putPolicies(ctx, r.c, mods); err != nil {
+		return err
+	}
+	f := ResourcesFixture(1)
+	bare := f.Name
+	f.Name = fmt.Sprintf("1 resource, %d policies", len(mods))
+	// The first check compiles the set.
+	for range 2 {
+		if _, _, err := r.taskOnce(ctx, f, "bench-breakdown"); err != nil {
+			return fmt.Errorf("warm-up with policies: %w", err)
+		}
+	}
+	b, err := r.breakdownOne(ctx, breakdownFixture{f: f, resources: 1, runs: r.cfg.BreakdownRuns, bare: bare}, logPath)
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.Name, err)
+	}
+	b.Policies, b.Baseline = len(mods), bare
+	r.res.Breakdowns = append(r.res.Breakdowns, *b)
+	r.logf("  %s: task %.0f ms = terraform %.0f ms + orchestration %.0f ms", b.Fixture, b.TotalMS, b.TerraformMS, b.OrchestrationMS)
 	return nil
 }
 
@@ -259,9 +296,15 @@ func (r *runner) breakdownOne(ctx context.Context, bf breakdownFixture, logPath 
 	for _, sub := range sortedKeys(counts) {
 		b.Commands = append(b.Commands, CommandStat{Name: sub, Count: float64(counts[sub]) / float64(len(timelines)), P50MS: Median(durs[sub])})
 	}
+	bareName := cmp.Or(bf.bare, f.Name)
 	for _, o := range r.res.Overhead {
-		if o.Fixture == f.Name {
+		if o.Fixture == bareName {
 			b.BareSteps, b.BareMS = o.BareSteps, o.Bare.P50
+		}
+	}
+	for _, o := range r.res.Breakdowns {
+		if b.BareSteps == nil && o.Fixture == bareName && o.BareSteps != nil {
+			b.BareSteps, b.BareMS = o.BareSteps, o.BareMS
 		}
 	}
 	if b.BareSteps == nil {
@@ -303,6 +346,9 @@ func timeline(post, seen time.Time, logs []LogEntry, cmds []command) ([]event, t
 			evs = append(evs, event{l.Timestamp, m + " (workflow)"})
 		case m == "task completed":
 			evs = append(evs, event{l.Timestamp, "task completed (workflow)"})
+		case strings.HasPrefix(m, "policy check "):
+			stage, _, _ := strings.Cut(strings.TrimPrefix(m, "policy check "), ":")
+			evs = append(evs, event{l.Timestamp, "policy check " + stage + " (workflow)"})
 		}
 	}
 	n := map[string]int{}

@@ -102,6 +102,12 @@ type DevOptions struct {
 	// Isolation is dev's --isolation; default strict: the figures are
 	// those of sandboxed task code.
 	Isolation string
+	// OnDemand leaves out --runner local: dev then serves runner local of
+	// its own org and starts a runner for any other (org, runner ID) a
+	// task names (the policy rows' second org).
+	OnDemand bool
+	// Args are added to dev's command line.
+	Args []string
 }
 
 // StartDev starts `terratask dev` on free ports (the Temporal UI too, as a
@@ -110,11 +116,15 @@ func StartDev(o DevOptions) (*Dev, error) {
 	if o.StartTimeout <= 0 {
 		o.StartTimeout = 3 * time.Minute
 	}
-	// Only the runner local: the create phase's tasks name a runner
-	// nobody serves, which dev would otherwise start on demand.
 	args := []string{"dev", "--data-dir", o.DataDir, "--http-address", "127.0.0.1:0",
-		"--temporal-address", "127.0.0.1:0", "--ui-address", "127.0.0.1:0", "--log-level", "warn", "--runner", "local",
+		"--temporal-address", "127.0.0.1:0", "--ui-address", "127.0.0.1:0", "--log-level", "warn",
 		"--isolation", cmp.Or(o.Isolation, "strict")}
+	if !o.OnDemand {
+		// Only the runner local: the create phase's tasks name a runner
+		// nobody serves, which dev would otherwise start on demand.
+		args = append(args, "--runner", "local")
+	}
+	args = append(args, o.Args...)
 	cmd := exec.Command(o.Bin, args...)
 	env := []string{}
 	for _, kv := range os.Environ() {

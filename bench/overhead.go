@@ -15,29 +15,34 @@ func (r *runner) taskOnce(ctx context.Context, f Fixture, agent string) (time.Du
 
 // taskPolled is taskOnce polling every poll.
 func (r *runner) taskPolled(ctx context.Context, f Fixture, agent string, poll time.Duration) (time.Duration, string, error) {
+	return r.taskVia(ctx, r.c, f, agent, poll)
+}
+
+// taskVia is taskPolled through the client c (its key, its org).
+func (r *runner) taskVia(ctx context.Context, c *Client, f Fixture, agent string, poll time.Duration) (time.Duration, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	body := CreateBody(TaskParams{Name: "bench " + f.Name, AgentID: agent, RunnerID: "local",
 		Files: f.Files, Parallelism: f.Parallelism, Workspace: f.Workspace, Variables: f.Vars})
 	start := time.Now()
-	id, err := r.c.Create(ctx, body)
+	id, err := c.Create(ctx, body)
 	if err != nil {
 		return 0, "", err
 	}
-	st, err := r.c.WaitTerminal(ctx, id, poll)
+	st, err := c.WaitTerminal(ctx, id, poll)
 	took := time.Since(start)
 	if err != nil {
 		return 0, id, err
 	}
 	if st != "completed" {
-		return 0, id, fmt.Errorf("task %s (%s) ended %s%s", id, f.Name, st, r.logTail(ctx, id))
+		return 0, id, fmt.Errorf("task %s (%s) ended %s%s", id, f.Name, st, logTail(ctx, c, id))
 	}
 	return took, id, nil
 }
 
 // logTail is the last lines of a task's log, for errors.
-func (r *runner) logTail(ctx context.Context, id string) string {
-	logs, err := r.c.Logs(ctx, id)
+func logTail(ctx context.Context, c *Client, id string) string {
+	logs, err := c.Logs(ctx, id)
 	if err != nil || len(logs) == 0 {
 		return ""
 	}
@@ -65,32 +70,37 @@ func (r *runner) overheadAll(ctx context.Context) error {
 		f    Fixture
 		n    int
 		runs int
+		// agent creates the fixture's tasks ("": one of its own); a
+		// fixture whose tasks share a workspace keeps the agent of its
+		// warm-ups, which owns the workspace.
+		agent string
 	}
 	var fixtures []fixtureRun
 	if r.cfg.on(PhaseOverhead) {
 		for _, n := range r.cfg.Resources {
-			fixtures = append(fixtures, fixtureRun{ResourcesFixture(n), n, r.cfg.OverheadRuns})
+			fixtures = append(fixtures, fixtureRun{ResourcesFixture(n), n, r.cfg.OverheadRuns, ""})
 		}
 	}
 	if r.cfg.on(PhaseProvider) && r.bare.XDGDataHome != "" {
 		// A runner that ran the workspace before: its first tasks init
 		// for real (not measured).
 		p := ProviderFixture()
+		agent := "bench-overhead-" + randHex(4)
 		for range 2 {
-			if _, _, err := r.taskOnce(ctx, p.forRun(), "bench-warmup"); err != nil {
+			if _, _, err := r.taskOnce(ctx, p.forRun(), agent); err != nil {
 				return fmt.Errorf("warm-up task of %s: %w", p.Name, err)
 			}
 		}
 		if _, err := r.bare.Run(ctx, p.forRun()); err != nil {
 			return fmt.Errorf("warm-up bare run of %s: %w", p.Name, err)
 		}
-		fixtures = append(fixtures, fixtureRun{p, 0, r.cfg.OverheadRuns})
+		fixtures = append(fixtures, fixtureRun{p, 0, r.cfg.OverheadRuns, agent})
 	}
 	if r.cfg.on(PhaseSlow) && r.cfg.SlowRuns > 0 {
-		fixtures = append(fixtures, fixtureRun{SlowFixture(r.cfg.SlowSteps, r.cfg.SlowSecs), 0, r.cfg.SlowRuns})
+		fixtures = append(fixtures, fixtureRun{SlowFixture(r.cfg.SlowSteps, r.cfg.SlowSecs), 0, r.cfg.SlowRuns, ""})
 	}
 	for _, fx := range fixtures {
-		o, err := r.overhead(ctx, fx.f, fx.n, fx.runs)
+		o, err := r.overhead(ctx, fx.f, fx.n, fx.runs, fx.agent)
 		if err != nil {
 			return fmt.Errorf("%s: %w", fx.f.Name, err)
 		}
@@ -100,14 +110,17 @@ func (r *runner) overheadAll(ctx context.Context) error {
 	return nil
 }
 
-// overhead measures one fixture: runs tasks and bare runs, alternating.
-func (r *runner) overhead(ctx context.Context, f Fixture, resources, runs int) (OverheadResult, error) {
+// overhead measures one fixture: runs tasks (of agent, or of an agent of
+// their own) and bare runs, alternating.
+func (r *runner) overhead(ctx context.Context, f Fixture, resources, runs int, agent string) (OverheadResult, error) {
 	pid := r.dev.PID()
 	var tasks, bares []time.Duration
 	var devCPU CPUTimes
 	var bareCPU time.Duration
 	steps := map[string][]float64{}
-	agent := "bench-overhead-" + randHex(4)
+	if agent == "" {
+		agent = "bench-overhead-" + randHex(4)
+	}
 	for i := range runs {
 		c0, err := ProcCPU(pid)
 		if err != nil {

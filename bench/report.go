@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -175,6 +176,24 @@ func BuildRows(res *Results) []Row {
 			})
 		}
 	}
+	if e := res.PolicyEval; e != nil && e.Check.N > 0 {
+		rows = append(rows, Row{
+			ID: "6.1", Measure: fmt.Sprintf("Policy evaluation: %d modules, %d-resource plan (post_plan; PostPlanInput + Eval, p50 / p99 of %d)", e.Modules, e.PlanResources, e.Check.N),
+			Terratask: pp(e.Check), Baseline: "the plan's JSON parsed only (PostPlanInput): " + pp(e.Parse),
+			Ratio:  fmt.Sprintf("%.2f× p99 (%s)", ratio(e.Check.P99, e.Parse.P99), signed(e.Check.P99-e.Parse.P99)),
+			Target: fmt.Sprintf("p99 ≤ %.0f ms", TargetPolicyEvalP99MS), Met: boolPtr(e.Check.P99 <= TargetPolicyEvalP99MS),
+			Value: e.Check.P99, Base: e.Parse.P99, Unit: "ms",
+		})
+	}
+	if t := res.PolicyTask; t != nil && t.Task.N > 0 {
+		rows = append(rows, Row{
+			ID: "6.2", Measure: fmt.Sprintf("Task POST → completed, 1 resource, %d policies (p50 / p99 of %d, alternating)", t.Policies, t.Task.N),
+			Terratask: pp(t.Task), Baseline: "the same task, an org without policies: " + pp(t.Base),
+			Ratio:  fmt.Sprintf("%.2f× (%s)", t.Ratio, signed(t.AddedMS)),
+			Target: fmt.Sprintf("ratio ≤ %.2f", TargetPolicyTaskRatio), Met: boolPtr(t.Ratio <= TargetPolicyTaskRatio),
+			Value: t.Task.P50, Base: t.Base.P50, Unit: "ms",
+		})
+	}
 	return rows
 }
 
@@ -229,7 +248,31 @@ func Details(res *Results) string {
 		fmt.Fprintf(&b, "Memory: VmHWM (peak RSS since start) after the throughput runs: %.0f MiB.\n\n", m.HWMMiB)
 	}
 	if bds := res.Breakdowns; len(bds) > 0 {
-		b.WriteString(timelineTable(bds))
+		var plain []BreakdownResult
+		for _, bd := range bds {
+			if bd.Policies == 0 {
+				plain = append(plain, bd)
+			}
+		}
+		if len(plain) > 0 {
+			b.WriteString("Timeline of a task, p50 per segment (terraform replaced by a recording wrapper; POST and \"seen\" are the client's clock, the rest the workflow's log lines and the wrapper's):\n\n")
+			b.WriteString(timelineTable(plain, plain[0].Segments))
+		}
+		for _, bd := range bds {
+			if bd.Policies == 0 {
+				continue
+			}
+			cols := []BreakdownResult{bd}
+			for _, o := range plain {
+				if o.Fixture == bd.Baseline {
+					cols = []BreakdownResult{o, bd}
+				}
+			}
+			fmt.Fprintf(&b, "The same timeline with the %d policies of row 6.2 in the dev's org, after the tasks above:\n\n", bd.Policies)
+			// The task with policies sets the order; the other's own
+			// segments go where they follow in it.
+			b.WriteString(timelineTable(cols, segmentRows(append([]BreakdownResult{bd}, cols...))))
+		}
 		for _, bd := range bds {
 			fmt.Fprintf(&b, "- %s (median of %d): %s = %s in terraform + %s around it (bare script %s). Terraform commands: ",
 				bd.Fixture, bd.Runs, dur(bd.TotalMS), dur(bd.TerraformMS), dur(bd.OrchestrationMS), dur(bd.BareMS))
@@ -289,6 +332,7 @@ func Details(res *Results) string {
 		}
 		b.WriteString(strings.Join(ss, ", ") + ".\n\n")
 	}
+	b.WriteString(policyDetails(res))
 	if len(res.Load) > 0 {
 		b.WriteString("CPU used by other processes of the machine (noise), per phase: ")
 		var ls []string
@@ -377,11 +421,38 @@ func PrependSection(old []byte, section string) []byte {
 	return out
 }
 
-// timelineTable renders the breakdowns' timelines side by side, in the
-// order of the first one's segments.
-func timelineTable(bds []BreakdownResult) string {
+// segmentRows are the segments of all breakdowns, once each: the first
+// one's in order, then each other's where it follows the segment before it
+// in that breakdown (a task with policies has segments the others lack).
+func segmentRows(bds []BreakdownResult) []Segment {
+	var out []Segment
+	index := func(s Segment) int {
+		for i, o := range out {
+			if o.From == s.From && o.To == s.To {
+				return i
+			}
+		}
+		return -1
+	}
+	for _, bd := range bds {
+		at := -1
+		for _, s := range bd.Segments {
+			if i := index(s); i >= 0 {
+				at = i
+				continue
+			}
+			at++
+			out = slices.Insert(out, at, s)
+		}
+	}
+	return out
+}
+
+// timelineTable renders the breakdowns' timelines side by side, a line per
+// segment of rows.
+func timelineTable(bds []BreakdownResult, rows []Segment) string {
 	var b strings.Builder
-	b.WriteString("Timeline of a task, p50 per segment (terraform replaced by a recording wrapper; POST and \"seen\" are the client's clock, the rest the workflow's log lines and the wrapper's):\n\n| from | to |")
+	b.WriteString("| from | to |")
 	for _, bd := range bds {
 		b.WriteString(" " + bd.Fixture + " |")
 	}
@@ -398,7 +469,7 @@ func timelineTable(bds []BreakdownResult) string {
 			vals[i][key{s.From, s.To}] = s.P50MS
 		}
 	}
-	for _, s := range bds[0].Segments {
+	for _, s := range rows {
 		fmt.Fprintf(&b, "| %s | %s |", s.From, s.To)
 		for i := range bds {
 			if v, ok := vals[i][key{s.From, s.To}]; ok {

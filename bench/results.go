@@ -19,6 +19,8 @@ type Results struct {
 	Breakdowns []BreakdownResult `json:"breakdowns,omitempty"`
 	Profile    *ProfileResult    `json:"profile,omitempty"`
 	Sandbox    *SandboxResult    `json:"sandbox,omitempty"`
+	PolicyEval *PolicyEvalResult `json:"policy_eval,omitempty"`
+	PolicyTask *PolicyTaskResult `json:"policy_task,omitempty"`
 	// Load is how busy the rest of the machine was, per phase.
 	Load []PhaseLoad `json:"load"`
 	// Notes are things the reader of the table should know (failed
@@ -53,6 +55,8 @@ type Settings struct {
 	RPSSeconds     float64 `json:"rps_seconds"`
 	BreakdownRuns  int     `json:"breakdown_runs"`
 	ProfileTasks   int     `json:"profile_tasks"`
+	PolicyEvals    int     `json:"policy_evals,omitempty"`
+	PolicyRuns     int     `json:"policy_runs,omitempty"`
 	PollMillis     float64 `json:"poll_ms"`
 }
 
@@ -166,7 +170,11 @@ type MemoryResult struct {
 // BreakdownResult is where a task's time goes: the timeline of a task of one
 // fixture on a dev whose terraform is a recording wrapper, medians over runs.
 type BreakdownResult struct {
-	Fixture  string    `json:"fixture"`
+	Fixture string `json:"fixture"`
+	// Policies is set for a task traced with the policy rows' policies in
+	// its org; Baseline then names the fixture of the same task without.
+	Policies int       `json:"policies,omitempty"`
+	Baseline string    `json:"baseline,omitempty"`
 	Runs     int       `json:"runs"`
 	Segments []Segment `json:"segments"`
 	// TotalMS is POST to completed seen; TerraformMS the time inside

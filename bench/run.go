@@ -30,10 +30,11 @@ const (
 	PhaseBreakdown  = "breakdown"
 	PhaseProfile    = "profile"
 	PhaseSandbox    = "sandbox"
+	PhasePolicy     = "policy"
 )
 
 // AllPhases lists every phase in run order.
-var AllPhases = []string{PhaseSandbox, PhaseOverhead, PhaseProvider, PhaseSlow, PhaseThroughput, PhaseAPI, PhaseCreate, PhaseProfile, PhaseBreakdown}
+var AllPhases = []string{PhaseSandbox, PhaseOverhead, PhaseProvider, PhaseSlow, PhaseThroughput, PhaseAPI, PhaseCreate, PhaseProfile, PhasePolicy, PhaseBreakdown}
 
 // Config sizes a run.
 type Config struct {
@@ -70,6 +71,10 @@ type Config struct {
 	BreakdownRuns int
 	// ProfileTasks is the burst profiled with perf (0 skips).
 	ProfileTasks int
+	// PolicyEvals are row 6.1's evaluations (each beside a parse of the
+	// plan alone); PolicyRuns row 6.2's pairs of tasks.
+	PolicyEvals int
+	PolicyRuns  int
 	// Poll is the status polling interval of item 1 (10 ms).
 	Poll time.Duration
 	// Phases to run; nil runs all.
@@ -84,7 +89,7 @@ func DefaultConfig(quick bool) Config {
 		Quick: quick, Resources: []int{1, 5, 50}, OverheadRuns: 9, SlowSteps: 5, SlowSecs: 1, SlowRuns: 3,
 		Tasks: 200, Clients: 20, ThroughputRuns: 3, ThroughputBudget: 6 * time.Minute, SeedTasks: 100_000, SeedLogs: 100_000,
 		LatencySamples: 2000, LatencyBudget: 15 * time.Second, CreateSamples: 300, RPSClients: 50, RPSDuration: 5 * time.Second,
-		BreakdownRuns: 5, ProfileTasks: 40, Poll: 10 * time.Millisecond,
+		BreakdownRuns: 5, ProfileTasks: 40, PolicyEvals: 500, PolicyRuns: 15, Poll: 10 * time.Millisecond,
 	}
 	if quick {
 		c.OverheadRuns, c.SlowRuns = 3, 1
@@ -92,6 +97,7 @@ func DefaultConfig(quick bool) Config {
 		c.LatencySamples, c.LatencyBudget, c.CreateSamples = 300, 5*time.Second, 50
 		c.RPSDuration = 2 * time.Second
 		c.BreakdownRuns, c.ProfileTasks = 2, 10
+		c.PolicyEvals, c.PolicyRuns = 100, 4
 	}
 	return c
 }
@@ -289,6 +295,9 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 			res.Notes = append(res.Notes, fmt.Sprintf("stopping terratask dev: %v", err))
 		}
 	}
+	if cfg.on(PhasePolicy) && cfg.PolicyRuns > 0 {
+		r.phase("policy", func() error { return r.policyPhase(ctx) })
+	}
 	if cfg.on(PhaseBreakdown) && cfg.BreakdownRuns > 0 {
 		r.phase("breakdown", func() error { return r.breakdown(ctx) })
 	}
@@ -352,7 +361,8 @@ func settingsOf(c Config) Settings {
 		Tasks: c.Tasks, Clients: c.Clients, ThroughputRuns: c.ThroughputRuns,
 		SeedTasks: c.SeedTasks, SeedLogs: c.SeedLogs, LatencySamples: c.LatencySamples,
 		CreateSamples: c.CreateSamples, RPSClients: c.RPSClients, RPSSeconds: c.RPSDuration.Seconds(),
-		BreakdownRuns: c.BreakdownRuns, ProfileTasks: c.ProfileTasks, PollMillis: ms(c.Poll),
+		BreakdownRuns: c.BreakdownRuns, ProfileTasks: c.ProfileTasks, PolicyEvals: c.PolicyEvals, PolicyRuns: c.PolicyRuns,
+		PollMillis: ms(c.Poll),
 	}
 }
 

@@ -54,6 +54,8 @@ func run(args []string) int {
 	rpsClients := fs.Int("rps-clients", 0, "API: clients of the sustained GET load (50)")
 	breakdownRuns := fs.Int("breakdown-runs", -1, "timeline: 5-resource tasks traced through a terraform wrapper (full 5, quick 2; 0 skips)")
 	profileTasks := fs.Int("profile-tasks", -1, "profile: tasks of the burst recorded with perf (full 40, quick 10; 0 skips)")
+	policyEvals := fs.Int("policy-evals", 0, "policy: evaluations of the 20-module set, each beside a parse of the plan alone (full 500, quick 100)")
+	policyRuns := fs.Int("policy-runs", 0, "policy: pairs of one-resource tasks with the 20 policies and without (full 15, quick 4)")
 	only := fs.String("only", "", "comma list of phases to run: "+strings.Join(bench.AllPhases, ", ")+" (default all)")
 	out := fs.String("out", "", "directory of results.json and RESULTS.md (default bench/ of the module)")
 	noWrite := fs.Bool("no-write", false, "print the table only; write no files")
@@ -84,6 +86,8 @@ func run(args []string) int {
 	setInt(&cfg.LatencySamples, *samples)
 	setInt(&cfg.CreateSamples, *createSamples)
 	setInt(&cfg.RPSClients, *rpsClients)
+	setInt(&cfg.PolicyEvals, *policyEvals)
+	setInt(&cfg.PolicyRuns, *policyRuns)
 	if *rpsSeconds > 0 {
 		cfg.RPSDuration = time.Duration(*rpsSeconds * float64(time.Second))
 	}
