@@ -17,6 +17,9 @@ import (
 // attached to its workspace) reach the steps that run its code as the
 // task's own env and sensitive_variables do: in the engine's environment
 // and the var file, masked in logs, plans and errors by the step's masker.
+// A set's env TF_VAR_NAME is Terraform's variable NAME, as Terraform reads
+// it: it goes in the var file (a string), since terraform-exec keeps
+// TF_VAR_ out of the engine's environment.
 // They are fetched, sealed under the org's key, when each step starts, so
 // a set changed since the task was created applies to its later steps,
 // and one that no longer serves it fails the step.
@@ -93,7 +96,16 @@ func (r *Runner) withCredentials(ctx context.Context, in task.Input, secrets tas
 			}
 			return secrets, nil, configErrorf("%s is set by both %s and credential set %s: a task may not override a credential set's values, nor two sets one another's", name, who, b)
 		}
-		maps.Copy(out.Env, env.Env)
+		for k, v := range env.Env {
+			if name, ok := strings.CutPrefix(k, "TF_VAR_"); ok && name != "" {
+				// terraform-exec keeps TF_VAR_ out of the engine's
+				// environment: the variable goes in the var file, as a
+				// sensitive one.
+				out.SensitiveVariables[name] = v
+				continue
+			}
+			out.Env[k] = v
+		}
 		maps.Copy(out.SensitiveVariables, env.SensitiveVariables)
 		delivered[i] = store.CredentialDelivery{Name: set.Name, OIDC: set.OIDC}
 	}

@@ -20,16 +20,13 @@ func TestCredentialSetsReachTheStep(t *testing.T) {
 	f.r.Credentials = store.LocalCredentials{Store: f.plans}
 	ctx := context.Background()
 	const token, apiKey = "cred-tok-4a5b6c7d", "cred-key-8e9f0a1b"
-	sealedEnv, err := f.box.Seal(task.Secrets{Env: map[string]string{"API_KEY": apiKey}})
+	// The token as Terraform's TF_VAR_token: variable token.
+	sealedEnv, err := f.box.Seal(task.Secrets{Env: map[string]string{"API_KEY": apiKey, "TF_VAR_token": token}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealedVars, err := f.box.Seal(task.Secrets{SensitiveVariables: map[string]any{"token": token}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	set := store.CredentialSet{Org: "acme", Name: "leaky", SealedEnv: sealedEnv, EnvNames: []string{"API_KEY"},
-		SealedVariables: sealedVars, VariableNames: []string{"token"}, Agents: []string{"agent-*"}, Runners: []string{"test"},
+	set := store.CredentialSet{Org: "acme", Name: "leaky", SealedEnv: sealedEnv, EnvNames: []string{"API_KEY", "TF_VAR_token"},
+		Agents: []string{"agent-*"}, Runners: []string{"test"},
 		OIDC: &store.CredentialOIDC{Provider: "generic", Audience: "https://relying.example"}, CreatedBy: "admin", UpdatedBy: "admin"}
 	if _, _, err := f.plans.PutCredentialSet(ctx, set, store.CredentialKeep{}); err != nil {
 		t.Fatal(err)
@@ -129,7 +126,9 @@ func TestWithCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Env["A"] != "1a" || got.Env["TF_VAR_vb"] != "2b" || got.Env["MINE"] != "m" || got.SensitiveVariables["va"] != "x" || len(own.Env) != 1 {
+	// A set's TF_VAR_vb is variable vb, in the var file.
+	if got.Env["A"] != "1a" || got.SensitiveVariables["vb"] != "2b" || got.Env["TF_VAR_vb"] != "" || got.Env["MINE"] != "m" ||
+		got.SensitiveVariables["va"] != "x" || len(own.Env) != 1 || checkTaskEnv(got.Env) != nil {
 		t.Fatalf("merged %+v (own %+v)", got, own)
 	}
 	if len(delivered) != 2 || delivered[0].OIDC == nil || delivered[0].SealedEnv != "" {

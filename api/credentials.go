@@ -38,6 +38,8 @@ type CredentialSetList struct {
 // and SensitiveVariables are write-only: nil (absent or null in the JSON)
 // keeps the stored values (none for a new set), an object replaces them
 // ({} removes them). Every other field is replaced by what the body says.
+// An env TF_VAR_NAME is Terraform's variable NAME: the runner passes it in
+// the var file, as a sensitive variable (a string).
 type PutCredentialSetRequest struct {
 	// Name, when given, must be the path's.
 	Name               string            `json:"name,omitempty"`
