@@ -2,7 +2,12 @@ package activities
 
 import (
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +23,9 @@ func TestCredentialSetsReachTheStep(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	f.r.Credentials = store.LocalCredentials{Store: f.plans}
+	// The set has oidc: each step that runs task code gets a token.
+	tokens := &fakeTokens{token: "oidc-tok-1f2e3d4c5b6a"}
+	f.r.Tokens = tokens
 	ctx := context.Background()
 	const token, apiKey = "cred-tok-4a5b6c7d", "cred-key-8e9f0a1b"
 	// The token as Terraform's TF_VAR_token: variable token.
@@ -57,6 +65,15 @@ func TestCredentialSetsReachTheStep(t *testing.T) {
 	if !strings.Contains(logs, "token=*** key=***") || !strings.Contains(logs, "credential sets: leaky") {
 		t.Errorf("the set's values did not reach Terraform, or the step does not say which sets it got:\n%s", logs)
 	}
+	if strings.Contains(logs, tokens.token) {
+		t.Fatalf("the OIDC token in the logs:\n%s", logs)
+	}
+	if got := tokens.phases(); !slices.Contains(got, "leaky/plan") || !slices.Contains(got, "leaky/apply") {
+		t.Errorf("token requests %v, want plan and apply tokens of set leaky", got)
+	}
+	if _, err := os.Stat(filepath.Join(f.r.DataDir, "work", in.Task.ID, ".terratask", "oidc", "leaky")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the token's directory outlived the step: %v", err)
+	}
 
 	// The set changes: the next step of a task is refused, naming it.
 	in = newTask(task.Secrets{})
@@ -84,6 +101,14 @@ func TestCredentialSetsReachTheStep(t *testing.T) {
 	if appErr.Type() != task.CodeConfig || !strings.Contains(te.Message, "API_KEY is set by both the task and credential set leaky") ||
 		strings.Contains(te.Message, "mine-1234") {
 		t.Errorf("a clash: %s %q", appErr.Type(), te.Message)
+	}
+
+	// A runner without an issuer's tokens fails the steps of a set with
+	// oidc, saying so.
+	f.r.Tokens = nil
+	appErr, te = taskErrorOf(t, f.exec(nil, "Init", newTask(task.Secrets{}), nil))
+	if appErr.Type() != task.CodeConfig || !strings.Contains(te.Message, "leaky") || !strings.Contains(te.Message, "--oidc-issuer") {
+		t.Errorf("no token source: %s %q", appErr.Type(), te.Message)
 	}
 
 	// A runner without a way to fetch sets fails the task's steps.
@@ -172,4 +197,29 @@ func TestWithCredentials(t *testing.T) {
 			t.Errorf("usesCredentials(%s) = %v", step, !want)
 		}
 	}
+}
+
+// fakeTokens mints the same token for every request, and records them.
+type fakeTokens struct {
+	token string
+	mu    sync.Mutex
+	reqs  []store.TokenRequest
+}
+
+func (f *fakeTokens) TaskToken(_ context.Context, req store.TokenRequest) (string, time.Time, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reqs = append(f.reqs, req)
+	return f.token, time.Now().Add(15 * time.Minute), nil
+}
+
+// phases are the requests' set/phase.
+func (f *fakeTokens) phases() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, r := range f.reqs {
+		out = append(out, r.Set+"/"+r.Phase)
+	}
+	return out
 }

@@ -98,7 +98,10 @@ type Runner struct {
 	// Credentials delivers the credential sets of tasks that use some
 	// (credentials.go); a runner without it fails their steps.
 	Credentials CredentialSource
-	Secrets     *secret.Box
+	// Tokens mints the OIDC tokens of credential sets with oidc
+	// (oidctoken.go); a runner without it fails their steps.
+	Tokens  TokenSource
+	Secrets *secret.Box
 	// Progress, when set, is called at a heartbeat tick when resource counts
 	// changed (the worker wires it to the task workflow's progress signal).
 	Progress func(ctx context.Context, workflowID, runID string, p task.Progress) error

@@ -19,6 +19,7 @@ import (
 	"github.com/terratask/terratask/internal/procgroup"
 	"github.com/terratask/terratask/internal/sandbox"
 	"github.com/terratask/terratask/metrics"
+	"github.com/terratask/terratask/oidc"
 	"github.com/terratask/terratask/secret"
 	"github.com/terratask/terratask/store"
 	"github.com/terratask/terratask/task"
@@ -73,6 +74,11 @@ type stepRun struct {
 	// credentialSets are the task's credential sets this step got, their
 	// values in secrets (credentials.go): names and OIDC configuration.
 	credentialSets []store.CredentialDelivery
+	// oidcEnv is the environment of the step's OIDC tokens, oidcDirs
+	// their directories and refreshers their renewals (oidctoken.go).
+	oidcEnv    map[string]string
+	oidcDirs   []string
+	refreshers []*oidc.Refresher
 
 	stopTick chan struct{}
 	tickDone chan struct{}
@@ -204,6 +210,28 @@ func (r *Runner) begin(ctx context.Context, in StepInput, step task.Step, spool 
 			}
 		} else if fi, err := os.Stat(paths.private); err == nil && fi.IsDir() {
 			s.hasDir = true
+		}
+	}
+	if len(errs) == 0 && usesCredentials(step) {
+		// The OIDC tokens of the task's credential sets (oidctoken.go),
+		// masked like its secrets.
+		tokens, err := s.startOIDC(ctx)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if len(tokens) > 0 {
+			mask := s.secrets
+			mask.Env = map[string]string{}
+			for k, v := range s.secrets.Env {
+				mask.Env[k] = v
+			}
+			if r.StateURL != "" && r.Secrets != nil {
+				mask.Env["\x00terratask state credential"] = s.stateCredential()
+			}
+			for i, t := range tokens {
+				mask.Env[fmt.Sprintf("\x00terratask oidc token %d", i)] = t
+			}
+			s.masker = secret.NewMasker(mask)
 		}
 	}
 	if r.Logs == nil {
@@ -371,6 +399,7 @@ func (s *stepRun) finish(ctx context.Context, err error) error {
 	if s.tickDone == nil {
 		// begin stopped before the step began (a stale attempt, or one
 		// that could not be checked): nothing ran, nothing to record.
+		s.stopOIDC()
 		s.leaveTask()
 		return toApplicationError(&stepError{code: task.CodeInternal, retryable: true, cause: err,
 			msg: fmt.Sprintf("step %s did not start: %v", s.step, err)}, s.step, s.masker)
@@ -392,6 +421,7 @@ func (s *stepRun) finish(ctx context.Context, err error) error {
 		s.r.markDirty(s.in.Task.ID)
 	}
 	s.stopProcesses()
+	s.stopOIDC()
 	expired := s.disarmLease()
 	if expired && err != nil && !errors.As(context.Cause(ctx), new(*stepStopped)) {
 		// The watchdog killed the step's commands: say why.

@@ -75,6 +75,9 @@ func (s *stepRun) terraformEnv() (map[string]string, error) {
 	for k, v := range s.secrets.Env {
 		env[k] = v
 	}
+	for k, v := range s.oidcEnv {
+		env[k] = v
+	}
 	if s.usesHTTPBackend() {
 		for k := range env {
 			if strings.HasPrefix(k, httpBackendEnvPrefix) {

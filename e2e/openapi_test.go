@@ -76,6 +76,12 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 			// (webui_test.go opens it).
 			continue
 		}
+		if strings.HasPrefix(path, "/.well-known/") {
+			// The OIDC issuer's documents: 404 on the shared dev, which
+			// has no --oidc-issuer (the route matrix checks that; server's
+			// TestOIDCWellKnownAndRunnerToken serves them).
+			continue
+		}
 		var methods []string
 		for method := range doc.Paths[path] {
 			methods = append(methods, method)

@@ -123,6 +123,13 @@ var routeMatrix = []row{
 	{op: "GET /readyz", want: cells(200, 200, 200, 200, 200, 200, 200, 200), call: get("/readyz")},
 	{op: "GET /api/v1/openapi.json", want: cells(200, 200, 200, 200, 200, 200, 200, 200), call: get("/api/v1/openapi.json")},
 	{op: "GET /metrics", want: cells(200, 200, 200, 200, 200, 200, 200, 200), call: get("/metrics")},
+	// The OIDC issuer's documents are public too, but the matrix's dev has
+	// no --oidc-issuer: 404 for everyone, key or not (server's
+	// TestOIDCWellKnownAndRunnerToken serves them with an issuer).
+	{op: "GET /.well-known/openid-configuration", want: cells(404, 404, 404, 404, 404, 404, 404, 404), call: get("/.well-known/openid-configuration"),
+		why: "public, and 404 without --oidc-issuer whatever the key"},
+	{op: "GET /.well-known/jwks.json", want: cells(404, 404, 404, 404, 404, 404, 404, 404), call: get("/.well-known/jwks.json"),
+		why: "public, and 404 without --oidc-issuer whatever the key"},
 
 	// Tasks: another org's are a 404, never a 403; so are another agent's
 	// for an agent-bound key.
@@ -321,6 +328,7 @@ var routeMatrix = []row{
 	{op: "GET /api/v1/runner/tasks/{taskId}", want: cells(401, 401, 401, 401, 401, 401, 401, 401), call: onRunnerAPI(http.MethodGet, "/tasks/task-x", nil)},
 	{op: "PUT /api/v1/runner/hosts/{hostId}", want: cells(401, 401, 401, 401, 401, 401, 401, 401), call: onRunnerAPI(http.MethodPut, "/hosts/h", []byte(`{}`))},
 	{op: "GET /api/v1/runner/credentials/{taskId}", want: cells(401, 401, 401, 401, 401, 401, 401, 401), call: onRunnerAPI(http.MethodGet, "/credentials/task-x?workspace=w", nil)},
+	{op: "POST /api/v1/runner/tokens/{taskId}", want: cells(401, 401, 401, 401, 401, 401, 401, 401), call: onRunnerAPI(http.MethodPost, "/tokens/task-x", []byte(`{"set":"s","phase":"plan","workspace":"w"}`))},
 }
 
 // onRunnerAPI is a row's request to the runner API.

@@ -54,6 +54,7 @@ func (s *Server) runnerRoutes(r *gin.Engine) {
 	g.GET("/plan-files/:taskId", s.runnerGetPlanFile)
 	g.GET("/tasks/:taskId", s.runnerGetTask)
 	g.GET("/credentials/:taskId", s.runnerGetCredentials)
+	g.POST("/tokens/:taskId", s.runnerPostToken)
 	g.PUT("/hosts/:hostId", s.runnerPutHost)
 }
 

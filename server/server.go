@@ -24,6 +24,7 @@ import (
 	"github.com/terratask/terratask/codec"
 	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/metrics"
+	"github.com/terratask/terratask/oidc"
 	"github.com/terratask/terratask/policy"
 	"github.com/terratask/terratask/secret/master"
 	"github.com/terratask/terratask/store"
@@ -131,6 +132,12 @@ type Options struct {
 	// API key has open on this server (default DefaultMaxStreamsPerKey;
 	// negative: no cap).
 	MaxStreamsPerKey int
+	// OIDC, when set, is the server's OIDC issuer (--oidc-issuer, issue
+	// 22): its discovery document and JWKS are served, publicly, at
+	// /.well-known/, and runners get their steps' tokens from it (the
+	// runner API's tokens route). nil: those paths answer 404 and token
+	// requests fail.
+	OIDC *oidc.Issuer
 }
 
 // Server is the HTTP API.
@@ -268,6 +275,10 @@ func New(opts Options) *Server {
 	s.credentialRoutes(api)
 	s.stateRoutes(r)
 	s.runnerRoutes(r)
+	// The OIDC issuer's discovery document and keys are public: relying
+	// parties (AWS, GCP, Azure) fetch them without a key.
+	r.GET(oidc.DiscoveryPath, s.wellKnown)
+	r.GET(oidc.JWKSPath, s.wellKnown)
 	if opts.MCP != nil {
 		h := s.streamHandler(opts.MCP)
 		for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {

@@ -28,6 +28,7 @@ import (
 	"github.com/terratask/terratask/auth"
 	"github.com/terratask/terratask/events"
 	"github.com/terratask/terratask/mcp"
+	"github.com/terratask/terratask/oidc"
 	"github.com/terratask/terratask/secret/master"
 	"github.com/terratask/terratask/server"
 	"github.com/terratask/terratask/store"
@@ -249,6 +250,8 @@ type apiOptions struct {
 	// http hardens the API: its write timeout and stream cap are the
 	// API's own, the rest the listener's (see serveAPI).
 	http HTTPOptions
+	// oidc is the OIDC issuer of --oidc-issuer (nil: none).
+	oidc *oidc.Issuer
 }
 
 // newAPI builds the HTTP API and the hub that wakes its streams, fed from
@@ -277,6 +280,7 @@ func newAPI(ctx context.Context, c client.Client, st store.Store, keys *auth.Key
 		WebhookAllow: o.egress.webhook,
 		SourceAllow:  o.egress.source,
 		Isolation:    o.isolation,
+		OIDC:         o.oidc,
 	})
 	return api
 }

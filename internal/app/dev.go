@@ -41,6 +41,9 @@ type DevOptions struct {
 	UIAddress    string   // default 127.0.0.1:8233; "" disables the UI
 	Namespace    string   // default "default"
 	Runners      []string // default ["local"]
+	// OIDCIssuer is --oidc-issuer: the URL of the OIDC issuer whose
+	// tokens steps get for credential sets with oidc (issue 22); "" none.
+	OIDCIssuer string
 	// OnDemandRunners starts a local runner for any other runner ID a task
 	// names (the CLI sets it unless --runner was given).
 	OnDemandRunners bool
@@ -331,7 +334,11 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	}
 	// The API starts before the runners and stops after them: their steps
 	// keep state on its HTTP backend until the last one has finished.
-	api := newAPI(ctx, c, st, keyring, box, key, log, apiOptions{runnerWait: o.RunnerWait, approvalWait: o.ApprovalWait, stateVersions: o.StateVersions, egress: egress, ops: ops, isolation: sb.Status(), http: o.HTTP})
+	issuer, err := startOIDC(ctx, o.OIDCIssuer, st, box, log)
+	if err != nil {
+		return err
+	}
+	api := newAPI(ctx, c, st, keyring, box, key, log, apiOptions{runnerWait: o.RunnerWait, approvalWait: o.ApprovalWait, stateVersions: o.StateVersions, egress: egress, ops: ops, isolation: sb.Status(), http: o.HTTP, oidc: issuer})
 	srv := serveAPI(apiLn, api, log, o.HTTP, tlsCfg)
 	apiLnServed = true
 	s.push("http", func() error { return shutdownHTTP(srv) })
@@ -376,7 +383,7 @@ func RunDev(ctx context.Context, o DevOptions) error {
 		r := &activities.Runner{
 			Org: org, RunnerID: id, HostID: host, DataDir: runnerDir, ModulesDir: modulesDir,
 			DefaultModule: demoDir, SourceRoots: []string{modulesDir, demoDir}, SourceAllow: egress.source,
-			Logs: countingStore{st}, Plans: st, Credentials: store.LocalCredentials{Store: st}, Secrets: orgBox, StateURL: stateURL,
+			Logs: countingStore{st}, Plans: st, Credentials: store.LocalCredentials{Store: st}, Tokens: localTokens(st, issuer), Secrets: orgBox, StateURL: stateURL,
 			TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile, Sandbox: sb, Watchdog: wd, PassEnv: o.Isolation.PassEnv,
 			Logger: log.Named("runner").With(zap.String("org", org), zap.String("runner", id)),
 		}

@@ -87,6 +87,9 @@ type ServerOptions struct {
 	KeysFile    string // required
 	SecretKey   string // base64 32-byte key shared with the runners
 	RunnerWait  time.Duration
+	// OIDCIssuer is --oidc-issuer: the URL of the OIDC issuer whose
+	// tokens steps get for credential sets with oidc (issue 22); "" none.
+	OIDCIssuer string
 	// HTTP hardens the API's listener: timeouts, the per-key stream cap,
 	// TLS.
 	HTTP HTTPOptions
@@ -206,7 +209,11 @@ func RunServer(ctx context.Context, o ServerOptions) error {
 		}
 		ops.metrics = nil
 	}
-	api := newAPI(ctx, c, st, keyring, box, keys.current, log, apiOptions{runnerWait: o.RunnerWait, approvalWait: o.ApprovalWait, stateVersions: o.StateVersions, egress: egress, ops: ops, http: o.HTTP})
+	issuer, err := startOIDC(ctx, o.OIDCIssuer, st, box, log)
+	if err != nil {
+		return err
+	}
+	api := newAPI(ctx, c, st, keyring, box, keys.current, log, apiOptions{runnerWait: o.RunnerWait, approvalWait: o.ApprovalWait, stateVersions: o.StateVersions, egress: egress, ops: ops, http: o.HTTP, oidc: issuer})
 	ln, err := net.Listen("tcp", o.HTTPAddress)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", o.HTTPAddress, err)
@@ -360,6 +367,7 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 		logs    activities.LogSink
 		plans   activities.PlanKeeper
 		creds   activities.CredentialSource
+		tokens  activities.TokenSource
 		hostsTo worker.HostPublisher
 		ended   func(ctx context.Context, org, id string) (bool, error)
 	)
@@ -375,6 +383,7 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 			return err
 		}
 		logs, plans, creds, hostsTo, ended = countingLogs{api}, api, api, api, api.TaskEnded
+		tokens = api
 	} else {
 		st, err := openStore(ctx, o.Store)
 		if err != nil {
@@ -382,6 +391,9 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 		}
 		s.push("store", st.Close)
 		logs, plans, creds, hostsTo, ended = countingLogs{st}, st, store.LocalCredentials{Store: st}, st, storeTaskEnded(st)
+		// A runner with the store is not the control plane: it has no
+		// issuer, so oidc sets fail its steps.
+		tokens = localTokens(st, nil)
 	}
 	c, _, err := s.dial(ctx, o.Temporal, log, cdc)
 	if err != nil {
@@ -413,7 +425,7 @@ func RunRunner(ctx context.Context, o RunnerOptions) error {
 	}
 	r := &activities.Runner{
 		Org: o.Org, RunnerID: o.ID, HostID: host, DataDir: dataDir, ModulesDir: o.ModulesDir,
-		DefaultModule: o.DefaultModule, SourceRoots: roots, SourceAllow: sourceAllow, Logs: logs, Plans: plans, Credentials: creds, Secrets: box, StateDir: stateDir, StateURL: o.StateURL,
+		DefaultModule: o.DefaultModule, SourceRoots: roots, SourceAllow: sourceAllow, Logs: logs, Plans: plans, Credentials: creds, Tokens: tokens, Secrets: box, StateDir: stateDir, StateURL: o.StateURL,
 		TofuPaths: o.TofuPaths, CLIConfigFile: o.CLIConfigFile, Sandbox: sb, Watchdog: wd, PassEnv: o.Isolation.PassEnv,
 		Logger: log.Named("runner").With(zap.String("runner", o.ID)),
 	}

@@ -165,6 +165,38 @@ func (c *Client) TaskCredentials(ctx context.Context, req store.CredentialReques
 	return out.Sets, nil
 }
 
+// TaskToken mints the OIDC token of a step of task req.TaskID for its
+// credential set req.Set (activities.TokenSource). A set the server refuses
+// is a *store.CredentialRefusedError, a server without --oidc-issuer
+// store.ErrNoOIDCIssuer, a set without oidc store.ErrNotOIDCSet; req.Org,
+// req.RunnerID and req.Key are the server's to know.
+func (c *Client) TaskToken(ctx context.Context, req store.TokenRequest) (string, time.Time, error) {
+	body := map[string]any{"set": req.Set, "phase": req.Phase, "workspace": req.Workspace, "ttl_seconds": int64(req.TTL / time.Second)}
+	var out struct {
+		Token     string    `json:"token"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	err := c.do(ctx, http.MethodPost, "/tokens/"+url.PathEscape(req.TaskID), body, &out)
+	var apiErr *Error
+	if errors.As(err, &apiErr) {
+		set, _ := apiErr.Details["set"].(string)
+		switch {
+		case apiErr.Status == http.StatusForbidden && set != "":
+			scope, _ := apiErr.Details["scope"].(string)
+			value, _ := apiErr.Details["value"].(string)
+			return "", time.Time{}, &store.CredentialRefusedError{Set: set, Scope: scope, Value: value}
+		case apiErr.Status == http.StatusNotImplemented:
+			return "", time.Time{}, store.ErrNoOIDCIssuer
+		case apiErr.Status == http.StatusConflict && set != "":
+			return "", time.Time{}, fmt.Errorf("credential set %s: %w", set, store.ErrNotOIDCSet)
+		}
+	}
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return out.Token, out.ExpiresAt, nil
+}
+
 // PutRunnerHost publishes the host's row.
 func (c *Client) PutRunnerHost(ctx context.Context, h store.RunnerHost) error {
 	return c.do(ctx, http.MethodPut, "/hosts/"+url.PathEscape(h.HostID), h, nil)
