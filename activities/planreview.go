@@ -110,11 +110,13 @@ func (s *stepRun) showPlan(ctx context.Context, tf *tfexec.Terraform, planFile, 
 	start := time.Now()
 	plan, err := tf.ShowPlanFile(ctx, planFile, tfexec.JSONNumber(true))
 	observeCommand(ctx, "show", start, err)
-	tf.SetStdout(io.Discard)
 	if withText && forPolicy {
+		tf.SetStdout(io.Discard)
 		showText()
 	}
 	txt := <-textDone
+	// Both shows are done: the handle's later commands write nowhere.
+	tf.SetStdout(io.Discard)
 	for _, e := range []struct {
 		cmd string
 		err error
