@@ -143,7 +143,13 @@ func TestWebhookRetriesUntilAccepted(t *testing.T) {
 	if len(deliveryIDs) != 4 || deliveryIDs[0] != deliveryIDs[3] {
 		t.Fatalf("the receiver got %v", deliveryIDs)
 	}
-	ds := shared.deliveryLog(t, hook.ID)
+	// The attempt is logged once the receiver's answer is back: the
+	// receiver may see the fourth attempt before the log holds it.
+	var ds []api.Delivery
+	waitFor(t, time.Minute, "the fourth attempt logged", func() bool {
+		ds = shared.deliveryLog(t, hook.ID)
+		return len(ds) >= 4
+	})
 	var attempts []string
 	for i := len(ds) - 1; i >= 0; i-- {
 		attempts = append(attempts, fmt.Sprintf("%d:%d", ds[i].Attempt, ds[i].StatusCode))
